@@ -1,0 +1,1 @@
+"""The ``secmark`` command line: one sub-command module per role's task."""
