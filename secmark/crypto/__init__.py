@@ -1,0 +1,32 @@
+"""Primitives: ECVRF, identity keys and key files."""
+
+from __future__ import annotations
+
+from secmark.crypto.ecvrf import VrfPublicKey, VrfSecretKey, proof_to_hash
+from secmark.crypto.keyfile import (
+    INTERACTIVE_KDF,
+    MODERATE_KDF,
+    KdfParams,
+    decode_key_file,
+    encode_key_file,
+    read_key_file,
+    write_key_file,
+)
+from secmark.crypto.keys import SUITE, IdentityKeys, PublicKeys, verify_ed25519
+
+__all__ = [
+    "SUITE",
+    "IdentityKeys",
+    "PublicKeys",
+    "VrfPublicKey",
+    "VrfSecretKey",
+    "proof_to_hash",
+    "verify_ed25519",
+    "KdfParams",
+    "INTERACTIVE_KDF",
+    "MODERATE_KDF",
+    "encode_key_file",
+    "decode_key_file",
+    "read_key_file",
+    "write_key_file",
+]

@@ -1,0 +1,233 @@
+"""Private key files: an identity's secrets, encrypted at rest.
+
+A key file is canonical JSON. When protected, the secrets are encrypted with
+XChaCha20-Poly1305 under a key derived from the passphrase by Argon2id (both
+from libsodium); every other field of the file is bound to the ciphertext as
+associated data, so a changed KDF parameter or key id is detected like a
+changed ciphertext. An unprotected file holds the secrets in clear and exists
+only when the caller asks for it explicitly.
+
+Files are written atomically with mode 0600 and refused on load when other
+users can read them.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from nacl import bindings as sodium
+from nacl import pwhash
+from nacl.exceptions import CryptoError
+
+from secmark.crypto.keys import SUITE, IdentityKeys
+from secmark.encoding import b64url_decode, b64url_encode, canonical_json, parse_canonical_json
+from secmark.errors import EncodingError, KeyMaterialError
+from secmark.files import SECRET_FILE_MODE, write_atomic
+
+__all__ = [
+    "KdfParams",
+    "INTERACTIVE_KDF",
+    "MODERATE_KDF",
+    "encode_key_file",
+    "decode_key_file",
+    "write_key_file",
+    "read_key_file",
+]
+
+_TYPE = "secmark.keyfile"
+_VERSION = 1
+_PROTECTED = "argon2id-xchacha20poly1305"
+_UNPROTECTED = "none"
+_SALT_SIZE = pwhash.argon2id.SALTBYTES
+_NONCE_SIZE = sodium.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
+_KEY_SIZE = sodium.crypto_aead_xchacha20poly1305_ietf_KEYBYTES
+# A key file is a few hundred bytes; the bound keeps a hostile file from
+# making the parser work on megabytes.
+_MAX_FILE_SIZE = 4096
+# A hostile file could otherwise ask Argon2id for gigabytes of memory.
+_MAX_OPSLIMIT = pwhash.argon2id.OPSLIMIT_SENSITIVE
+_MAX_MEMLIMIT = pwhash.argon2id.MEMLIMIT_SENSITIVE
+
+
+@dataclass(frozen=True)
+class KdfParams:
+    """Argon2id cost parameters (libsodium's opslimit and memlimit in bytes)."""
+
+    opslimit: int
+    memlimit: int
+
+
+MODERATE_KDF = KdfParams(pwhash.argon2id.OPSLIMIT_MODERATE, pwhash.argon2id.MEMLIMIT_MODERATE)
+"""The default: libsodium's recommendation for keys kept at rest (256 MiB)."""
+
+INTERACTIVE_KDF = KdfParams(
+    pwhash.argon2id.OPSLIMIT_INTERACTIVE, pwhash.argon2id.MEMLIMIT_INTERACTIVE
+)
+"""Cheaper parameters (64 MiB) for machines short of memory, and for tests."""
+
+
+def _derive_key(passphrase: bytes, salt: bytes, params: KdfParams) -> bytes:
+    return pwhash.argon2id.kdf(
+        _KEY_SIZE, passphrase, salt, opslimit=params.opslimit, memlimit=params.memlimit
+    )
+
+
+def encode_key_file(
+    keys: IdentityKeys,
+    passphrase: bytes | None,
+    *,
+    kdf: KdfParams = MODERATE_KDF,
+    unencrypted: bool = False,
+) -> bytes:
+    """The bytes of a key file holding ``keys``.
+
+    Exactly one of ``passphrase`` and ``unencrypted=True`` must be given.
+
+    Raises:
+        KeyMaterialError: neither or both were given, or the passphrase is empty.
+    """
+    header: dict[str, Any] = {
+        "key_id": keys.key_id,
+        "suite": SUITE,
+        "type": _TYPE,
+        "version": _VERSION,
+    }
+    secrets = {name: b64url_encode(value) for name, value in keys.secret_fields().items()}
+    if unencrypted:
+        if passphrase is not None:
+            raise KeyMaterialError("give a passphrase or ask for an unencrypted file, not both")
+        return canonical_json({**header, "protection": _UNPROTECTED, "secrets": secrets})
+    if not passphrase:
+        raise KeyMaterialError(
+            "a passphrase is required to protect the key file; "
+            "ask explicitly for an unencrypted file if it is stored elsewhere safely"
+        )
+    salt = os.urandom(_SALT_SIZE)
+    nonce = os.urandom(_NONCE_SIZE)
+    header.update(
+        protection=_PROTECTED,
+        kdf={"memlimit": kdf.memlimit, "opslimit": kdf.opslimit, "salt": b64url_encode(salt)},
+        nonce=b64url_encode(nonce),
+    )
+    ciphertext = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(
+        canonical_json(secrets), canonical_json(header), nonce, _derive_key(passphrase, salt, kdf)
+    )
+    return canonical_json({**header, "ciphertext": b64url_encode(ciphertext)})
+
+
+def _expect_keys(value: dict[str, Any], required: set[str]) -> None:
+    if set(value) != required:
+        missing = sorted(required - set(value))
+        extra = sorted(set(value) - required)
+        raise EncodingError(f"key file fields are wrong (missing {missing}, unexpected {extra})")
+
+
+def _int_field(kdf: dict[str, Any], name: str, upper: int) -> int:
+    value = kdf[name]
+    if type(value) is not int or not 1 <= value <= upper:
+        raise EncodingError(f"key file KDF {name} must be an integer in [1, {upper}]")
+    return value
+
+
+def _keys_from_secrets(secrets: Any, key_id: str) -> IdentityKeys:
+    if not isinstance(secrets, dict):
+        raise EncodingError("key file secrets must be a JSON object")
+    _expect_keys(secrets, {"encryption_key", "signing_seed", "vrf_seed"})
+    keys = IdentityKeys(
+        b64url_decode(secrets["signing_seed"], what="signing seed", size=32),
+        b64url_decode(secrets["vrf_seed"], what="VRF seed", size=32),
+        b64url_decode(secrets["encryption_key"], what="encryption key", size=32),
+    )
+    if keys.key_id != key_id:
+        raise KeyMaterialError("the key file is corrupted: its secrets do not match its key id")
+    return keys
+
+
+def decode_key_file(data: bytes, passphrase: bytes | None) -> IdentityKeys:
+    """Open the bytes of a key file.
+
+    Raises:
+        KeyMaterialError: the file is protected and no passphrase, or a wrong
+            one, was given, or the file was modified or corrupted.
+    """
+    try:
+        document = parse_canonical_json(data, max_size=_MAX_FILE_SIZE, what="key file")
+        if not isinstance(document, dict):
+            raise EncodingError("a key file must be a JSON object")
+        if document.get("type") != _TYPE or document.get("version") != _VERSION:
+            raise EncodingError(f"not a {_TYPE} version {_VERSION} file")
+        protection = document.get("protection")
+        common = {"key_id", "protection", "suite", "type", "version"}
+        if protection == _UNPROTECTED:
+            _expect_keys(document, common | {"secrets"})
+            return _keys_from_secrets(document["secrets"], document["key_id"])
+        if protection != _PROTECTED:
+            raise EncodingError(f"unknown key file protection {protection!r}")
+        _expect_keys(document, common | {"ciphertext", "kdf", "nonce"})
+        kdf = document["kdf"]
+        if not isinstance(kdf, dict):
+            raise EncodingError("key file KDF parameters must be a JSON object")
+        _expect_keys(kdf, {"memlimit", "opslimit", "salt"})
+        params = KdfParams(
+            _int_field(kdf, "opslimit", _MAX_OPSLIMIT), _int_field(kdf, "memlimit", _MAX_MEMLIMIT)
+        )
+        salt = b64url_decode(kdf["salt"], what="KDF salt", size=_SALT_SIZE)
+        nonce = b64url_decode(document["nonce"], what="nonce", size=_NONCE_SIZE)
+        ciphertext = b64url_decode(document["ciphertext"], what="ciphertext")
+    except EncodingError as error:
+        raise KeyMaterialError(f"the key file is malformed: {error}") from None
+    if not passphrase:
+        raise KeyMaterialError("the key file is encrypted: a passphrase is required")
+    header = {name: value for name, value in document.items() if name != "ciphertext"}
+    try:
+        plaintext = sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(
+            ciphertext, canonical_json(header), nonce, _derive_key(passphrase, salt, params)
+        )
+    except CryptoError:
+        raise KeyMaterialError(
+            "cannot open the key file: wrong passphrase, or the file was modified"
+        ) from None
+    try:
+        secrets = parse_canonical_json(plaintext, max_size=_MAX_FILE_SIZE, what="key file secrets")
+        return _keys_from_secrets(secrets, document["key_id"])
+    except EncodingError as error:
+        raise KeyMaterialError(f"the key file is malformed: {error}") from None
+
+
+def write_key_file(
+    path: str | os.PathLike[str],
+    keys: IdentityKeys,
+    passphrase: bytes | None,
+    *,
+    kdf: KdfParams = MODERATE_KDF,
+    unencrypted: bool = False,
+    overwrite: bool = False,
+) -> Path:
+    """Write a key file atomically with mode 0600; see :func:`encode_key_file`."""
+    data = encode_key_file(keys, passphrase, kdf=kdf, unencrypted=unencrypted)
+    return write_atomic(path, data, mode=SECRET_FILE_MODE, overwrite=overwrite)
+
+
+def read_key_file(path: str | os.PathLike[str], passphrase: bytes | None) -> IdentityKeys:
+    """Read and open a key file; see :func:`decode_key_file`.
+
+    Raises:
+        KeyMaterialError: the file is missing, readable by other users, or
+            cannot be opened.
+    """
+    target = Path(path)
+    try:
+        with open(target, "rb") as handle:
+            mode = os.fstat(handle.fileno()).st_mode
+            data = handle.read(_MAX_FILE_SIZE + 1)
+    except OSError as error:
+        raise KeyMaterialError(f"cannot read key file {target}: {error.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise KeyMaterialError(
+            f"key file {target} is accessible by other users; run: chmod 600 {target}"
+        )
+    return decode_key_file(data, passphrase)

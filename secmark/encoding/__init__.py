@@ -1,0 +1,24 @@
+"""Canonical encodings: RFC 8785 JSON, strict base64, RFC 3339 UTC times."""
+
+from __future__ import annotations
+
+from secmark.encoding.b64 import (
+    b64_decode,
+    b64_encode,
+    b64url_decode,
+    b64url_encode,
+)
+from secmark.encoding.jcs import canonical_json, parse_canonical_json
+from secmark.encoding.times import format_time, parse_time, utc_now
+
+__all__ = [
+    "b64_decode",
+    "b64_encode",
+    "b64url_decode",
+    "b64url_encode",
+    "canonical_json",
+    "parse_canonical_json",
+    "format_time",
+    "parse_time",
+    "utc_now",
+]
