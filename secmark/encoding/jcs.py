@@ -68,6 +68,10 @@ def parse_canonical_json(data: bytes, *, max_size: int, what: str = "document") 
         raise EncodingError(f"{what} is nested too deeply") from None
     except json.JSONDecodeError as error:
         raise EncodingError(f"{what} is not valid JSON: {error.msg} at byte {error.pos}") from None
-    if canonical_json(value) != data:
+    try:
+        canonical = canonical_json(value)
+    except EncodingError as error:
+        raise EncodingError(f"{what} holds a value outside canonical JSON: {error}") from None
+    if canonical != data:
         raise EncodingError(f"{what} is not in RFC 8785 canonical form")
     return value

@@ -1,0 +1,44 @@
+"""Fixtures shared by every test package."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from secmark.crypto import IdentityKeys
+
+VECTORS = Path(__file__).resolve().parent.parent / "vectors"
+
+
+def load_vector(relative: str) -> Any:
+    return json.loads((VECTORS / relative).read_text(encoding="utf-8"))
+
+
+def fixed_keys(label: str) -> IdentityKeys:
+    """Deterministic identity keys, distinct per label."""
+
+    def seed(part: str) -> bytes:
+        return hashlib.sha256(f"secmark tests {label} {part}".encode()).digest()
+
+    return IdentityKeys(seed("signing"), seed("vrf"), seed("encryption"))
+
+
+def flip_byte(data: bytes, index: int, mask: int = 0x01) -> bytes:
+    """``data`` with the bits of ``mask`` flipped in byte ``index``."""
+    changed = bytearray(data)
+    changed[index] ^= mask
+    return bytes(changed)
+
+
+@pytest.fixture
+def owner_keys() -> IdentityKeys:
+    return fixed_keys("owner")
+
+
+@pytest.fixture
+def other_keys() -> IdentityKeys:
+    return fixed_keys("other")

@@ -1,0 +1,131 @@
+"""ECVRF-EDWARDS25519-SHA512-TAI: RFC 9381 vectors, rejections, properties."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nacl import bindings as sodium
+
+from secmark.crypto import VrfPublicKey, VrfSecretKey, proof_to_hash
+from secmark.crypto import ecvrf
+from secmark.errors import KeyMaterialError, ProofError
+from tests.conftest import flip_byte, load_vector
+
+RFC_VECTORS = load_vector("ecvrf/rfc9381-tai.json")["vectors"]
+Q = 2**252 + 27742317777372353535851937790883648493
+P = 2**255 - 19
+
+
+@pytest.mark.parametrize("vector", RFC_VECTORS, ids=lambda v: f"example-{v['example']}")
+def test_rfc9381_intermediate_values(vector: dict[str, str]) -> None:
+    secret = VrfSecretKey(bytes.fromhex(vector["sk"]))
+    assert secret._x == int.from_bytes(bytes.fromhex(vector["x"]), "little") % Q
+    h = ecvrf._encode_to_curve(bytes.fromhex(vector["pk"]), bytes.fromhex(vector["alpha"]))
+    assert h.hex() == vector["H"]
+
+
+@pytest.mark.parametrize("vector", RFC_VECTORS, ids=lambda v: f"example-{v['example']}")
+def test_proof_to_hash_matches_rfc(vector: dict[str, str]) -> None:
+    assert proof_to_hash(bytes.fromhex(vector["pi"])).hex() == vector["beta"]
+
+
+@pytest.mark.parametrize("position", range(ecvrf.PROOF_SIZE))
+def test_every_tampered_proof_byte_is_rejected(position: int) -> None:
+    vector = RFC_VECTORS[1]
+    public = VrfPublicKey.from_public_bytes(bytes.fromhex(vector["pk"]))
+    proof = bytes.fromhex(vector["pi"])
+    for mask in (0x01, 0x80):
+        with pytest.raises(ProofError):
+            public.verify(bytes.fromhex(vector["alpha"]), flip_byte(proof, position, mask))
+
+
+def test_unreduced_scalar_is_rejected_although_it_would_verify_mod_q() -> None:
+    vector = RFC_VECTORS[0]
+    proof = bytes.fromhex(vector["pi"])
+    s = int.from_bytes(proof[48:], "little")
+    public = VrfPublicKey.from_public_bytes(bytes.fromhex(vector["pk"]))
+    with pytest.raises(ProofError, match="not reduced"):
+        public.verify(b"", proof[:48] + (s + Q).to_bytes(32, "little"))
+
+
+def test_zero_challenge_and_scalar_give_proof_error_not_library_error() -> None:
+    vector = RFC_VECTORS[0]
+    public = VrfPublicKey.from_public_bytes(bytes.fromhex(vector["pk"]))
+    forged = bytes.fromhex(vector["pi"])[:32] + bytes(48)
+    with pytest.raises(ProofError, match="does not verify"):
+        public.verify(b"", forged)
+
+
+@pytest.mark.parametrize(
+    ("encoding", "canonical"),
+    [
+        ((P - 1).to_bytes(32, "little"), True),
+        ((P).to_bytes(32, "little"), False),
+        ((P + 1).to_bytes(32, "little"), False),
+        ((2**255 - 1).to_bytes(32, "little"), False),
+        ((1 | (1 << 255)).to_bytes(32, "little"), False),
+        (((P - 1) | (1 << 255)).to_bytes(32, "little"), False),
+        ((1).to_bytes(32, "little"), True),
+    ],
+)
+def test_rfc8032_canonical_encoding_rule(encoding: bytes, canonical: bool) -> None:
+    assert ecvrf._is_canonical_encoding(encoding) is canonical
+
+
+def test_encode_to_curve_result_is_in_prime_order_subgroup() -> None:
+    for counter in range(32):
+        point = ecvrf._encode_to_curve(bytes.fromhex(RFC_VECTORS[0]["pk"]), bytes([counter]))
+        assert sodium.crypto_core_ed25519_is_valid_point(point)
+
+
+@pytest.mark.parametrize("size", [0, 31, 33])
+def test_wrong_sizes_are_refused(size: int) -> None:
+    with pytest.raises(KeyMaterialError):
+        VrfSecretKey(bytes(size))
+    with pytest.raises(KeyMaterialError):
+        VrfPublicKey.from_public_bytes(bytes(size))
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.binary(min_size=32, max_size=32), alpha=st.binary(max_size=96))
+def test_prove_verify_round_trip(seed: bytes, alpha: bytes) -> None:
+    secret = VrfSecretKey(seed)
+    proof, beta = secret.prove_and_hash(alpha)
+    assert len(proof) == ecvrf.PROOF_SIZE and len(beta) == ecvrf.OUTPUT_SIZE
+    assert secret.public_key.verify(alpha, proof) == beta
+    assert proof_to_hash(proof) == beta
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.binary(min_size=32, max_size=32),
+    alpha=st.binary(max_size=64),
+    position=st.integers(min_value=0, max_value=ecvrf.PROOF_SIZE - 1),
+    mask=st.integers(min_value=1, max_value=255),
+)
+def test_any_single_byte_change_to_a_proof_is_rejected(
+    seed: bytes, alpha: bytes, position: int, mask: int
+) -> None:
+    secret = VrfSecretKey(seed)
+    proof = secret.prove(alpha)
+    with pytest.raises(ProofError):
+        secret.public_key.verify(alpha, flip_byte(proof, position, mask))
+
+
+@settings(max_examples=25, deadline=None)
+@given(seed=st.binary(min_size=32, max_size=32), alpha=st.binary(max_size=32))
+def test_output_is_unique_per_key_and_input(seed: bytes, alpha: bytes) -> None:
+    secret = VrfSecretKey(seed)
+    other = VrfSecretKey(hashlib.sha256(seed).digest())
+    assert secret.prove_and_hash(alpha)[1] != secret.prove_and_hash(alpha + b"\x00")[1]
+    assert secret.prove_and_hash(alpha)[1] != other.prove_and_hash(alpha)[1]
+    with pytest.raises(ProofError):
+        other.public_key.verify(alpha, secret.prove(alpha))
+
+
+def test_secret_key_repr_does_not_show_the_seed() -> None:
+    seed = bytes(range(32))
+    assert seed.hex() not in repr(VrfSecretKey(seed))

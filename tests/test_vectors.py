@@ -1,0 +1,100 @@
+"""Every file under vectors/ is checked against the code, by its ``kind``.
+
+A vector file of a kind this module does not know fails the suite, so no
+vector can be added without a check.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from secmark import errors
+from secmark.crypto import IdentityKeys, VrfPublicKey, VrfSecretKey, decode_key_file
+from secmark.messages import create_identity, open_identity
+
+VECTORS = Path(__file__).resolve().parent.parent / "vectors"
+
+
+def check_ecvrf_tai(content: dict[str, Any]) -> None:
+    for vector in content["vectors"]:
+        secret = VrfSecretKey(bytes.fromhex(vector["sk"]))
+        alpha = bytes.fromhex(vector["alpha"])
+        assert secret.public_key.public_bytes_raw().hex() == vector["pk"]
+        proof, beta = secret.prove_and_hash(alpha)
+        assert proof.hex() == vector["pi"]
+        assert beta.hex() == vector["beta"]
+        public = VrfPublicKey.from_public_bytes(bytes.fromhex(vector["pk"]))
+        assert public.verify(alpha, bytes.fromhex(vector["pi"])).hex() == vector["beta"]
+
+
+def check_ecvrf_tai_negative(content: dict[str, Any]) -> None:
+    for vector in content["vectors"]:
+        expected = getattr(errors, vector["error"])
+        with pytest.raises(expected):
+            public = VrfPublicKey.from_public_bytes(bytes.fromhex(vector["pk"]))
+            public.verify(bytes.fromhex(vector["alpha"]), bytes.fromhex(vector["pi"]))
+
+
+def _vector_identity(content: dict[str, Any]) -> IdentityKeys:
+    return IdentityKeys(
+        bytes.fromhex(content["signing_seed"]),
+        bytes.fromhex(content["vrf_seed"]),
+        bytes.fromhex(content["encryption_key"]),
+    )
+
+
+def check_identity(content: dict[str, Any]) -> None:
+    keys = _vector_identity(content)
+    assert keys.key_id == content["key_id"]
+    created = datetime.strptime(content["created"], "%Y-%m-%dT%H:%M:%SZ")
+    signed = create_identity(keys, content["name"], created=created.replace(tzinfo=timezone.utc))
+    assert signed.to_json() == content["envelope"].encode()
+    assert signed.digest == content["payload_sha256"]
+    opened = open_identity(content["envelope"].encode())
+    assert opened.document.key_id == content["key_id"]
+
+
+def check_identity_negative(content: dict[str, Any]) -> None:
+    for vector in content["vectors"]:
+        with pytest.raises(getattr(errors, vector["error"])):
+            open_identity(vector["envelope"].encode())
+
+
+def check_keyfile(content: dict[str, Any]) -> None:
+    data = content["key_file"].encode()
+    keys = decode_key_file(data, content["passphrase"].encode())
+    assert keys.key_id == content["key_id"]
+    with pytest.raises(errors.KeyMaterialError):
+        decode_key_file(data, content["passphrase"].encode() + b"!")
+
+
+CHECKERS: dict[str, Callable[[dict[str, Any]], None]] = {
+    "ecvrf-tai": check_ecvrf_tai,
+    "ecvrf-tai-negative": check_ecvrf_tai_negative,
+    "identity": check_identity,
+    "identity-negative": check_identity_negative,
+    "keyfile": check_keyfile,
+}
+
+
+def vector_files() -> list[Path]:
+    return sorted(VECTORS.rglob("*.json"))
+
+
+def test_vector_directory_is_not_empty() -> None:
+    assert len(vector_files()) >= len(CHECKERS)
+
+
+@pytest.mark.parametrize("path", vector_files(), ids=lambda p: str(p.relative_to(VECTORS)))
+def test_vector_file(path: Path) -> None:
+    content = json.loads(path.read_text(encoding="utf-8"))
+    kind = content.get("kind")
+    assert kind in CHECKERS, f"{path}: no check for vector kind {kind!r}"
+    assert content.get("source"), f"{path}: a vector file must name its source"
+    CHECKERS[kind](content)
