@@ -98,6 +98,29 @@ class Fields:
             raise self._fail(name, f"an integer in [{minimum}, {maximum}]")
         return value
 
+    def number(self, name: str) -> float:
+        """A finite JSON number (integer or not), returned as a float.
+
+        JCS writes integral floats without a fraction (``2.0`` as ``2``), so a
+        number field accepts both spellings.
+        """
+        value = self._get(name)
+        if type(value) not in (int, float):
+            raise self._fail(name, "a number")
+        return float(value)
+
+    def integer_list(self, name: str, *, minimum: int, maximum: int, max_items: int) -> list[int]:
+        value = self._get(name)
+        if (
+            not isinstance(value, list)
+            or len(value) > max_items
+            or any(type(item) is not int or not minimum <= item <= maximum for item in value)
+        ):
+            raise self._fail(
+                name, f"a list of at most {max_items} integers in [{minimum}, {maximum}]"
+            )
+        return value
+
     def boolean(self, name: str) -> bool:
         value = self._get(name)
         if not isinstance(value, bool):
@@ -117,6 +140,11 @@ class Fields:
         ):
             raise self._fail(name, "64 lower-case hex digits (a SHA-256 digest)")
         return value
+
+    def optional_hex_digest(self, name: str) -> str | None:
+        if self._get(name) is None:
+            return None
+        return self.hex_digest(name)
 
     def time(self, name: str) -> datetime:
         return parse_time(self._get(name), what=f"{self._context} field {name!r}")

@@ -16,7 +16,13 @@ from secmark.messages.document import (
     sign_document,
 )
 
-__all__ = ["Identity", "create_identity", "open_identity", "MAX_IDENTITY_SIZE"]
+__all__ = [
+    "Identity",
+    "create_identity",
+    "open_identity",
+    "public_keys_from_fields",
+    "MAX_IDENTITY_SIZE",
+]
 
 MAX_IDENTITY_SIZE = 8192
 """An identity envelope is under a kilobyte; anything far larger is refused unread."""
@@ -24,7 +30,7 @@ MAX_IDENTITY_SIZE = 8192
 _MAX_NAME_LENGTH = 256
 
 
-def _public_keys_from(fields: Fields) -> PublicKeys:
+def _public_key_object(fields: Fields) -> PublicKeys:
     suite = fields.text("suite")
     if suite != SUITE:
         raise EncodingError(f"unsupported suite {suite!r} (this secmark implements {SUITE})")
@@ -33,6 +39,19 @@ def _public_keys_from(fields: Fields) -> PublicKeys:
         fields.raw_bytes("vrf_key", size=32),
         fields.raw_bytes("encryption_key", size=32),
     )
+
+
+def public_keys_from_fields(fields: Fields) -> PublicKeys:
+    """Read the ``keys`` object and the ``key_id`` that must name it.
+
+    Raises:
+        EncodingError: malformed keys, or a key id that does not match them.
+        KeyMaterialError: a key is invalid.
+    """
+    keys = fields.nested("keys", _public_key_object)
+    if fields.hex_digest("key_id") != keys.key_id:
+        raise EncodingError("key_id does not match the keys it names")
+    return keys
 
 
 @dataclass(frozen=True)
@@ -65,10 +84,7 @@ class Identity:
     def from_fields(cls, fields: Fields) -> Identity:
         name = fields.text("name", max_length=_MAX_NAME_LENGTH)
         created = fields.time("created")
-        public_keys = fields.nested("keys", _public_keys_from)
-        if fields.hex_digest("key_id") != public_keys.key_id:
-            raise EncodingError("secmark.identity: key_id does not match the keys")
-        return cls(name, created, public_keys)
+        return cls(name, created, public_keys_from_fields(fields))
 
 
 def create_identity(

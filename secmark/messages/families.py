@@ -1,0 +1,232 @@
+"""Trigger families as a commitment fixes them: names and parameters only.
+
+How a family turns a VRF output into an input is in ``secmark.triggers``;
+this module holds what is committed and checks that it is consistent, so a
+commitment with parameters no generator could honour is refused when it is
+made and when it is read.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Union
+
+from secmark.errors import EncodingError
+from secmark.messages.document import Fields
+
+__all__ = [
+    "NoiseFamily",
+    "TokensFamily",
+    "PoolFamily",
+    "OverlayFamily",
+    "TriggerFamily",
+    "family_from_fields",
+    "MAX_TRIGGER_ELEMENTS",
+    "DTYPES",
+]
+
+MAX_TRIGGER_ELEMENTS = 1 << 24
+"""Bound on the values in one trigger input (64 MiB of float32): keeps a
+hostile commitment from making a verifier allocate without limit."""
+
+DTYPES = ("uint8", "float32")
+_MAX_DIMENSIONS = 8
+_MAX_POOL_SIZE = 1 << 32
+_MAX_VOCABULARY = 1 << 31
+_MAX_RESERVED = 1 << 16
+_FLOAT32_MAX = 3.4028234663852886e38
+
+
+def _check_shape(shape: tuple[int, ...], what: str) -> None:
+    if not 1 <= len(shape) <= _MAX_DIMENSIONS or any(d < 1 for d in shape):
+        raise EncodingError(f"{what} must have 1 to {_MAX_DIMENSIONS} dimensions, each >= 1")
+    if math.prod(shape) > MAX_TRIGGER_ELEMENTS:
+        raise EncodingError(f"{what} has more than {MAX_TRIGGER_ELEMENTS} elements")
+
+
+def _check_range(dtype: str, low: float, high: float, what: str) -> None:
+    if dtype not in DTYPES:
+        raise EncodingError(f"{what}: dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
+    if dtype == "uint8":
+        if low != int(low) or high != int(high) or not 0 <= low <= high <= 255:
+            raise EncodingError(f"{what}: a uint8 range needs integers 0 <= low <= high <= 255")
+    elif not (math.isfinite(low) and math.isfinite(high) and low < high):
+        raise EncodingError(f"{what}: a float32 range needs finite low < high")
+    elif max(abs(low), abs(high)) > _FLOAT32_MAX:
+        raise EncodingError(f"{what}: the range exceeds float32")
+
+
+def _number(value: float, dtype: str) -> int | float:
+    return int(value) if dtype == "uint8" else value
+
+
+@dataclass(frozen=True)
+class NoiseFamily:
+    """Inputs of a declared shape whose values are uniform over [low, high]
+    (uint8, both ends included) or [low, high) (float32)."""
+
+    NAME: ClassVar[str] = "noise"
+    shape: tuple[int, ...]
+    dtype: str
+    low: float
+    high: float
+
+    def __post_init__(self) -> None:
+        _check_shape(self.shape, "noise shape")
+        _check_range(self.dtype, self.low, self.high, "noise")
+
+    def to_fields(self) -> dict[str, Any]:
+        return {
+            "dtype": self.dtype,
+            "high": _number(self.high, self.dtype),
+            "low": _number(self.low, self.dtype),
+            "name": self.NAME,
+            "shape": list(self.shape),
+        }
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> NoiseFamily:
+        return cls(
+            tuple(fields.integer_list("shape", minimum=1, maximum=MAX_TRIGGER_ELEMENTS, max_items=_MAX_DIMENSIONS)),
+            fields.text("dtype"),
+            fields.number("low"),
+            fields.number("high"),
+        )
+
+
+@dataclass(frozen=True)
+class TokensFamily:
+    """Token-id sequences of a fixed length over a vocabulary, with the
+    reserved ids (padding, special tokens) never drawn."""
+
+    NAME: ClassVar[str] = "tokens"
+    length: int
+    vocab_size: int
+    reserved: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.length <= MAX_TRIGGER_ELEMENTS:
+            raise EncodingError(f"token length must be in [1, {MAX_TRIGGER_ELEMENTS}]")
+        if not 2 <= self.vocab_size <= _MAX_VOCABULARY:
+            raise EncodingError(f"vocab_size must be in [2, {_MAX_VOCABULARY}]")
+        if list(self.reserved) != sorted(set(self.reserved)):
+            raise EncodingError("reserved token ids must be sorted and distinct")
+        if any(not 0 <= token < self.vocab_size for token in self.reserved):
+            raise EncodingError("reserved token ids must lie in [0, vocab_size)")
+        if self.vocab_size - len(self.reserved) < 2:
+            raise EncodingError("at least two token ids must remain after the reserved ones")
+
+    def to_fields(self) -> dict[str, Any]:
+        return {
+            "length": self.length,
+            "name": self.NAME,
+            "reserved": list(self.reserved),
+            "vocab_size": self.vocab_size,
+        }
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> TokensFamily:
+        return cls(
+            fields.integer("length", minimum=1, maximum=MAX_TRIGGER_ELEMENTS),
+            fields.integer("vocab_size", minimum=2, maximum=_MAX_VOCABULARY),
+            tuple(fields.integer_list("reserved", minimum=0, maximum=_MAX_VOCABULARY, max_items=_MAX_RESERVED)),
+        )
+
+
+@dataclass(frozen=True)
+class PoolFamily:
+    """A keyed choice of one item from an owner's committed candidate pool."""
+
+    NAME: ClassVar[str] = "pool"
+    pool_size: int
+    item_shape: tuple[int, ...]
+    item_dtype: str
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.pool_size <= _MAX_POOL_SIZE:
+            raise EncodingError(f"pool_size must be in [1, {_MAX_POOL_SIZE}]")
+        _check_shape(self.item_shape, "pool item shape")
+        if self.item_dtype not in DTYPES:
+            raise EncodingError(f"pool item dtype must be one of {', '.join(DTYPES)}")
+
+    def to_fields(self) -> dict[str, Any]:
+        return {
+            "item_dtype": self.item_dtype,
+            "item_shape": list(self.item_shape),
+            "name": self.NAME,
+            "pool_size": self.pool_size,
+        }
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> PoolFamily:
+        return cls(
+            fields.integer("pool_size", minimum=1, maximum=_MAX_POOL_SIZE),
+            tuple(fields.integer_list("item_shape", minimum=1, maximum=MAX_TRIGGER_ELEMENTS, max_items=_MAX_DIMENSIONS)),
+            fields.text("item_dtype"),
+        )
+
+
+@dataclass(frozen=True)
+class OverlayFamily:
+    """A pool item with ``pixels`` of its values replaced by a keyed pattern.
+
+    Positions (distinct, over the flattened item) and values (uniform over
+    the range, as for :class:`NoiseFamily`) come from each trigger's own
+    derivation, so no pattern is shared between triggers.
+    """
+
+    NAME: ClassVar[str] = "overlay"
+    pool_size: int
+    item_shape: tuple[int, ...]
+    item_dtype: str
+    pixels: int
+    low: float
+    high: float
+
+    def __post_init__(self) -> None:
+        PoolFamily(self.pool_size, self.item_shape, self.item_dtype)
+        _check_range(self.item_dtype, self.low, self.high, "overlay")
+        if not 1 <= self.pixels <= math.prod(self.item_shape):
+            raise EncodingError("overlay pixels must be in [1, number of item elements]")
+
+    def to_fields(self) -> dict[str, Any]:
+        return {
+            "high": _number(self.high, self.item_dtype),
+            "item_dtype": self.item_dtype,
+            "item_shape": list(self.item_shape),
+            "low": _number(self.low, self.item_dtype),
+            "name": self.NAME,
+            "pixels": self.pixels,
+            "pool_size": self.pool_size,
+        }
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> OverlayFamily:
+        return cls(
+            fields.integer("pool_size", minimum=1, maximum=_MAX_POOL_SIZE),
+            tuple(fields.integer_list("item_shape", minimum=1, maximum=MAX_TRIGGER_ELEMENTS, max_items=_MAX_DIMENSIONS)),
+            fields.text("item_dtype"),
+            fields.integer("pixels", minimum=1, maximum=MAX_TRIGGER_ELEMENTS),
+            fields.number("low"),
+            fields.number("high"),
+        )
+
+
+TriggerFamily = Union[NoiseFamily, TokensFamily, PoolFamily, OverlayFamily]
+
+_FAMILIES: dict[str, type[NoiseFamily] | type[TokensFamily] | type[PoolFamily] | type[OverlayFamily]] = {
+    family.NAME: family for family in (NoiseFamily, TokensFamily, PoolFamily, OverlayFamily)
+}
+
+
+def family_from_fields(fields: Fields) -> TriggerFamily:
+    """Read a family object, dispatching on its ``name``.
+
+    Raises:
+        EncodingError: unknown name, or parameters out of range.
+    """
+    name = fields.text("name")
+    if name not in _FAMILIES:
+        raise EncodingError(f"unknown trigger family {name!r} (known: {', '.join(_FAMILIES)})")
+    return _FAMILIES[name].from_fields(fields)
