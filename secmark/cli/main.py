@@ -14,10 +14,10 @@ import sys
 from collections.abc import Sequence
 
 from secmark import __version__
-from secmark.cli import keys
+from secmark.cli import commit, keys
 from secmark.errors import SecmarkError
 
-_COMMAND_MODULES = (keys,)
+_COMMAND_MODULES = (keys, commit)
 
 
 def build_parser() -> argparse.ArgumentParser:

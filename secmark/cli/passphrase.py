@@ -7,9 +7,10 @@ import os
 import sys
 from pathlib import Path
 
+from secmark.crypto import IdentityKeys, read_key_file
 from secmark.errors import KeyMaterialError
 
-__all__ = ["PASSPHRASE_ENV", "read_passphrase"]
+__all__ = ["PASSPHRASE_ENV", "read_passphrase", "open_key_file"]
 
 PASSPHRASE_ENV = "SECMARK_PASSPHRASE"
 
@@ -44,3 +45,8 @@ def read_passphrase(passphrase_file: str | None, *, confirm: bool) -> bytes:
     if not passphrase:
         raise KeyMaterialError("the passphrase is empty")
     return passphrase.encode("utf-8")
+
+
+def open_key_file(path: str | os.PathLike[str], passphrase_file: str | None) -> IdentityKeys:
+    """Open a key file, asking for a passphrase only if the file is encrypted."""
+    return read_key_file(path, lambda: read_passphrase(passphrase_file, confirm=False))

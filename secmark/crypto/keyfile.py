@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,8 +213,14 @@ def write_key_file(
     return write_atomic(path, data, mode=SECRET_FILE_MODE, overwrite=overwrite)
 
 
-def read_key_file(path: str | os.PathLike[str], passphrase: bytes | None) -> IdentityKeys:
+def read_key_file(
+    path: str | os.PathLike[str],
+    passphrase: bytes | None | Callable[[], bytes],
+) -> IdentityKeys:
     """Read and open a key file; see :func:`decode_key_file`.
+
+    ``passphrase`` may be a callable, asked only when the file is encrypted
+    (so a command line prompts only when it must).
 
     Raises:
         KeyMaterialError: the file is missing, readable by other users, or
@@ -230,4 +237,14 @@ def read_key_file(path: str | os.PathLike[str], passphrase: bytes | None) -> Ide
         raise KeyMaterialError(
             f"key file {target} is accessible by other users; run: chmod 600 {target}"
         )
+    if callable(passphrase):
+        passphrase = passphrase() if _is_protected(data) else None
     return decode_key_file(data, passphrase)
+
+
+def _is_protected(data: bytes) -> bool:
+    try:
+        document = parse_canonical_json(data, max_size=_MAX_FILE_SIZE, what="key file")
+    except EncodingError:
+        return True  # let decode_key_file report the malformation
+    return not (isinstance(document, dict) and document.get("protection") == _UNPROTECTED)
