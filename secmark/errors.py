@@ -17,6 +17,7 @@ __all__ = [
     "KeyMaterialError",
     "TimestampError",
     "ProtocolError",
+    "SuspectError",
 ]
 
 
@@ -68,3 +69,10 @@ class ProtocolError(SecmarkError):
     at this step of the protocol (wrong case, expired, replayed, out of order)."""
 
     exit_code = 8
+
+
+class SuspectError(SecmarkError):
+    """A suspect model that could not be queried or answered malformed data
+    (unreachable endpoint, HTTP error, wrong shape or type, NaN)."""
+
+    exit_code = 9
