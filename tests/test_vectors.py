@@ -17,6 +17,7 @@ import pytest
 from secmark import errors
 from secmark.crypto import IdentityKeys, VrfPublicKey, VrfSecretKey, decode_key_file
 from secmark.messages import create_identity, open_identity
+from secmark.timestamp import TrustStore, verify_timestamp
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 
@@ -74,12 +75,28 @@ def check_keyfile(content: dict[str, Any]) -> None:
         decode_key_file(data, content["passphrase"].encode() + b"!")
 
 
+def check_timestamp_token(content: dict[str, Any], folder: Path) -> None:
+    trust = TrustStore.from_pem((folder / content["root_certificate_file"]).read_bytes())
+    token = (folder / content["token_file"]).read_bytes()
+    message = bytes.fromhex(content["message_hex"])
+    verified = verify_timestamp(token, message, trust, nonce=content["nonce"])
+    assert verified.gen_time.strftime("%Y-%m-%dT%H:%M:%SZ") == content["gen_time"]
+    assert verified.serial_number == content["serial_number"]
+    assert verified.root_certificate_sha256 == content["root_sha256"]
+    with pytest.raises(errors.TimestampError):
+        verify_timestamp(token, bytes(32), trust)
+
+
 CHECKERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "ecvrf-tai": check_ecvrf_tai,
     "ecvrf-tai-negative": check_ecvrf_tai_negative,
     "identity": check_identity,
     "identity-negative": check_identity_negative,
     "keyfile": check_keyfile,
+}
+# Checks that read files beside the vector file.
+FOLDER_CHECKERS: dict[str, Callable[[dict[str, Any], Path], None]] = {
+    "timestamp-token": check_timestamp_token,
 }
 
 
@@ -88,13 +105,16 @@ def vector_files() -> list[Path]:
 
 
 def test_vector_directory_is_not_empty() -> None:
-    assert len(vector_files()) >= len(CHECKERS)
+    assert len(vector_files()) >= len(CHECKERS) + len(FOLDER_CHECKERS)
 
 
 @pytest.mark.parametrize("path", vector_files(), ids=lambda p: str(p.relative_to(VECTORS)))
 def test_vector_file(path: Path) -> None:
     content = json.loads(path.read_text(encoding="utf-8"))
     kind = content.get("kind")
-    assert kind in CHECKERS, f"{path}: no check for vector kind {kind!r}"
     assert content.get("source"), f"{path}: a vector file must name its source"
-    CHECKERS[kind](content)
+    if kind in FOLDER_CHECKERS:
+        FOLDER_CHECKERS[kind](content, path.parent)
+    else:
+        assert kind in CHECKERS, f"{path}: no check for vector kind {kind!r}"
+        CHECKERS[kind](content)

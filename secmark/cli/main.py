@@ -14,10 +14,10 @@ import sys
 from collections.abc import Sequence
 
 from secmark import __version__
-from secmark.cli import commit, keys
+from secmark.cli import commit, keys, tsa
 from secmark.errors import SecmarkError
 
-_COMMAND_MODULES = (keys, commit)
+_COMMAND_MODULES = (keys, commit, tsa)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,17 +10,27 @@ import hashlib
 from collections.abc import Callable
 from typing import Final
 
-from asn1crypto import core, tsp
+from asn1crypto import cms, core, tsp
+from rfc3161_client import decode_timestamp_response
 
 from secmark.errors import TimestampError
 
 __all__ = [
     "HASH_ALGORITHMS",
     "MAX_TOKEN_SIZE",
+    "QUERY_MEDIA_TYPE",
+    "REPLY_MEDIA_TYPE",
+    "TimeStampResp",
+    "describe_status",
     "imprint",
     "load_response",
-    "describe_status",
 ]
+
+QUERY_MEDIA_TYPE: Final = "application/timestamp-query"
+"""Content type of a DER TimeStampReq sent over HTTP (RFC 3161 section 3.4)."""
+
+REPLY_MEDIA_TYPE: Final = "application/timestamp-reply"
+"""Content type of a DER TimeStampResp sent over HTTP (RFC 3161 section 3.4)."""
 
 HASH_ALGORITHMS: Final[dict[str, Callable[[bytes], hashlib._Hash]]] = {
     "sha256": hashlib.sha256,
@@ -60,6 +70,19 @@ _FAILURE_NAMES: Final = {
 }
 
 
+class TimeStampResp(tsp.TimeStampResp):
+    """TimeStampResp as RFC 3161 section 2.4.2 defines it.
+
+    asn1crypto 1.5.1 declares ``timeStampToken`` mandatory, so it can neither
+    build nor parse a rejection, which carries none.
+    """
+
+    _fields = [  # noqa: RUF012 (asn1crypto's declaration format)
+        ("status", tsp.PKIStatusInfo),
+        ("time_stamp_token", cms.ContentInfo, {"optional": True}),
+    ]
+
+
 def imprint(message: bytes, hash_algorithm: str) -> bytes:
     """The hashedMessage of an imprint over ``message``.
 
@@ -76,10 +99,13 @@ def imprint(message: bytes, hash_algorithm: str) -> bytes:
     return hash_function(message).digest()
 
 
-def load_response(response_der: bytes, *, what: str) -> tsp.TimeStampResp:
+def load_response(response_der: bytes, *, what: str) -> TimeStampResp:
     """Parse a TimeStampResp completely, so that no later access fails lazily.
 
-    ``what`` names the bytes in the error message ("the TSA's answer", "the token").
+    Both parsers must accept it: asn1crypto, which the checks here walk, and
+    rfc3161-client (strict DER), which verification ends with, so a token
+    accepted from a TSA is one that can be verified later. ``what`` names
+    the bytes in the error message ("the TSA's answer", "the token").
 
     Raises:
         TimestampError: the bytes are oversized or not a TimeStampResp.
@@ -89,12 +115,33 @@ def load_response(response_der: bytes, *, what: str) -> tsp.TimeStampResp:
             f"{what} is {len(response_der)} bytes, more than the {MAX_TOKEN_SIZE} allowed"
         )
     try:
-        response = tsp.TimeStampResp.load(response_der, strict=True)
-        # asn1crypto parses lazily; .native walks every field, token included.
-        response.native  # noqa: B018
+        response = TimeStampResp.load(response_der, strict=True)
+        _parse_eagerly(response)
+        decode_timestamp_response(response_der)
     except (ValueError, TypeError, KeyError) as error:
         raise TimestampError(f"{what} is not a DER TimeStampResp: {error}") from None
     return response
+
+
+def _parse_eagerly(response: TimeStampResp) -> None:
+    """Walk every field the checks read, so malformed bytes fail here.
+
+    asn1crypto parses lazily; ``response.native`` would do the same but
+    re-parses the nested content many times over (70 ms a token).
+    """
+    response["status"].native  # noqa: B018
+    token = response["time_stamp_token"]
+    if isinstance(token, core.Void) or token["content_type"].native != "signed_data":
+        return
+    signed_data = token["content"]
+    signed_data["version"].native  # noqa: B018
+    signed_data["certificates"].native  # noqa: B018
+    signed_data["signer_infos"].native  # noqa: B018
+    encapsulated = signed_data["encap_content_info"]
+    if encapsulated["content_type"].native == "tst_info" and not isinstance(
+        encapsulated["content"], core.Void
+    ):
+        encapsulated["content"].parsed.native  # noqa: B018
 
 
 def describe_status(status_info: tsp.PKIStatusInfo) -> str:
@@ -103,7 +150,9 @@ def describe_status(status_info: tsp.PKIStatusInfo) -> str:
     fail_info = status_info["fail_info"]
     failures = ""
     if not isinstance(fail_info, core.Void) and fail_info.native:
-        failures = " (" + ", ".join(sorted(_FAILURE_NAMES.get(f, f) for f in fail_info.native)) + ")"
+        failures = (
+            " (" + ", ".join(sorted(_FAILURE_NAMES.get(f, f) for f in fail_info.native)) + ")"
+        )
     status_string = status_info["status_string"]
     text = ""
     if not isinstance(status_string, core.Void) and status_string.native:

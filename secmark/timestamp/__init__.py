@@ -1,0 +1,44 @@
+"""RFC 3161 timestamps: obtain, verify, and issue them.
+
+- :func:`request_timestamp` asks a TSA over HTTP to date a message and
+  returns the token (the DER of the whole TimeStampResp);
+  :func:`request_timestamp_from` does the same with an in-process authority.
+- :func:`verify_timestamp` checks a token against a :class:`TrustStore` and
+  returns a :class:`VerifiedTimestamp`.
+- :class:`TimestampAuthority` is a small TSA for parties that run their own;
+  :class:`TimestampServer` serves it over HTTP.
+
+``specs/timestamp.md`` states what is timestamped, the verification steps and
+the built-in TSA's profile. Every failure is a
+:class:`secmark.errors.TimestampError` (key files: ``KeyMaterialError``).
+"""
+
+from __future__ import annotations
+
+from secmark.timestamp._tsp import (
+    HASH_ALGORITHMS,
+    MAX_TOKEN_SIZE,
+    QUERY_MEDIA_TYPE,
+    REPLY_MEDIA_TYPE,
+)
+from secmark.timestamp.authority import DEFAULT_POLICY_OID, TimestampAuthority
+from secmark.timestamp.client import DEFAULT_TIMEOUT, request_timestamp, request_timestamp_from
+from secmark.timestamp.server import TimestampServer
+from secmark.timestamp.trust import TrustStore
+from secmark.timestamp.verify import VerifiedTimestamp, verify_timestamp
+
+__all__ = [
+    "DEFAULT_POLICY_OID",
+    "DEFAULT_TIMEOUT",
+    "HASH_ALGORITHMS",
+    "MAX_TOKEN_SIZE",
+    "QUERY_MEDIA_TYPE",
+    "REPLY_MEDIA_TYPE",
+    "TimestampAuthority",
+    "TimestampServer",
+    "TrustStore",
+    "VerifiedTimestamp",
+    "request_timestamp",
+    "request_timestamp_from",
+    "verify_timestamp",
+]

@@ -1,0 +1,210 @@
+"""request_timestamp over HTTP against the built-in server, and every way it can fail."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+from asn1crypto import tsp
+
+from secmark.errors import TimestampError
+from secmark.timestamp import (
+    QUERY_MEDIA_TYPE,
+    REPLY_MEDIA_TYPE,
+    TimestampAuthority,
+    TimestampServer,
+    TrustStore,
+    request_timestamp,
+    request_timestamp_from,
+    verify_timestamp,
+)
+from secmark.timestamp.authority import MAX_REQUEST_SIZE
+from tests.timestamp.conftest import MESSAGE
+
+
+@pytest.mark.parametrize("hash_algorithm", ["sha256", "sha512"])
+def test_http_round_trip(
+    authority: TimestampAuthority, trust: TrustStore, hash_algorithm: str
+) -> None:
+    with TimestampServer(authority.respond, port=0) as server:
+        assert server.url.startswith("http://127.0.0.1:")
+        token = request_timestamp(server.url, MESSAGE, hash_algorithm=hash_algorithm)
+    assert verify_timestamp(token, MESSAGE, trust).hash_algorithm == hash_algorithm
+
+
+def test_caller_supplied_client_is_used_and_left_open(
+    authority: TimestampAuthority, trust: TrustStore
+) -> None:
+    with TimestampServer(authority.respond, port=0) as server, httpx.Client() as client:
+        request_timestamp(server.url, MESSAGE, client=client)
+        token = request_timestamp(server.url, MESSAGE, client=client)
+        assert not client.is_closed
+    assert verify_timestamp(token, MESSAGE, trust).serial_number == 2
+
+
+def test_server_refuses_what_rfc_3161_does_not_allow(authority: TimestampAuthority) -> None:
+    with TimestampServer(authority.respond, port=0) as server:
+        get = httpx.get(server.url)
+        assert get.status_code == 405 and get.headers["Allow"] == "POST"
+        assert httpx.post(server.url, content=b"x").status_code == 415
+        assert (
+            httpx.post(
+                server.url, content=b"x", headers={"Content-Type": "application/octet-stream"}
+            ).status_code
+            == 415
+        )
+        too_big = httpx.post(
+            server.url,
+            content=b"\x30" * (MAX_REQUEST_SIZE + 1),
+            headers={"Content-Type": QUERY_MEDIA_TYPE},
+        )
+        assert too_big.status_code == 413
+        garbage = httpx.post(
+            server.url, content=b"garbage", headers={"Content-Type": QUERY_MEDIA_TYPE}
+        )
+        # A request the TSA cannot parse is answered with a rejection, not an HTTP error.
+        assert garbage.status_code == 200
+        assert garbage.headers["Content-Type"] == REPLY_MEDIA_TYPE
+        assert tsp.PKIStatusInfo.load(garbage.content[2:])["status"].native == "rejection"
+
+
+# --- Client failures ---------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def test_server_down() -> None:
+    url = f"http://127.0.0.1:{_free_port()}/"
+    with pytest.raises(
+        TimestampError, match="cannot connect to the TSA at .*that the TSA is running"
+    ):
+        request_timestamp(url, MESSAGE)
+
+
+def test_slow_server(authority: TimestampAuthority) -> None:
+    def slow(request: bytes) -> bytes:
+        time.sleep(1.0)
+        return authority.respond(request)
+
+    with (
+        TimestampServer(slow, port=0) as server,
+        pytest.raises(TimestampError, match="did not answer within 0.2 s"),
+    ):
+        request_timestamp(server.url, MESSAGE, timeout=0.2)
+
+
+def test_garbage_body() -> None:
+    with (
+        TimestampServer(lambda request: b"this is not DER", port=0) as server,
+        pytest.raises(TimestampError, match="is not a DER TimeStampResp"),
+    ):
+        request_timestamp(server.url, MESSAGE)
+
+
+def test_rejection_status(authority: TimestampAuthority) -> None:
+    def refusing(request: bytes) -> bytes:
+        return authority.respond(b"mangled " + request)
+
+    with (
+        TimestampServer(refusing, port=0) as server,
+        pytest.raises(
+            TimestampError, match=r"did not grant the timestamp: rejection \(badDataFormat\): "
+        ),
+    ):
+        request_timestamp(server.url, MESSAGE)
+
+
+def test_wrong_nonce(authority: TimestampAuthority) -> None:
+    def renonce(request: bytes) -> bytes:
+        parsed = tsp.TimeStampReq.load(request)
+        return authority.respond(
+            tsp.TimeStampReq({**parsed.native, "nonce": parsed["nonce"].native + 1}).dump()
+        )
+
+    with pytest.raises(TimestampError, match="replayed or belongs to another request"):
+        request_timestamp_from(renonce, MESSAGE)
+
+
+def test_replayed_answer(authority: TimestampAuthority) -> None:
+    """An answer recorded for one request does not satisfy the next (fresh nonce)."""
+    recorded: list[bytes] = []
+
+    def replaying(request: bytes) -> bytes:
+        if not recorded:
+            recorded.append(authority.respond(request))
+        return recorded[0]
+
+    request_timestamp_from(replaying, MESSAGE)
+    with pytest.raises(TimestampError, match="nonce"):
+        request_timestamp_from(replaying, MESSAGE)
+
+
+def test_other_imprint(authority: TimestampAuthority) -> None:
+    def other(request: bytes) -> bytes:
+        parsed = tsp.TimeStampReq.load(request).native
+        parsed["message_imprint"]["hashed_message"] = bytes(32)
+        return authority.respond(tsp.TimeStampReq(parsed).dump())
+
+    with pytest.raises(TimestampError, match="another imprint"):
+        request_timestamp_from(other, MESSAGE)
+
+
+def test_unsupported_hash_algorithm() -> None:
+    with pytest.raises(TimestampError, match="unsupported imprint hash algorithm 'sha1'"):
+        request_timestamp_from(lambda request: b"", MESSAGE, hash_algorithm="sha1")
+
+
+@contextmanager
+def _raw_server(status: int, content_type: str, body: bytes) -> Iterator[str]:
+    """An HTTP server answering every POST with fixed bytes."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("status", "content_type", "body", "error"),
+    [
+        (500, REPLY_MEDIA_TYPE, b"", "answered HTTP 500 Internal Server Error"),
+        (404, "text/html", b"<html>", "answered HTTP 404"),
+        (200, "text/html", b"<html>", "content type 'text/html'"),
+        (200, REPLY_MEDIA_TYPE, b"\x30" * 70000, "more than 65536 bytes"),
+    ],
+    ids=["http-500", "http-404", "wrong-content-type", "oversized"],
+)
+def test_http_failures(status: int, content_type: str, body: bytes, error: str) -> None:
+    with _raw_server(status, content_type, body) as url, pytest.raises(TimestampError, match=error):
+        request_timestamp(url, MESSAGE)
+
+
+def test_invalid_url() -> None:
+    with pytest.raises(TimestampError, match="HTTP exchange with the TSA at"):
+        request_timestamp("ftp://127.0.0.1/", MESSAGE)

@@ -1,0 +1,223 @@
+"""Interoperability with OpenSSL's ``ts`` command, in both directions."""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from secmark.errors import TimestampError
+from secmark.timestamp import (
+    TimestampAuthority,
+    TrustStore,
+    request_timestamp_from,
+    verify_timestamp,
+)
+from tests.timestamp.conftest import MESSAGE, OTHER_MESSAGE
+
+OPENSSL = shutil.which("openssl")
+pytestmark = pytest.mark.skipif(OPENSSL is None, reason="needs the openssl command")
+
+OPENSSL_POLICY = "1.2.3.4.1"
+
+# A throwaway CA and TSA for `openssl ts -reply`. The TSA's timeStamping EKU
+# must be critical: openssl refuses to sign with it otherwise.
+_EXTENSIONS = """\
+[ca]
+basicConstraints = critical, CA:TRUE
+keyUsage = critical, keyCertSign, cRLSign
+subjectKeyIdentifier = hash
+
+[tsa]
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature
+extendedKeyUsage = critical, timeStamping
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+"""
+
+_TS_CONFIG = """\
+[tsa]
+default_tsa = tsa_config
+
+[tsa_config]
+dir = {directory}
+serial = $dir/serial
+crypto_device = builtin
+signer_cert = $dir/tsa.pem
+signer_key = $dir/tsa.key
+signer_digest = sha256
+default_policy = {policy}
+digests = sha256, sha512
+accuracy = secs:1
+ordering = no
+tsa_name = yes
+ess_cert_id_chain = no
+ess_cert_id_alg = sha256
+"""
+
+
+def _openssl(*arguments: str | Path, cwd: Path, stdin: bytes | None = None) -> bytes:
+    result = subprocess.run(
+        [OPENSSL, *map(str, arguments)], cwd=cwd, input=stdin, capture_output=True, check=False
+    )
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    return result.stdout
+
+
+@pytest.fixture(scope="module", params=["ec", "rsa"])
+def openssl_tsa(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory with ca.pem and an `openssl ts` configuration (ts.cnf)."""
+    directory = tmp_path_factory.mktemp(f"openssl-{request.param}")
+    key_options = (
+        ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+        if request.param == "ec"
+        else ["-newkey", "rsa:2048"]
+    )
+    (directory / "ext.cnf").write_text(_EXTENSIONS)
+    _openssl(
+        "req",
+        "-x509",
+        *key_options,
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-subj",
+        "/CN=openssl test CA",
+        "-days",
+        "2",
+        "-config",
+        "ext.cnf",
+        "-extensions",
+        "ca",
+        cwd=directory,
+    )
+    _openssl(
+        "req",
+        "-new",
+        *key_options,
+        "-nodes",
+        "-keyout",
+        "tsa.key",
+        "-out",
+        "tsa.csr",
+        "-subj",
+        "/CN=openssl test TSA",
+        cwd=directory,
+    )
+    _openssl(
+        "x509",
+        "-req",
+        "-in",
+        "tsa.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+        "-extensions",
+        "tsa",
+        "-out",
+        "tsa.pem",
+        cwd=directory,
+    )
+    (directory / "serial").write_text("01\n")
+    (directory / "ts.cnf").write_text(_TS_CONFIG.format(directory=directory, policy=OPENSSL_POLICY))
+    return directory
+
+
+def _openssl_reply(directory: Path) -> Callable[[bytes], bytes]:
+    """An authority that answers with `openssl ts -reply`."""
+
+    def respond(request: bytes) -> bytes:
+        (directory / "request.tsq").write_bytes(request)
+        _openssl(
+            "ts",
+            "-reply",
+            "-config",
+            "ts.cnf",
+            "-queryfile",
+            "request.tsq",
+            "-out",
+            "reply.tsr",
+            cwd=directory,
+        )
+        return (directory / "reply.tsr").read_bytes()
+
+    return respond
+
+
+@pytest.mark.parametrize("hash_algorithm", ["sha256", "sha512"])
+def test_openssl_token_verifies_in_secmark(openssl_tsa: Path, hash_algorithm: str) -> None:
+    (openssl_tsa / "message").write_bytes(MESSAGE)
+    _openssl(
+        "ts",
+        "-query",
+        "-data",
+        "message",
+        f"-{hash_algorithm}",
+        "-cert",
+        "-out",
+        "query.tsq",
+        cwd=openssl_tsa,
+    )
+    _openssl(
+        "ts",
+        "-reply",
+        "-config",
+        "ts.cnf",
+        "-queryfile",
+        "query.tsq",
+        "-out",
+        "reply.tsr",
+        cwd=openssl_tsa,
+    )
+    token = (openssl_tsa / "reply.tsr").read_bytes()
+    trust = TrustStore.from_pem_files([openssl_tsa / "ca.pem"], policy_oid=OPENSSL_POLICY)
+    verified = verify_timestamp(token, MESSAGE, trust)
+    assert verified.tsa_subject == "CN=openssl test TSA"
+    assert verified.policy_oid == OPENSSL_POLICY
+    assert verified.hash_algorithm == hash_algorithm
+    with pytest.raises(TimestampError, match="for another message"):
+        verify_timestamp(token, OTHER_MESSAGE, trust)
+
+
+def test_secmark_request_answered_by_openssl(openssl_tsa: Path) -> None:
+    token = request_timestamp_from(_openssl_reply(openssl_tsa), MESSAGE, hash_algorithm="sha512")
+    trust = TrustStore.from_pem_files([openssl_tsa / "ca.pem"])
+    assert verify_timestamp(token, MESSAGE, trust).hash_algorithm == "sha512"
+
+
+@pytest.mark.parametrize("hash_algorithm", ["sha256", "sha512"])
+def test_builtin_token_verifies_with_openssl(
+    authority: TimestampAuthority, hash_algorithm: str
+) -> None:
+    directory = authority.directory
+    token = request_timestamp_from(authority.respond, MESSAGE, hash_algorithm=hash_algorithm)
+    (directory / "token.tsr").write_bytes(token)
+    (directory / "message").write_bytes(MESSAGE)
+    common = ["-in", "token.tsr", "-CAfile", "root.pem", "-untrusted", "tsa.pem"]
+    output = _openssl("ts", "-verify", "-data", "message", *common, cwd=directory)
+    assert b"Verification: OK" in output
+    digest = hashlib.new(hash_algorithm, MESSAGE).hexdigest()
+    output = _openssl("ts", "-verify", "-digest", digest, *common, cwd=directory)
+    assert b"Verification: OK" in output
+    # Control: openssl does reject a token for another message.
+    (directory / "other").write_bytes(OTHER_MESSAGE)
+    refused = subprocess.run(
+        [OPENSSL, "ts", "-verify", "-data", "other", *common],
+        cwd=directory,
+        capture_output=True,
+        check=False,
+    )
+    assert refused.returncode != 0 and b"message imprint mismatch" in refused.stderr
