@@ -55,3 +55,25 @@ def test_key_files_match_schema(owner_keys: IdentityKeys, unencrypted: bool) -> 
     )
     validator("keyfile").validate(json.loads(data))
     validator("keyfile").validate(json.loads(load_vector("documents/keyfile.json")["key_file"]))
+
+
+def test_commitment_and_evidence_match_schemas(owner_keys: IdentityKeys, tmp_path: Path) -> None:
+    from secmark.messages.commitment import create_commitment
+    from secmark.messages.families import NoiseFamily, OverlayFamily, TokensFamily
+    from secmark.messages.labels import ClassLabels, RegressionLabels, TokenLabels
+    from secmark.timestamp import TimestampAuthority
+    from secmark.timestamp.evidence import collect_evidence
+
+    cases = [
+        (NoiseFamily((1, 8, 8), "float32", 0.0, 1.0), ClassLabels(10), None),
+        (TokensFamily(16, 1000, (0,)), TokenLabels(1000, 2), None),
+        (OverlayFamily(50, (8, 8), "uint8", 4, 0, 255), RegressionLabels(0.0, 1.0, 0.01), "00" * 32),
+    ]
+    for family, labels, root in cases:
+        signed = create_commitment(
+            owner_keys, family=family, labels=labels, size=16, model_label="m", pool_root=root
+        )
+        validator("commitment").validate(json.loads(signed.payload))
+    authority = TimestampAuthority.initialize(tmp_path / "tsa", passphrase=None, allow_unencrypted=True)
+    evidence = collect_evidence(signed.digest, [authority.respond])
+    validator("timestamp-evidence").validate(json.loads(evidence.to_json()))

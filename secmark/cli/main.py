@@ -14,10 +14,10 @@ import sys
 from collections.abc import Sequence
 
 from secmark import __version__
-from secmark.cli import commit, keys, tsa
+from secmark.cli import commit, keys, timestamping, tsa
 from secmark.errors import SecmarkError
 
-_COMMAND_MODULES = (keys, commit, tsa)
+_COMMAND_MODULES = (keys, commit, timestamping, tsa)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -34,6 +34,8 @@ __all__ = [
     "sign_document",
     "open_document",
     "read_unverified_payload",
+    "encode_payload",
+    "decode_payload",
 ]
 
 PAYLOAD_TYPE = "application/vnd.secmark+json"
@@ -159,6 +161,22 @@ class Fields:
         inner.finish()
         return result
 
+    def objects(
+        self, name: str, build: Callable[[Fields], T], *, min_items: int = 0, max_items: int
+    ) -> list[T]:
+        """Read a list of objects, each with ``build``, which must consume it."""
+        value = self._get(name)
+        if not isinstance(value, list) or not min_items <= len(value) <= max_items:
+            raise self._fail(name, f"a list of {min_items} to {max_items} objects")
+        results = []
+        for index, item in enumerate(value):
+            if not isinstance(item, dict):
+                raise self._fail(name, "a list of objects")
+            inner = Fields(item, context=f"{self._context}.{name}[{index}]")
+            results.append(build(inner))
+            inner.finish()
+        return results
+
     def finish(self) -> None:
         """Refuse any field that no accessor read."""
         extra = sorted(set(self._values) - self._read)
@@ -166,14 +184,21 @@ class Fields:
             raise EncodingError(f"{self._context}: unexpected fields {extra}")
 
 
-def _payload_bytes(document: Document) -> bytes:
+def encode_payload(document: Document) -> bytes:
+    """The canonical JSON of ``document``'s fields with its type and version."""
     fields = document.to_fields()
     if "type" in fields or "version" in fields:
         raise EncodingError("document fields may not be named type or version")
     return canonical_json({**fields, "type": document.TYPE, "version": document.VERSION})
 
 
-def _parse_payload(payload: bytes, document_type: type[D], max_size: int) -> D:
+def decode_payload(payload: bytes, document_type: type[D], max_size: int) -> D:
+    """Decode canonical payload bytes as ``document_type``, checking every rule
+    of specs/documents.md 3.1. Signatures are the caller's business.
+
+    Raises:
+        EncodingError: any rule broken.
+    """
     value = parse_canonical_json(payload, max_size=max_size, what=f"{document_type.TYPE} payload")
     if not isinstance(value, dict):
         raise EncodingError("a document payload must be a JSON object")
@@ -227,7 +252,7 @@ class SignedDocument(Generic[D]):
 
 def sign_document(document: D, keys: IdentityKeys) -> SignedDocument[D]:
     """Encode ``document`` canonically and sign it with ``keys``."""
-    envelope = Envelope.sign(PAYLOAD_TYPE, _payload_bytes(document), keys)
+    envelope = Envelope.sign(PAYLOAD_TYPE, encode_payload(document), keys)
     return SignedDocument(document, envelope, keys.key_id)
 
 
@@ -250,7 +275,7 @@ def open_document(
     """
     envelope = _read_envelope(data, max_size)
     envelope.verify(signer)
-    document = _parse_payload(envelope.payload, document_type, max_size)
+    document = decode_payload(envelope.payload, document_type, max_size)
     return SignedDocument(document, envelope, signer.key_id)
 
 
@@ -263,4 +288,4 @@ def read_unverified_payload(
     the caller must verify the envelope with that key before trusting it.
     """
     envelope = _read_envelope(data, max_size)
-    return envelope, _parse_payload(envelope.payload, document_type, max_size)
+    return envelope, decode_payload(envelope.payload, document_type, max_size)
