@@ -16,7 +16,10 @@ import pytest
 
 from secmark import errors
 from secmark.crypto import IdentityKeys, VrfPublicKey, VrfSecretKey, decode_key_file
-from secmark.messages import create_identity, open_identity
+from secmark.messages import Fields, create_identity, open_identity
+from secmark.messages.commitment import create_commitment, open_commitment
+from secmark.messages.families import family_from_fields
+from secmark.messages.labels import label_space_from_fields
 from secmark.timestamp import TrustStore, verify_timestamp
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
@@ -67,6 +70,32 @@ def check_identity_negative(content: dict[str, Any]) -> None:
             open_identity(vector["envelope"].encode())
 
 
+def check_commitment(content: dict[str, Any], folder: Path) -> None:
+    identity = json.loads((folder / content["identity"]).read_text(encoding="utf-8"))
+    keys = _vector_identity(identity)
+    created = datetime.strptime(content["created"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    signed = create_commitment(
+        keys,
+        family=_parsed(content["family"], family_from_fields),
+        labels=_parsed(content["labels"], label_space_from_fields),
+        size=content["size"],
+        model_label=content["model_label"],
+        nonce=bytes.fromhex(content["nonce"]),
+        created=created,
+    )
+    assert signed.to_json() == content["envelope"].encode()
+    assert signed.digest == content["commitment_id"]
+    opened = open_commitment(content["envelope"].encode(), owner_key_id=keys.key_id)
+    assert opened.digest == content["commitment_id"]
+
+
+def _parsed(value: dict[str, Any], build: Callable[[Fields], Any]) -> Any:
+    fields = Fields(value, context="vector")
+    result = build(fields)
+    fields.finish()
+    return result
+
+
 def check_keyfile(content: dict[str, Any]) -> None:
     data = content["key_file"].encode()
     keys = decode_key_file(data, content["passphrase"].encode())
@@ -97,6 +126,7 @@ CHECKERS: dict[str, Callable[[dict[str, Any]], None]] = {
 # Checks that read files beside the vector file.
 FOLDER_CHECKERS: dict[str, Callable[[dict[str, Any], Path], None]] = {
     "timestamp-token": check_timestamp_token,
+    "commitment": check_commitment,
 }
 
 

@@ -19,7 +19,10 @@ from secmark.crypto import IdentityKeys, VrfSecretKey
 from secmark.crypto.keyfile import INTERACTIVE_KDF, encode_key_file
 from secmark.encoding import b64_encode, canonical_json
 from secmark.messages import Envelope, EnvelopeSignature, create_identity
+from secmark.messages.commitment import create_commitment
 from secmark.messages.document import PAYLOAD_TYPE
+from secmark.messages.families import NoiseFamily
+from secmark.messages.labels import ClassLabels
 
 ROOT = Path(__file__).resolve().parent
 Q = 2**252 + 27742317777372353535851937790883648493
@@ -168,6 +171,32 @@ def documents() -> None:
             "source": "secmark; vectors/generate.py",
             "note": "each envelope must be refused when opened as the identity of documents/identity.json, with the error named",
             "vectors": [{"description": d, "envelope": e.decode(), "error": err} for d, e, err in negative],
+        },
+    )
+    commitment = create_commitment(
+        keys,
+        family=NoiseFamily((1, 8, 8), "float32", 0.0, 1.0),
+        labels=ClassLabels(10),
+        size=256,
+        model_label="secmark test vector commitment",
+        nonce=seed("commitment nonce"),
+        created=created,
+    )
+    write(
+        "documents/commitment.json",
+        {
+            "kind": "commitment",
+            "source": "secmark; vectors/generate.py",
+            "note": "the identity of documents/identity.json commits; commitment_id is the hex SHA-256 of the payload",
+            "identity": "identity.json",
+            "family": commitment.document.family.to_fields(),
+            "labels": commitment.document.labels.to_fields(),
+            "size": 256,
+            "model_label": "secmark test vector commitment",
+            "nonce": seed("commitment nonce").hex(),
+            "created": "2026-01-01T00:00:00Z",
+            "commitment_id": commitment.digest,
+            "envelope": commitment.to_json().decode(),
         },
     )
     if not (ROOT / "documents/keyfile.json").exists():
