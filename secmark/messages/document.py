@@ -88,6 +88,23 @@ class Fields:
     def has(self, name: str) -> bool:
         return name in self._values
 
+    def is_null(self, name: str) -> bool:
+        """Whether the field is present and null (it is then consumed)."""
+        if self._get(name) is None:
+            return True
+        self._read.discard(name)
+        return False
+
+    def text_list(self, name: str, *, max_items: int, max_length: int = 256) -> list[str]:
+        value = self._get(name)
+        if (
+            not isinstance(value, list)
+            or len(value) > max_items
+            or any(not isinstance(item, str) or len(item) > max_length for item in value)
+        ):
+            raise self._fail(name, f"a list of at most {max_items} short strings")
+        return value
+
     def text(self, name: str, *, max_length: int = _MAX_TEXT_LENGTH) -> str:
         value = self._get(name)
         if not isinstance(value, str) or len(value) > max_length:
@@ -123,6 +140,15 @@ class Fields:
             )
         return value
 
+    def answer(self, name: str, *, max_items: int) -> int | float | list[int] | None:
+        """A suspect's answer: null, a number, or a list of integers."""
+        value = self._get(name)
+        if value is None or type(value) in (int, float):
+            return value  # type: ignore[no-any-return]
+        if isinstance(value, list) and len(value) <= max_items and all(type(v) is int for v in value):
+            return value
+        raise self._fail(name, f"null, a number or a list of at most {max_items} integers")
+
     def boolean(self, name: str) -> bool:
         value = self._get(name)
         if not isinstance(value, bool):
@@ -132,6 +158,14 @@ class Fields:
     def raw_bytes(self, name: str, *, size: int | None = None) -> bytes:
         value = self._get(name)
         return b64url_decode(value, what=f"{self._context} field {name!r}", size=size)
+
+    def bytes_list(self, name: str, *, size: int, max_items: int) -> list[bytes]:
+        value = self._get(name)
+        if not isinstance(value, list) or len(value) > max_items:
+            raise self._fail(name, f"a list of at most {max_items} byte strings")
+        return [
+            b64url_decode(item, what=f"{self._context} field {name!r}", size=size) for item in value
+        ]
 
     def hex_digest(self, name: str) -> str:
         value = self._get(name)
@@ -144,9 +178,7 @@ class Fields:
         return value
 
     def optional_hex_digest(self, name: str) -> str | None:
-        if self._get(name) is None:
-            return None
-        return self.hex_digest(name)
+        return None if self.is_null(name) else self.hex_digest(name)
 
     def time(self, name: str) -> datetime:
         return parse_time(self._get(name), what=f"{self._context} field {name!r}")

@@ -1,0 +1,109 @@
+"""The transcript: every query the arbiter sent to the suspect, in order.
+
+Each entry has the SHA-256 of the input sent, the suspect's raw answer or
+the error it caused, and, for triggers, the committed index (decoys have
+none). The arbiter signs it: the suspect's answers are attested by the
+arbiter, and a third party re-counts the matches from it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+from secmark.crypto.keys import PublicKeys
+from secmark.encoding import format_time
+from secmark.errors import EncodingError
+from secmark.messages.commitment import MAX_COMMITTED_TRIGGERS
+from secmark.messages.document import Fields, SignedDocument, open_document
+
+__all__ = ["TranscriptEntry", "Transcript", "open_transcript", "MAX_QUERIES"]
+
+MAX_QUERIES = 1 << 21
+"""Challenged triggers plus decoys, with room to spare."""
+
+_MAX_TRANSCRIPT_SIZE = 512 * 1024 * 1024
+_MAX_ERROR_TEXT = 2048
+_MAX_TOKENS = 1 << 16
+
+Answer = int | float | list[int] | None
+
+
+@dataclass(frozen=True)
+class TranscriptEntry:
+    position: int
+    input_sha256: str
+    trigger_index: int | None
+    answer: Answer
+    error: str | None
+
+    def __post_init__(self) -> None:
+        if (self.answer is None) == (self.error is None):
+            raise EncodingError("a transcript entry holds an answer or an error, exactly one")
+
+    def to_fields(self) -> dict[str, Any]:
+        return {
+            "answer": self.answer,
+            "error": self.error,
+            "input_sha256": self.input_sha256,
+            "position": self.position,
+            "trigger_index": self.trigger_index,
+        }
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> TranscriptEntry:
+        position = fields.integer("position", minimum=0, maximum=MAX_QUERIES)
+        digest = fields.hex_digest("input_sha256")
+        index = (
+            None
+            if fields.is_null("trigger_index")
+            else fields.integer("trigger_index", minimum=0, maximum=MAX_COMMITTED_TRIGGERS - 1)
+        )
+        answer = fields.answer("answer", max_items=_MAX_TOKENS)
+        error = None if fields.is_null("error") else fields.text("error", max_length=_MAX_ERROR_TEXT)
+        return cls(position, digest, index, answer, error)
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """``secmark.transcript`` version 1, signed by the arbiter."""
+
+    TYPE: ClassVar[str] = "secmark.transcript"
+    VERSION: ClassVar[int] = 1
+
+    challenge_id: str
+    suspect: str
+    started: datetime
+    finished: datetime
+    entries: tuple[TranscriptEntry, ...]
+
+    def __post_init__(self) -> None:
+        if [entry.position for entry in self.entries] != list(range(len(self.entries))):
+            raise EncodingError("transcript entries must be in the order sent, positions 0, 1, ...")
+        indices = [e.trigger_index for e in self.entries if e.trigger_index is not None]
+        if len(indices) != len(set(indices)):
+            raise EncodingError("a trigger index appears twice in the transcript")
+
+    def to_fields(self) -> dict[str, Any]:
+        return {
+            "challenge_id": self.challenge_id,
+            "entries": [entry.to_fields() for entry in self.entries],
+            "finished": format_time(self.finished),
+            "started": format_time(self.started),
+            "suspect": self.suspect,
+        }
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> Transcript:
+        return cls(
+            challenge_id=fields.hex_digest("challenge_id"),
+            suspect=fields.text("suspect"),
+            started=fields.time("started"),
+            finished=fields.time("finished"),
+            entries=tuple(fields.objects("entries", TranscriptEntry.from_fields, max_items=MAX_QUERIES)),
+        )
+
+
+def open_transcript(data: bytes, arbiter: PublicKeys) -> SignedDocument[Transcript]:
+    return open_document(data, Transcript, arbiter, max_size=_MAX_TRANSCRIPT_SIZE)

@@ -1,0 +1,252 @@
+"""The verdict: the arbiter's signed decision on one claim.
+
+Besides the exact test on the suspect's answers, a verdict states the
+commitment's (and release's) trusted times, how many challenges the arbiter
+had issued on the same commitment before, every other claim on the same
+suspect with its times, and every cross-check of registered released models,
+so a judge sees the ordering the decision rests on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, ClassVar
+
+from secmark.crypto.keys import PublicKeys
+from secmark.encoding import format_time
+from secmark.errors import EncodingError
+from secmark.messages.document import Fields, SignedDocument, open_document
+
+__all__ = [
+    "TestFigures",
+    "ReleaseTime",
+    "RivalClaim",
+    "CrossCheck",
+    "Verdict",
+    "OUTCOMES",
+    "open_verdict",
+]
+
+OUTCOMES = ("upheld", "rejected", "ambiguous")
+"""upheld: the claim holds and no rival prevails; rejected: it does not hold
+(or a rival prevails); ambiguous: it holds but the cross-checks single out no
+claim."""
+
+_MAX_VERDICT_SIZE = 4 * 1024 * 1024
+_MAX_RIVALS = 256
+_MAX_REASON = 4096
+_MAX_COUNT = 1 << 40
+
+
+@dataclass(frozen=True)
+class TestFigures:
+    """The exact one-sided binomial test (``specs/statistics.md``)."""
+
+    trials: int
+    matches: int
+    p0: str
+    alpha: str
+    threshold: int
+    p_value: float
+    log2_p_value: float
+    ci_low: float
+    ci_high: float
+    trigger_errors: int
+    decoy_errors: int
+
+    @property
+    def significant(self) -> bool:
+        return self.matches >= self.threshold
+
+    def to_fields(self) -> dict[str, Any]:
+        return {
+            "alpha": self.alpha,
+            "ci_high": self.ci_high,
+            "ci_low": self.ci_low,
+            "decoy_errors": self.decoy_errors,
+            "log2_p_value": self.log2_p_value,
+            "matches": self.matches,
+            "p0": self.p0,
+            "p_value": self.p_value,
+            "threshold": self.threshold,
+            "trials": self.trials,
+            "trigger_errors": self.trigger_errors,
+        }
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> TestFigures:
+        count = {"minimum": 0, "maximum": _MAX_COUNT}
+        return cls(
+            trials=fields.integer("trials", **count),
+            matches=fields.integer("matches", **count),
+            p0=fields.text("p0", max_length=128),
+            alpha=fields.text("alpha", max_length=128),
+            threshold=fields.integer("threshold", **count),
+            p_value=fields.number("p_value"),
+            log2_p_value=fields.number("log2_p_value"),
+            ci_low=fields.number("ci_low"),
+            ci_high=fields.number("ci_high"),
+            trigger_errors=fields.integer("trigger_errors", **count),
+            decoy_errors=fields.integer("decoy_errors", **count),
+        )
+
+
+@dataclass(frozen=True)
+class ReleaseTime:
+    release_id: str
+    model_digest: str
+    trusted_time: datetime
+
+    def to_fields(self) -> dict[str, Any]:
+        return {
+            "model_digest": self.model_digest,
+            "release_id": self.release_id,
+            "trusted_time": format_time(self.trusted_time),
+        }
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> ReleaseTime:
+        return cls(fields.hex_digest("release_id"), fields.hex_digest("model_digest"), fields.time("trusted_time"))
+
+
+@dataclass(frozen=True)
+class RivalClaim:
+    """Another claim on the same suspect, as the arbiter judged it."""
+
+    claim_id: str
+    owner: str
+    commitment_time: datetime
+    release_time: datetime | None
+    holds_on_suspect: bool
+
+    def to_fields(self) -> dict[str, Any]:
+        return {
+            "claim_id": self.claim_id,
+            "commitment_time": format_time(self.commitment_time),
+            "holds_on_suspect": self.holds_on_suspect,
+            "owner": self.owner,
+            "release_time": None if self.release_time is None else format_time(self.release_time),
+        }
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> RivalClaim:
+        return cls(
+            fields.hex_digest("claim_id"),
+            fields.hex_digest("owner"),
+            fields.time("commitment_time"),
+            None if fields.is_null("release_time") else fields.time("release_time"),
+            fields.boolean("holds_on_suspect"),
+        )
+
+
+@dataclass(frozen=True)
+class CrossCheck:
+    """Whether the released model registered by ``model_of`` carries the
+    watermark of ``watermark_of`` (both claim ids)."""
+
+    model_of: str
+    watermark_of: str
+    trials: int
+    matches: int
+    threshold: int
+    log2_p_value: float
+
+    @property
+    def carries(self) -> bool:
+        return self.matches >= self.threshold
+
+    def to_fields(self) -> dict[str, Any]:
+        return {
+            "log2_p_value": self.log2_p_value,
+            "matches": self.matches,
+            "model_of": self.model_of,
+            "threshold": self.threshold,
+            "trials": self.trials,
+            "watermark_of": self.watermark_of,
+        }
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> CrossCheck:
+        count = {"minimum": 0, "maximum": _MAX_COUNT}
+        return cls(
+            fields.hex_digest("model_of"),
+            fields.hex_digest("watermark_of"),
+            fields.integer("trials", **count),
+            fields.integer("matches", **count),
+            fields.integer("threshold", **count),
+            fields.number("log2_p_value"),
+        )
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """``secmark.verdict`` version 1, signed by the arbiter."""
+
+    TYPE: ClassVar[str] = "secmark.verdict"
+    VERSION: ClassVar[int] = 1
+
+    claim_id: str
+    challenge_id: str
+    commitment_id: str
+    transcript_id: str
+    owner: str
+    suspect: str
+    commitment_time: datetime
+    release: ReleaseTime | None
+    test: TestFigures
+    prior_challenges: int
+    rivals: tuple[RivalClaim, ...]
+    cross_checks: tuple[CrossCheck, ...]
+    outcome: str
+    reason: str
+    issued: datetime
+
+    def __post_init__(self) -> None:
+        if self.outcome not in OUTCOMES:
+            raise EncodingError(f"a verdict's outcome is one of {OUTCOMES}, not {self.outcome!r}")
+
+    def to_fields(self) -> dict[str, Any]:
+        return {
+            "challenge_id": self.challenge_id,
+            "claim_id": self.claim_id,
+            "commitment_id": self.commitment_id,
+            "commitment_time": format_time(self.commitment_time),
+            "cross_checks": [check.to_fields() for check in self.cross_checks],
+            "issued": format_time(self.issued),
+            "outcome": self.outcome,
+            "owner": self.owner,
+            "prior_challenges": self.prior_challenges,
+            "reason": self.reason,
+            "release": None if self.release is None else self.release.to_fields(),
+            "rivals": [rival.to_fields() for rival in self.rivals],
+            "suspect": self.suspect,
+            "test": self.test.to_fields(),
+            "transcript_id": self.transcript_id,
+        }
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> Verdict:
+        return cls(
+            claim_id=fields.hex_digest("claim_id"),
+            challenge_id=fields.hex_digest("challenge_id"),
+            commitment_id=fields.hex_digest("commitment_id"),
+            transcript_id=fields.hex_digest("transcript_id"),
+            owner=fields.hex_digest("owner"),
+            suspect=fields.text("suspect"),
+            commitment_time=fields.time("commitment_time"),
+            release=None if fields.is_null("release") else fields.nested("release", ReleaseTime.from_fields),
+            test=fields.nested("test", TestFigures.from_fields),
+            prior_challenges=fields.integer("prior_challenges", minimum=0, maximum=_MAX_COUNT),
+            rivals=tuple(fields.objects("rivals", RivalClaim.from_fields, max_items=_MAX_RIVALS)),
+            cross_checks=tuple(
+                fields.objects("cross_checks", CrossCheck.from_fields, max_items=_MAX_RIVALS**2)
+            ),
+            outcome=fields.text("outcome"),
+            reason=fields.text("reason", max_length=_MAX_REASON),
+            issued=fields.time("issued"),
+        )
+
+
+def open_verdict(data: bytes, arbiter: PublicKeys) -> SignedDocument[Verdict]:
+    return open_document(data, Verdict, arbiter, max_size=_MAX_VERDICT_SIZE)
