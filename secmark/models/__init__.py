@@ -1,0 +1,44 @@
+"""Suspect adapters: how the arbiter queries the model it suspects.
+
+Every adapter satisfies :class:`Suspect`: ``predict(batch)`` returns one
+checked answer per input row (int64 labels, int64 token ids or float64
+values, as the adapter's ``output`` says) or raises
+:class:`~secmark.errors.SuspectError`; ``describe()`` returns the canonical
+reference a claim is bound to.
+
+- :class:`OipSuspect`: a remote endpoint speaking the Open Inference Protocol
+  (KServe v2 REST, as served by KServe, MLServer and Triton).
+- :class:`CallableSuspect`, :class:`EstimatorSuspect`: a Python function, a
+  scikit-learn style estimator.
+- ``secmark.models.torch_module.TorchSuspect``: a ``torch.nn.Module``. It is
+  not imported here, so that this package works without torch installed;
+  import it from its module.
+"""
+
+from __future__ import annotations
+
+from secmark.models.base import (
+    OUTPUTS,
+    Output,
+    Suspect,
+    check_answers,
+    check_batch,
+    check_batch_size,
+    check_output,
+)
+from secmark.models.callable import CallableSuspect, EstimatorSuspect
+from secmark.models.remote import OIP_DATATYPES, OipSuspect
+
+__all__ = [
+    "OIP_DATATYPES",
+    "OUTPUTS",
+    "CallableSuspect",
+    "EstimatorSuspect",
+    "OipSuspect",
+    "Output",
+    "Suspect",
+    "check_answers",
+    "check_batch",
+    "check_batch_size",
+    "check_output",
+]
