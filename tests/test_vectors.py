@@ -6,21 +6,30 @@ vector can be added without a check.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from secmark import errors
 from secmark.crypto import IdentityKeys, VrfPublicKey, VrfSecretKey, decode_key_file
+from secmark.crypto.merkle import MerkleTree, merkle_root, verify_inclusion
 from secmark.messages import Fields, create_identity, open_identity
 from secmark.messages.commitment import create_commitment, open_commitment
-from secmark.messages.families import family_from_fields
+from secmark.messages.families import OverlayFamily, PoolFamily, family_from_fields
 from secmark.messages.labels import label_space_from_fields
 from secmark.timestamp import TrustStore, verify_timestamp
+from secmark.triggers import (
+    CommittedPool,
+    derive_trigger,
+    trigger_alpha,
+    verify_trigger,
+)
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 
@@ -116,12 +125,90 @@ def check_timestamp_token(content: dict[str, Any], folder: Path) -> None:
         verify_timestamp(token, bytes(32), trust)
 
 
+def _pool_items(hex_items: list[str], family: PoolFamily | OverlayFamily) -> np.ndarray:
+    dtype = np.dtype(family.item_dtype).newbyteorder("<")
+    return np.stack(
+        [np.frombuffer(bytes.fromhex(h), dtype=dtype).reshape(family.item_shape) for h in hex_items]
+    )
+
+
+def check_trigger_derivation(content: dict[str, Any]) -> None:
+    keys = _vector_identity(content["owner"])
+    fields = content["commitment"]
+    family = _parsed(fields["family"], family_from_fields)
+    created = datetime.strptime(fields["created"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    signed = create_commitment(
+        keys,
+        family=family,
+        labels=_parsed(fields["labels"], label_space_from_fields),
+        size=fields["size"],
+        model_label=fields["model_label"],
+        pool_root=fields["pool_root"],
+        nonce=bytes.fromhex(fields["nonce"]),
+        created=created,
+    )
+    assert signed.to_json() == content["envelope"].encode()
+    opened = open_commitment(content["envelope"].encode(), owner_key_id=keys.key_id)
+    assert opened.digest == content["commitment_id"]
+    items, pool = None, None
+    if isinstance(family, (PoolFamily, OverlayFamily)):
+        items = _pool_items(content["pool"], family)
+        pool = CommittedPool.open(items, opened.document)
+        assert pool.root.hex() == fields["pool_root"]
+    for vector in content["triggers"]:
+        index = vector["index"]
+        trigger = derive_trigger(keys, opened, index, pool=pool)
+        assert trigger_alpha(bytes.fromhex(opened.digest), index).hex() == vector["alpha"]
+        assert (trigger.proof.hex(), trigger.beta.hex()) == (vector["pi"], vector["beta"])
+        data = np.ascontiguousarray(trigger.input, dtype=trigger.input.dtype.newbyteorder("<")).tobytes()
+        assert hashlib.sha256(data).hexdigest() == vector["input_sha256"]
+        if "input_hex" in vector:
+            assert data.hex() == vector["input_hex"]
+        assert np.asarray(trigger.label).tolist() == vector["label"]
+        assert trigger.pool_index == vector["pool_index"]
+        reveal: dict[str, Any] = {}
+        if pool is not None and items is not None and trigger.pool_index is not None:
+            path = pool.inclusion_path(trigger.pool_index)
+            assert [h.hex() for h in path] == vector["merkle_path"]
+            reveal = {"pool_item": items[trigger.pool_index], "merkle_path": path}
+        assert verify_trigger(opened, index, bytes.fromhex(vector["pi"]), **reveal) == trigger
+
+
+def check_trigger_derivation_negative(content: dict[str, Any]) -> None:
+    for vector in content["vectors"]:
+        signed = open_commitment(vector["envelope"].encode())
+        family = signed.document.family
+        reveal: dict[str, Any] = {}
+        if "pool_item" in vector:
+            assert isinstance(family, (PoolFamily, OverlayFamily))
+            reveal["pool_item"] = _pool_items([vector["pool_item"]], family)[0]
+        if "merkle_path" in vector:
+            reveal["merkle_path"] = [bytes.fromhex(h) for h in vector["merkle_path"]]
+        with pytest.raises(getattr(errors, vector["error"])):
+            verify_trigger(signed, vector["index"], bytes.fromhex(vector["pi"]), **reveal)
+
+
+def check_merkle_rfc6962(content: dict[str, Any]) -> None:
+    leaves = [bytes.fromhex(leaf) for leaf in content["leaves"]]
+    assert merkle_root([]).hex() == content["empty_root"]
+    for size, root in enumerate(content["roots"], start=1):
+        assert merkle_root(leaves[:size]).hex() == root
+    for case in content["inclusion"]:
+        index, size = case["index"], case["size"]
+        path = [bytes.fromhex(h) for h in case["path"]]
+        assert list(MerkleTree.from_leaves(leaves[:size]).inclusion_path(index)) == path
+        verify_inclusion(bytes.fromhex(content["roots"][size - 1]), index, size, leaves[index], path)
+
+
 CHECKERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "ecvrf-tai": check_ecvrf_tai,
     "ecvrf-tai-negative": check_ecvrf_tai_negative,
     "identity": check_identity,
     "identity-negative": check_identity_negative,
     "keyfile": check_keyfile,
+    "trigger-derivation": check_trigger_derivation,
+    "trigger-derivation-negative": check_trigger_derivation_negative,
+    "merkle-rfc6962": check_merkle_rfc6962,
 }
 # Checks that read files beside the vector file.
 FOLDER_CHECKERS: dict[str, Callable[[dict[str, Any], Path], None]] = {

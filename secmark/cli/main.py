@@ -14,10 +14,10 @@ import sys
 from collections.abc import Sequence
 
 from secmark import __version__
-from secmark.cli import commit, keys, plan, timestamping, tsa
+from secmark.cli import commit, derive, keys, plan, timestamping, tsa
 from secmark.errors import SecmarkError
 
-_COMMAND_MODULES = (keys, commit, timestamping, tsa, plan)
+_COMMAND_MODULES = (keys, commit, timestamping, tsa, derive, plan)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -61,8 +61,8 @@ class RegressionLabels:
     def __post_init__(self) -> None:
         if not all(math.isfinite(v) for v in (self.lo, self.hi, self.tolerance)):
             raise EncodingError("regression lo, hi and tolerance must be finite")
-        if not self.lo < self.hi:
-            raise EncodingError("a regression range needs lo < hi")
+        if not self.lo < self.hi or not math.isfinite(self.hi - self.lo):
+            raise EncodingError("a regression range needs lo < hi with hi - lo finite")
         if not 0 < 2 * self.tolerance < self.hi - self.lo:
             raise EncodingError("the regression tolerance must be in (0, (hi - lo) / 2)")
 

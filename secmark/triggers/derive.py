@@ -1,0 +1,466 @@
+"""Trigger ``i`` of a commitment: derived by the owner, checked by anyone.
+
+The owner proves the VRF on ``alpha_i`` (the commitment id and ``i``) and
+expands the output ``beta_i`` into an input and a label
+(``specs/derivation.md``). A verifier holding only the commitment checks the
+proof ``pi_i`` under the owner's committed VRF key, which yields the same
+``beta_i`` — the VRF output is unique, so there is nothing to choose — and
+repeats the expansion. Decoys run the same expansion from fresh randomness.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from secmark.crypto.ecvrf import OUTPUT_SIZE, PROOF_SIZE, VrfSecretKey
+from secmark.crypto.keys import IdentityKeys
+from secmark.crypto.merkle import MerkleTree, merkle_root, verify_inclusion
+from secmark.errors import EncodingError, KeyMaterialError, ProofError
+from secmark.messages.commitment import MAX_COMMITTED_TRIGGERS, Commitment
+from secmark.messages.document import SignedDocument
+from secmark.messages.families import OverlayFamily, PoolFamily, TriggerFamily
+from secmark.triggers.generate import (
+    Label,
+    PoolItems,
+    checked_item,
+    draw_input,
+    draw_label,
+    input_layout,
+    item_leaf,
+    label_layout,
+)
+from secmark.triggers.sampling import KeyStream, stream_keys
+
+__all__ = [
+    "TRIGGER_DOMAIN",
+    "DEFAULT_BATCH_SIZE",
+    "trigger_alpha",
+    "pool_root",
+    "CommittedPool",
+    "Trigger",
+    "TriggerBatch",
+    "derive_trigger",
+    "iter_triggers",
+    "verify_trigger",
+    "generate_decoys",
+]
+
+TRIGGER_DOMAIN = b"secmark-v1 trigger"
+"""Prefix of every trigger's VRF input; no other secmark VRF input starts so."""
+
+DEFAULT_BATCH_SIZE = 256
+"""Triggers per batch: a batch of 3x224x224 float32 inputs is about 150 MiB."""
+
+_MAX_DECOYS = MAX_COMMITTED_TRIGGERS
+
+
+def trigger_alpha(commitment_id: bytes, index: int) -> bytes:
+    """``alpha_i = "secmark-v1 trigger" || commitment_id || I2OSP(i, 4)``.
+
+    Raises:
+        EncodingError: the id is not 32 bytes or ``index`` not in ``[0, 2^32)``.
+    """
+    if len(commitment_id) != 32:
+        raise EncodingError("a commitment id is 32 bytes (a SHA-256 digest)")
+    if not 0 <= index < 1 << 32:
+        raise EncodingError(f"trigger index {index} does not fit in 4 bytes")
+    return TRIGGER_DOMAIN + commitment_id + index.to_bytes(4, "big")
+
+
+def _pool_family(family: TriggerFamily) -> PoolFamily | OverlayFamily:
+    if not isinstance(family, (PoolFamily, OverlayFamily)):
+        raise EncodingError(f"the {family.NAME} family draws from no pool")
+    return family
+
+
+def _pool_leaves(items: PoolItems, family: PoolFamily | OverlayFamily) -> Iterator[bytes]:
+    if len(items) != family.pool_size:
+        raise EncodingError(
+            f"the pool has {len(items)} items; the family commits to {family.pool_size}"
+        )
+    for position in range(family.pool_size):
+        yield item_leaf(checked_item(items[position], family))
+
+
+def pool_root(items: PoolItems, family: TriggerFamily) -> str:
+    """The hex Merkle root a commitment names for the candidate pool ``items``.
+
+    Leaf ``j`` is item ``j``'s values in C order, little-endian, in the
+    committed dtype. Items are hashed one at a time (memory O(one item)).
+
+    Raises:
+        EncodingError: not a pool family, a pool of another size, or an item
+            of another shape or dtype.
+    """
+    return merkle_root(_pool_leaves(items, _pool_family(family))).hex()
+
+
+class CommittedPool:
+    """A candidate pool checked against a commitment's Merkle root.
+
+    Holding one means every item is the committed one, so derivation can
+    use items without further proof, and audit paths for reveals are at
+    hand. Build with :meth:`open`.
+    """
+
+    def __init__(
+        self, items: PoolItems, family: PoolFamily | OverlayFamily, tree: MerkleTree
+    ) -> None:
+        self._items = items
+        self._family = family
+        self._tree = tree
+
+    @classmethod
+    def open(cls, items: PoolItems, commitment: Commitment) -> CommittedPool:
+        """Hash every item and compare the root with ``commitment.pool_root``.
+
+        Raises:
+            EncodingError: the commitment's family draws from no pool, or the
+                pool has another size, item shape or dtype.
+            ProofError: the pool's root is not the committed one.
+        """
+        family = _pool_family(commitment.family)
+        tree = MerkleTree.from_leaves(_pool_leaves(items, family))
+        if tree.root.hex() != commitment.pool_root:
+            raise ProofError("the pool does not match the commitment's pool root")
+        return cls(items, family, tree)
+
+    def __len__(self) -> int:
+        return self._tree.size
+
+    @property
+    def root(self) -> bytes:
+        return self._tree.root
+
+    def item(self, index: int) -> npt.NDArray[Any]:
+        """Item ``index``, read-only, in the committed shape and dtype.
+
+        Raises:
+            EncodingError: the item changed since the pool was opened (its
+                shape or dtype no longer match).
+        """
+        return checked_item(self._items[index], self._family)
+
+    def inclusion_path(self, index: int) -> tuple[bytes, ...]:
+        """The Merkle audit path of item ``index``, for a reveal."""
+        return self._tree.inclusion_path(index)
+
+
+@dataclass(frozen=True, eq=False)
+class Trigger:
+    """Trigger ``index`` of a commitment, with the VRF proof that fixes it.
+
+    ``input`` is read-only. ``label`` is an ``int`` (classes), a ``float``
+    (regression) or a read-only int64 array (tokens). ``pool_index`` is the
+    pool item the input was built from (pool and overlay families).
+    Triggers compare equal when every field is equal, arrays by dtype, shape
+    and bytes.
+    """
+
+    index: int
+    input: npt.NDArray[Any]
+    label: Label
+    proof: bytes
+    beta: bytes
+    pool_index: int | None
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Trigger):
+            return NotImplemented
+        return (
+            (self.index, self.proof, self.beta, self.pool_index)
+            == (other.index, other.proof, other.beta, other.pool_index)
+            and _same_array(self.input, other.input)
+            and _same_array(np.asarray(self.label), np.asarray(other.label))
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _same_array(a: npt.NDArray[Any], b: npt.NDArray[Any]) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+@dataclass(frozen=True, eq=False)
+class TriggerBatch:
+    """Consecutive triggers as arrays, first axis the position in the batch.
+
+    ``indices`` int64 ``(B,)``; ``inputs`` ``(B, *input shape)``; ``labels``
+    ``(B,)`` int64 or float64, or ``(B, length)`` int64 for tokens;
+    ``proofs`` uint8 ``(B, 80)``; ``betas`` uint8 ``(B, 64)``;
+    ``pool_indices`` int64 ``(B,)`` for pool families, else ``None``.
+    """
+
+    indices: npt.NDArray[np.int64]
+    inputs: npt.NDArray[Any]
+    labels: npt.NDArray[Any]
+    proofs: npt.NDArray[np.uint8]
+    betas: npt.NDArray[np.uint8]
+    pool_indices: npt.NDArray[np.int64] | None
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+def _commitment_id(signed: SignedDocument[Commitment]) -> bytes:
+    return bytes.fromhex(signed.digest)
+
+
+def _owner_secret(
+    keys: IdentityKeys | VrfSecretKey, commitment: Commitment
+) -> VrfSecretKey:
+    secret = keys.vrf if isinstance(keys, IdentityKeys) else keys
+    if secret.public_key.public_bytes_raw() != commitment.owner.vrf_key.public_bytes_raw():
+        raise KeyMaterialError("this VRF key is not the one the commitment names for its owner")
+    return secret
+
+
+def _pool_fetch(
+    commitment: Commitment, pool: CommittedPool | None
+) -> Callable[[int], npt.NDArray[Any]] | None:
+    if not isinstance(commitment.family, (PoolFamily, OverlayFamily)):
+        if pool is not None:
+            raise EncodingError(f"the {commitment.family.NAME} family draws from no pool")
+        return None
+    if pool is None:
+        raise EncodingError(f"the {commitment.family.NAME} family needs its committed pool")
+    if pool.root.hex() != commitment.pool_root:
+        raise ProofError("the pool was opened for another commitment's pool root")
+    return pool.item
+
+
+def _expand(
+    commitment: Commitment,
+    index: int,
+    proof: bytes,
+    beta: bytes,
+    fetch: Callable[[int], npt.NDArray[Any]] | None,
+) -> Trigger:
+    """``specs/derivation.md`` 7.2, 7.4 and 7.5: beta to input and label."""
+    input_key, label_key = stream_keys(beta)
+    family = commitment.family
+    pool_size = family.pool_size if isinstance(family, (PoolFamily, OverlayFamily)) else 0
+    value, pool_index = draw_input(family, KeyStream(input_key), pool_size=pool_size, fetch=fetch)
+    value.flags.writeable = False
+    label = draw_label(commitment.labels, KeyStream(label_key))
+    if isinstance(label, np.ndarray):
+        label.flags.writeable = False
+    return Trigger(index, value, label, proof, beta, pool_index)
+
+
+def derive_trigger(
+    keys: IdentityKeys | VrfSecretKey,
+    signed_commitment: SignedDocument[Commitment],
+    index: int,
+    *,
+    pool: CommittedPool | None = None,
+) -> Trigger:
+    """The owner's trigger ``index``: prove the VRF, then expand its output.
+
+    Raises:
+        KeyMaterialError: ``keys`` is not the commitment owner's VRF key.
+        EncodingError: ``index`` is not in ``[0, N)``; a pool family without
+            its pool, or a pool for a family that has none.
+        ProofError: ``pool`` was opened against another pool root.
+    """
+    commitment = signed_commitment.document
+    secret = _owner_secret(keys, commitment)
+    fetch = _pool_fetch(commitment, pool)
+    if not 0 <= index < commitment.size:
+        raise EncodingError(f"trigger index {index} is outside [0, {commitment.size})")
+    alpha = trigger_alpha(_commitment_id(signed_commitment), index)
+    proof, beta = secret.prove_and_hash(alpha)
+    return _expand(commitment, index, proof, beta, fetch)
+
+
+def iter_triggers(
+    keys: IdentityKeys | VrfSecretKey,
+    signed_commitment: SignedDocument[Commitment],
+    indices: Iterable[int],
+    *,
+    pool: CommittedPool | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+) -> Iterator[TriggerBatch]:
+    """The triggers of ``indices``, in that order, ``batch_size`` at a time.
+
+    ``indices`` is read lazily and only one batch exists at a time, so
+    memory is O(batch_size) whatever the number of triggers (pass a
+    ``range`` for all N). Each row equals :func:`derive_trigger`'s result.
+
+    Raises (when called, before any batch):
+        KeyMaterialError, EncodingError, ProofError: as :func:`derive_trigger`,
+            and EncodingError for a batch size below 1.
+    Raises (while iterating):
+        EncodingError: an index outside ``[0, N)``.
+    """
+    commitment = signed_commitment.document
+    secret = _owner_secret(keys, commitment)
+    fetch = _pool_fetch(commitment, pool)
+    if batch_size < 1:
+        raise EncodingError("the batch size must be at least 1")
+    return _batches(secret, signed_commitment, iter(indices), fetch, batch_size)
+
+
+def _batches(
+    secret: VrfSecretKey,
+    signed_commitment: SignedDocument[Commitment],
+    indices: Iterator[int],
+    fetch: Callable[[int], npt.NDArray[Any]] | None,
+    batch_size: int,
+) -> Iterator[TriggerBatch]:
+    commitment = signed_commitment.document
+    commitment_id = _commitment_id(signed_commitment)
+    input_shape, input_dtype = input_layout(commitment.family)
+    label_shape, label_dtype = label_layout(commitment.labels)
+    uses_pool = fetch is not None
+    while chunk := list(itertools.islice(indices, batch_size)):
+        size = len(chunk)
+        inputs = np.empty((size, *input_shape), dtype=input_dtype)
+        labels: list[Label] = []
+        proofs: list[bytes] = []
+        betas: list[bytes] = []
+        pool_indices: list[int | None] = []
+        for row, index in enumerate(chunk):
+            if not 0 <= index < commitment.size:
+                raise EncodingError(f"trigger index {index} is outside [0, {commitment.size})")
+            proof, beta = secret.prove_and_hash(trigger_alpha(commitment_id, index))
+            trigger = _expand(commitment, index, proof, beta, fetch)
+            inputs[row] = trigger.input
+            labels.append(trigger.label)
+            proofs.append(proof)
+            betas.append(beta)
+            pool_indices.append(trigger.pool_index)
+        # Per-row values are gathered in lists and converted once per batch:
+        # one numpy call per row and field would cost more than the rest of
+        # the expansion.
+        yield TriggerBatch(
+            indices=np.array(chunk, dtype=np.int64),
+            inputs=inputs,
+            labels=np.array(labels, dtype=label_dtype).reshape(size, *label_shape),
+            proofs=np.frombuffer(b"".join(proofs), dtype=np.uint8).reshape(size, PROOF_SIZE).copy(),
+            betas=np.frombuffer(b"".join(betas), dtype=np.uint8).reshape(size, OUTPUT_SIZE).copy(),
+            pool_indices=np.array(pool_indices, dtype=np.int64) if uses_pool else None,
+        )
+
+
+def _verify(
+    signed_commitment: SignedDocument[Commitment],
+    index: int,
+    proof: bytes,
+    fetch: Callable[[int], npt.NDArray[Any]] | None,
+) -> Trigger:
+    commitment = signed_commitment.document
+    if not 0 <= index < commitment.size:
+        raise ProofError(f"trigger {index}: outside the committed set [0, {commitment.size})")
+    alpha = trigger_alpha(_commitment_id(signed_commitment), index)
+    try:
+        beta = commitment.owner.vrf_key.verify(alpha, proof)
+    except ProofError as error:
+        raise ProofError(f"trigger {index}: {error}") from None
+    return _expand(commitment, index, proof, beta, fetch)
+
+
+def verify_trigger(
+    signed_commitment: SignedDocument[Commitment],
+    index: int,
+    proof: bytes,
+    *,
+    pool_item: npt.NDArray[Any] | None = None,
+    merkle_path: Sequence[bytes] | None = None,
+) -> Trigger:
+    """Check a revealed trigger and return it, re-derived.
+
+    Verifies, in order: ``index`` is in ``[0, N)``; ``proof`` is the owner's
+    VRF proof for ``alpha_index`` under the VRF key the commitment names
+    (which fixes ``beta``); for the pool and overlay families, that
+    ``pool_item`` is the pool item ``beta`` selects, by its Merkle
+    ``merkle_path`` to the committed pool root. The returned trigger's input
+    and label are then recomputed from ``beta``, so nothing the revealer
+    claims about them is trusted: compare them to any claimed values.
+
+    ``signed_commitment`` must come from ``open_commitment`` (its owner
+    signature checked); whether the commitment was timestamped in time is
+    the caller's to check.
+
+    Raises:
+        ProofError: any check fails; the message names the index.
+        EncodingError: a pool item given for a family without a pool.
+    """
+    commitment = signed_commitment.document
+    family = commitment.family
+    if not isinstance(family, (PoolFamily, OverlayFamily)):
+        if pool_item is not None or merkle_path is not None:
+            raise EncodingError(f"the {family.NAME} family draws from no pool")
+        return _verify(signed_commitment, index, proof, None)
+    assert commitment.pool_root is not None  # Commitment requires it for pool families
+    root = bytes.fromhex(commitment.pool_root)
+
+    def fetch(pool_index: int) -> npt.NDArray[Any]:
+        if pool_item is None or merkle_path is None:
+            raise ProofError(
+                f"trigger {index}: the {family.NAME} family needs pool item {pool_index} "
+                "and its Merkle path"
+            )
+        try:
+            item = checked_item(pool_item, family)
+        except EncodingError as error:
+            raise ProofError(f"trigger {index}: {error}") from None
+        try:
+            verify_inclusion(root, pool_index, family.pool_size, item_leaf(item), merkle_path)
+        except ProofError as error:
+            raise ProofError(f"trigger {index}: pool item {pool_index}: {error}") from None
+        return item
+
+    return _verify(signed_commitment, index, proof, fetch)
+
+
+def generate_decoys(
+    commitment: Commitment,
+    count: int,
+    *,
+    items: Sequence[npt.NDArray[Any]] | None = None,
+) -> npt.NDArray[Any]:
+    """``count`` decoy inputs: the family's generator keyed by fresh randomness.
+
+    Each decoy's input stream is keyed by 32 bytes from ``os.urandom``
+    instead of a VRF output; the code that turns the stream into an input
+    is the triggers', so without the proofs a decoy cannot be told from a
+    trigger by its distribution. Returns an array ``(count, *input shape)``.
+
+    The pool and overlay families draw from the owner's pool, which an
+    arbiter does not hold: ``items`` are the candidates to draw from instead
+    (for example the items revealed with the proofs). Decoys are then as
+    indistinguishable as those candidates are from the rest of the pool; for
+    the pool family a decoy *is* one of the candidates, so candidates that
+    are trigger inputs make decoys that repeat triggers. Supply unrevealed
+    in-distribution items where that matters.
+
+    Raises:
+        EncodingError: ``count`` out of range; ``items`` missing, empty or of
+            the wrong shape or dtype for a pool family, or given for another.
+    """
+    if not 0 <= count <= _MAX_DECOYS:
+        raise EncodingError(f"the number of decoys must be in [0, {_MAX_DECOYS}]")
+    family = commitment.family
+    fetch: Callable[[int], npt.NDArray[Any]] | None = None
+    pool_size = 0
+    if isinstance(family, (PoolFamily, OverlayFamily)):
+        if not items:
+            raise EncodingError(f"decoys of the {family.NAME} family need candidate items")
+        candidates = [checked_item(item, family) for item in items]
+        fetch, pool_size = candidates.__getitem__, len(candidates)
+    elif items is not None:
+        raise EncodingError(f"the {family.NAME} family draws from no pool")
+    shape, dtype = input_layout(family)
+    decoys = np.empty((count, *shape), dtype=dtype)
+    for row in range(count):
+        stream = KeyStream(os.urandom(KeyStream.KEY_SIZE))
+        decoys[row], _ = draw_input(family, stream, pool_size=pool_size, fetch=fetch)
+    return decoys

@@ -1,0 +1,231 @@
+"""Regenerate the trigger-derivation vectors (``specs/derivation.md`` 7.10).
+
+Run from the repository root: ``python3 vectors/triggers/generate.py``.
+Every input is fixed (the owner key of ``vectors/documents/identity.json``,
+each commitment's nonce and time, the pools), and Ed25519 and ECVRF are
+deterministic, so the output is identical on every run; a difference after a
+code change means the change altered the derivation that other
+implementations rely on. ``merkle-rfc6962.json`` is copied from a published
+source, not generated, and is left alone.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from secmark.crypto import IdentityKeys
+from secmark.messages.commitment import create_commitment
+from secmark.messages.families import (
+    NoiseFamily,
+    OverlayFamily,
+    PoolFamily,
+    TokensFamily,
+    TriggerFamily,
+)
+from secmark.messages.labels import (
+    ClassLabels,
+    LabelSpace,
+    RegressionLabels,
+    TokenLabels,
+)
+from secmark.triggers import CommittedPool, derive_trigger, pool_root, trigger_alpha
+
+HERE = Path(__file__).resolve().parent
+IDENTITY = HERE.parent / "documents" / "identity.json"
+CREATED = datetime(2026, 2, 1, tzinfo=timezone.utc)
+INDICES = range(8)
+SOURCE = "secmark; vectors/triggers/generate.py"
+
+
+def write(name: str, content: dict[str, Any]) -> None:
+    (HERE / name).write_text(json.dumps(content, indent=2) + "\n", encoding="utf-8")
+
+
+def owner() -> tuple[IdentityKeys, dict[str, str]]:
+    identity = json.loads(IDENTITY.read_text(encoding="utf-8"))
+    seeds = {name: identity[name] for name in ("signing_seed", "vrf_seed", "encryption_key")}
+    return IdentityKeys(*(bytes.fromhex(seeds[n]) for n in ("signing_seed", "vrf_seed", "encryption_key"))), seeds
+
+
+def other_owner() -> IdentityKeys:
+    def seed(part: str) -> bytes:
+        return hashlib.sha256(f"secmark trigger vectors: other owner {part}".encode()).digest()
+
+    return IdentityKeys(seed("signing"), seed("vrf"), seed("encryption"))
+
+
+def nonce(label: str) -> bytes:
+    return hashlib.sha256(f"secmark trigger vectors: nonce {label}".encode()).digest()
+
+
+def make_pool(label: str, count: int, shape: tuple[int, ...], dtype: str) -> np.ndarray:
+    """A fixed pool: SHAKE-256 bytes; float32 items are those bytes / 255."""
+    size = count * int(np.prod(shape))
+    raw = np.frombuffer(hashlib.shake_256(f"secmark trigger vectors: pool {label}".encode()).digest(size), dtype=np.uint8)
+    if dtype == "uint8":
+        return raw.reshape(count, *shape).copy()
+    return (raw.astype(np.float32) / np.float32(255)).reshape(count, *shape)
+
+
+def input_bytes(value: np.ndarray) -> bytes:
+    return np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<")).tobytes()
+
+
+def label_json(label: Any) -> Any:
+    return label.tolist() if isinstance(label, np.ndarray) else label
+
+
+CASES: list[tuple[str, TriggerFamily, LabelSpace, tuple[int, tuple[int, ...], str] | None]] = [
+    ("noise-uint8", NoiseFamily((3, 8, 8), "uint8", 0, 255), ClassLabels(10), None),
+    ("noise-uint8-range", NoiseFamily((4, 5), "uint8", 16, 239), ClassLabels(1000), None),
+    ("noise-float32", NoiseFamily((2, 3, 3), "float32", -1.0, 1.0), RegressionLabels(-2.5, 7.5, 0.25), None),
+    ("tokens", TokensFamily(12, 1000, (0, 1, 2, 3, 999)), TokenLabels(50257, 3), None),
+    ("pool", PoolFamily(7, (2, 4, 4), "uint8"), ClassLabels(3), (7, (2, 4, 4), "uint8")),
+    ("overlay", OverlayFamily(7, (3, 4, 4), "float32", 5, 0.0, 1.0), ClassLabels(2), (7, (3, 4, 4), "float32")),
+]
+
+
+def positive(keys: IdentityKeys, seeds: dict[str, str]) -> dict[str, dict[str, Any]]:
+    written: dict[str, dict[str, Any]] = {}
+    for name, family, labels, pool_spec in CASES:
+        pool = make_pool(name, *pool_spec) if pool_spec else None
+        root = pool_root(pool, family) if pool is not None else None
+        signed = create_commitment(
+            keys,
+            family=family,
+            labels=labels,
+            size=64,
+            model_label=f"secmark trigger vector {name}",
+            pool_root=root,
+            nonce=nonce(name),
+            created=CREATED,
+        )
+        committed = CommittedPool.open(pool, signed.document) if pool is not None else None
+        triggers = []
+        for index in INDICES:
+            trigger = derive_trigger(keys, signed, index, pool=committed)
+            entry: dict[str, Any] = {
+                "index": index,
+                "alpha": trigger_alpha(bytes.fromhex(signed.digest), index).hex(),
+                "pi": trigger.proof.hex(),
+                "beta": trigger.beta.hex(),
+                "input_sha256": hashlib.sha256(input_bytes(trigger.input)).hexdigest(),
+                "label": label_json(trigger.label),
+                "pool_index": trigger.pool_index,
+            }
+            if committed is not None and trigger.pool_index is not None:
+                entry["merkle_path"] = [h.hex() for h in committed.inclusion_path(trigger.pool_index)]
+            if trigger.input.size <= 64:
+                entry["input_hex"] = input_bytes(trigger.input).hex()
+            triggers.append(entry)
+        content: dict[str, Any] = {
+            "kind": "trigger-derivation",
+            "source": SOURCE,
+            "note": (
+                "owner seeds are those of vectors/documents/identity.json; the commitment is "
+                "create_commitment(owner, family, labels, size, model_label, pool_root, nonce, created); "
+                "input bytes are C order, little-endian; see specs/derivation.md"
+            ),
+            "owner": seeds,
+            "commitment": {
+                "family": family.to_fields(),
+                "labels": labels.to_fields(),
+                "size": 64,
+                "model_label": f"secmark trigger vector {name}",
+                "pool_root": root,
+                "nonce": nonce(name).hex(),
+                "created": "2026-02-01T00:00:00Z",
+            },
+            "commitment_id": signed.digest,
+            "envelope": signed.to_json().decode(),
+            "triggers": triggers,
+        }
+        if pool is not None:
+            content["pool"] = [input_bytes(item).hex() for item in pool]
+        write(f"{name}.json", content)
+        written[name] = content
+    return written
+
+
+def negative(keys: IdentityKeys, written: dict[str, dict[str, Any]]) -> None:
+    def case(description: str, source: str, index: int, proof: str, **pool: Any) -> dict[str, Any]:
+        return {
+            "description": description,
+            "envelope": written[source]["envelope"],
+            "index": index,
+            "pi": proof,
+            **pool,
+            "error": "ProofError",
+        }
+
+    noise = written["noise-uint8"]
+    first, second = noise["triggers"][0], noise["triggers"][1]
+    # The same family and labels under another nonce: another commitment id.
+    family = NoiseFamily((3, 8, 8), "uint8", 0, 255)
+    another = create_commitment(
+        keys, family=family, labels=ClassLabels(10), size=64,
+        model_label="secmark trigger vector noise-uint8", nonce=nonce("another"), created=CREATED,
+    )
+    foreign = derive_trigger(keys, another, 0)
+    other_proof = other_owner().vrf.prove(bytes.fromhex(first["alpha"]))
+    own_id = bytes.fromhex(noise["commitment_id"])
+    beyond = keys.vrf.prove(trigger_alpha(own_id, 64))
+    flipped = bytearray(bytes.fromhex(first["pi"]))
+    flipped[40] ^= 0x01
+
+    pool_vectors = written["pool"]
+    pool_items = pool_vectors["pool"]
+    t0, t1 = pool_vectors["triggers"][0], next(
+        t for t in pool_vectors["triggers"] if t["pool_index"] != pool_vectors["triggers"][0]["pool_index"]
+    )
+    wrong_path = [bytearray(bytes.fromhex(h)) for h in t0["merkle_path"]]
+    wrong_path[0][0] ^= 0x08
+    overlay = written["overlay"]
+    o0 = overlay["triggers"][0]
+    changed_item = bytearray(bytes.fromhex(overlay["pool"][o0["pool_index"]]))
+    changed_item[0] ^= 0x01
+
+    cases = [
+        case("proof for index 1 presented as index 0", "noise-uint8", 0, second["pi"]),
+        case("proof for index 0 of another commitment by the same owner (another nonce)", "noise-uint8", 0, foreign.proof.hex()),
+        case("proof of this alpha under another owner's VRF key", "noise-uint8", 0, other_proof.hex()),
+        case("index N = 64, outside the committed set, with a valid VRF proof of its alpha", "noise-uint8", 64, beyond.hex()),
+        case("one bit of the proof's challenge flipped", "noise-uint8", 0, bytes(flipped).hex()),
+        case("truncated proof", "noise-uint8", 0, first["pi"][:-2]),
+        case("pool: Merkle path with one bit flipped", "pool", 0, t0["pi"],
+             pool_item=pool_items[t0["pool_index"]], merkle_path=[bytes(h).hex() for h in wrong_path]),
+        case("pool: the selected item with the Merkle path of another item", "pool", 0, t0["pi"],
+             pool_item=pool_items[t0["pool_index"]], merkle_path=t1["merkle_path"]),
+        case("pool: another pool item with its own valid Merkle path", "pool", 0, t0["pi"],
+             pool_item=pool_items[t1["pool_index"]], merkle_path=t1["merkle_path"]),
+        case("pool: Merkle path missing its last hash", "pool", 0, t0["pi"],
+             pool_item=pool_items[t0["pool_index"]], merkle_path=t0["merkle_path"][:-1]),
+        case("pool: Merkle path with an extra hash", "pool", 0, t0["pi"],
+             pool_item=pool_items[t0["pool_index"]], merkle_path=[*t0["merkle_path"], t0["merkle_path"][0]]),
+        case("overlay: selected item with one byte changed, its original path", "overlay", 0, o0["pi"],
+             pool_item=bytes(changed_item).hex(), merkle_path=o0["merkle_path"]),
+        case("pool: no pool item revealed", "pool", 0, t0["pi"]),
+    ]
+    write(
+        "negative.json",
+        {
+            "kind": "trigger-derivation-negative",
+            "source": SOURCE,
+            "note": (
+                "each reveal must be refused by verify_trigger with the error named; pool_item is the "
+                "item's leaf bytes (C order, little-endian) in hex, merkle_path its audit path"
+            ),
+            "vectors": cases,
+        },
+    )
+
+
+if __name__ == "__main__":
+    owner_keys, owner_seeds = owner()
+    negative(owner_keys, positive(owner_keys, owner_seeds))
