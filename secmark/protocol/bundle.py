@@ -1,0 +1,269 @@
+"""Verdict bundles and their offline re-verification.
+
+A bundle (``secmark.bundle`` version 1, canonical JSON) holds, as their exact
+bytes, every document a third party needs to re-check a verdict without
+contacting anybody: the arbiter's identity, the claim (with the commitment,
+release and timestamp evidence inside), the challenge, the sealed reveal and
+its opened contents, the transcript and the verdict, plus the TSA root
+certificates the arbiter trusted.
+
+:func:`verify_bundle` re-checks every signature, timestamp, VRF proof,
+derivation and the match count and statistics recomputed from the
+transcript. What it cannot re-check, and says so: that the suspect really
+gave the answers in the transcript (the arbiter's signature attests them),
+and the rival claims and cross-checks a verdict lists (attested likewise).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from fractions import Fraction
+from typing import Any, ClassVar
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from secmark.encoding import format_time
+from secmark.errors import ProofError, ProtocolError
+from secmark.messages.challenge import open_challenge
+from secmark.messages.claim import MAX_CLAIM_SIZE, Claim
+from secmark.messages.commitment import open_commitment
+from secmark.messages.document import Fields, decode_payload, encode_payload, read_unverified_payload
+from secmark.messages.identity import open_identity
+from secmark.messages.release import open_release
+from secmark.messages.reveal import RevealContents, open_reveal
+from secmark.messages.transcript import open_transcript
+from secmark.messages.verdict import open_verdict
+from secmark.protocol.case import Case
+from secmark.protocol.challenge import check_challenge_indices
+from secmark.protocol.querying import QueryRecord, input_digest, score_answers
+from secmark.protocol.reveals import revealed_triggers
+from secmark.timestamp import TrustStore
+from secmark.timestamp.evidence import TimestampEvidence
+
+__all__ = ["Bundle", "BundleReport", "build_bundle", "verify_bundle", "MAX_BUNDLE_SIZE"]
+
+MAX_BUNDLE_SIZE = 1024 * 1024 * 1024
+"""Transcripts of large challenges dominate; a gigabyte is far beyond them."""
+
+_MAX_ROOTS = 16
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """``secmark.bundle`` version 1: documents as UTF-8 text of their bytes."""
+
+    TYPE: ClassVar[str] = "secmark.bundle"
+    VERSION: ClassVar[int] = 1
+
+    arbiter_identity: str
+    claim: str
+    challenge: str
+    reveal: str
+    reveal_contents: str
+    transcript: str
+    verdict: str
+    tsa_roots: tuple[str, ...]
+
+    def to_fields(self) -> dict[str, Any]:
+        return {
+            "arbiter_identity": self.arbiter_identity,
+            "challenge": self.challenge,
+            "claim": self.claim,
+            "reveal": self.reveal,
+            "reveal_contents": self.reveal_contents,
+            "transcript": self.transcript,
+            "tsa_roots": list(self.tsa_roots),
+            "verdict": self.verdict,
+        }
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> Bundle:
+        limit = MAX_BUNDLE_SIZE
+        return cls(
+            arbiter_identity=fields.text("arbiter_identity", max_length=limit),
+            claim=fields.text("claim", max_length=limit),
+            challenge=fields.text("challenge", max_length=limit),
+            reveal=fields.text("reveal", max_length=limit),
+            reveal_contents=fields.text("reveal_contents", max_length=limit),
+            transcript=fields.text("transcript", max_length=limit),
+            verdict=fields.text("verdict", max_length=limit),
+            tsa_roots=tuple(fields.text_list("tsa_roots", max_items=_MAX_ROOTS, max_length=64 * 1024)),
+        )
+
+
+def build_bundle(arbiter_identity: bytes, trust: TrustStore, case: Case, verdict: bytes) -> bytes:
+    """The bundle of a decided case."""
+    bundle = Bundle(
+        arbiter_identity=arbiter_identity.decode(),
+        claim=case.read("claim.json").decode(),
+        challenge=case.read("challenge.json").decode(),
+        reveal=case.read("reveal.json").decode(),
+        reveal_contents=case.read("reveal-contents.json").decode(),
+        transcript=case.read("transcript.json").decode(),
+        verdict=verdict.decode(),
+        tsa_roots=tuple(root.public_bytes(Encoding.PEM).decode() for root in trust.roots),
+    )
+    return encode_payload(bundle)
+
+
+@dataclass(frozen=True)
+class BundleReport:
+    """What a judge reads: every fact re-checked, and what rests on trust."""
+
+    outcome: str
+    commitment_time: datetime
+    lines: tuple[str, ...]
+
+
+def _time(evidence_text: bytes, subject: str, trust: TrustStore) -> tuple[datetime, list[str]]:
+    evidence = TimestampEvidence.from_json(evidence_text)
+    if evidence.subject != subject:
+        raise ProtocolError(f"timestamp evidence dates {evidence.subject}, not {subject}")
+    check = evidence.check(trust)
+    return check.require_trusted_time(), evidence.describe(check)
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ProofError(message)
+
+
+def verify_bundle(data: bytes, trust: TrustStore | None = None) -> BundleReport:
+    """Re-check a bundle offline; return the report, or raise at the first failure.
+
+    ``trust`` is the judge's own trust store; without it the TSA roots in
+    the bundle are used, and the report names their fingerprints so the
+    judge can compare them with roots they trust.
+
+    Raises:
+        EncodingError, SignatureError, ProofError, TimestampError,
+        ProtocolError: the check that failed, named in the message.
+    """
+    bundle = decode_payload(data, Bundle, MAX_BUNDLE_SIZE)
+    roots_note = "the judge's trust store"
+    if trust is None:
+        trust = TrustStore.from_pem("\n".join(bundle.tsa_roots).encode())
+        roots_note = "the TSA roots inside the bundle (compare their fingerprints with roots you trust)"
+
+    arbiter = open_identity(bundle.arbiter_identity.encode()).document
+    envelope, claim = read_unverified_payload(bundle.claim.encode(), Claim, max_size=MAX_CLAIM_SIZE)
+    commitment = open_commitment(claim.commitment)
+    owner = commitment.document.owner
+    envelope.verify(owner)
+    claim_id = hashlib.sha256(envelope.payload).hexdigest()
+    _require(claim.arbiter == arbiter.key_id, "the claim is addressed to another arbiter")
+    commitment_time, commitment_lines = _time(claim.commitment_evidence, commitment.digest, trust)
+
+    release_lines: list[str] = []
+    release_time = None
+    if claim.release is not None and claim.release_evidence is not None:
+        release = open_release(claim.release, owner)
+        _require(release.document.commitment_id == commitment.digest, "the release names another commitment")
+        release_time, release_lines = _time(claim.release_evidence, release.digest, trust)
+        _require(commitment_time < release_time, "the release is timestamped before its commitment")
+
+    challenge = open_challenge(bundle.challenge.encode(), arbiter.public_keys)
+    document = challenge.document
+    _require(document.claim_id == claim_id, "the challenge answers another claim")
+    _require(document.commitment_id == commitment.digest, "the challenge names another commitment")
+    _require(document.suspect == claim.suspect, "the challenge names another suspect")
+    check_challenge_indices(document, arbiter.public_keys.vrf_key, commitment.document.size)
+
+    reveal = open_reveal(bundle.reveal.encode(), owner)
+    _require(reveal.document.challenge_id == challenge.digest, "the reveal answers another challenge")
+    contents = RevealContents.from_json(bundle.reveal_contents.encode())
+    _require(contents.challenge_id == challenge.digest, "the revealed proofs answer another challenge")
+    triggers = revealed_triggers(commitment, contents, document.indices)
+
+    transcript = open_transcript(bundle.transcript.encode(), arbiter.public_keys)
+    _require(transcript.document.challenge_id == challenge.digest, "the transcript is of another challenge")
+    _require(transcript.document.suspect == claim.suspect, "the transcript is of another suspect")
+    entries = transcript.document.entries
+    by_index = {e.trigger_index: e for e in entries if e.trigger_index is not None}
+    _require(sorted(by_index) == list(document.indices), "the transcript's triggers are not the challenged ones")
+    _require(len(entries) - len(by_index) == document.decoys, "the transcript's decoy count differs from the challenge")
+    for trigger in triggers:
+        _require(
+            by_index[trigger.index].input_sha256 == input_digest(trigger.input),
+            f"the input sent as trigger {trigger.index} is not the committed trigger",
+        )
+
+    verdict = open_verdict(bundle.verdict.encode(), arbiter.public_keys).document
+    records = [QueryRecord(e.position, e.input_sha256, e.trigger_index, e.answer, e.error) for e in entries]
+    rescored = score_answers(
+        commitment.document.labels,
+        [trigger.label for trigger in triggers],
+        records,
+        alpha=Fraction(verdict.test.alpha),
+    )
+    _require(
+        (rescored.trials, rescored.matches, rescored.test.threshold, rescored.test.p0_exact)
+        == (verdict.test.trials, verdict.test.matches, verdict.test.threshold, verdict.test.p0),
+        "the verdict's figures differ from those recomputed from the transcript",
+    )
+    _require(
+        (rescored.trigger_errors, rescored.decoy_errors)
+        == (verdict.test.trigger_errors, verdict.test.decoy_errors),
+        "the verdict's error counts differ from the transcript's",
+    )
+    _require(
+        (verdict.claim_id, verdict.challenge_id, verdict.commitment_id, verdict.transcript_id)
+        == (claim_id, challenge.digest, commitment.digest, transcript.digest),
+        "the verdict names other documents than the bundle holds",
+    )
+    _require(verdict.owner == owner.key_id and verdict.suspect == claim.suspect, "the verdict names another owner or suspect")
+    _require(verdict.commitment_time == commitment_time, "the verdict states another commitment time")
+    if release_time is not None:
+        _require(verdict.release is not None and verdict.release.trusted_time == release_time, "the verdict states another release time")
+    holds = rescored.test.decision
+    if not holds:
+        _require(verdict.outcome == "rejected", "the verdict upholds a claim whose test does not hold")
+    elif not verdict.rivals:
+        _require(verdict.outcome == "upheld", "the verdict rejects a claim that holds with no rival")
+
+    model = commitment.document
+    lines = [
+        f"claim {claim_id}",
+        f"  owner {owner.key_id} claims that {claim.suspect} carries its watermark",
+        f"  commitment {commitment.digest}: {model.family.NAME} family, N = {model.size}, model label {model.model_label!r}",
+        f"committed (timestamps checked against {roots_note}):",
+        *(f"  {line}" for line in commitment_lines),
+        f"  trusted commitment time: {format_time(commitment_time)}",
+        *(
+            f"  TSA root SHA-256 {root.fingerprint(hashes.SHA256()).hex()} ({root.subject.rfc4514_string()})"
+            for root in trust.roots
+        ),
+    ]
+    if release_time is not None:
+        lines += ["released (registered model):", *(f"  {line}" for line in release_lines)]
+    lines += [
+        f"asked: {len(document.indices)} triggers chosen by the arbiter's VRF (proof checked), "
+        f"mixed with {document.decoys} decoys; {document.prior_challenges} earlier challenge(s) on this commitment",
+        f"revealed: {len(triggers)} VRF proofs checked, every trigger re-derived and matched to the input sent",
+        f"answered: {rescored.matches} of {rescored.trials} trials matched the committed labels "
+        f"({rescored.trigger_errors} trigger and {rescored.decoy_errors} decoy queries failed)",
+        f"  the suspect's answers are attested by the arbiter's signature ({arbiter.key_id}), not re-checkable offline",
+        f"statistics: p0 = {rescored.test.p0_exact}, p-value = 2^{rescored.test.log2_p_value:.2f}, "
+        f"threshold {rescored.test.threshold} at alpha = 2^{rescored.test.log2_alpha:.0f}: "
+        + ("the null hypothesis is rejected" if holds else "the null hypothesis stands"),
+        f"verdict: {verdict.outcome} ({verdict.reason})",
+    ]
+    if verdict.rivals or verdict.cross_checks:
+        lines.append(
+            f"  {len(verdict.rivals)} rival claim(s) and {len(verdict.cross_checks)} cross-check(s), "
+            "as attested by the arbiter:"
+        )
+        lines += [
+            f"    rival {r.claim_id[:16]}: committed {format_time(r.commitment_time)}, "
+            f"holds on suspect: {r.holds_on_suspect}"
+            for r in verdict.rivals
+        ]
+        lines += [
+            f"    release of {c.model_of[:16]} carries mark of {c.watermark_of[:16]}: {c.carries} "
+            f"({c.matches}/{c.trials})"
+            for c in verdict.cross_checks
+        ]
+    return BundleReport(verdict.outcome, commitment_time, tuple(lines))
