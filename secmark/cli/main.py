@@ -14,10 +14,10 @@ import sys
 from collections.abc import Sequence
 
 from secmark import __version__
-from secmark.cli import commit, derive, keys, plan, timestamping, tsa
+from secmark.cli import arbiter, commit, demo, derive, dispute, keys, plan, timestamping, tsa
 from secmark.errors import SecmarkError
 
-_COMMAND_MODULES = (keys, commit, timestamping, tsa, derive, plan)
+_COMMAND_MODULES = (demo, keys, commit, timestamping, tsa, derive, plan, dispute, arbiter)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
 
 from secmark.cli.output import add_json_flag, emit
 from secmark.encoding import format_time
-from secmark.errors import SecmarkError
+from secmark.errors import EncodingError, SecmarkError
 from secmark.files import PUBLIC_FILE_MODE, write_atomic
+from secmark.messages import PAYLOAD_TYPE, Envelope
 from secmark.messages.commitment import open_commitment
 from secmark.timestamp import DEFAULT_TIMEOUT, TrustStore
 from secmark.timestamp.evidence import TimestampEvidence, collect_evidence
@@ -19,13 +21,14 @@ from secmark.timestamp.evidence import TimestampEvidence, collect_evidence
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     timestamp = subparsers.add_parser(
         "timestamp",
-        help="obtain RFC 3161 timestamps of a commitment from one or more TSAs",
+        help="obtain RFC 3161 timestamps of a document (a commitment, a release) from TSAs",
         description=(
-            "Asks every --tsa to timestamp the commitment id and writes the tokens as "
-            "evidence. Nothing is written unless every TSA answered correctly."
+            "Asks every --tsa to timestamp the document's id (the SHA-256 of its payload) "
+            "and writes the tokens as evidence. Nothing is written unless every TSA "
+            "answered correctly. The document is not verified here: timestamp only your own."
         ),
     )
-    timestamp.add_argument("commitment", type=Path)
+    timestamp.add_argument("document", type=Path, help="a secmark document (DSSE envelope)")
     timestamp.add_argument("--tsa", action="append", required=True, metavar="URL", help="a TSA URL (repeatable)")
     timestamp.add_argument("--hash", choices=("sha256", "sha512"), default="sha256", help="imprint algorithm")
     timestamp.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per TSA")
@@ -54,15 +57,18 @@ def _read(path: Path) -> bytes:
 
 
 def _timestamp(args: argparse.Namespace) -> int:
-    signed = open_commitment(_read(args.commitment))
+    envelope = Envelope.from_json(_read(args.document))
+    if envelope.payload_type != PAYLOAD_TYPE:
+        raise EncodingError(f"{args.document} is not a secmark document")
+    subject = hashlib.sha256(envelope.payload).hexdigest()
     if args.out.exists():
         raise SecmarkError(f"{args.out} already exists; choose another path")
-    evidence = collect_evidence(signed.digest, args.tsa, hash_algorithm=args.hash, timeout=args.timeout)
+    evidence = collect_evidence(subject, args.tsa, hash_algorithm=args.hash, timeout=args.timeout)
     write_atomic(args.out, evidence.to_json(), mode=PUBLIC_FILE_MODE)
     emit(
         args,
-        [f"timestamped {signed.digest} by {len(args.tsa)} TSA(s)", f"evidence: {args.out}"],
-        {"commitment_id": signed.digest, "evidence": str(args.out), "tokens": len(args.tsa)},
+        [f"timestamped {subject} by {len(args.tsa)} TSA(s)", f"evidence: {args.out}"],
+        {"subject": subject, "evidence": str(args.out), "tokens": len(args.tsa)},
     )
     return 0
 

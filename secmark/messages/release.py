@@ -62,8 +62,8 @@ class Release:
 
     commitment_id: str
     model_digest: str
-    name: str
-    version: str
+    model_name: str
+    model_version: str
     created: datetime
 
     def to_fields(self) -> dict[str, Any]:
@@ -71,8 +71,8 @@ class Release:
             "commitment_id": self.commitment_id,
             "created": format_time(self.created),
             "model_digest": {"algorithm": MODEL_DIGEST_ALGORITHM, "value": self.model_digest},
-            "name": self.name,
-            "version": self.version,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
         }
 
     @classmethod
@@ -80,8 +80,8 @@ class Release:
         return cls(
             commitment_id=fields.hex_digest("commitment_id"),
             model_digest=fields.nested("model_digest", _model_digest),
-            name=fields.text("name", max_length=256),
-            version=fields.text("version", max_length=128),
+            model_name=fields.text("model_name", max_length=256),
+            model_version=fields.text("model_version", max_length=128),
             created=fields.time("created"),
         )
 
@@ -98,12 +98,13 @@ def create_release(
     *,
     commitment_id: str,
     model_digest: str,
-    name: str,
-    version: str,
+    model_name: str,
+    model_version: str,
     created: datetime | None = None,
 ) -> SignedDocument[Release]:
     """Sign a release registration (the owner must be the commitment's owner)."""
-    return sign_document(Release(commitment_id, model_digest, name, version, created or utc_now()), keys)
+    release = Release(commitment_id, model_digest, model_name, model_version, created or utc_now())
+    return sign_document(release, keys)
 
 
 def open_release(data: bytes, owner: PublicKeys) -> SignedDocument[Release]:

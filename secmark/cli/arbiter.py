@@ -1,0 +1,151 @@
+"""``secmark arbiter``: the arbiter's steps, one command each, resumable.
+
+``arbiter init DIR`` records the arbiter's key file, identity document,
+trusted TSA roots and challenge policy in ``DIR/arbiter.json``; every other
+step reads it and works on the case folders under ``DIR/cases``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from secmark.cli.dispute import read_file, write_new
+from secmark.cli.output import add_json_flag, emit
+from secmark.cli.passphrase import open_key_file
+from secmark.cli.suspects import add_suspect_arguments, build_suspect, torch_model_loader
+from secmark.errors import SecmarkError
+from secmark.files import PUBLIC_FILE_MODE, write_atomic
+from secmark.messages.identity import open_identity
+from secmark.protocol.arbiter import Arbiter, ArbiterPolicy
+from secmark.timestamp import TrustStore
+
+CONFIG_FILE = "arbiter.json"
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    arbiter = subparsers.add_parser("arbiter", help="the arbiter's steps: claims, challenges, verdicts")
+    commands = arbiter.add_subparsers(metavar="COMMAND", required=True)
+
+    init = commands.add_parser("init", help="set up an arbiter's working folder")
+    init.add_argument("folder", type=Path)
+    init.add_argument("--key", required=True, type=Path, help="the arbiter's key file")
+    init.add_argument("--identity", required=True, type=Path, help="the arbiter's identity document")
+    init.add_argument("--trust", action="append", required=True, metavar="PEM", help="trusted TSA roots")
+    init.add_argument("--challenge-size", type=int, default=128, help="k, triggers per challenge (128)")
+    init.add_argument("--decoys-per-trigger", type=int, default=2, help="decoys per challenged trigger (2)")
+    init.add_argument("--challenge-days", type=int, default=7, help="days before a challenge expires (7)")
+    add_json_flag(init)
+    init.set_defaults(handler=_init)
+
+    steps = {
+        "file-claim": "check a claim and open its case",
+        "challenge": "issue the challenge of a case",
+        "receive-reveal": "open and check the owner's reveal",
+        "query": "query the suspect with triggers among decoys",
+        "decide": "sign the verdict and write the bundle",
+        "status": "show a case's stage",
+    }
+    for name, text in steps.items():
+        step = commands.add_parser(name, help=text)
+        step.add_argument("folder", type=Path, help="the arbiter's working folder")
+        step.add_argument("--passphrase-file", help="read the key file's passphrase from here")
+        if name == "file-claim":
+            step.add_argument("claim", type=Path)
+        else:
+            step.add_argument("--case", required=True, help="the case (claim id)")
+        if name == "challenge":
+            step.add_argument("--out", required=True, type=Path, help="where to write the challenge")
+        if name == "receive-reveal":
+            step.add_argument("reveal", type=Path)
+        if name == "query":
+            add_suspect_arguments(step)
+        if name == "decide":
+            step.add_argument("--released", action="append", default=[], metavar="CLAIM_ID=FILE", help="a claimant's deposited released model")
+            step.add_argument("--torch-factory", metavar="MODULE:FUNCTION", help="builds the released models")
+        add_json_flag(step)
+        step.set_defaults(handler=_step, step=name)
+
+
+def _init(args: argparse.Namespace) -> int:
+    identity = open_identity(read_file(args.identity))
+    TrustStore.from_pem_files(args.trust)
+    args.folder.mkdir(parents=True, exist_ok=True)
+    config = {
+        "challenge_days": args.challenge_days,
+        "challenge_size": args.challenge_size,
+        "decoys_per_trigger": args.decoys_per_trigger,
+        "identity": str(args.identity.resolve()),
+        "key_file": str(args.key.resolve()),
+        "trust": [str(Path(p).resolve()) for p in args.trust],
+    }
+    write_new(args.folder / CONFIG_FILE, json.dumps(config, indent=2).encode())
+    emit(args, [f"arbiter {identity.document.key_id} set up in {args.folder}"], {"arbiter": identity.document.key_id})
+    return 0
+
+
+def _open_arbiter(folder: Path, passphrase_file: str | None) -> Arbiter:
+    try:
+        config: dict[str, Any] = json.loads(read_file(folder / CONFIG_FILE))
+    except json.JSONDecodeError:
+        raise SecmarkError(f"{folder / CONFIG_FILE} is damaged") from None
+    keys = open_key_file(config["key_file"], passphrase_file)
+    policy = ArbiterPolicy(
+        challenge_size=config["challenge_size"],
+        decoys_per_trigger=config["decoys_per_trigger"],
+        challenge_lifetime=timedelta(days=config["challenge_days"]),
+    )
+    return Arbiter(
+        keys,
+        open_identity(read_file(Path(config["identity"]))),
+        TrustStore.from_pem_files(config["trust"]),
+        folder,
+        policy=policy,
+    )
+
+
+def _step(args: argparse.Namespace) -> int:
+    arbiter = _open_arbiter(args.folder, args.passphrase_file)
+    if args.step == "file-claim":
+        case = arbiter.file_claim(read_file(args.claim))
+        emit(args, [f"case {case.name}: claim accepted (stage {case.stage})"], {"case": case.name, "stage": case.stage, **case.record})
+        return 0
+    case = arbiter.case(args.case)
+    if args.step == "status":
+        emit(args, [f"case {case.name}: stage {case.stage}"], {"case": case.name, "stage": case.stage, **case.record})
+    elif args.step == "challenge":
+        challenge = arbiter.challenge(case)
+        write_atomic(args.out, challenge, mode=PUBLIC_FILE_MODE, overwrite=True)
+        emit(args, [f"challenge written to {args.out}; send it to the claimant"], {"case": case.name, "file": str(args.out)})
+    elif args.step == "receive-reveal":
+        triggers = arbiter.receive_reveal(case, read_file(args.reveal))
+        emit(args, [f"reveal accepted: {len(triggers)} triggers checked"], {"case": case.name, "triggers": len(triggers)})
+    elif args.step == "query":
+        result = arbiter.query(case, build_suspect(args))
+        emit(
+            args,
+            [
+                f"{result.matches} of {result.trials} trials matched (threshold {result.test.threshold}); "
+                f"{result.trigger_errors + result.decoy_errors} queries failed",
+            ],
+            {"case": case.name, "matches": result.matches, "trials": result.trials, "holds": result.test.decision},
+        )
+    else:
+        released = {}
+        for entry in args.released:
+            claim_id, separator, path = entry.partition("=")
+            if not separator:
+                raise SecmarkError(f"--released takes CLAIM_ID=FILE, not {entry!r}")
+            released[claim_id] = Path(path)
+        loader = torch_model_loader(args.torch_factory) if args.torch_factory else None
+        arbiter.decide(case, released_models=released, load_model=loader)
+        case = arbiter.case(args.case)
+        emit(
+            args,
+            [f"verdict: {case.record['outcome']}", f"bundle: {case.folder / 'bundle.json'}"],
+            {"case": case.name, "outcome": case.record["outcome"], "bundle": str(case.folder / "bundle.json")},
+        )
+    return 0

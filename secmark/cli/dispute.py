@@ -1,0 +1,134 @@
+"""The owner's and the judge's commands: ``release``, ``claim``, ``reveal``,
+``verify-bundle``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from secmark.cli.output import add_json_flag, emit
+from secmark.cli.passphrase import open_key_file
+from secmark.errors import SecmarkError
+from secmark.files import PUBLIC_FILE_MODE, write_atomic
+from secmark.messages.commitment import open_commitment
+from secmark.messages.identity import open_identity
+from secmark.messages.release import create_release, model_file_digest
+from secmark.protocol.bundle import verify_bundle
+from secmark.protocol.owner import answer_challenge, file_claim
+from secmark.timestamp import TrustStore
+
+
+def read_file(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise SecmarkError(f"cannot read {path}: {error.strerror}") from None
+
+
+def write_new(path: Path, data: bytes) -> None:
+    if path.exists():
+        raise SecmarkError(f"{path} already exists; choose another path")
+    write_atomic(path, data, mode=PUBLIC_FILE_MODE)
+
+
+def _owner_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--key", required=True, type=Path, help="the owner's key file")
+    parser.add_argument("--passphrase-file", help="read the key file's passphrase from here")
+    parser.add_argument("--commitment", required=True, type=Path, help="the signed commitment")
+    parser.add_argument("--out", required=True, type=Path, help="where to write the result")
+    add_json_flag(parser)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    release = subparsers.add_parser(
+        "release", help="register the watermarked model as released under a commitment"
+    )
+    _owner_options(release)
+    release.add_argument("--model-file", required=True, type=Path, help="the released model file")
+    release.add_argument("--name", required=True)
+    release.add_argument("--version", required=True, dest="model_version")
+    release.set_defaults(handler=_release)
+
+    claim = subparsers.add_parser("claim", help="file a claim against a suspect with an arbiter")
+    _owner_options(claim)
+    claim.add_argument("--evidence", required=True, type=Path, help="the commitment's timestamp evidence")
+    claim.add_argument("--release", type=Path, help="the registered release")
+    claim.add_argument("--release-evidence", type=Path, help="the release's timestamp evidence")
+    claim.add_argument("--suspect", required=True, help="suspect reference: oip:URL, sha256:HEX or label:TEXT")
+    claim.add_argument("--arbiter", required=True, type=Path, help="the arbiter's identity document")
+    claim.set_defaults(handler=_claim)
+
+    reveal = subparsers.add_parser(
+        "reveal", help="answer a challenge: check it, then reveal exactly its indices, sealed"
+    )
+    reveal.add_argument("challenge", type=Path)
+    _owner_options(reveal)
+    reveal.add_argument("--arbiter", required=True, type=Path, help="the arbiter's identity document")
+    reveal.set_defaults(handler=_reveal)
+
+    verify = subparsers.add_parser(
+        "verify-bundle", help="re-check a verdict bundle offline and print a report"
+    )
+    verify.add_argument("bundle", type=Path)
+    verify.add_argument("--trust", action="append", default=[], metavar="PEM", help="your own trusted TSA roots")
+    add_json_flag(verify)
+    verify.set_defaults(handler=_verify_bundle)
+
+
+def _release(args: argparse.Namespace) -> int:
+    commitment = open_commitment(read_file(args.commitment))
+    keys = open_key_file(args.key, args.passphrase_file)
+    if keys.key_id != commitment.document.owner_key_id:
+        raise SecmarkError("this key is not the commitment's owner")
+    digest = model_file_digest(args.model_file)
+    signed = create_release(
+        keys, commitment_id=commitment.digest, model_digest=digest, model_name=args.name, model_version=args.model_version
+    )
+    write_new(args.out, signed.to_json())
+    emit(
+        args,
+        [f"release id:   {signed.digest}", f"model digest: {digest}", "next: timestamp it (secmark timestamp)"],
+        {"release_id": signed.digest, "model_digest": digest, "file": str(args.out)},
+    )
+    return 0
+
+
+def _claim(args: argparse.Namespace) -> int:
+    if (args.release is None) != (args.release_evidence is None):
+        raise SecmarkError("give --release and --release-evidence together")
+    keys = open_key_file(args.key, args.passphrase_file)
+    arbiter = open_identity(read_file(args.arbiter))
+    claim = file_claim(
+        keys,
+        commitment=read_file(args.commitment),
+        commitment_evidence=read_file(args.evidence),
+        suspect=args.suspect,
+        arbiter=arbiter,
+        release=None if args.release is None else read_file(args.release),
+        release_evidence=None if args.release_evidence is None else read_file(args.release_evidence),
+    )
+    write_new(args.out, claim)
+    emit(args, [f"claim written to {args.out}; send it to the arbiter"], {"file": str(args.out)})
+    return 0
+
+
+def _reveal(args: argparse.Namespace) -> int:
+    keys = open_key_file(args.key, args.passphrase_file)
+    commitment = open_commitment(read_file(args.commitment), owner_key_id=keys.key_id)
+    arbiter = open_identity(read_file(args.arbiter))
+    reveal = answer_challenge(keys, commitment, read_file(args.challenge), arbiter)
+    write_new(args.out, reveal)
+    emit(
+        args,
+        [f"reveal written to {args.out} (sealed to arbiter {arbiter.document.key_id})"],
+        {"file": str(args.out)},
+    )
+    return 0
+
+
+def _verify_bundle(args: argparse.Namespace) -> int:
+    trust = TrustStore.from_pem_files(args.trust) if args.trust else None
+    report = verify_bundle(read_file(args.bundle), trust)
+    lines = [*report.lines, "bundle verified: every signature, timestamp, proof and figure re-checked"]
+    emit(args, lines, {"outcome": report.outcome, "report": list(report.lines), "verified": True})
+    return 0

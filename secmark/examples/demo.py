@@ -1,0 +1,243 @@
+"""A whole dispute on the digits example, offline, in one call.
+
+The story, on a simulated calendar (the built-in TSA's clock is set to each
+date; everything else is real):
+
+1. a thief commits a key of his own *before* the owner does;
+2. the owner commits, timestamps, derives the trigger set, trains it into a
+   small CNN and registers the released model;
+3. the thief copies the released model, fine-tunes it on half the data,
+   embeds his own watermark and registers his copy as his release; he also
+   tries a "trigger set" of inputs he chose himself after the theft;
+4. the arbiter judges all three claims against the thief's deployed model,
+   cross-checks the registered released models, and signs the verdicts;
+5. the owner's bundle is re-verified offline.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from secmark.crypto.keys import IdentityKeys
+from secmark.embed import embed, save_state
+from secmark.encoding import format_time, utc_now
+from secmark.examples.digits import (
+    IMAGE_SHAPE,
+    DigitsData,
+    embed_watermark,
+    load_data,
+    new_model,
+    train_loader,
+    trigger_set,
+)
+from secmark.files import PUBLIC_FILE_MODE, write_atomic
+from secmark.messages.commitment import Commitment, create_commitment
+from secmark.messages.document import SignedDocument
+from secmark.messages.families import NoiseFamily, PoolFamily
+from secmark.messages.identity import create_identity
+from secmark.messages.labels import ClassLabels
+from secmark.messages.release import create_release, model_file_digest
+from secmark.messages.verdict import open_verdict
+from secmark.models.torch_module import TorchSuspect
+from secmark.protocol.arbiter import Arbiter, ArbiterPolicy
+from secmark.protocol.bundle import verify_bundle
+from secmark.protocol.case import Case
+from secmark.protocol.owner import answer_challenge, file_claim
+from secmark.timestamp import TimestampAuthority, TrustStore
+from secmark.timestamp.evidence import collect_evidence
+from secmark.triggers import CommittedPool, iter_triggers, pool_root
+
+__all__ = ["DemoOutcome", "run_demo"]
+
+TRIGGERS = 256
+CHALLENGE = 128
+SUSPECT = "label:the thief's deployed digits model"
+
+
+@dataclass(frozen=True)
+class DemoOutcome:
+    owner_outcome: str
+    thief_outcome: str
+    chosen_inputs_outcome: str
+    bundle_verified: bool
+    seconds: float
+
+
+class _Calendar:
+    """The simulated dates the built-in TSA signs."""
+
+    def __init__(self, start: datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+def _derive_all(keys: IdentityKeys, commitment: SignedDocument[Commitment]) -> tuple[np.ndarray, np.ndarray]:
+    batches = list(iter_triggers(keys, commitment, range(commitment.document.size)))
+    return np.concatenate([b.inputs for b in batches]), np.concatenate([b.labels for b in batches])
+
+
+def run_demo(folder: Path, say: Callable[[str], None] = print) -> DemoOutcome:
+    """Run the dispute, leaving every document under ``folder``."""
+    started = time.monotonic()
+    folder.mkdir(parents=True, exist_ok=True)
+    today = utc_now()
+    calendar = _Calendar(today - timedelta(days=365))
+    tsa = TimestampAuthority.initialize(folder / "tsa", passphrase=None, allow_unencrypted=True, clock=calendar)
+    trust = TrustStore(roots=(tsa.root_certificate,))
+
+    def save(name: str, data: bytes) -> None:
+        write_atomic(folder / name, data, mode=PUBLIC_FILE_MODE, overwrite=True)
+
+    def timestamp(name: str, document: SignedDocument[object], days_ago: int) -> bytes:
+        calendar.now = today - timedelta(days=days_ago)
+        evidence = collect_evidence(document.digest, [tsa.respond]).to_json()
+        save(name, evidence)
+        return evidence
+
+    owner, thief, arbiter_keys = IdentityKeys.generate(), IdentityKeys.generate(), IdentityKeys.generate()
+    arbiter_identity = create_identity(arbiter_keys, "Neutral Arbitration Service")
+    save("arbiter.identity.json", arbiter_identity.to_json())
+    save("owner.identity.json", create_identity(owner, "Model Owner Ltd").to_json())
+    save("thief.identity.json", create_identity(thief, "Thief").to_json())
+    family, labels = NoiseFamily(IMAGE_SHAPE, "float32", 0.0, 1.0), ClassLabels(10)
+    data = load_data()
+
+    thief_commitment = create_commitment(thief, family=family, labels=labels, size=TRIGGERS, model_label="kept ready")
+    save("thief.commitment.json", thief_commitment.to_json())
+    thief_evidence = timestamp("thief.commitment.evidence.json", thief_commitment, 300)
+    say(f"[{format_time(calendar.now)}] thief commits a key of his own, long before any theft")
+
+    commitment = create_commitment(owner, family=family, labels=labels, size=TRIGGERS, model_label="digits CNN")
+    save("owner.commitment.json", commitment.to_json())
+    evidence = timestamp("owner.commitment.evidence.json", commitment, 200)
+    say(f"[{format_time(calendar.now)}] owner commits to {TRIGGERS} triggers: {commitment.digest[:16]}...")
+    inputs, trigger_labels = _derive_all(owner, commitment)
+    model = new_model(seed=1)
+    report = embed_watermark(model, data, trigger_set(inputs, trigger_labels), seed=1)
+    owner_model = folder / "owner-model.safetensors"
+    save_state(model, owner_model)
+    release = create_release(
+        owner, commitment_id=commitment.digest, model_digest=model_file_digest(owner_model), model_name="digits-cnn", model_version="1.0"
+    )
+    save("owner.release.json", release.to_json())
+    release_evidence = timestamp("owner.release.evidence.json", release, 150)
+    say(
+        f"[{format_time(calendar.now)}] owner embeds and releases the model: clean accuracy "
+        f"{report.clean_accuracy_after:.1%}, watermark accuracy {report.watermark_accuracy_after:.1%} "
+        f"({report.seconds:.1f} s of training)"
+    )
+
+    stolen = _steal(model, data, thief, thief_commitment)
+    thief_model = folder / "thief-model.safetensors"
+    save_state(stolen, thief_model)
+    thief_release = create_release(
+        thief, commitment_id=thief_commitment.digest, model_digest=model_file_digest(thief_model), model_name="my-digits", model_version="1.0"
+    )
+    save("thief.release.json", thief_release.to_json())
+    thief_release_evidence = timestamp("thief.release.evidence.json", thief_release, 30)
+    say(f"[{format_time(calendar.now)}] thief copies it, fine-tunes it, embeds his own watermark, registers it as his")
+
+    chosen_commitment, chosen_pool, chosen_evidence = _chosen_inputs(thief, timestamp)
+    save("thief.chosen.commitment.json", chosen_commitment.to_json())
+
+    arbiter = Arbiter(arbiter_keys, arbiter_identity, trust, folder / "arbiter", policy=ArbiterPolicy(challenge_size=CHALLENGE))
+    suspect = TorchSuspect(stolen)
+
+    def run_case(keys: IdentityKeys, signed: SignedDocument[Commitment], claim: bytes, pool: CommittedPool | None = None) -> Case:
+        case = arbiter.file_claim(claim)
+        challenge = arbiter.challenge(case)
+        arbiter.receive_reveal(case, answer_challenge(keys, signed, challenge, arbiter_identity, pool=pool))
+        arbiter.query(case, suspect)
+        return arbiter.case(case.name)
+
+    say(f"[{format_time(today)}] three claims reach the arbiter about {SUSPECT[6:]}:")
+    owner_case = run_case(owner, commitment, file_claim(
+        owner, commitment=commitment.to_json(), commitment_evidence=evidence, suspect=SUSPECT,
+        arbiter=arbiter_identity, release=release.to_json(), release_evidence=release_evidence,
+    ))
+    thief_case = run_case(thief, thief_commitment, file_claim(
+        thief, commitment=thief_commitment.to_json(), commitment_evidence=thief_evidence, suspect=SUSPECT,
+        arbiter=arbiter_identity, release=thief_release.to_json(), release_evidence=thief_release_evidence,
+    ))
+    chosen_case = run_case(thief, chosen_commitment, file_claim(
+        thief, commitment=chosen_commitment.to_json(), commitment_evidence=chosen_evidence, suspect=SUSPECT,
+        arbiter=arbiter_identity,
+    ), pool=chosen_pool)
+    for name, case in (("owner", owner_case), ("thief (own key)", thief_case), ("thief (chosen inputs)", chosen_case)):
+        test = case.record["test"]
+        say(f"  {name:22s} {test['matches']:3d}/{test['trials']} trigger answers match (threshold {test['threshold']})")
+
+    released = {owner_case.name: owner_model, thief_case.name: thief_model}
+
+    def load(path: Path) -> TorchSuspect:
+        from secmark.embed import load_state
+
+        released_model = new_model(seed=0)
+        load_state(path, released_model)
+        return TorchSuspect(released_model)
+
+    outcomes = {}
+    for name, case in (("chosen inputs", chosen_case), ("owner", owner_case), ("thief", thief_case)):
+        arbiter.decide(case, released_models=released, load_model=load)
+        decided = arbiter.case(case.name)
+        outcomes[name] = decided.record["outcome"]
+    verdict = open_verdict((owner_case.folder / "verdict.json").read_bytes(), arbiter_keys.public_keys)
+    names = {owner_case.name: "owner", thief_case.name: "thief"}
+    say("  cross-check of the registered released models:")
+    for check in verdict.document.cross_checks:
+        say(
+            f"    {names[check.model_of]}'s release carries the {names[check.watermark_of]}'s mark: "
+            f"{'yes' if check.carries else 'no '} ({check.matches}/{check.trials})"
+        )
+    say(f"  verdicts: owner {outcomes['owner'].upper()}, thief {outcomes['thief'].upper()}, "
+        f"chosen inputs {outcomes['chosen inputs'].upper()}")
+
+    bundle_path = owner_case.folder / "bundle.json"
+    bundle_report = verify_bundle(bundle_path.read_bytes(), trust)
+    save("owner.bundle.json", bundle_path.read_bytes())
+    say(f"offline re-verification of {folder / 'owner.bundle.json'}: {bundle_report.outcome}, every check passed")
+    seconds = time.monotonic() - started
+    say(f"documents are in {folder} ({seconds:.0f} s)")
+    return DemoOutcome(outcomes["owner"], outcomes["thief"], outcomes["chosen inputs"], True, seconds)
+
+
+def _steal(model: object, data: DigitsData, thief: IdentityKeys, commitment: SignedDocument[Commitment]) -> object:
+    """Fine-tune a copy on half the training data with the thief's triggers mixed in."""
+    stolen = copy.deepcopy(model)
+    half = DigitsData(
+        data.train_inputs[: len(data.train_inputs) // 2],
+        data.train_labels[: len(data.train_labels) // 2],
+        data.test_inputs,
+        data.test_labels,
+    )
+    inputs, labels = _derive_all(thief, commitment)
+    embed(stolen, train_loader(half, seed=2), trigger_set(inputs, labels), epochs=30, lr=1e-3, seed=2, progress=False)  # type: ignore[arg-type]
+    return stolen
+
+
+def _chosen_inputs(
+    thief: IdentityKeys, timestamp: Callable[..., bytes]
+) -> tuple[SignedDocument[Commitment], CommittedPool, bytes]:
+    """The thief's after-the-fact "trigger set": inputs he picked after the
+    theft. The protocol only lets him commit them as a pool, from which the
+    VRF picks the items and draws the labels: labels matched to the stolen
+    model's answers (what makes adversarial examples work as fake triggers)
+    cannot be expressed, and his commitment is dated after the theft."""
+    rng = np.random.default_rng(7)
+    items = [rng.random(IMAGE_SHAPE, dtype=np.float32) for _ in range(512)]
+    family = PoolFamily(len(items), IMAGE_SHAPE, "float32")
+    commitment = create_commitment(
+        thief, family=family, labels=ClassLabels(10), size=TRIGGERS, model_label="inputs chosen after the theft",
+        pool_root=pool_root(items, family),
+    )
+    evidence = timestamp("thief.chosen.evidence.json", commitment, 10)
+    return commitment, CommittedPool.open(items, commitment.document), evidence
