@@ -12,8 +12,7 @@ import numpy as np
 from tqdm import tqdm
 
 from secmark.cli.output import add_json_flag, emit
-from secmark.cli.passphrase import read_passphrase
-from secmark.crypto import read_key_file
+from secmark.cli.passphrase import open_key_file
 from secmark.errors import EncodingError, KeyMaterialError, SecmarkError
 from secmark.messages.commitment import MAX_COMMITMENT_SIZE, open_commitment
 from secmark.messages.families import OverlayFamily, PoolFamily
@@ -52,9 +51,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--pool", type=Path, help="the committed pool as one .npy array (pool and overlay families)"
     )
     derive.add_argument("--passphrase-file", help="read the key file's passphrase from this file")
-    derive.add_argument(
-        "--unencrypted-key", action="store_true", help="the key file is not encrypted"
-    )
     add_json_flag(derive)
     derive.set_defaults(handler=_derive)
 
@@ -128,8 +124,7 @@ def _derive(args: argparse.Namespace) -> int:
         pool = CommittedPool.open(items, commitment)
     elif args.pool is not None:
         raise SecmarkError(f"the {commitment.family.NAME} family draws from no pool: omit --pool")
-    passphrase = None if args.unencrypted_key else read_passphrase(args.passphrase_file, confirm=False)
-    keys = read_key_file(args.key, passphrase)
+    keys = open_key_file(args.key, args.passphrase_file)
     if keys.key_id != commitment.owner_key_id:
         raise KeyMaterialError(
             f"the key file holds identity {keys.key_id}, "

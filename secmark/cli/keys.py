@@ -55,6 +55,7 @@ def _keygen(args: argparse.Namespace) -> int:
     stem = _file_stem(args.name)
     key_path = args.out_dir / f"{stem}.key"
     identity_path = args.out_dir / f"{stem}.identity.json"
+    args.out_dir.mkdir(parents=True, exist_ok=True)
     for path in (key_path, identity_path):
         if path.exists():
             raise SecmarkError(f"{path} already exists; remove it or choose another name")

@@ -46,7 +46,7 @@ def test_derive_all_with_json_summary(files: dict[str, Path], capsys: pytest.Cap
     out = files["dir"] / "set"
     status = _run(
         ["derive", str(files["commitment"]), "--key", str(files["key"]), "--out", str(out),
-         "--unencrypted-key", "--json"]
+         "--json"]
     )
     assert status == 0
     summary = json.loads(capsys.readouterr().out)
@@ -79,7 +79,7 @@ def test_pool_family_needs_and_checks_its_pool(tmp_path: Path) -> None:
     signed = commit(OWNER, family, ClassLabels(3), pool=pool, size=10)
     (tmp_path / "c.json").write_bytes(signed.to_json())
     write_key_file(tmp_path / "k", OWNER, None, unencrypted=True)
-    base = ["derive", str(tmp_path / "c.json"), "--key", str(tmp_path / "k"), "--unencrypted-key"]
+    base = ["derive", str(tmp_path / "c.json"), "--key", str(tmp_path / "k")]
     with pytest.raises(SecmarkError, match="--pool"):
         _run([*base, "--out", str(tmp_path / "a")])
     wrong = pool.copy()
@@ -101,7 +101,7 @@ def test_key_of_another_identity_is_refused(files: dict[str, Path]) -> None:
     write_key_file(other, fixed_keys("other"), None, unencrypted=True)
     with pytest.raises(KeyMaterialError, match="belongs to"):
         _run(["derive", str(files["commitment"]), "--key", str(other), "--out",
-              str(files["dir"] / "x"), "--unencrypted-key"])
+              str(files["dir"] / "x")])
     assert not (files["dir"] / "x").exists()
 
 
@@ -119,7 +119,7 @@ def test_existing_output_and_unreadable_commitment(files: dict[str, Path]) -> No
     (files["dir"] / "exists").mkdir()
     with pytest.raises(SecmarkError, match="already exists"):
         _run(["derive", str(files["commitment"]), "--key", str(files["key"]), "--out",
-              str(files["dir"] / "exists"), "--unencrypted-key"])
+              str(files["dir"] / "exists")])
     with pytest.raises(SecmarkError, match="cannot read"):
         _run(["derive", str(files["dir"] / "missing.json"), "--key", str(files["key"]), "--out",
-              str(files["dir"] / "y"), "--unencrypted-key"])
+              str(files["dir"] / "y")])
