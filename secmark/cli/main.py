@@ -14,10 +14,23 @@ import sys
 from collections.abc import Sequence
 
 from secmark import __version__
-from secmark.cli import arbiter, commit, demo, derive, dispute, keys, plan, timestamping, tsa
+from secmark.cli import (
+    arbiter,
+    commit,
+    demo,
+    derive,
+    dispute,
+    embedding,
+    keys,
+    plan,
+    timestamping,
+    tsa,
+)
 from secmark.errors import SecmarkError
 
-_COMMAND_MODULES = (demo, keys, commit, timestamping, tsa, derive, plan, dispute, arbiter)
+_COMMAND_MODULES = (
+    demo, keys, commit, timestamping, tsa, derive, embedding, plan, dispute, arbiter
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

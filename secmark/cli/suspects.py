@@ -17,7 +17,7 @@ from typing import Any
 from secmark.errors import SecmarkError
 from secmark.models import OIP_DATATYPES, OipSuspect, Suspect
 
-__all__ = ["add_suspect_arguments", "build_suspect", "torch_model_loader"]
+__all__ = ["add_suspect_arguments", "build_suspect", "import_callable", "torch_model_loader"]
 
 
 def add_suspect_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,12 +30,17 @@ def add_suspect_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--weights", type=Path, help="the local model's weights (safetensors or weights-only checkpoint)")
 
 
-def _factory(spec: str) -> Callable[[], Any]:
+def import_callable(spec: str) -> Callable[..., Any]:
+    """The function named ``module:function``.
+
+    Raises:
+        SecmarkError: it cannot be imported or is not callable.
+    """
     module_name, _, function_name = spec.partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), function_name)
     except (ImportError, AttributeError, ValueError) as error:
-        raise SecmarkError(f"cannot import the model factory {spec!r}: {error}") from None
+        raise SecmarkError(f"cannot import {spec!r}: {error}") from None
     if not callable(factory):
         raise SecmarkError(f"{spec!r} is not callable")
     return factory  # type: ignore[no-any-return]
@@ -43,7 +48,7 @@ def _factory(spec: str) -> Callable[[], Any]:
 
 def torch_model_loader(factory_spec: str) -> Callable[[Path], Suspect]:
     """A function building a suspect from a weights file with the given factory."""
-    factory = _factory(factory_spec)
+    factory = import_callable(factory_spec)
 
     def load(path: Path) -> Suspect:
         from secmark.embed import load_state

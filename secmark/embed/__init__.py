@@ -1,0 +1,57 @@
+"""Embedding a derived trigger set into a PyTorch classifier (the ``torch`` extra).
+
+The owner derives the trigger set from a signed commitment
+(``secmark.triggers``), wraps it in a :class:`TriggerDataset`, trains it into
+the model with :func:`embed` (or mixes it into their own loop with
+:class:`TriggerMixer`), checks the :class:`EmbedReport`, and saves the
+weights with :func:`save_state` as safetensors. Nothing here is needed to
+check a claim: an arbiter installs secmark without torch.
+"""
+
+from __future__ import annotations
+
+try:
+    import torch as _torch  # noqa: F401  (imported only to fail early and clearly)
+except ImportError as error:
+    raise ImportError(
+        "secmark.embed needs PyTorch: install the extra with pip install 'secmark[torch]'"
+    ) from error
+
+from secmark.embed.checkpoint import load_state, save_state
+from secmark.embed.dataset import TriggerDataset
+from secmark.embed.mixing import (
+    DEFAULT_PER_BATCH,
+    TriggerMixer,
+    batch_pairs,
+    mixed_batches,
+)
+from secmark.embed.train import (
+    OPTIMIZERS,
+    EmbedReport,
+    EvaluationData,
+    embed,
+    evaluate_accuracy,
+    predict_labels,
+    resolve_device,
+    train,
+    watermark_accuracy,
+)
+
+__all__ = [
+    "DEFAULT_PER_BATCH",
+    "OPTIMIZERS",
+    "EmbedReport",
+    "EvaluationData",
+    "TriggerDataset",
+    "TriggerMixer",
+    "batch_pairs",
+    "embed",
+    "evaluate_accuracy",
+    "load_state",
+    "mixed_batches",
+    "predict_labels",
+    "resolve_device",
+    "save_state",
+    "train",
+    "watermark_accuracy",
+]
