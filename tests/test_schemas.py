@@ -77,3 +77,94 @@ def test_commitment_and_evidence_match_schemas(owner_keys: IdentityKeys, tmp_pat
     authority = TimestampAuthority.initialize(tmp_path / "tsa", passphrase=None, allow_unencrypted=True)
     evidence = collect_evidence(signed.digest, [authority.respond])
     validator("timestamp-evidence").validate(json.loads(evidence.to_json()))
+
+
+# -- the dispute documents (specs/dispute.md) -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def dispute_documents(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[bytes]]:
+    """Every document of real disputes, by schema name: two rival claims
+    with releases and cross-checks, one without a release whose suspect
+    refuses some queries."""
+    import numpy as np
+
+    from secmark.models import CallableSuspect
+    from tests.protocol.conftest import World, memorising_suspect
+
+    world = World(tmp_path_factory.mktemp("dispute"))
+    owner, thief = world.commit(world.owner), world.commit(world.thief)
+    path_a, path_b = world.model_file("A"), world.model_file("B")
+    world.register_release(owner, path_a)
+    world.register_release(thief, path_b)
+    model_a, model_b = memorising_suspect(owner), memorising_suspect(owner, thief)
+    models = {path_a.read_bytes(): model_a, path_b.read_bytes(): model_b}
+    arbiter = world.arbiter()
+    runs = [world.run_case(mark, model_b, arbiter=arbiter, decide=False) for mark in (owner, thief)]
+    released = {runs[0].case.name: path_a, runs[1].case.name: path_b}
+    for run in runs:
+        run.verdict = arbiter.decide(
+            run.case, released_models=released, load_model=lambda path: models[path.read_bytes()]
+        )
+    assert runs[0].decision.cross_checks and runs[1].decision.rivals
+
+    def refusing(batch: np.ndarray) -> np.ndarray:
+        if batch[0].tobytes()[1] % 3 == 0:
+            raise RuntimeError("refused")
+        return model_a.predict(batch)
+
+    other = world.arbiter(folder="other")
+    runs.append(world.run_case(owner, CallableSuspect(refusing, batch_size=1), arbiter=other, with_release=False))
+    assert runs[-1].decision.test.trigger_errors + runs[-1].decision.test.decoy_errors > 0
+
+    documents: dict[str, list[bytes]] = {name: [] for name in ("release", "claim", "challenge", "reveal")}
+    documents.update({name: [] for name in ("reveal-contents", "transcript", "verdict", "bundle")})
+    documents["release"] = [owner.release or b"", thief.release or b""]
+    for run in runs:
+        documents["claim"].append(run.claim)
+        documents["challenge"].append(run.challenge)
+        documents["reveal"].append(run.reveal)
+        documents["transcript"].append(run.case.read("transcript.json"))
+        documents["verdict"].append(run.verdict or b"")
+        documents["reveal-contents"].append(run.case.read("reveal-contents.json"))
+        documents["bundle"].append(run.bundle)
+    return documents
+
+
+UNSIGNED = ("reveal-contents", "bundle")
+
+
+@pytest.mark.parametrize(
+    "name", ["release", "claim", "challenge", "reveal", "reveal-contents", "transcript", "verdict", "bundle"]
+)
+def test_dispute_documents_match_schemas(dispute_documents: dict[str, list[bytes]], name: str) -> None:
+    for data in dispute_documents[name]:
+        if name in UNSIGNED:
+            payload = json.loads(data)
+        else:
+            validator("envelope").validate(json.loads(data))
+            payload = json.loads(Envelope.from_json(data).payload)
+        validator(name).validate(payload)
+        if name == "bundle":
+            for member in ("arbiter_identity", "claim", "challenge", "reveal", "transcript", "verdict"):
+                validator("envelope").validate(json.loads(payload[member]))
+            validator("reveal-contents").validate(json.loads(payload["reveal_contents"]))
+        extra = {**payload, "extra": 1}
+        assert not validator(name).is_valid(extra)
+
+
+def test_dispute_schemas_refuse_what_the_code_refuses(dispute_documents: dict[str, list[bytes]]) -> None:
+    claim = json.loads(Envelope.from_json(dispute_documents["claim"][0]).payload)
+    assert claim["release"] is not None
+    assert not validator("claim").is_valid({**claim, "release_evidence": None})
+    assert not validator("claim").is_valid({**claim, "evidence_kinds": []})
+    transcript = json.loads(Envelope.from_json(dispute_documents["transcript"][0]).payload)
+    entry = transcript["entries"][0]
+    assert not validator("transcript").is_valid({**transcript, "entries": [{**entry, "error": "x"}]})
+    assert not validator("transcript").is_valid({**transcript, "entries": [{**entry, "answer": None}]})
+    verdict = json.loads(Envelope.from_json(dispute_documents["verdict"][0]).payload)
+    assert not validator("verdict").is_valid({**verdict, "outcome": "won"})
+    assert not validator("verdict").is_valid({**verdict, "test": {**verdict["test"], "alpha": "1e-3"}})
+    challenge = json.loads(Envelope.from_json(dispute_documents["challenge"][0]).payload)
+    assert not validator("challenge").is_valid({**challenge, "indices": []})
+    assert not validator("challenge").is_valid({**challenge, "vrf_proof": challenge["vrf_proof"][:-1]})

@@ -21,8 +21,9 @@ from secmark.crypto import IdentityKeys, VrfPublicKey, VrfSecretKey, decode_key_
 from secmark.crypto.merkle import MerkleTree, merkle_root, verify_inclusion
 from secmark.messages import Fields, create_identity, open_identity
 from secmark.messages.commitment import create_commitment, open_commitment
-from secmark.messages.families import OverlayFamily, PoolFamily, family_from_fields
+from secmark.messages.families import OverlayFamily, PoolFamily, WeightsFamily, family_from_fields
 from secmark.messages.labels import label_space_from_fields
+from secmark.models import WeightsSuspect
 from secmark.timestamp import TrustStore, verify_timestamp
 from secmark.triggers import (
     CommittedPool,
@@ -30,6 +31,7 @@ from secmark.triggers import (
     trigger_alpha,
     verify_trigger,
 )
+from secmark.triggers.sampling import KeyStream, stream_keys
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 
@@ -188,6 +190,29 @@ def check_trigger_derivation_negative(content: dict[str, Any]) -> None:
             verify_trigger(signed, vector["index"], bytes.fromhex(vector["pi"]), **reveal)
 
 
+def check_weights_derivation(content: dict[str, Any]) -> None:
+    """The trigger-derivation checks, then rows and bits re-derived one bit at
+    a time from the streams (specs/derivation.md 7.11) and the bits a suspect
+    with the vector's parameter answers."""
+    check_trigger_derivation(content)
+    family = _parsed(content["commitment"]["family"], family_from_fields)
+    assert isinstance(family, WeightsFamily)
+    size = family.projected_size
+    for vector in content["triggers"]:
+        input_key, label_key = stream_keys(bytes.fromhex(vector["beta"]))
+        row_bytes = KeyStream(input_key).read(-(-size // 8)).tobytes()
+        row = [1 if (row_bytes[j // 8] >> (j % 8)) & 1 else -1 for j in range(size)]
+        assert np.frombuffer(bytes.fromhex(vector["input_hex"]), dtype=np.int8).tolist() == row
+        # U(2): one byte, its lowest bit (b = 1, every candidate accepted).
+        assert KeyStream(label_key).read(1)[0] & 1 == vector["label"]
+    parameter = np.frombuffer(bytes.fromhex(content["parameter_hex"]), dtype="<f4").reshape(family.parameter_shape)
+    rows = np.stack([np.frombuffer(bytes.fromhex(v["input_hex"]), dtype=np.int8) for v in content["triggers"]])
+    answers = WeightsSuspect.from_family({family.parameter: parameter}, family).predict(rows)
+    assert answers.tolist() == [vector["answer"] for vector in content["triggers"]]
+    reduced = parameter.astype(np.float64).mean(axis=0).reshape(-1)
+    assert [int(float(np.dot(r.astype(np.float64), reduced)) > 0) for r in rows] == answers.tolist()
+
+
 def check_merkle_rfc6962(content: dict[str, Any]) -> None:
     leaves = [bytes.fromhex(leaf) for leaf in content["leaves"]]
     assert merkle_root([]).hex() == content["empty_root"]
@@ -208,6 +233,7 @@ CHECKERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "keyfile": check_keyfile,
     "trigger-derivation": check_trigger_derivation,
     "trigger-derivation-negative": check_trigger_derivation_negative,
+    "weights-derivation": check_weights_derivation,
     "merkle-rfc6962": check_merkle_rfc6962,
 }
 # Checks that read files beside the vector file.

@@ -4,7 +4,9 @@ The owner derives the trigger set from a signed commitment
 (``secmark.triggers``), wraps it in a :class:`TriggerDataset`, trains it into
 the model with :func:`embed` (or mixes it into their own loop with
 :class:`TriggerMixer`), checks the :class:`EmbedReport`, and saves the
-weights with :func:`save_state` as safetensors. Nothing here is needed to
+weights with :func:`save_state` as safetensors. A white-box watermark on a
+weights commitment is trained in with :class:`WeightsRegularizer` (in the
+owner's loop, or through :func:`embed_weights`). Nothing here is needed to
 check a claim: an arbiter installs secmark without torch.
 """
 
@@ -29,6 +31,7 @@ from secmark.embed.train import (
     OPTIMIZERS,
     EmbedReport,
     EvaluationData,
+    Regularizer,
     embed,
     evaluate_accuracy,
     predict_labels,
@@ -36,22 +39,35 @@ from secmark.embed.train import (
     train,
     watermark_accuracy,
 )
+from secmark.embed.weights import (
+    WeightsEmbedReport,
+    WeightsRegularizer,
+    embed_weights,
+    reduce_tensor,
+    weights_rows,
+)
 
 __all__ = [
     "DEFAULT_PER_BATCH",
     "OPTIMIZERS",
     "EmbedReport",
     "EvaluationData",
+    "Regularizer",
     "TriggerDataset",
     "TriggerMixer",
+    "WeightsEmbedReport",
+    "WeightsRegularizer",
     "batch_pairs",
     "embed",
+    "embed_weights",
     "evaluate_accuracy",
     "load_state",
     "mixed_batches",
     "predict_labels",
+    "reduce_tensor",
     "resolve_device",
     "save_state",
     "train",
     "watermark_accuracy",
+    "weights_rows",
 ]

@@ -17,7 +17,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -39,6 +39,7 @@ from secmark.errors import EncodingError, SecmarkError
 __all__ = [
     "OPTIMIZERS",
     "EmbedReport",
+    "Regularizer",
     "EvaluationData",
     "embed",
     "evaluate_accuracy",
@@ -61,6 +62,10 @@ _MAX_SEED = 2**63 - 1
 _CUBLAS_DETERMINISTIC_WORKSPACES = (":4096:8", ":16:8")
 
 Optimizer = Literal["adam", "sgd"]
+Regularizer = Callable[[], torch.Tensor]
+"""A loss term added to every training step's cross-entropy, such as a
+:class:`~secmark.embed.weights.WeightsRegularizer` (a white-box watermark)."""
+
 EvaluationData = (
     tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor] | Iterable[Any]
 )
@@ -295,6 +300,7 @@ def _fit(
     device: torch.device,
     progress: bool,
     description: str,
+    regularizer: Regularizer | None = None,
 ) -> float:
     """The training loop of :func:`train` and :func:`embed`; returns its seconds."""
     step = _make_optimizer(model, optimizer, lr)
@@ -311,6 +317,8 @@ def _fit(
                 inputs, targets = inputs.to(device), targets.to(device)
                 step.zero_grad(set_to_none=True)
                 loss = nn.functional.cross_entropy(model(inputs), targets)
+                if regularizer is not None:
+                    loss = loss + regularizer()
                 loss.backward()  # type: ignore[no-untyped-call]
                 step.step()
                 loss_sum += loss.detach()
@@ -341,6 +349,7 @@ def train(
     device: torch.device | str | None = None,
     deterministic: bool = True,
     progress: bool = True,
+    regularizer: Regularizer | None = None,
 ) -> float:
     """Train ``model`` on clean batches only; the loop :func:`embed` runs, without triggers.
 
@@ -354,7 +363,7 @@ def train(
     with _reproducible(seed, target) if deterministic else nullcontext():
         return _fit(
             model, train_loader, None, epochs=epochs, lr=lr, optimizer=optimizer,
-            device=target, progress=progress, description="training",
+            device=target, progress=progress, description="training", regularizer=regularizer,
         )
 
 
@@ -372,6 +381,7 @@ def embed(
     holdout: EvaluationData | None = None,
     deterministic: bool = True,
     progress: bool = True,
+    regularizer: Regularizer | None = None,
 ) -> EmbedReport:
     """Train ``model`` so that it answers the secret label on every trigger.
 
@@ -390,6 +400,11 @@ def embed(
     afterwards. The same seed, model initialisation and data then give the
     same weights on the same device and library versions. The caller still
     has to initialise the model reproducibly.
+
+    ``regularizer``, when given, is called at every step and its value
+    added to the loss: a white-box watermark
+    (:class:`~secmark.embed.weights.WeightsRegularizer`) embedded in the
+    same run.
 
     The report measures watermark accuracy on all N triggers and, when
     ``holdout`` is given, clean accuracy on it, before and after. Check it:
@@ -415,7 +430,7 @@ def embed(
     with _reproducible(seed, target) if deterministic else nullcontext():
         seconds = _fit(
             model, train_loader, mixer, epochs=epochs, lr=lr, optimizer=optimizer,
-            device=target, progress=progress, description="embedding",
+            device=target, progress=progress, description="embedding", regularizer=regularizer,
         )
     return EmbedReport(
         triggers=len(triggers),

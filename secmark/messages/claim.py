@@ -19,11 +19,20 @@ from secmark.crypto.keys import IdentityKeys, PublicKeys
 from secmark.encoding import b64url_encode, format_time, utc_now
 from secmark.errors import EncodingError
 from secmark.messages.document import Fields, SignedDocument, open_document, sign_document
+from secmark.messages.families import TriggerFamily, WeightsFamily
 
-__all__ = ["Claim", "EVIDENCE_KINDS", "create_claim", "open_claim", "MAX_CLAIM_SIZE"]
+__all__ = [
+    "Claim",
+    "EVIDENCE_KINDS",
+    "create_claim",
+    "evidence_kinds_for",
+    "open_claim",
+    "MAX_CLAIM_SIZE",
+]
 
-EVIDENCE_KINDS = ("black-box",)
-"""What a claim may offer: trigger-set queries to the suspect."""
+EVIDENCE_KINDS = ("black-box", "white-box")
+"""What a claim may offer: trigger-set queries to the suspect (black-box),
+or projections of the suspect's weights (white-box, the weights family)."""
 
 MAX_CLAIM_SIZE = 1024 * 1024
 """A claim embeds two small documents and up to 16 timestamp tokens."""
@@ -91,6 +100,18 @@ class Claim:
             nonce=fields.raw_bytes("nonce", size=_NONCE_SIZE),
             created=fields.time("created"),
         )
+
+
+def evidence_kinds_for(family: TriggerFamily) -> tuple[str, ...]:
+    """The evidence kinds a claim on a commitment to ``family`` must state.
+
+    A weights commitment is checked on the suspect's weights only
+    (``("white-box",)``), every other family by querying it
+    (``("black-box",)``): one commitment gives one kind of evidence, so an
+    owner holding both files one claim per commitment and gets one verdict
+    for each.
+    """
+    return ("white-box",) if isinstance(family, WeightsFamily) else ("black-box",)
 
 
 def create_claim(

@@ -28,9 +28,15 @@ from secmark.messages.document import (
     read_unverified_payload,
     sign_document,
 )
-from secmark.messages.families import OverlayFamily, PoolFamily, TriggerFamily, family_from_fields
+from secmark.messages.families import (
+    OverlayFamily,
+    PoolFamily,
+    TriggerFamily,
+    WeightsFamily,
+    family_from_fields,
+)
 from secmark.messages.identity import public_keys_from_fields
-from secmark.messages.labels import LabelSpace, label_space_from_fields
+from secmark.messages.labels import ClassLabels, LabelSpace, label_space_from_fields
 
 __all__ = [
     "Commitment",
@@ -75,6 +81,10 @@ class Commitment:
             raise EncodingError(f"the {self.family.NAME} family needs the pool's Merkle root")
         if not uses_pool and self.pool_root is not None:
             raise EncodingError(f"the {self.family.NAME} family draws from no pool: omit pool_root")
+        # A weights row's label is one bit of the projection's sign; any other
+        # label space would make the null match probability something else than 1/2.
+        if isinstance(self.family, WeightsFamily) and self.labels != ClassLabels(2):
+            raise EncodingError("the weights family needs the label space ClassLabels(2): one bit per row")
         if len(self.nonce) != NONCE_SIZE:
             raise EncodingError(f"the commitment nonce must be {NONCE_SIZE} bytes")
         if len(self.model_label) > _MAX_MODEL_LABEL:
@@ -129,7 +139,8 @@ def create_commitment(
 
     Raises:
         EncodingError: inconsistent parameters (N out of range, a pool family
-            without a pool root or the reverse, an over-long label).
+            without a pool root or the reverse, a weights family whose label
+            space is not ClassLabels(2), an over-long label).
     """
     commitment = Commitment(
         owner=keys.public_keys,

@@ -20,10 +20,14 @@ __all__ = [
     "TokensFamily",
     "PoolFamily",
     "OverlayFamily",
+    "WeightsFamily",
     "TriggerFamily",
     "family_from_fields",
     "MAX_TRIGGER_ELEMENTS",
     "DTYPES",
+    "REDUCTIONS",
+    "PROJECTIONS",
+    "MAX_PARAMETER_ELEMENTS",
 ]
 
 MAX_TRIGGER_ELEMENTS = 1 << 24
@@ -36,6 +40,23 @@ _MAX_POOL_SIZE = 1 << 32
 _MAX_VOCABULARY = 1 << 31
 _MAX_RESERVED = 1 << 16
 _FLOAT32_MAX = 3.4028234663852886e38
+
+REDUCTIONS = ("mean-out", "flatten")
+"""How a weights family turns a parameter into the M-vector its rows project:
+``mean-out`` averages over axis 0 (output units or channels, Uchida et al.'s
+choice) and flattens the rest, ``flatten`` takes every value."""
+
+PROJECTIONS = ("rademacher",)
+"""Row distributions of a weights family: ``rademacher`` rows are exactly
++1 or -1, read bit by bit from the input stream, so no floating-point
+function enters the derivation and every platform gets the same rows."""
+
+MAX_PARAMETER_ELEMENTS = 1 << 40
+"""Bound on the committed parameter's size: far beyond any layer, it only
+keeps the products a verifier computes from a hostile shape small."""
+
+_MAX_PARAMETER_NAME = 512
+_MIN_PROJECTED = 2
 
 
 def _check_shape(shape: tuple[int, ...], what: str) -> None:
@@ -213,10 +234,92 @@ class OverlayFamily:
         )
 
 
-TriggerFamily = Union[NoiseFamily, TokensFamily, PoolFamily, OverlayFamily]
+@dataclass(frozen=True)
+class WeightsFamily:
+    """White-box rows over one parameter of the model (Uchida et al. 2017).
 
-_FAMILIES: dict[str, type[NoiseFamily] | type[TokensFamily] | type[PoolFamily] | type[OverlayFamily]] = {
-    family.NAME: family for family in (NoiseFamily, TokensFamily, PoolFamily, OverlayFamily)
+    Trigger ``j`` is a row of M values +1 or -1 and its label a bit; the
+    watermark is that ``row_j . reduce(w) > 0`` equals bit ``j``, where ``w``
+    is the state-dict entry ``parameter`` of shape ``parameter_shape`` and
+    ``reduce`` is the ``reduction`` (:data:`REDUCTIONS`). The label space of
+    a weights commitment must be ``ClassLabels(2)`` (checked by the
+    commitment), so a model whose weights were not trained with the rows
+    matches each bit with probability exactly 1/2.
+
+    Raises:
+        EncodingError: an empty or over-long parameter name, a shape of 0 or
+            more than 8 dimensions or over :data:`MAX_PARAMETER_ELEMENTS`
+            values, an unknown reduction or projection, ``mean-out`` on a 1-D
+            parameter, or M outside ``[2, MAX_TRIGGER_ELEMENTS]``.
+    """
+
+    NAME: ClassVar[str] = "weights"
+    parameter: str
+    parameter_shape: tuple[int, ...]
+    reduction: str = "mean-out"
+    projection: str = "rademacher"
+
+    def __post_init__(self) -> None:
+        if not 1 <= len(self.parameter) <= _MAX_PARAMETER_NAME or not self.parameter.isprintable():
+            raise EncodingError(
+                f"the parameter name must have 1 to {_MAX_PARAMETER_NAME} printable characters"
+            )
+        shape = self.parameter_shape
+        if not 1 <= len(shape) <= _MAX_DIMENSIONS or any(d < 1 for d in shape):
+            raise EncodingError(f"the parameter shape must have 1 to {_MAX_DIMENSIONS} dimensions, each >= 1")
+        if math.prod(shape) > MAX_PARAMETER_ELEMENTS:
+            raise EncodingError(f"the parameter has more than {MAX_PARAMETER_ELEMENTS} elements")
+        if self.reduction not in REDUCTIONS:
+            raise EncodingError(f"reduction must be one of {', '.join(REDUCTIONS)}, not {self.reduction!r}")
+        if self.projection not in PROJECTIONS:
+            raise EncodingError(f"projection must be one of {', '.join(PROJECTIONS)}, not {self.projection!r}")
+        if self.reduction == "mean-out" and len(shape) < 2:
+            raise EncodingError("the mean-out reduction needs a parameter of 2 or more dimensions")
+        # One projected value is one bit of the row per trial: fewer than two
+        # leave every row equal up to sign, which carries no watermark.
+        if not _MIN_PROJECTED <= self.projected_size <= MAX_TRIGGER_ELEMENTS:
+            raise EncodingError(
+                f"the projected size M must be in [{_MIN_PROJECTED}, {MAX_TRIGGER_ELEMENTS}], "
+                f"not {self.projected_size}"
+            )
+
+    @property
+    def projected_size(self) -> int:
+        """M: the length of the reduced parameter, and of every row."""
+        shape = self.parameter_shape[1:] if self.reduction == "mean-out" else self.parameter_shape
+        return math.prod(shape)
+
+    def to_fields(self) -> dict[str, Any]:
+        return {
+            "name": self.NAME,
+            "parameter": self.parameter,
+            "parameter_shape": list(self.parameter_shape),
+            "projection": self.projection,
+            "reduction": self.reduction,
+        }
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> WeightsFamily:
+        return cls(
+            fields.text("parameter", max_length=_MAX_PARAMETER_NAME),
+            tuple(
+                fields.integer_list(
+                    "parameter_shape", minimum=1, maximum=MAX_PARAMETER_ELEMENTS, max_items=_MAX_DIMENSIONS
+                )
+            ),
+            fields.text("reduction"),
+            fields.text("projection"),
+        )
+
+
+TriggerFamily = Union[NoiseFamily, TokensFamily, PoolFamily, OverlayFamily, WeightsFamily]
+
+_FAMILIES: dict[
+    str,
+    type[NoiseFamily] | type[TokensFamily] | type[PoolFamily] | type[OverlayFamily] | type[WeightsFamily],
+] = {
+    family.NAME: family
+    for family in (NoiseFamily, TokensFamily, PoolFamily, OverlayFamily, WeightsFamily)
 }
 
 

@@ -10,6 +10,9 @@ reference a claim is bound to.
   (KServe v2 REST, as served by KServe, MLServer and Triton).
 - :class:`CallableSuspect`, :class:`EstimatorSuspect`: a Python function, a
   scikit-learn style estimator.
+- :class:`WeightsSuspect`: a model's weights (a safetensors file or a
+  weights-only torch checkpoint), answering the rows of a weights commitment
+  with the bits of their projections: white-box evidence. numpy only.
 - ``secmark.models.torch_module.TorchSuspect``: a ``torch.nn.Module``. It is
   not imported here, so that this package works without torch installed;
   import it from its module.
@@ -28,6 +31,7 @@ from secmark.models.base import (
 )
 from secmark.models.callable import CallableSuspect, EstimatorSuspect
 from secmark.models.remote import OIP_DATATYPES, OipSuspect
+from secmark.models.weights import WeightsSuspect, reduce_parameter
 
 __all__ = [
     "OIP_DATATYPES",
@@ -37,8 +41,10 @@ __all__ = [
     "OipSuspect",
     "Output",
     "Suspect",
+    "WeightsSuspect",
     "check_answers",
     "check_batch",
     "check_batch_size",
     "check_output",
+    "reduce_parameter",
 ]

@@ -85,7 +85,7 @@ class CallableSuspect:
         self._function = function
         self._batch_size = check_batch_size(batch_size)
         self._output = check_output(output)
-        self._reference = f"callable:{_qualified_name(function)}"
+        self._reference = f"label:callable {_qualified_name(function)}"
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Answers of the function to every row of ``batch``; SuspectError on failure."""
@@ -135,7 +135,7 @@ class EstimatorSuspect:
         self._estimator = estimator
         self._batch_size = check_batch_size(batch_size)
         self._output = output
-        self._reference = f"estimator:{_qualified_name(estimator)}"
+        self._reference = f"label:estimator {_qualified_name(estimator)}"
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """The estimator's predictions for every row of ``batch``; SuspectError on failure."""

@@ -104,7 +104,7 @@ class TorchSuspect:
         self._module = module
         self._input_dtype = input_dtype if input_dtype is not None else _module_float_dtype(module)
         cls = type(module)
-        self._reference = f"torch:{cls.__module__}.{cls.__qualname__}"
+        self._reference = f"label:torch {cls.__module__}.{cls.__qualname__}"
 
     @property
     def device(self) -> torch.device:

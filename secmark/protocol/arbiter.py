@@ -36,7 +36,7 @@ from secmark.encoding import canonical_json, format_time, parse_canonical_json, 
 from secmark.errors import EncodingError, ProofError, ProtocolError
 from secmark.files import PUBLIC_FILE_MODE, write_atomic
 from secmark.messages.challenge import Challenge, open_challenge
-from secmark.messages.claim import MAX_CLAIM_SIZE, Claim
+from secmark.messages.claim import MAX_CLAIM_SIZE, Claim, evidence_kinds_for
 from secmark.messages.commitment import Commitment, open_commitment
 from secmark.messages.document import Fields, SignedDocument, read_unverified_payload, sign_document
 from secmark.messages.identity import Identity
@@ -49,9 +49,9 @@ from secmark.protocol.bundle import build_bundle
 from secmark.protocol.case import Case
 from secmark.protocol.reveals import revealed_triggers
 from secmark.protocol.challenge import prove_challenge
-from secmark.protocol.querying import BlackBoxResult, query_suspect
+from secmark.protocol.querying import BlackBoxResult, query_suspect, trials_per_trigger
 from secmark.protocol.suspects import canonical_suspect
-from secmark.stats import DEFAULT_ALPHA
+from secmark.stats import DEFAULT_ALPHA, decision_threshold, null_match_probability
 from secmark.timestamp import TrustStore
 from secmark.timestamp.evidence import TimestampEvidence
 from secmark.triggers import Trigger, generate_decoys
@@ -120,7 +120,8 @@ class Arbiter:
         Raises:
             EncodingError, SignatureError: malformed or wrongly signed parts.
             TimestampError: no timestamp verifies against the trust store.
-            ProtocolError: addressed to another arbiter, non-canonical
+            ProtocolError: addressed to another arbiter, evidence kinds
+                other than the commitment's family gives, non-canonical
                 suspect reference, release not after the commitment, or not
                 for the committed model.
         """
@@ -128,11 +129,29 @@ class Arbiter:
         commitment = open_commitment(claim.commitment)
         owner = commitment.document.owner
         envelope.verify(owner)
+        # One commitment, one kind of evidence: a weights commitment is checked
+        # on weights, any other by queries, and each claim gets its own verdict.
+        expected_kinds = evidence_kinds_for(commitment.document.family)
+        if claim.evidence_kinds != expected_kinds:
+            raise ProtocolError(
+                f"a claim on a {commitment.document.family.NAME} commitment offers "
+                f"{', '.join(expected_kinds)} evidence, not {', '.join(claim.evidence_kinds)}"
+            )
         if claim.arbiter != self.keys.key_id:
             raise ProtocolError(f"the claim is addressed to arbiter {claim.arbiter}, not to this one")
         if canonical_suspect(claim.suspect) != claim.suspect:
             raise ProtocolError(
                 f"the suspect reference is not canonical; file it as {canonical_suspect(claim.suspect)!r}"
+            )
+        labels = commitment.document.labels
+        count = min(self.policy.challenge_size, commitment.document.size)
+        trials = count * trials_per_trigger(labels)
+        if decision_threshold(trials, null_match_probability(labels), self.policy.alpha) > trials:
+            # specs/statistics.md 4: such a dispute must not run; it would only burn triggers.
+            raise ProtocolError(
+                f"even {trials} matches of {trials} trials would not be significant at alpha = "
+                f"{self.policy.alpha}: the commitment's N = {commitment.document.size} is too small "
+                "for this arbiter's challenge size"
             )
         commitment_time = self._trusted_time(claim.commitment_evidence, commitment.digest)
         release_record = None
@@ -155,7 +174,8 @@ class Arbiter:
         folder = self.folder / "cases" / claim_id
         if (folder / "state.json").exists():
             return Case.load(folder)
-        folder.mkdir(parents=True)
+        # A folder without state is what a crash before Case.create leaves: reuse it.
+        folder.mkdir(parents=True, exist_ok=True)
         write_atomic(folder / "claim.json", data, mode=PUBLIC_FILE_MODE, overwrite=True)
         return Case.create(
             folder,
@@ -247,7 +267,7 @@ class Arbiter:
         challenge = self._challenge(case)
         if self._clock() > challenge.document.expires:
             raise ProtocolError(
-                f"the challenge expired at {format_time(challenge.document.expires)}; file the claim again"
+                f"the challenge expired at {format_time(challenge.document.expires)}; file a new claim (with a fresh nonce)"
             )
         commitment = self.commitment_of(case)
         reveal = open_reveal(data, commitment.document.owner)
@@ -315,13 +335,25 @@ class Arbiter:
     # -- decision ---------------------------------------------------------
 
     def rivals(self, case: Case) -> list[Case]:
-        """Other claims on the same suspect that reached the query step."""
+        """Other claims on the same suspect that reached the query step.
+
+        A re-filed claim on the same commitment is the same claimant with the
+        same watermark (its challenge is counted in ``prior_challenges``), not
+        a rival; nor is a claim of the same owner on another of its
+        commitments (a black-box and a white-box claim on one model get a
+        verdict each, not an ambiguity between themselves).
+        """
         found = []
         for folder in sorted((self.folder / "cases").iterdir()):
             if folder.name == case.name or not (folder / "state.json").exists():
                 continue
             other = Case.load(folder)
-            if other.record["suspect"] == case.record["suspect"] and other.at_least("queried"):
+            if (
+                other.record["suspect"] == case.record["suspect"]
+                and other.record["commitment_id"] != case.record["commitment_id"]
+                and other.record["owner"] != case.record["owner"]
+                and other.at_least("queried")
+            ):
                 found.append(other)
         return found
 

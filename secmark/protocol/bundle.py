@@ -22,11 +22,13 @@ from datetime import datetime
 from fractions import Fraction
 from typing import Any, ClassVar
 
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from secmark.encoding import format_time
-from secmark.errors import ProofError, ProtocolError
+from secmark.errors import EncodingError, ProofError, ProtocolError, SignatureError
 from secmark.messages.challenge import open_challenge
 from secmark.messages.claim import MAX_CLAIM_SIZE, Claim
 from secmark.messages.commitment import open_commitment
@@ -40,6 +42,7 @@ from secmark.protocol.case import Case
 from secmark.protocol.challenge import check_challenge_indices
 from secmark.protocol.querying import QueryRecord, input_digest, score_answers
 from secmark.protocol.reveals import revealed_triggers
+from secmark.protocol.suspects import canonical_suspect
 from secmark.timestamp import TrustStore
 from secmark.timestamp.evidence import TimestampEvidence
 
@@ -126,6 +129,53 @@ def _time(evidence_text: bytes, subject: str, trust: TrustStore) -> tuple[dateti
     return check.require_trusted_time(), evidence.describe(check)
 
 
+def _bundle_roots(texts: tuple[str, ...]) -> TrustStore:
+    """The TSA roots a bundle carries, checked so that no byte of them can
+    change unnoticed: each entry is exactly one certificate, in the canonical
+    PEM the arbiter writes, whose self-signature verifies.
+
+    Raises:
+        EncodingError: no root, or an entry that is not one well-formed
+            certificate in canonical PEM.
+        SignatureError: a root whose self-signature does not verify.
+    """
+    if not texts:
+        raise EncodingError("the bundle carries no TSA root")
+    roots = []
+    for position, text in enumerate(texts):
+        try:
+            (root,) = x509.load_pem_x509_certificates(text.encode())
+            canonical = root.public_bytes(Encoding.PEM).decode()
+            # Parse now every field later steps read: the parser is lazy.
+            root.subject.rfc4514_string(), root.issuer.rfc4514_string(), root.extensions
+            root.not_valid_before_utc, root.not_valid_after_utc, root.public_key()
+        except Exception:  # noqa: BLE001 - the certificate parser fails in many ways on untrusted bytes
+            raise EncodingError(f"TSA root {position} of the bundle is not one well-formed certificate") from None
+        if canonical != text:
+            raise EncodingError(f"TSA root {position} of the bundle is not in canonical PEM")
+        try:
+            root.verify_directly_issued_by(root)
+        except (ValueError, TypeError, InvalidSignature):
+            raise SignatureError(f"TSA root {position} of the bundle is not validly self-signed") from None
+        roots.append(root)
+    return TrustStore(roots=tuple(roots))
+
+
+def _fraction(text: str) -> Fraction:
+    """A significance level written as the statistics write it ("n/d").
+
+    Raises:
+        EncodingError: not a fraction in (0, 1) in that spelling.
+    """
+    try:
+        value = Fraction(text)
+    except (ValueError, ZeroDivisionError):
+        value = None
+    if value is None or str(value) != text or not 0 < value < 1:
+        raise EncodingError(f"the verdict's alpha {text[:64]!r} is not a fraction n/d in (0, 1)")
+    return value
+
+
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ProofError(message)
@@ -143,9 +193,10 @@ def verify_bundle(data: bytes, trust: TrustStore | None = None) -> BundleReport:
         ProtocolError: the check that failed, named in the message.
     """
     bundle = decode_payload(data, Bundle, MAX_BUNDLE_SIZE)
+    bundle_roots = _bundle_roots(bundle.tsa_roots)
     roots_note = "the judge's trust store"
     if trust is None:
-        trust = TrustStore.from_pem("\n".join(bundle.tsa_roots).encode())
+        trust = bundle_roots
         roots_note = "the TSA roots inside the bundle (compare their fingerprints with roots you trust)"
 
     arbiter = open_identity(bundle.arbiter_identity.encode()).document
@@ -155,6 +206,8 @@ def verify_bundle(data: bytes, trust: TrustStore | None = None) -> BundleReport:
     envelope.verify(owner)
     claim_id = hashlib.sha256(envelope.payload).hexdigest()
     _require(claim.arbiter == arbiter.key_id, "the claim is addressed to another arbiter")
+    if canonical_suspect(claim.suspect) != claim.suspect:
+        raise ProtocolError("the claim's suspect reference is not canonical")
     commitment_time, commitment_lines = _time(claim.commitment_evidence, commitment.digest, trust)
 
     release_lines: list[str] = []
@@ -192,12 +245,13 @@ def verify_bundle(data: bytes, trust: TrustStore | None = None) -> BundleReport:
         )
 
     verdict = open_verdict(bundle.verdict.encode(), arbiter.public_keys).document
+    alpha = _fraction(verdict.test.alpha)
     records = [QueryRecord(e.position, e.input_sha256, e.trigger_index, e.answer, e.error) for e in entries]
     rescored = score_answers(
         commitment.document.labels,
         [trigger.label for trigger in triggers],
         records,
-        alpha=Fraction(verdict.test.alpha),
+        alpha=alpha,
     )
     _require(
         (rescored.trials, rescored.matches, rescored.test.threshold, rescored.test.p0_exact)
@@ -218,6 +272,17 @@ def verify_bundle(data: bytes, trust: TrustStore | None = None) -> BundleReport:
     _require(verdict.commitment_time == commitment_time, "the verdict states another commitment time")
     if release_time is not None:
         _require(verdict.release is not None and verdict.release.trusted_time == release_time, "the verdict states another release time")
+        _require(
+            (verdict.release.release_id, verdict.release.model_digest)  # type: ignore[union-attr]
+            == (release.digest, release.document.model_digest),
+            "the verdict names another release than the claim's",
+        )
+    else:
+        _require(verdict.release is None, "the verdict states a release the claim does not register")
+    _require(
+        verdict.prior_challenges == document.prior_challenges,
+        "the verdict states another number of earlier challenges than the challenge",
+    )
     holds = rescored.test.decision
     if not holds:
         _require(verdict.outcome == "rejected", "the verdict upholds a claim whose test does not hold")

@@ -60,8 +60,14 @@ class Case:
         return self.folder.name
 
     def require(self, stage: str, action: str) -> None:
-        """Raises:
-        ProtocolError: the case is not at ``stage``."""
+        """Reload the stored state (another handle on this folder may have
+        moved the case on), then check the case is at ``stage``.
+
+        Raises:
+        ProtocolError: the case is not at ``stage``.
+        SecmarkError: the state file is missing or damaged."""
+        stored = Case.load(self.folder)
+        self.stage, self.record = stored.stage, stored.record
         if self.stage != stage:
             raise ProtocolError(
                 f"case {self.name} is at stage {self.stage!r}; {action} needs stage {stage!r}"

@@ -15,8 +15,8 @@ from secmark.crypto.keys import IdentityKeys
 from secmark.encoding import format_time, utc_now
 from secmark.errors import ProtocolError
 from secmark.messages.challenge import open_challenge
-from secmark.messages.claim import create_claim
-from secmark.messages.commitment import Commitment
+from secmark.messages.claim import create_claim, evidence_kinds_for
+from secmark.messages.commitment import Commitment, open_commitment
 from secmark.messages.document import SignedDocument, sign_document
 from secmark.messages.identity import Identity
 from secmark.messages.reveal import Reveal, RevealContents, RevealedTrigger
@@ -37,7 +37,17 @@ def file_claim(
     release: bytes | None = None,
     release_evidence: bytes | None = None,
 ) -> bytes:
-    """A signed claim against ``suspect`` (canonicalised), addressed to ``arbiter``."""
+    """A signed claim against ``suspect`` (canonicalised), addressed to ``arbiter``.
+
+    The claim states the evidence kind the commitment's family gives
+    (:func:`~secmark.messages.claim.evidence_kinds_for`): white-box for a
+    weights commitment, black-box for any other.
+
+    Raises:
+        EncodingError, SignatureError: ``commitment`` is malformed or not
+            signed by the owner it names.
+    """
+    family = open_commitment(commitment).document.family
     return create_claim(
         keys,
         commitment=commitment,
@@ -46,6 +56,7 @@ def file_claim(
         arbiter=arbiter.document.key_id,
         release=release,
         release_evidence=release_evidence,
+        evidence_kinds=evidence_kinds_for(family),
     ).to_json()
 
 

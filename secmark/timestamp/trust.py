@@ -16,9 +16,16 @@ __all__ = ["TrustStore"]
 
 def _load_pem(data: bytes, what: str) -> tuple[x509.Certificate, ...]:
     try:
-        return tuple(x509.load_pem_x509_certificates(data))
+        certificates = tuple(x509.load_pem_x509_certificates(data))
+        # cryptography parses some fields lazily: read them now, so that a
+        # malformed certificate fails here with a typed error.
+        for certificate in certificates:
+            certificate.subject, certificate.issuer, certificate.public_key()  # noqa: B018
+            certificate.not_valid_before_utc, certificate.not_valid_after_utc  # noqa: B018
+            certificate.extensions  # noqa: B018
     except ValueError as error:
-        raise EncodingError(f"{what} is not PEM certificates: {error}") from None
+        raise EncodingError(f"{what}: not PEM certificates, or malformed ones: {error}") from None
+    return certificates
 
 
 def _read(paths: Iterable[str | os.PathLike[str]]) -> bytes:

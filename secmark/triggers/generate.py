@@ -22,6 +22,7 @@ from secmark.messages.families import (
     PoolFamily,
     TokensFamily,
     TriggerFamily,
+    WeightsFamily,
 )
 from secmark.messages.labels import ClassLabels, LabelSpace, RegressionLabels
 from secmark.triggers.sampling import (
@@ -42,6 +43,7 @@ __all__ = [
     "item_leaf",
     "draw_input",
     "draw_label",
+    "rademacher_row",
 ]
 
 # Values of a large uint8 input drawn per call of the sampler.
@@ -66,6 +68,8 @@ def input_layout(family: TriggerFamily) -> tuple[tuple[int, ...], np.dtype[Any]]
         return family.shape, np.dtype(family.dtype)
     if isinstance(family, TokensFamily):
         return (family.length,), np.dtype(np.int64)
+    if isinstance(family, WeightsFamily):
+        return (family.projected_size,), np.dtype(np.int8)
     return family.item_shape, np.dtype(family.item_dtype)
 
 
@@ -143,6 +147,18 @@ def _token_ids(stream: KeyStream, family: TokensFamily) -> npt.NDArray[np.int64]
     return index + np.searchsorted(below, index, side="right")
 
 
+def rademacher_row(stream: KeyStream, size: int) -> npt.NDArray[np.int8]:
+    """``size`` values +1 or -1 (int8) from ``ceil(size / 8)`` stream bytes.
+
+    Value ``i`` is +1 when bit ``i % 8`` (least significant first) of byte
+    ``i // 8`` is set, else -1 (``specs/derivation.md`` 7.11); the unused
+    high bits of the last byte are consumed and ignored. Bits, not a float
+    sampler: the rows are the same on every platform, bit for bit.
+    """
+    bits = np.unpackbits(stream.read(-(-size // 8)), count=size, bitorder="little")
+    return (bits.astype(np.int8) << 1) - np.int8(1)
+
+
 def draw_input(
     family: TriggerFamily,
     stream: KeyStream,
@@ -166,6 +182,8 @@ def draw_input(
         return values.reshape(family.shape), None
     if isinstance(family, TokensFamily):
         return _token_ids(stream, family), None
+    if isinstance(family, WeightsFamily):
+        return rademacher_row(stream, family.projected_size), None
     if fetch is None or pool_size < 1:
         raise EncodingError(f"the {family.NAME} family draws from a pool: none was given")
     pool_index = uniform_integer(stream, pool_size)

@@ -18,7 +18,12 @@ import secmark
 PACKAGE = Path(secmark.__file__).resolve().parent
 # Only these may import torch at module level (the worked examples train
 # models); nothing outside them may import them, except lazily.
-TORCH_MODULES = ("secmark.embed", "secmark.examples.", "secmark.models.torch_module")
+TORCH_MODULES = (
+    "secmark.embed",
+    "secmark.evaluate",
+    "secmark.examples.",
+    "secmark.models.torch_module",
+)
 PICKLING_MODULES = {"pickle", "_pickle", "cPickle", "dill", "cloudpickle", "joblib", "shelve"}
 
 

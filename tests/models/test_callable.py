@@ -72,10 +72,10 @@ def test_callable_bad_answers_are_refused(function: Any, message: str) -> None:
 
 def test_callable_describe() -> None:
     assert CallableSuspect(row_sum_label).describe() == (
-        "callable:tests.models.test_callable.row_sum_label"
+        "label:callable tests.models.test_callable.row_sum_label"
     )
     partial = functools.partial(row_sum_label)
-    assert CallableSuspect(partial).describe() == "callable:functools.partial"
+    assert CallableSuspect(partial).describe() == "label:callable functools.partial"
 
 
 def test_callable_refuses_non_callables() -> None:
@@ -102,7 +102,7 @@ def test_estimator_gets_flattened_rows_in_batches() -> None:
         suspect.predict(inputs), (inputs.reshape(10, -1).mean(axis=1) > 8).astype(np.int64)
     )
     assert estimator.shapes == [(4, 64), (4, 64), (2, 64)]
-    assert suspect.describe() == "estimator:tests.models.test_callable.ThresholdEstimator"
+    assert suspect.describe() == "label:estimator tests.models.test_callable.ThresholdEstimator"
     assert isinstance(suspect, Suspect)
 
 
@@ -124,7 +124,7 @@ def test_sklearn_classifier_labels_match_its_own_predict() -> None:
     answers = suspect.predict(inputs)
     assert answers.dtype == np.int64
     np.testing.assert_array_equal(answers, classifier.predict(inputs.reshape(50, -1)))
-    assert suspect.describe() == "estimator:sklearn.linear_model._logistic.LogisticRegression"
+    assert suspect.describe() == "label:estimator sklearn.linear_model._logistic.LogisticRegression"
 
 
 def test_sklearn_regressor_values() -> None:

@@ -160,7 +160,7 @@ class ReturnsBool(torch.nn.Module):
         (
             Fails(),
             "argmax",
-            r"torch:tests.models.test_torch_module.Fails: the module raised RuntimeError: mat1",
+            r"label:torch tests.models.test_torch_module.Fails: the module raised RuntimeError: mat1",
         ),
         (ReturnsTuple(), "argmax", r"must return one tensor, got tuple"),
         (ReturnsNaN(), "argmax", r"input 0 is not finite"),
@@ -180,5 +180,5 @@ def test_bfloat16_outputs_are_read() -> None:
 
 
 def test_describe_names_the_module_class() -> None:
-    assert TorchSuspect(Recorder()).describe() == "torch:tests.models.test_torch_module.Recorder"
-    assert TorchSuspect(linear_module()).describe() == "torch:torch.nn.modules.container.Sequential"
+    assert TorchSuspect(Recorder()).describe() == "label:torch tests.models.test_torch_module.Recorder"
+    assert TorchSuspect(linear_module()).describe() == "label:torch torch.nn.modules.container.Sequential"

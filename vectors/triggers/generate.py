@@ -27,6 +27,7 @@ from secmark.messages.families import (
     PoolFamily,
     TokensFamily,
     TriggerFamily,
+    WeightsFamily,
 )
 from secmark.messages.labels import (
     ClassLabels,
@@ -34,6 +35,7 @@ from secmark.messages.labels import (
     RegressionLabels,
     TokenLabels,
 )
+from secmark.models import WeightsSuspect
 from secmark.triggers import CommittedPool, derive_trigger, pool_root, trigger_alpha
 
 HERE = Path(__file__).resolve().parent
@@ -89,6 +91,67 @@ CASES: list[tuple[str, TriggerFamily, LabelSpace, tuple[int, tuple[int, ...], st
     ("pool", PoolFamily(7, (2, 4, 4), "uint8"), ClassLabels(3), (7, (2, 4, 4), "uint8")),
     ("overlay", OverlayFamily(7, (3, 4, 4), "float32", 5, 0.0, 1.0), ClassLabels(2), (7, (3, 4, 4), "float32")),
 ]
+
+
+# The weights family (specs/derivation.md 7.11): M = 5 * 3 * 3 = 45 values per
+# row, so the last of its 6 bytes has 3 unused bits, and rows fit in input_hex.
+WEIGHTS = WeightsFamily("encoder.conv.weight", (8, 5, 3, 3), "mean-out", "rademacher")
+
+
+def make_parameter(label: str, shape: tuple[int, ...]) -> np.ndarray:
+    """Fixed float32 weights in [-1, 1]: SHAKE-256 bytes b as (b - 127.5) / 127.5."""
+    size = int(np.prod(shape))
+    raw = np.frombuffer(hashlib.shake_256(f"secmark trigger vectors: parameter {label}".encode()).digest(size), dtype=np.uint8)
+    return ((raw.astype(np.float32) - np.float32(127.5)) / np.float32(127.5)).reshape(shape)
+
+
+def weights(keys: IdentityKeys, seeds: dict[str, str]) -> None:
+    """A weights commitment's rows and bits, and the bits a fixed parameter answers."""
+    name = "weights"
+    signed = create_commitment(
+        keys, family=WEIGHTS, labels=ClassLabels(2), size=64, model_label=f"secmark trigger vector {name}",
+        nonce=nonce(name), created=CREATED,
+    )
+    parameter = make_parameter(name, WEIGHTS.parameter_shape)
+    suspect = WeightsSuspect.from_family({WEIGHTS.parameter: parameter}, WEIGHTS)
+    triggers = []
+    for index in INDICES:
+        trigger = derive_trigger(keys, signed, index)
+        triggers.append({
+            "index": index,
+            "alpha": trigger_alpha(bytes.fromhex(signed.digest), index).hex(),
+            "pi": trigger.proof.hex(),
+            "beta": trigger.beta.hex(),
+            "input_sha256": hashlib.sha256(input_bytes(trigger.input)).hexdigest(),
+            "input_hex": input_bytes(trigger.input).hex(),
+            "label": label_json(trigger.label),
+            "pool_index": None,
+            "answer": int(suspect.predict(trigger.input[None, :])[0]),
+        })
+    write(f"{name}.json", {
+        "kind": "weights-derivation",
+        "source": SOURCE,
+        "note": (
+            "as trigger-derivation, for the weights family: input_hex is the row, one int8 (+1 = 01, "
+            "-1 = ff) per value; label is the bit. parameter_hex holds the committed parameter's "
+            "float32 values (C order, little-endian), and answer is the bit a suspect with that "
+            "parameter gives: 1 if row . mean-out(parameter) > 0, else 0; see specs/derivation.md 7.11"
+        ),
+        "owner": seeds,
+        "commitment": {
+            "family": WEIGHTS.to_fields(),
+            "labels": ClassLabels(2).to_fields(),
+            "size": 64,
+            "model_label": f"secmark trigger vector {name}",
+            "pool_root": None,
+            "nonce": nonce(name).hex(),
+            "created": "2026-02-01T00:00:00Z",
+        },
+        "commitment_id": signed.digest,
+        "envelope": signed.to_json().decode(),
+        "parameter_hex": input_bytes(parameter).hex(),
+        "triggers": triggers,
+    })
 
 
 def positive(keys: IdentityKeys, seeds: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -229,3 +292,4 @@ def negative(keys: IdentityKeys, written: dict[str, dict[str, Any]]) -> None:
 if __name__ == "__main__":
     owner_keys, owner_seeds = owner()
     negative(owner_keys, positive(owner_keys, owner_seeds))
+    weights(owner_keys, owner_seeds)

@@ -1,0 +1,1 @@
+"""Tests of the dispute protocol: the arbiter's steps, bundles, and attacks."""
