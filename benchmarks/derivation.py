@@ -53,7 +53,9 @@ def timed(run: Callable[[], None]) -> tuple[float, float]:
     return time.process_time() - cpu, time.perf_counter() - wall
 
 
-def compare(label: str, subject: Callable[[], None], floor: Callable[[], None], items: int, target: float) -> None:
+def compare(
+    label: str, subject: Callable[[], None], floor: Callable[[], None], items: int, target: float
+) -> None:
     ratios, subject_cpu, floor_cpu, subject_wall, floor_wall = [], [], [], [], []
     for _ in range(ROUNDS):
         f_cpu, f_wall = timed(floor)
@@ -106,8 +108,13 @@ def main() -> None:
         for alpha in alphas:
             keys.vrf.prove_and_hash(alpha)
 
-    compare(f"(a) derive {DERIVED} noise 3x32x32 uint8 triggers, K = 10, vs bare prove_and_hash",
-            derive_all, prove_all, DERIVED, 1.2)
+    compare(
+        f"(a) derive {DERIVED} noise 3x32x32 uint8 triggers, K = 10, vs bare prove_and_hash",
+        derive_all,
+        prove_all,
+        DERIVED,
+        1.2,
+    )
 
     revealed = list(range(0, DERIVED, DERIVED // REVEALED))[:REVEALED]
     proofs = [keys.vrf.prove(alphas[i]) for i in revealed]
@@ -121,8 +128,13 @@ def main() -> None:
         for index, proof in zip(revealed, proofs):
             public.verify(alphas[index], proof)
 
-    compare(f"(b) verify a reveal of {REVEALED} indices (VRF verify + re-derivation) vs bare verify",
-            verify_reveal, verify_bare, REVEALED, 1.2)
+    compare(
+        f"(b) verify a reveal of {REVEALED} indices (VRF verify + re-derivation) vs bare verify",
+        verify_reveal,
+        verify_bare,
+        REVEALED,
+        1.2,
+    )
 
     checksum = hashlib.sha256()
 

@@ -25,7 +25,9 @@ ROUNDS = 7
 ALPHAS = [hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(200)]
 
 
-def record_sodium_calls(operation: Callable[[], Any]) -> list[tuple[Callable[..., Any], tuple[Any, ...]]]:
+def record_sodium_calls(
+    operation: Callable[[], Any],
+) -> list[tuple[Callable[..., Any], tuple[Any, ...]]]:
     """Run ``operation`` once and return the libsodium calls it made."""
     calls: list[tuple[Callable[..., Any], tuple[Any, ...]]] = []
     original = ecvrf.sodium
@@ -70,7 +72,9 @@ def main() -> None:
     public = secret.public_key
     proofs = [secret.prove(alpha) for alpha in ALPHAS]
 
-    prove_calls = [c for alpha in ALPHAS for c in record_sodium_calls(lambda a=alpha: secret.prove(a))]
+    prove_calls = [
+        c for alpha in ALPHAS for c in record_sodium_calls(lambda a=alpha: secret.prove(a))
+    ]
     verify_calls = [
         c
         for alpha, proof in zip(ALPHAS, proofs)
@@ -92,8 +96,12 @@ def main() -> None:
 
     print(f"libsodium calls per prove:  {len(prove_calls) / len(ALPHAS):.2f}")
     print(f"libsodium calls per verify: {len(verify_calls) / len(ALPHAS):.2f}")
-    print(f"prove   median {prove * 1e6:7.1f} us   floor {prove_floor * 1e6:7.1f} us   ratio {prove / prove_floor:.3f}  (target <= 1.3)")
-    print(f"verify  median {verify * 1e6:7.1f} us   floor {verify_floor * 1e6:7.1f} us   ratio {verify / verify_floor:.3f}  (target <= 1.3)")
+    print(
+        f"prove   median {prove * 1e6:7.1f} us   floor {prove_floor * 1e6:7.1f} us   ratio {prove / prove_floor:.3f}  (target <= 1.3)"
+    )
+    print(
+        f"verify  median {verify * 1e6:7.1f} us   floor {verify_floor * 1e6:7.1f} us   ratio {verify / verify_floor:.3f}  (target <= 1.3)"
+    )
 
 
 if __name__ == "__main__":

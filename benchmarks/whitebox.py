@@ -60,7 +60,14 @@ from torch import nn
 from torch.nn.utils import prune
 
 from secmark.crypto import IdentityKeys
-from secmark.embed import WeightsRegularizer, embed_weights, evaluate_accuracy, save_state, train, weights_rows
+from secmark.embed import (
+    WeightsRegularizer,
+    embed_weights,
+    evaluate_accuracy,
+    save_state,
+    train,
+    weights_rows,
+)
 from secmark.examples import digits
 from secmark.messages import create_identity
 from secmark.messages.commitment import Commitment, create_commitment
@@ -114,14 +121,22 @@ def commit(keys: IdentityKeys, label: str) -> SignedDocument[Commitment]:
 
 def half_data(data: digits.DigitsData) -> digits.DigitsData:
     """The attacker's data: a fixed half of the training split."""
-    keep = np.random.default_rng(ATTACK_SEED).permutation(len(data.train_labels))[: len(data.train_labels) // 2]
-    return digits.DigitsData(data.train_inputs[keep], data.train_labels[keep], data.test_inputs, data.test_labels)
+    keep = np.random.default_rng(ATTACK_SEED).permutation(len(data.train_labels))[
+        : len(data.train_labels) // 2
+    ]
+    return digits.DigitsData(
+        data.train_inputs[keep], data.train_labels[keep], data.test_inputs, data.test_labels
+    )
 
 
 def fine_tune(model: nn.Module, data: digits.DigitsData, epochs: int) -> None:
     train(
-        model, digits.train_loader(data, seed=ATTACK_SEED), epochs=epochs, lr=ATTACK_LR,
-        seed=ATTACK_SEED, progress=False,
+        model,
+        digits.train_loader(data, seed=ATTACK_SEED),
+        epochs=epochs,
+        lr=ATTACK_LR,
+        seed=ATTACK_SEED,
+        progress=False,
     )
 
 
@@ -232,29 +247,41 @@ class Court:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        authority = TimestampAuthority.initialize(folder / "tsa", passphrase=None, allow_unencrypted=True)
+        authority = TimestampAuthority.initialize(
+            folder / "tsa", passphrase=None, allow_unencrypted=True
+        )
         self.respond = authority.respond
         self.trust = TrustStore(roots=(authority.root_certificate,))
         arbiter_keys = fixed_keys("arbiter")
         self.arbiter_identity = create_identity(arbiter_keys, "benchmark arbiter")
         self.arbiter = Arbiter(
-            arbiter_keys, self.arbiter_identity, self.trust, folder / "arbiter",
+            arbiter_keys,
+            self.arbiter_identity,
+            self.trust,
+            folder / "arbiter",
             policy=ArbiterPolicy(challenge_size=CHALLENGE, alpha=ALPHA),
         )
         self.evidence: dict[str, bytes] = {}
 
-    def case(self, keys: IdentityKeys, signed: SignedDocument[Commitment], path: Path) -> tuple[int, int, bool, str]:
+    def case(
+        self, keys: IdentityKeys, signed: SignedDocument[Commitment], path: Path
+    ) -> tuple[int, int, bool, str]:
         """(matches, threshold, holds, outcome) of a claim on the model file ``path``."""
         if signed.digest not in self.evidence:
             self.evidence[signed.digest] = collect_evidence(signed.digest, [self.respond]).to_json()
         suspect = WeightsSuspect.from_family(path, FAMILY)
         claim = file_claim(
-            keys, commitment=signed.to_json(), commitment_evidence=self.evidence[signed.digest],
-            suspect=suspect.describe(), arbiter=self.arbiter_identity,
+            keys,
+            commitment=signed.to_json(),
+            commitment_evidence=self.evidence[signed.digest],
+            suspect=suspect.describe(),
+            arbiter=self.arbiter_identity,
         )
         case = self.arbiter.file_claim(claim)
         challenge = self.arbiter.challenge(case)
-        self.arbiter.receive_reveal(case, answer_challenge(keys, signed, challenge, self.arbiter_identity))
+        self.arbiter.receive_reveal(
+            case, answer_challenge(keys, signed, challenge, self.arbiter_identity)
+        )
         result = self.arbiter.query(case, suspect)
         self.arbiter.decide(case)
         report = verify_bundle(case.read("bundle.json"), self.trust)
@@ -273,13 +300,24 @@ def embedding_cost(
         digits.train_clean(unmarked, data, seed=seed)
         marked = digits.new_model(seed)
         report = embed_weights(
-            marked, digits.train_loader(data, seed=seed), WeightsRegularizer(marked, FAMILY, rows, bits, lam),
-            epochs=digits.DEFAULT_EPOCHS, lr=digits.DEFAULT_LR, seed=seed, holdout=data.test, progress=False,
+            marked,
+            digits.train_loader(data, seed=seed),
+            WeightsRegularizer(marked, FAMILY, rows, bits, lam),
+            epochs=digits.DEFAULT_EPOCHS,
+            lr=digits.DEFAULT_LR,
+            seed=seed,
+            holdout=data.test,
+            progress=False,
         )
-        figures.append((
-            seed, evaluate_accuracy(unmarked, data.test), report.clean_accuracy_after or 0.0,
-            report.bit_accuracy_after, report.seconds,
-        ))
+        figures.append(
+            (
+                seed,
+                evaluate_accuracy(unmarked, data.test),
+                report.clean_accuracy_after or 0.0,
+                report.bit_accuracy_after,
+                report.seconds,
+            )
+        )
         kept = kept or (unmarked, marked)
     assert kept is not None
     return kept[0], kept[1], figures
@@ -288,7 +326,9 @@ def embedding_cost(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    parser.add_argument("--lam", type=float, default=DEFAULT_LAM, help=f"regulariser weight (default {DEFAULT_LAM})")
+    parser.add_argument(
+        "--lam", type=float, default=DEFAULT_LAM, help=f"regulariser weight (default {DEFAULT_LAM})"
+    )
     arguments = parser.parse_args()
     torch.set_num_threads(arguments.threads)
 
@@ -325,7 +365,11 @@ def main() -> int:
 
     attacks = [
         Attack("released (marked) model", lambda: marked, "upheld"),
-        Attack(f"fine-tuned {FINE_TUNE_EPOCHS} ep, 50 % data", lambda: tuned(marked, attacker_data), "upheld"),
+        Attack(
+            f"fine-tuned {FINE_TUNE_EPOCHS} ep, 50 % data",
+            lambda: tuned(marked, attacker_data),
+            "upheld",
+        ),
         *[
             Attack(
                 f"pruned {rate:.0%} + {PRUNE_EPOCHS} ep fine-tune",
@@ -337,7 +381,11 @@ def main() -> int:
         Attack("int8 quantised (per tensor)", lambda: quantised(marked), "upheld"),
         Attack("classifier.1 output rows permuted", lambda: permuted_outputs(marked), None, True),
         Attack("classifier.1 input columns permuted", lambda: permuted_inputs(marked), None, True),
-        Attack(f"classifier.1 re-initialised + {REINIT_EPOCHS} ep", lambda: reinitialised(marked, attacker_data), None),
+        Attack(
+            f"classifier.1 re-initialised + {REINIT_EPOCHS} ep",
+            lambda: reinitialised(marked, attacker_data),
+            None,
+        ),
         Attack("unmarked model, same recipe", lambda: unmarked, "rejected"),
     ]
     results: list[Row] = []
@@ -348,18 +396,39 @@ def main() -> int:
             path = save_state(model, Path(folder) / f"model-{position}.safetensors")
             matched = int(np.sum(WeightsSuspect.from_family(path, FAMILY).predict(rows) == bits))
             matches, row_threshold, holds, outcome = court.case(owner, owner_commitment, path)
-            results.append(Row(
-                attack.name, attack.expected, evaluate_accuracy(model, data.test),
-                same_function(model) if attack.preserves_function else None,
-                matched, matches, row_threshold, holds, outcome, BITS - matched <= wrong_allowed,
-            ))
+            results.append(
+                Row(
+                    attack.name,
+                    attack.expected,
+                    evaluate_accuracy(model, data.test),
+                    same_function(model) if attack.preserves_function else None,
+                    matched,
+                    matches,
+                    row_threshold,
+                    holds,
+                    outcome,
+                    BITS - matched <= wrong_allowed,
+                )
+            )
         stolen = Path(folder) / "model-0.safetensors"
-        thief_matched = int(np.sum(WeightsSuspect.from_family(stolen, FAMILY).predict(thief_rows) == thief_bits))
+        thief_matched = int(
+            np.sum(WeightsSuspect.from_family(stolen, FAMILY).predict(thief_rows) == thief_bits)
+        )
         matches, row_threshold, holds, outcome = court.case(thief, thief_commitment, stolen)
-        results.append(Row(
-            "thief's own commitment, stolen model", "rejected", evaluate_accuracy(marked, data.test), None,
-            thief_matched, matches, row_threshold, holds, outcome, BITS - thief_matched <= wrong_allowed,
-        ))
+        results.append(
+            Row(
+                "thief's own commitment, stolen model",
+                "rejected",
+                evaluate_accuracy(marked, data.test),
+                None,
+                thief_matched,
+                matches,
+                row_threshold,
+                holds,
+                outcome,
+                BITS - thief_matched <= wrong_allowed,
+            )
+        )
 
     print()
     print(
@@ -378,14 +447,23 @@ def main() -> int:
     required = [row for row in results if row.expected is not None]
     failed = [row.name for row in required if row.outcome != row.expected]
     checks = [
-        (f"bit accuracy on all {BITS} bits, worst of {len(SEEDS)} seeds: {worst_bits:.2%}",
-         worst_bits >= MIN_BIT_ACCURACY, f">= {MIN_BIT_ACCURACY:.0%}"),
-        (f"clean accuracy drop, mean of {len(SEEDS)} seeds: {drop:+.2f} pp",
-         drop <= MAX_CLEAN_DROP_POINTS, f"<= {MAX_CLEAN_DROP_POINTS} pp"),
-        (f"required verdicts (upheld after fine-tuning, pruning, int8; rejected for the unmarked model "
-         f"and the thief's commitment): {len(required) - len(failed)} of {len(required)}"
-         + (f"; wrong: {', '.join(failed)}" if failed else ""),
-         not failed, f"{len(required)}"),
+        (
+            f"bit accuracy on all {BITS} bits, worst of {len(SEEDS)} seeds: {worst_bits:.2%}",
+            worst_bits >= MIN_BIT_ACCURACY,
+            f">= {MIN_BIT_ACCURACY:.0%}",
+        ),
+        (
+            f"clean accuracy drop, mean of {len(SEEDS)} seeds: {drop:+.2f} pp",
+            drop <= MAX_CLEAN_DROP_POINTS,
+            f"<= {MAX_CLEAN_DROP_POINTS} pp",
+        ),
+        (
+            f"required verdicts (upheld after fine-tuning, pruning, int8; rejected for the unmarked model "
+            f"and the thief's commitment): {len(required) - len(failed)} of {len(required)}"
+            + (f"; wrong: {', '.join(failed)}" if failed else ""),
+            not failed,
+            f"{len(required)}",
+        ),
     ]
     print()
     for text, passed, target in checks:

@@ -18,7 +18,21 @@ def test_demo_upholds_the_owner_and_rejects_the_thief(
     out = capsys.readouterr().out
     assert "owner UPHELD, thief REJECTED, chosen inputs REJECTED" in out
     assert "every check passed" in out
-    for name in ("owner.bundle.json", "owner.commitment.json", "thief.release.json", "arbiter.identity.json"):
+    for name in (
+        "owner.bundle.json",
+        "owner.commitment.json",
+        "thief.release.json",
+        "arbiter.identity.json",
+    ):
         assert (tmp_path / "demo" / name).is_file()
-    assert main(["verify-bundle", str(tmp_path / "demo" / "owner.bundle.json"),
-                 "--trust", str(tmp_path / "demo" / "tsa" / "root.pem")]) == 0
+    assert (
+        main(
+            [
+                "verify-bundle",
+                str(tmp_path / "demo" / "owner.bundle.json"),
+                "--trust",
+                str(tmp_path / "demo" / "tsa" / "root.pem"),
+            ]
+        )
+        == 0
+    )

@@ -67,14 +67,20 @@ def test_commitment_and_evidence_match_schemas(owner_keys: IdentityKeys, tmp_pat
     cases = [
         (NoiseFamily((1, 8, 8), "float32", 0.0, 1.0), ClassLabels(10), None),
         (TokensFamily(16, 1000, (0,)), TokenLabels(1000, 2), None),
-        (OverlayFamily(50, (8, 8), "uint8", 4, 0, 255), RegressionLabels(0.0, 1.0, 0.01), "00" * 32),
+        (
+            OverlayFamily(50, (8, 8), "uint8", 4, 0, 255),
+            RegressionLabels(0.0, 1.0, 0.01),
+            "00" * 32,
+        ),
     ]
     for family, labels, root in cases:
         signed = create_commitment(
             owner_keys, family=family, labels=labels, size=16, model_label="m", pool_root=root
         )
         validator("commitment").validate(json.loads(signed.payload))
-    authority = TimestampAuthority.initialize(tmp_path / "tsa", passphrase=None, allow_unencrypted=True)
+    authority = TimestampAuthority.initialize(
+        tmp_path / "tsa", passphrase=None, allow_unencrypted=True
+    )
     evidence = collect_evidence(signed.digest, [authority.respond])
     validator("timestamp-evidence").validate(json.loads(evidence.to_json()))
 
@@ -114,10 +120,16 @@ def dispute_documents(tmp_path_factory: pytest.TempPathFactory) -> dict[str, lis
         return model_a.predict(batch)
 
     other = world.arbiter(folder="other")
-    runs.append(world.run_case(owner, CallableSuspect(refusing, batch_size=1), arbiter=other, with_release=False))
+    runs.append(
+        world.run_case(
+            owner, CallableSuspect(refusing, batch_size=1), arbiter=other, with_release=False
+        )
+    )
     assert runs[-1].decision.test.trigger_errors + runs[-1].decision.test.decoy_errors > 0
 
-    documents: dict[str, list[bytes]] = {name: [] for name in ("release", "claim", "challenge", "reveal")}
+    documents: dict[str, list[bytes]] = {
+        name: [] for name in ("release", "claim", "challenge", "reveal")
+    }
     documents.update({name: [] for name in ("reveal-contents", "transcript", "verdict", "bundle")})
     documents["release"] = [owner.release or b"", thief.release or b""]
     for run in runs:
@@ -135,9 +147,21 @@ UNSIGNED = ("reveal-contents", "bundle")
 
 
 @pytest.mark.parametrize(
-    "name", ["release", "claim", "challenge", "reveal", "reveal-contents", "transcript", "verdict", "bundle"]
+    "name",
+    [
+        "release",
+        "claim",
+        "challenge",
+        "reveal",
+        "reveal-contents",
+        "transcript",
+        "verdict",
+        "bundle",
+    ],
 )
-def test_dispute_documents_match_schemas(dispute_documents: dict[str, list[bytes]], name: str) -> None:
+def test_dispute_documents_match_schemas(
+    dispute_documents: dict[str, list[bytes]], name: str
+) -> None:
     for data in dispute_documents[name]:
         if name in UNSIGNED:
             payload = json.loads(data)
@@ -146,25 +170,42 @@ def test_dispute_documents_match_schemas(dispute_documents: dict[str, list[bytes
             payload = json.loads(Envelope.from_json(data).payload)
         validator(name).validate(payload)
         if name == "bundle":
-            for member in ("arbiter_identity", "claim", "challenge", "reveal", "transcript", "verdict"):
+            for member in (
+                "arbiter_identity",
+                "claim",
+                "challenge",
+                "reveal",
+                "transcript",
+                "verdict",
+            ):
                 validator("envelope").validate(json.loads(payload[member]))
             validator("reveal-contents").validate(json.loads(payload["reveal_contents"]))
         extra = {**payload, "extra": 1}
         assert not validator(name).is_valid(extra)
 
 
-def test_dispute_schemas_refuse_what_the_code_refuses(dispute_documents: dict[str, list[bytes]]) -> None:
+def test_dispute_schemas_refuse_what_the_code_refuses(
+    dispute_documents: dict[str, list[bytes]],
+) -> None:
     claim = json.loads(Envelope.from_json(dispute_documents["claim"][0]).payload)
     assert claim["release"] is not None
     assert not validator("claim").is_valid({**claim, "release_evidence": None})
     assert not validator("claim").is_valid({**claim, "evidence_kinds": []})
     transcript = json.loads(Envelope.from_json(dispute_documents["transcript"][0]).payload)
     entry = transcript["entries"][0]
-    assert not validator("transcript").is_valid({**transcript, "entries": [{**entry, "error": "x"}]})
-    assert not validator("transcript").is_valid({**transcript, "entries": [{**entry, "answer": None}]})
+    assert not validator("transcript").is_valid(
+        {**transcript, "entries": [{**entry, "error": "x"}]}
+    )
+    assert not validator("transcript").is_valid(
+        {**transcript, "entries": [{**entry, "answer": None}]}
+    )
     verdict = json.loads(Envelope.from_json(dispute_documents["verdict"][0]).payload)
     assert not validator("verdict").is_valid({**verdict, "outcome": "won"})
-    assert not validator("verdict").is_valid({**verdict, "test": {**verdict["test"], "alpha": "1e-3"}})
+    assert not validator("verdict").is_valid(
+        {**verdict, "test": {**verdict["test"], "alpha": "1e-3"}}
+    )
     challenge = json.loads(Envelope.from_json(dispute_documents["challenge"][0]).payload)
     assert not validator("challenge").is_valid({**challenge, "indices": []})
-    assert not validator("challenge").is_valid({**challenge, "vrf_proof": challenge["vrf_proof"][:-1]})
+    assert not validator("challenge").is_valid(
+        {**challenge, "vrf_proof": challenge["vrf_proof"][:-1]}
+    )

@@ -84,7 +84,9 @@ def check_identity_negative(content: dict[str, Any]) -> None:
 def check_commitment(content: dict[str, Any], folder: Path) -> None:
     identity = json.loads((folder / content["identity"]).read_text(encoding="utf-8"))
     keys = _vector_identity(identity)
-    created = datetime.strptime(content["created"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    created = datetime.strptime(content["created"], "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=timezone.utc
+    )
     signed = create_commitment(
         keys,
         family=_parsed(content["family"], family_from_fields),
@@ -138,7 +140,9 @@ def check_trigger_derivation(content: dict[str, Any]) -> None:
     keys = _vector_identity(content["owner"])
     fields = content["commitment"]
     family = _parsed(fields["family"], family_from_fields)
-    created = datetime.strptime(fields["created"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc)
+    created = datetime.strptime(fields["created"], "%Y-%m-%dT%H:%M:%SZ").replace(
+        tzinfo=timezone.utc
+    )
     signed = create_commitment(
         keys,
         family=family,
@@ -162,7 +166,9 @@ def check_trigger_derivation(content: dict[str, Any]) -> None:
         trigger = derive_trigger(keys, opened, index, pool=pool)
         assert trigger_alpha(bytes.fromhex(opened.digest), index).hex() == vector["alpha"]
         assert (trigger.proof.hex(), trigger.beta.hex()) == (vector["pi"], vector["beta"])
-        data = np.ascontiguousarray(trigger.input, dtype=trigger.input.dtype.newbyteorder("<")).tobytes()
+        data = np.ascontiguousarray(
+            trigger.input, dtype=trigger.input.dtype.newbyteorder("<")
+        ).tobytes()
         assert hashlib.sha256(data).hexdigest() == vector["input_sha256"]
         if "input_hex" in vector:
             assert data.hex() == vector["input_hex"]
@@ -205,8 +211,12 @@ def check_weights_derivation(content: dict[str, Any]) -> None:
         assert np.frombuffer(bytes.fromhex(vector["input_hex"]), dtype=np.int8).tolist() == row
         # U(2): one byte, its lowest bit (b = 1, every candidate accepted).
         assert KeyStream(label_key).read(1)[0] & 1 == vector["label"]
-    parameter = np.frombuffer(bytes.fromhex(content["parameter_hex"]), dtype="<f4").reshape(family.parameter_shape)
-    rows = np.stack([np.frombuffer(bytes.fromhex(v["input_hex"]), dtype=np.int8) for v in content["triggers"]])
+    parameter = np.frombuffer(bytes.fromhex(content["parameter_hex"]), dtype="<f4").reshape(
+        family.parameter_shape
+    )
+    rows = np.stack(
+        [np.frombuffer(bytes.fromhex(v["input_hex"]), dtype=np.int8) for v in content["triggers"]]
+    )
     answers = WeightsSuspect.from_family({family.parameter: parameter}, family).predict(rows)
     assert answers.tolist() == [vector["answer"] for vector in content["triggers"]]
     reduced = parameter.astype(np.float64).mean(axis=0).reshape(-1)
@@ -222,7 +232,9 @@ def check_merkle_rfc6962(content: dict[str, Any]) -> None:
         index, size = case["index"], case["size"]
         path = [bytes.fromhex(h) for h in case["path"]]
         assert list(MerkleTree.from_leaves(leaves[:size]).inclusion_path(index)) == path
-        verify_inclusion(bytes.fromhex(content["roots"][size - 1]), index, size, leaves[index], path)
+        verify_inclusion(
+            bytes.fromhex(content["roots"][size - 1]), index, size, leaves[index], path
+        )
 
 
 CHECKERS: dict[str, Callable[[dict[str, Any]], None]] = {

@@ -73,7 +73,13 @@ def ecvrf_negative() -> None:
     flipped = bytearray(pi)
     flipped[40] ^= 0x01
     cases = [
-        ("s + q instead of s (s >= q)", pk, alpha, pi[:48] + (s + Q).to_bytes(32, "little"), "ProofError"),
+        (
+            "s + q instead of s (s >= q)",
+            pk,
+            alpha,
+            pi[:48] + (s + Q).to_bytes(32, "little"),
+            "ProofError",
+        ),
         ("proof for another alpha", pk, "00", pi.hex(), "ProofError"),
         ("proof checked under another public key", second["pk"], alpha, pi.hex(), "ProofError"),
         ("one bit of c flipped", pk, alpha, bytes(flipped).hex(), "ProofError"),
@@ -81,13 +87,43 @@ def ecvrf_negative() -> None:
         ("identity public key", IDENTITY_POINT.hex(), alpha, pi.hex(), "KeyMaterialError"),
         ("order-2 public key", ORDER_2_POINT.hex(), alpha, pi.hex(), "KeyMaterialError"),
         ("order-4 public key (y = 0)", bytes(32).hex(), alpha, pi.hex(), "KeyMaterialError"),
-        ("mixed-order public key (pk + order-2 point)", mixed_pk.hex(), alpha, pi.hex(), "KeyMaterialError"),
-        ("non-canonical public key (identity with y = p + 1)", non_canonical_identity.hex(), alpha, pi.hex(), "KeyMaterialError"),
-        ("public key not on the curve", (2).to_bytes(32, "little").hex(), alpha, pi.hex(), "KeyMaterialError"),
+        (
+            "mixed-order public key (pk + order-2 point)",
+            mixed_pk.hex(),
+            alpha,
+            pi.hex(),
+            "KeyMaterialError",
+        ),
+        (
+            "non-canonical public key (identity with y = p + 1)",
+            non_canonical_identity.hex(),
+            alpha,
+            pi.hex(),
+            "KeyMaterialError",
+        ),
+        (
+            "public key not on the curve",
+            (2).to_bytes(32, "little").hex(),
+            alpha,
+            pi.hex(),
+            "KeyMaterialError",
+        ),
         ("Gamma is the identity", pk, alpha, IDENTITY_POINT.hex() + pi[32:].hex(), "ProofError"),
         ("Gamma is of order 2", pk, alpha, ORDER_2_POINT.hex() + pi[32:].hex(), "ProofError"),
-        ("Gamma with its sign bit flipped", pk, alpha, bytes([*pi[:31], pi[31] ^ 0x80]).hex() + pi[32:].hex(), "ProofError"),
-        ("Gamma with a torsion component (accepted by RFC 9381, refused by secmark)", pk, alpha, torsion_malleated_proof(VrfSecretKey(bytes.fromhex(first["sk"])), b"").hex(), "ProofError"),
+        (
+            "Gamma with its sign bit flipped",
+            pk,
+            alpha,
+            bytes([*pi[:31], pi[31] ^ 0x80]).hex() + pi[32:].hex(),
+            "ProofError",
+        ),
+        (
+            "Gamma with a torsion component (accepted by RFC 9381, refused by secmark)",
+            pk,
+            alpha,
+            torsion_malleated_proof(VrfSecretKey(bytes.fromhex(first["sk"])), b"").hex(),
+            "ProofError",
+        ),
     ]
     write(
         "ecvrf/negative-tai.json",
@@ -97,7 +133,13 @@ def ecvrf_negative() -> None:
             "source": "secmark; built from RFC 9381 Example 16 by vectors/generate.py",
             "note": "each case must be rejected: the public key with KeyMaterialError, else the proof with ProofError",
             "vectors": [
-                {"description": d, "pk": k, "alpha": a, "pi": p if isinstance(p, str) else p.hex(), "error": e}
+                {
+                    "description": d,
+                    "pk": k,
+                    "alpha": a,
+                    "pi": p if isinstance(p, str) else p.hex(),
+                    "error": e,
+                }
                 for d, k, a, p, e in cases
             ],
         },
@@ -130,23 +172,92 @@ def documents() -> None:
         separators=(",", ":"),
     ).encode()
     negative = [
-        ("payload changed after signing (name)", Envelope(envelope.payload_type, envelope.payload.replace(b"vector identity", b"vector identitx"), envelope.signatures).to_json(), "SignatureError"),
-        ("signature by another key under the same keyid", Envelope(envelope.payload_type, envelope.payload, (EnvelopeSignature(keys.key_id, Envelope.sign(PAYLOAD_TYPE, envelope.payload, other).signatures[0].sig),)).to_json(), "SignatureError"),
-        ("signature named by another keyid", Envelope(envelope.payload_type, envelope.payload, (EnvelopeSignature(other.key_id, envelope.signatures[0].sig),)).to_json(), "SignatureError"),
+        (
+            "payload changed after signing (name)",
+            Envelope(
+                envelope.payload_type,
+                envelope.payload.replace(b"vector identity", b"vector identitx"),
+                envelope.signatures,
+            ).to_json(),
+            "SignatureError",
+        ),
+        (
+            "signature by another key under the same keyid",
+            Envelope(
+                envelope.payload_type,
+                envelope.payload,
+                (
+                    EnvelopeSignature(
+                        keys.key_id,
+                        Envelope.sign(PAYLOAD_TYPE, envelope.payload, other).signatures[0].sig,
+                    ),
+                ),
+            ).to_json(),
+            "SignatureError",
+        ),
+        (
+            "signature named by another keyid",
+            Envelope(
+                envelope.payload_type,
+                envelope.payload,
+                (EnvelopeSignature(other.key_id, envelope.signatures[0].sig),),
+            ).to_json(),
+            "SignatureError",
+        ),
         ("wrong payloadType", resigned(envelope.payload, "application/json"), "EncodingError"),
-        ("envelope not canonical (space after colon)", raw.replace(b'"payloadType":', b'"payloadType": '), "EncodingError"),
+        (
+            "envelope not canonical (space after colon)",
+            raw.replace(b'"payloadType":', b'"payloadType": '),
+            "EncodingError",
+        ),
         ("envelope keys out of order", reordered, "EncodingError"),
         ("duplicate key in envelope", raw[:-1] + b',"payloadType":"x"}', "EncodingError"),
         ("extra envelope field", raw[:-1] + b',"zz":1}', "EncodingError"),
-        ("signature base64 with a stray trailing bit", raw.replace(sig_text.encode(), stray_sig.encode()), "EncodingError"),
-        ("payload not canonical JSON (resigned)", resigned(envelope.payload.replace(b'{"created"', b'{ "created"', 1)), "EncodingError"),
-        ("duplicate key in payload (resigned)", resigned(envelope.payload[:-1] + b',"name":"x"}'), "EncodingError"),
-        ("unknown version (resigned)", resigned(canonical_json({**payload, "version": 2})), "EncodingError"),
-        ("unknown type (resigned)", resigned(canonical_json({**payload, "type": "secmark.other"})), "EncodingError"),
-        ("missing field (resigned)", resigned(canonical_json({k: v for k, v in payload.items() if k != "created"})), "EncodingError"),
-        ("extra field (resigned)", resigned(canonical_json({**payload, "extra": 1})), "EncodingError"),
-        ("integer beyond 2^53 (resigned)", resigned(envelope.payload.replace(b'"version":1', b'"version":9007199254740993')), "EncodingError"),
-        ("key_id does not match the keys (resigned)", resigned(canonical_json({**payload, "key_id": "0" * 64})), "EncodingError"),
+        (
+            "signature base64 with a stray trailing bit",
+            raw.replace(sig_text.encode(), stray_sig.encode()),
+            "EncodingError",
+        ),
+        (
+            "payload not canonical JSON (resigned)",
+            resigned(envelope.payload.replace(b'{"created"', b'{ "created"', 1)),
+            "EncodingError",
+        ),
+        (
+            "duplicate key in payload (resigned)",
+            resigned(envelope.payload[:-1] + b',"name":"x"}'),
+            "EncodingError",
+        ),
+        (
+            "unknown version (resigned)",
+            resigned(canonical_json({**payload, "version": 2})),
+            "EncodingError",
+        ),
+        (
+            "unknown type (resigned)",
+            resigned(canonical_json({**payload, "type": "secmark.other"})),
+            "EncodingError",
+        ),
+        (
+            "missing field (resigned)",
+            resigned(canonical_json({k: v for k, v in payload.items() if k != "created"})),
+            "EncodingError",
+        ),
+        (
+            "extra field (resigned)",
+            resigned(canonical_json({**payload, "extra": 1})),
+            "EncodingError",
+        ),
+        (
+            "integer beyond 2^53 (resigned)",
+            resigned(envelope.payload.replace(b'"version":1', b'"version":9007199254740993')),
+            "EncodingError",
+        ),
+        (
+            "key_id does not match the keys (resigned)",
+            resigned(canonical_json({**payload, "key_id": "0" * 64})),
+            "EncodingError",
+        ),
     ]
     write(
         "documents/identity.json",
@@ -170,7 +281,9 @@ def documents() -> None:
             "kind": "identity-negative",
             "source": "secmark; vectors/generate.py",
             "note": "each envelope must be refused when opened as the identity of documents/identity.json, with the error named",
-            "vectors": [{"description": d, "envelope": e.decode(), "error": err} for d, e, err in negative],
+            "vectors": [
+                {"description": d, "envelope": e.decode(), "error": err} for d, e, err in negative
+            ],
         },
     )
     commitment = create_commitment(
@@ -212,7 +325,9 @@ def write_keyfile_vector(keys: IdentityKeys) -> None:
             "source": "secmark; vectors/generate.py (written once: salt and nonce are random)",
             "passphrase": "correct horse battery staple",
             "key_id": keys.key_id,
-            "key_file": encode_key_file(keys, b"correct horse battery staple", kdf=INTERACTIVE_KDF).decode(),
+            "key_file": encode_key_file(
+                keys, b"correct horse battery staple", kdf=INTERACTIVE_KDF
+            ).decode(),
         },
     )
 

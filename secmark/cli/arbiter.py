@@ -27,17 +27,29 @@ CONFIG_FILE = "arbiter.json"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    arbiter = subparsers.add_parser("arbiter", help="the arbiter's steps: claims, challenges, verdicts")
+    arbiter = subparsers.add_parser(
+        "arbiter", help="the arbiter's steps: claims, challenges, verdicts"
+    )
     commands = arbiter.add_subparsers(metavar="COMMAND", required=True)
 
     init = commands.add_parser("init", help="set up an arbiter's working folder")
     init.add_argument("folder", type=Path)
     init.add_argument("--key", required=True, type=Path, help="the arbiter's key file")
-    init.add_argument("--identity", required=True, type=Path, help="the arbiter's identity document")
-    init.add_argument("--trust", action="append", required=True, metavar="PEM", help="trusted TSA roots")
-    init.add_argument("--challenge-size", type=int, default=128, help="k, triggers per challenge (128)")
-    init.add_argument("--decoys-per-trigger", type=int, default=2, help="decoys per challenged trigger (2)")
-    init.add_argument("--challenge-days", type=int, default=7, help="days before a challenge expires (7)")
+    init.add_argument(
+        "--identity", required=True, type=Path, help="the arbiter's identity document"
+    )
+    init.add_argument(
+        "--trust", action="append", required=True, metavar="PEM", help="trusted TSA roots"
+    )
+    init.add_argument(
+        "--challenge-size", type=int, default=128, help="k, triggers per challenge (128)"
+    )
+    init.add_argument(
+        "--decoys-per-trigger", type=int, default=2, help="decoys per challenged trigger (2)"
+    )
+    init.add_argument(
+        "--challenge-days", type=int, default=7, help="days before a challenge expires (7)"
+    )
     add_json_flag(init)
     init.set_defaults(handler=_init)
 
@@ -58,14 +70,24 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         else:
             step.add_argument("--case", required=True, help="the case (claim id)")
         if name == "challenge":
-            step.add_argument("--out", required=True, type=Path, help="where to write the challenge")
+            step.add_argument(
+                "--out", required=True, type=Path, help="where to write the challenge"
+            )
         if name == "receive-reveal":
             step.add_argument("reveal", type=Path)
         if name == "query":
             add_suspect_arguments(step)
         if name == "decide":
-            step.add_argument("--released", action="append", default=[], metavar="CLAIM_ID=FILE", help="a claimant's deposited released model")
-            step.add_argument("--torch-factory", metavar="MODULE:FUNCTION", help="builds the released models")
+            step.add_argument(
+                "--released",
+                action="append",
+                default=[],
+                metavar="CLAIM_ID=FILE",
+                help="a claimant's deposited released model",
+            )
+            step.add_argument(
+                "--torch-factory", metavar="MODULE:FUNCTION", help="builds the released models"
+            )
         add_json_flag(step)
         step.set_defaults(handler=_step, step=name)
 
@@ -83,7 +105,11 @@ def _init(args: argparse.Namespace) -> int:
         "trust": [str(Path(p).resolve()) for p in args.trust],
     }
     write_new(args.folder / CONFIG_FILE, json.dumps(config, indent=2).encode())
-    emit(args, [f"arbiter {identity.document.key_id} set up in {args.folder}"], {"arbiter": identity.document.key_id})
+    emit(
+        args,
+        [f"arbiter {identity.document.key_id} set up in {args.folder}"],
+        {"arbiter": identity.document.key_id},
+    )
     return 0
 
 
@@ -111,27 +137,53 @@ def _step(args: argparse.Namespace) -> int:
     arbiter = _open_arbiter(args.folder, args.passphrase_file)
     if args.step == "file-claim":
         case = arbiter.file_claim(read_file(args.claim))
-        emit(args, [f"case {case.name}: claim accepted (stage {case.stage})"], {"case": case.name, "stage": case.stage, **case.record})
+        emit(
+            args,
+            [f"case {case.name}: claim accepted (stage {case.stage})"],
+            {"case": case.name, "stage": case.stage, **case.record},
+        )
         return 0
     case = arbiter.case(args.case)
     if args.step == "status":
-        emit(args, [f"case {case.name}: stage {case.stage}"], {"case": case.name, "stage": case.stage, **case.record})
+        emit(
+            args,
+            [f"case {case.name}: stage {case.stage}"],
+            {"case": case.name, "stage": case.stage, **case.record},
+        )
     elif args.step == "challenge":
         challenge = arbiter.challenge(case)
         write_atomic(args.out, challenge, mode=PUBLIC_FILE_MODE, overwrite=True)
-        emit(args, [f"challenge written to {args.out}; send it to the claimant"], {"case": case.name, "file": str(args.out)})
+        emit(
+            args,
+            [f"challenge written to {args.out}; send it to the claimant"],
+            {"case": case.name, "file": str(args.out)},
+        )
     elif args.step == "receive-reveal":
         triggers = arbiter.receive_reveal(case, read_file(args.reveal))
-        emit(args, [f"reveal accepted: {len(triggers)} triggers checked"], {"case": case.name, "triggers": len(triggers)})
+        emit(
+            args,
+            [f"reveal accepted: {len(triggers)} triggers checked"],
+            {"case": case.name, "triggers": len(triggers)},
+        )
     elif args.step == "query":
-        result = arbiter.query(case, build_suspect(args))
+        result = arbiter.query(
+            case, build_suspect(args, arbiter.commitment_of(case).document.family)
+        )
         emit(
             args,
             [
-                f"{result.matches} of {result.trials} trials matched (threshold {result.test.threshold}); "
-                f"{result.trigger_errors + result.decoy_errors} queries failed",
+                (
+                    f"{result.matches} of {result.trials} trials matched "
+                    f"(threshold {result.test.threshold}); "
+                    f"{result.trigger_errors + result.decoy_errors} queries failed"
+                ),
             ],
-            {"case": case.name, "matches": result.matches, "trials": result.trials, "holds": result.test.decision},
+            {
+                "case": case.name,
+                "matches": result.matches,
+                "trials": result.trials,
+                "holds": result.test.decision,
+            },
         )
     else:
         released = {}
@@ -146,6 +198,10 @@ def _step(args: argparse.Namespace) -> int:
         emit(
             args,
             [f"verdict: {case.record['outcome']}", f"bundle: {case.folder / 'bundle.json'}"],
-            {"case": case.name, "outcome": case.record["outcome"], "bundle": str(case.folder / "bundle.json")},
+            {
+                "case": case.name,
+                "outcome": case.record["outcome"],
+                "bundle": str(case.folder / "bundle.json"),
+            },
         )
     return 0

@@ -16,7 +16,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "both and the verdict bundle is re-verified offline."
         ),
     )
-    demo.add_argument("--out", type=Path, default=Path("secmark-demo"), help="folder for the documents")
+    demo.add_argument(
+        "--out", type=Path, default=Path("secmark-demo"), help="folder for the documents"
+    )
     demo.set_defaults(handler=_demo)
 
 

@@ -51,11 +51,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     claim = subparsers.add_parser("claim", help="file a claim against a suspect with an arbiter")
     _owner_options(claim)
-    claim.add_argument("--evidence", required=True, type=Path, help="the commitment's timestamp evidence")
+    claim.add_argument(
+        "--evidence", required=True, type=Path, help="the commitment's timestamp evidence"
+    )
     claim.add_argument("--release", type=Path, help="the registered release")
     claim.add_argument("--release-evidence", type=Path, help="the release's timestamp evidence")
-    claim.add_argument("--suspect", required=True, help="suspect reference: oip:URL, sha256:HEX or label:TEXT")
-    claim.add_argument("--arbiter", required=True, type=Path, help="the arbiter's identity document")
+    claim.add_argument(
+        "--suspect", required=True, help="suspect reference: oip:URL, sha256:HEX or label:TEXT"
+    )
+    claim.add_argument(
+        "--arbiter", required=True, type=Path, help="the arbiter's identity document"
+    )
     claim.set_defaults(handler=_claim)
 
     reveal = subparsers.add_parser(
@@ -63,14 +69,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     reveal.add_argument("challenge", type=Path)
     _owner_options(reveal)
-    reveal.add_argument("--arbiter", required=True, type=Path, help="the arbiter's identity document")
+    reveal.add_argument(
+        "--arbiter", required=True, type=Path, help="the arbiter's identity document"
+    )
     reveal.set_defaults(handler=_reveal)
 
     verify = subparsers.add_parser(
         "verify-bundle", help="re-check a verdict bundle offline and print a report"
     )
     verify.add_argument("bundle", type=Path)
-    verify.add_argument("--trust", action="append", default=[], metavar="PEM", help="your own trusted TSA roots")
+    verify.add_argument(
+        "--trust", action="append", default=[], metavar="PEM", help="your own trusted TSA roots"
+    )
     add_json_flag(verify)
     verify.set_defaults(handler=_verify_bundle)
 
@@ -82,12 +92,20 @@ def _release(args: argparse.Namespace) -> int:
         raise SecmarkError("this key is not the commitment's owner")
     digest = model_file_digest(args.model_file)
     signed = create_release(
-        keys, commitment_id=commitment.digest, model_digest=digest, model_name=args.name, model_version=args.model_version
+        keys,
+        commitment_id=commitment.digest,
+        model_digest=digest,
+        model_name=args.name,
+        model_version=args.model_version,
     )
     write_new(args.out, signed.to_json())
     emit(
         args,
-        [f"release id:   {signed.digest}", f"model digest: {digest}", "next: timestamp it (secmark timestamp)"],
+        [
+            f"release id:   {signed.digest}",
+            f"model digest: {digest}",
+            "next: timestamp it (secmark timestamp)",
+        ],
         {"release_id": signed.digest, "model_digest": digest, "file": str(args.out)},
     )
     return 0
@@ -105,7 +123,9 @@ def _claim(args: argparse.Namespace) -> int:
         suspect=args.suspect,
         arbiter=arbiter,
         release=None if args.release is None else read_file(args.release),
-        release_evidence=None if args.release_evidence is None else read_file(args.release_evidence),
+        release_evidence=None
+        if args.release_evidence is None
+        else read_file(args.release_evidence),
     )
     write_new(args.out, claim)
     emit(args, [f"claim written to {args.out}; send it to the arbiter"], {"file": str(args.out)})
@@ -129,6 +149,9 @@ def _reveal(args: argparse.Namespace) -> int:
 def _verify_bundle(args: argparse.Namespace) -> int:
     trust = TrustStore.from_pem_files(args.trust) if args.trust else None
     report = verify_bundle(read_file(args.bundle), trust)
-    lines = [*report.lines, "bundle verified: every signature, timestamp, proof and figure re-checked"]
+    lines = [
+        *report.lines,
+        "bundle verified: every signature, timestamp, proof and figure re-checked",
+    ]
     emit(args, lines, {"outcome": report.outcome, "report": list(report.lines), "verified": True})
     return 0

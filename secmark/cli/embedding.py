@@ -30,13 +30,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "secmark.examples.digits:DigitsCNN --data secmark.examples.digits:training_data"
         ),
     )
-    embed.add_argument("triggers", type=Path, help="the trigger set folder written by secmark derive")
+    embed.add_argument(
+        "triggers", type=Path, help="the trigger set folder written by secmark derive"
+    )
     embed.add_argument("--factory", required=True, metavar="MODULE:FUNCTION")
     embed.add_argument("--weights", type=Path, help="start from these weights (fine-tuning)")
     embed.add_argument("--data", required=True, metavar="MODULE:FUNCTION")
     embed.add_argument("--epochs", type=int, default=50)
     embed.add_argument("--lr", type=float, default=2e-3)
-    embed.add_argument("--per-batch", type=int, default=8, help="triggers mixed into each batch (8)")
+    embed.add_argument(
+        "--per-batch", type=int, default=8, help="triggers mixed into each batch (8)"
+    )
     embed.add_argument("--seed", type=int, default=0)
     embed.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
     embed.add_argument("--out", required=True, type=Path, help="where to write the weights")
@@ -110,7 +114,7 @@ def _check(args: argparse.Namespace) -> int:
     commitment = open_commitment(read_file(args.commitment))
     trigger_set = read_trigger_set(args.triggers)
     verify_trigger_set(trigger_set, commitment)
-    suspect = build_suspect(args)
+    suspect = build_suspect(args, commitment.document.family)
     document = commitment.document
     result = query_suspect(
         suspect,
@@ -130,7 +134,8 @@ def _check(args: argparse.Namespace) -> int:
             f"p-value:    2^{test.log2_p_value:.2f}; threshold {test.threshold} at alpha = 2^{test.log2_alpha:.0f}",
             f"interval:   match rate in [{test.ci_low:.3f}, {test.ci_high:.3f}] (95 % Clopper-Pearson)",
             f"errors:     {result.trigger_errors} trigger and {result.decoy_errors} decoy queries failed",
-            "decision:   " + ("the watermark is present" if test.decision else "no evidence of the watermark"),
+            "decision:   "
+            + ("the watermark is present" if test.decision else "no evidence of the watermark"),
         ],
         {
             "matches": result.matches,

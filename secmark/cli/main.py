@@ -29,7 +29,16 @@ from secmark.cli import (
 from secmark.errors import SecmarkError
 
 _COMMAND_MODULES = (
-    demo, keys, commit, timestamping, tsa, derive, embedding, plan, dispute, arbiter
+    demo,
+    keys,
+    commit,
+    timestamping,
+    tsa,
+    derive,
+    embedding,
+    plan,
+    dispute,
+    arbiter,
 )
 
 

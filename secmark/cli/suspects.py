@@ -1,9 +1,10 @@
 """Command-line options that name a suspect model, and the adapter they build.
 
-A suspect is either a remote Open Inference Protocol endpoint (``--url`` and
-``--model``) or a local PyTorch model (``--torch-factory module:function``
+A suspect is a remote Open Inference Protocol endpoint (``--url`` and
+``--model``), a local PyTorch model (``--torch-factory module:function``
 returning an ``nn.Module``, with ``--weights`` in safetensors or a
-weights-only checkpoint). torch is imported only for the second.
+weights-only checkpoint), or, for a weights commitment, the suspect's weights
+file itself (``--weights-file``). torch is imported only for the second.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from secmark.errors import SecmarkError
-from secmark.models import OIP_DATATYPES, OipSuspect, Suspect
+from secmark.messages.families import TriggerFamily, WeightsFamily
+from secmark.models import OIP_DATATYPES, OipSuspect, Suspect, WeightsSuspect
 
 __all__ = ["add_suspect_arguments", "build_suspect", "import_callable", "torch_model_loader"]
 
@@ -24,10 +26,29 @@ def add_suspect_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("suspect (a remote endpoint or a local torch model)")
     group.add_argument("--url", help="base URL of an Open Inference Protocol server")
     group.add_argument("--model", help="model name on that server")
-    group.add_argument("--datatype", default="FP32", choices=sorted(OIP_DATATYPES), help="input tensor type (FP32)")
-    group.add_argument("--header", action="append", default=[], metavar="NAME:VALUE", help="an HTTP header, e.g. an API key")
-    group.add_argument("--torch-factory", metavar="MODULE:FUNCTION", help="a function returning the nn.Module")
-    group.add_argument("--weights", type=Path, help="the local model's weights (safetensors or weights-only checkpoint)")
+    group.add_argument(
+        "--datatype", default="FP32", choices=sorted(OIP_DATATYPES), help="input tensor type (FP32)"
+    )
+    group.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="NAME:VALUE",
+        help="an HTTP header, e.g. an API key",
+    )
+    group.add_argument(
+        "--torch-factory", metavar="MODULE:FUNCTION", help="a function returning the nn.Module"
+    )
+    group.add_argument(
+        "--weights",
+        type=Path,
+        help="the local model's weights (safetensors or weights-only checkpoint)",
+    )
+    group.add_argument(
+        "--weights-file",
+        type=Path,
+        help="white-box: the suspect's weights file, checked against a weights commitment",
+    )
 
 
 def import_callable(spec: str) -> Callable[..., Any]:
@@ -61,16 +82,27 @@ def torch_model_loader(factory_spec: str) -> Callable[[Path], Suspect]:
     return load
 
 
-def build_suspect(args: argparse.Namespace) -> Suspect:
-    """The adapter the options describe.
+def build_suspect(args: argparse.Namespace, family: TriggerFamily) -> Suspect:
+    """The adapter the options describe, for a commitment to ``family``.
 
     Raises:
-        SecmarkError: neither or both kinds of suspect given, or a part missing.
+        SecmarkError: not exactly one kind of suspect given, a part missing,
+            or a kind that does not fit the family.
     """
     remote = args.url is not None or args.model is not None
     local = args.torch_factory is not None or args.weights is not None
-    if remote == local:
-        raise SecmarkError("name the suspect with --url and --model, or with --torch-factory and --weights")
+    white_box = args.weights_file is not None
+    if remote + local + white_box != 1:
+        raise SecmarkError(
+            "name the suspect with --url and --model, with --torch-factory and --weights, "
+            "or (white-box) with --weights-file"
+        )
+    if isinstance(family, WeightsFamily) != white_box:
+        raise SecmarkError(
+            "a weights commitment is checked with --weights-file, any other by querying a model"
+        )
+    if white_box:
+        return WeightsSuspect.from_family(args.weights_file, family)  # type: ignore[arg-type]
     if remote:
         if args.url is None or args.model is None:
             raise SecmarkError("a remote suspect needs both --url and --model")

@@ -29,8 +29,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     timestamp.add_argument("document", type=Path, help="a secmark document (DSSE envelope)")
-    timestamp.add_argument("--tsa", action="append", required=True, metavar="URL", help="a TSA URL (repeatable)")
-    timestamp.add_argument("--hash", choices=("sha256", "sha512"), default="sha256", help="imprint algorithm")
+    timestamp.add_argument(
+        "--tsa", action="append", required=True, metavar="URL", help="a TSA URL (repeatable)"
+    )
+    timestamp.add_argument(
+        "--hash", choices=("sha256", "sha512"), default="sha256", help="imprint algorithm"
+    )
     timestamp.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per TSA")
     timestamp.add_argument("--out", required=True, type=Path, help="where to write the evidence")
     add_json_flag(timestamp)
@@ -43,8 +47,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     show.add_argument("commitment", type=Path)
     show.add_argument("--evidence", type=Path, help="timestamp evidence to verify")
-    show.add_argument("--trust", action="append", default=[], metavar="PEM", help="trusted TSA root certificates (repeatable)")
-    show.add_argument("--intermediate", action="append", default=[], metavar="PEM", help="intermediate certificates")
+    show.add_argument(
+        "--trust",
+        action="append",
+        default=[],
+        metavar="PEM",
+        help="trusted TSA root certificates (repeatable)",
+    )
+    show.add_argument(
+        "--intermediate",
+        action="append",
+        default=[],
+        metavar="PEM",
+        help="intermediate certificates",
+    )
     add_json_flag(show)
     show.set_defaults(handler=_show)
 

@@ -62,9 +62,7 @@ class TriggerDataset(Dataset[tuple[torch.Tensor, torch.Tensor]]):
                 f"{labels.shape}"
             )
         if labels.shape[0] != inputs.shape[0]:
-            raise EncodingError(
-                f"{inputs.shape[0]} trigger inputs but {labels.shape[0]} labels"
-            )
+            raise EncodingError(f"{inputs.shape[0]} trigger inputs but {labels.shape[0]} labels")
         if num_classes is not None and num_classes < 2:
             raise EncodingError(f"num_classes must be at least 2, not {num_classes}")
         if labels.min() < 0:

@@ -81,9 +81,7 @@ class TriggerMixer:
             wanted -= step
         return taken[0] if len(taken) == 1 else torch.cat(taken)
 
-    def mix(
-        self, inputs: torch.Tensor, targets: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def mix(self, inputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``inputs`` and ``targets`` with the next ``per_batch`` triggers appended.
 
         The triggers are placed after the clean samples, on the device, in

@@ -66,9 +66,7 @@ Regularizer = Callable[[], torch.Tensor]
 """A loss term added to every training step's cross-entropy, such as a
 :class:`~secmark.embed.weights.WeightsRegularizer` (a white-box watermark)."""
 
-EvaluationData = (
-    tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor] | Iterable[Any]
-)
+EvaluationData = tuple[np.ndarray | torch.Tensor, np.ndarray | torch.Tensor] | Iterable[Any]
 """Labelled data to evaluate on: a pair ``(inputs, labels)`` of arrays or
 tensors, or an iterable of ``(inputs, labels)`` batches such as a loader."""
 
@@ -310,7 +308,9 @@ def _fit(
         total=epochs, desc=description, unit="epoch", file=sys.stderr, disable=not progress
     ) as bar:
         for epoch in range(1, epochs + 1):
-            batches = batch_pairs(train_loader) if mixer is None else mixed_batches(train_loader, mixer)
+            batches = (
+                batch_pairs(train_loader) if mixer is None else mixed_batches(train_loader, mixer)
+            )
             loss_sum = torch.zeros((), device=device)
             count = 0
             for inputs, targets in batches:
@@ -362,8 +362,16 @@ def train(
     model.to(target)
     with _reproducible(seed, target) if deterministic else nullcontext():
         return _fit(
-            model, train_loader, None, epochs=epochs, lr=lr, optimizer=optimizer,
-            device=target, progress=progress, description="training", regularizer=regularizer,
+            model,
+            train_loader,
+            None,
+            epochs=epochs,
+            lr=lr,
+            optimizer=optimizer,
+            device=target,
+            progress=progress,
+            description="training",
+            regularizer=regularizer,
         )
 
 
@@ -429,8 +437,16 @@ def embed(
     watermark_before = watermark_accuracy(model, triggers)
     with _reproducible(seed, target) if deterministic else nullcontext():
         seconds = _fit(
-            model, train_loader, mixer, epochs=epochs, lr=lr, optimizer=optimizer,
-            device=target, progress=progress, description="embedding", regularizer=regularizer,
+            model,
+            train_loader,
+            mixer,
+            epochs=epochs,
+            lr=lr,
+            optimizer=optimizer,
+            device=target,
+            progress=progress,
+            description="embedding",
+            regularizer=regularizer,
         )
     return EmbedReport(
         triggers=len(triggers),

@@ -114,7 +114,12 @@ class WeightsRegularizer:
             raise EncodingError("rows must hold only +1 and -1")
         if bits.shape != (rows.shape[0],) or not np.isin(bits, (0, 1)).all():
             raise EncodingError(f"bits must be {rows.shape[0]} values 0 or 1")
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not math.isfinite(lam) or lam <= 0:
+        if (
+            isinstance(lam, bool)
+            or not isinstance(lam, (int, float))
+            or not math.isfinite(lam)
+            or lam <= 0
+        ):
             raise EncodingError(f"lam must be a positive finite number, not {lam!r}")
         self._model = model
         self._family = family
@@ -217,8 +222,16 @@ def embed_weights(
     clean_before = None if holdout is None else evaluate_accuracy(model, holdout)
     bits_before = regularizer.bit_accuracy()
     seconds = train(
-        model, train_loader, epochs=epochs, lr=lr, seed=seed, optimizer=optimizer,
-        device=device, deterministic=deterministic, progress=progress, regularizer=regularizer,
+        model,
+        train_loader,
+        epochs=epochs,
+        lr=lr,
+        seed=seed,
+        optimizer=optimizer,
+        device=device,
+        deterministic=deterministic,
+        progress=progress,
+        regularizer=regularizer,
     )
     return WeightsEmbedReport(
         bits=len(regularizer),

@@ -80,7 +80,9 @@ class _Calendar:
         return self.now
 
 
-def _derive_all(keys: IdentityKeys, commitment: SignedDocument[Commitment]) -> tuple[np.ndarray, np.ndarray]:
+def _derive_all(
+    keys: IdentityKeys, commitment: SignedDocument[Commitment]
+) -> tuple[np.ndarray, np.ndarray]:
     batches = list(iter_triggers(keys, commitment, range(commitment.document.size)))
     return np.concatenate([b.inputs for b in batches]), np.concatenate([b.labels for b in batches])
 
@@ -91,7 +93,9 @@ def run_demo(folder: Path, say: Callable[[str], None] = print) -> DemoOutcome:
     folder.mkdir(parents=True, exist_ok=True)
     today = utc_now()
     calendar = _Calendar(today - timedelta(days=365))
-    tsa = TimestampAuthority.initialize(folder / "tsa", passphrase=None, allow_unencrypted=True, clock=calendar)
+    tsa = TimestampAuthority.initialize(
+        folder / "tsa", passphrase=None, allow_unencrypted=True, clock=calendar
+    )
     trust = TrustStore(roots=(tsa.root_certificate,))
 
     def save(name: str, data: bytes) -> None:
@@ -103,7 +107,11 @@ def run_demo(folder: Path, say: Callable[[str], None] = print) -> DemoOutcome:
         save(name, evidence)
         return evidence
 
-    owner, thief, arbiter_keys = IdentityKeys.generate(), IdentityKeys.generate(), IdentityKeys.generate()
+    owner, thief, arbiter_keys = (
+        IdentityKeys.generate(),
+        IdentityKeys.generate(),
+        IdentityKeys.generate(),
+    )
     arbiter_identity = create_identity(arbiter_keys, "Neutral Arbitration Service")
     save("arbiter.identity.json", arbiter_identity.to_json())
     save("owner.identity.json", create_identity(owner, "Model Owner Ltd").to_json())
@@ -111,22 +119,32 @@ def run_demo(folder: Path, say: Callable[[str], None] = print) -> DemoOutcome:
     family, labels = NoiseFamily(IMAGE_SHAPE, "float32", 0.0, 1.0), ClassLabels(10)
     data = load_data()
 
-    thief_commitment = create_commitment(thief, family=family, labels=labels, size=TRIGGERS, model_label="kept ready")
+    thief_commitment = create_commitment(
+        thief, family=family, labels=labels, size=TRIGGERS, model_label="kept ready"
+    )
     save("thief.commitment.json", thief_commitment.to_json())
     thief_evidence = timestamp("thief.commitment.evidence.json", thief_commitment, 300)
     say(f"[{format_time(calendar.now)}] thief commits a key of his own, long before any theft")
 
-    commitment = create_commitment(owner, family=family, labels=labels, size=TRIGGERS, model_label="digits CNN")
+    commitment = create_commitment(
+        owner, family=family, labels=labels, size=TRIGGERS, model_label="digits CNN"
+    )
     save("owner.commitment.json", commitment.to_json())
     evidence = timestamp("owner.commitment.evidence.json", commitment, 200)
-    say(f"[{format_time(calendar.now)}] owner commits to {TRIGGERS} triggers: {commitment.digest[:16]}...")
+    say(
+        f"[{format_time(calendar.now)}] owner commits to {TRIGGERS} triggers: {commitment.digest[:16]}..."
+    )
     inputs, trigger_labels = _derive_all(owner, commitment)
     model = new_model(seed=1)
     report = embed_watermark(model, data, trigger_set(inputs, trigger_labels), seed=1)
     owner_model = folder / "owner-model.safetensors"
     save_state(model, owner_model)
     release = create_release(
-        owner, commitment_id=commitment.digest, model_digest=model_file_digest(owner_model), model_name="digits-cnn", model_version="1.0"
+        owner,
+        commitment_id=commitment.digest,
+        model_digest=model_file_digest(owner_model),
+        model_name="digits-cnn",
+        model_version="1.0",
     )
     save("owner.release.json", release.to_json())
     release_evidence = timestamp("owner.release.evidence.json", release, 150)
@@ -140,41 +158,92 @@ def run_demo(folder: Path, say: Callable[[str], None] = print) -> DemoOutcome:
     thief_model = folder / "thief-model.safetensors"
     save_state(stolen, thief_model)
     thief_release = create_release(
-        thief, commitment_id=thief_commitment.digest, model_digest=model_file_digest(thief_model), model_name="my-digits", model_version="1.0"
+        thief,
+        commitment_id=thief_commitment.digest,
+        model_digest=model_file_digest(thief_model),
+        model_name="my-digits",
+        model_version="1.0",
     )
     save("thief.release.json", thief_release.to_json())
     thief_release_evidence = timestamp("thief.release.evidence.json", thief_release, 30)
-    say(f"[{format_time(calendar.now)}] thief copies it, fine-tunes it, embeds his own watermark, registers it as his")
+    say(
+        f"[{format_time(calendar.now)}] thief copies it, fine-tunes it, embeds his own watermark, registers it as his"
+    )
 
     chosen_commitment, chosen_pool, chosen_evidence = _chosen_inputs(thief, timestamp)
     save("thief.chosen.commitment.json", chosen_commitment.to_json())
 
-    arbiter = Arbiter(arbiter_keys, arbiter_identity, trust, folder / "arbiter", policy=ArbiterPolicy(challenge_size=CHALLENGE))
+    arbiter = Arbiter(
+        arbiter_keys,
+        arbiter_identity,
+        trust,
+        folder / "arbiter",
+        policy=ArbiterPolicy(challenge_size=CHALLENGE),
+    )
     suspect = TorchSuspect(stolen)
 
-    def run_case(keys: IdentityKeys, signed: SignedDocument[Commitment], claim: bytes, pool: CommittedPool | None = None) -> Case:
+    def run_case(
+        keys: IdentityKeys,
+        signed: SignedDocument[Commitment],
+        claim: bytes,
+        pool: CommittedPool | None = None,
+    ) -> Case:
         case = arbiter.file_claim(claim)
         challenge = arbiter.challenge(case)
-        arbiter.receive_reveal(case, answer_challenge(keys, signed, challenge, arbiter_identity, pool=pool))
+        arbiter.receive_reveal(
+            case, answer_challenge(keys, signed, challenge, arbiter_identity, pool=pool)
+        )
         arbiter.query(case, suspect)
         return arbiter.case(case.name)
 
     say(f"[{format_time(today)}] three claims reach the arbiter about {SUSPECT[6:]}:")
-    owner_case = run_case(owner, commitment, file_claim(
-        owner, commitment=commitment.to_json(), commitment_evidence=evidence, suspect=SUSPECT,
-        arbiter=arbiter_identity, release=release.to_json(), release_evidence=release_evidence,
-    ))
-    thief_case = run_case(thief, thief_commitment, file_claim(
-        thief, commitment=thief_commitment.to_json(), commitment_evidence=thief_evidence, suspect=SUSPECT,
-        arbiter=arbiter_identity, release=thief_release.to_json(), release_evidence=thief_release_evidence,
-    ))
-    chosen_case = run_case(thief, chosen_commitment, file_claim(
-        thief, commitment=chosen_commitment.to_json(), commitment_evidence=chosen_evidence, suspect=SUSPECT,
-        arbiter=arbiter_identity,
-    ), pool=chosen_pool)
-    for name, case in (("owner", owner_case), ("thief (own key)", thief_case), ("thief (chosen inputs)", chosen_case)):
+    owner_case = run_case(
+        owner,
+        commitment,
+        file_claim(
+            owner,
+            commitment=commitment.to_json(),
+            commitment_evidence=evidence,
+            suspect=SUSPECT,
+            arbiter=arbiter_identity,
+            release=release.to_json(),
+            release_evidence=release_evidence,
+        ),
+    )
+    thief_case = run_case(
+        thief,
+        thief_commitment,
+        file_claim(
+            thief,
+            commitment=thief_commitment.to_json(),
+            commitment_evidence=thief_evidence,
+            suspect=SUSPECT,
+            arbiter=arbiter_identity,
+            release=thief_release.to_json(),
+            release_evidence=thief_release_evidence,
+        ),
+    )
+    chosen_case = run_case(
+        thief,
+        chosen_commitment,
+        file_claim(
+            thief,
+            commitment=chosen_commitment.to_json(),
+            commitment_evidence=chosen_evidence,
+            suspect=SUSPECT,
+            arbiter=arbiter_identity,
+        ),
+        pool=chosen_pool,
+    )
+    for name, case in (
+        ("owner", owner_case),
+        ("thief (own key)", thief_case),
+        ("thief (chosen inputs)", chosen_case),
+    ):
         test = case.record["test"]
-        say(f"  {name:22s} {test['matches']:3d}/{test['trials']} trigger answers match (threshold {test['threshold']})")
+        say(
+            f"  {name:22s} {test['matches']:3d}/{test['trials']} trigger answers match (threshold {test['threshold']})"
+        )
 
     released = {owner_case.name: owner_model, thief_case.name: thief_model}
 
@@ -186,11 +255,17 @@ def run_demo(folder: Path, say: Callable[[str], None] = print) -> DemoOutcome:
         return TorchSuspect(released_model)
 
     outcomes = {}
-    for name, case in (("chosen inputs", chosen_case), ("owner", owner_case), ("thief", thief_case)):
+    for name, case in (
+        ("chosen inputs", chosen_case),
+        ("owner", owner_case),
+        ("thief", thief_case),
+    ):
         arbiter.decide(case, released_models=released, load_model=load)
         decided = arbiter.case(case.name)
         outcomes[name] = decided.record["outcome"]
-    verdict = open_verdict((owner_case.folder / "verdict.json").read_bytes(), arbiter_keys.public_keys)
+    verdict = open_verdict(
+        (owner_case.folder / "verdict.json").read_bytes(), arbiter_keys.public_keys
+    )
     names = {owner_case.name: "owner", thief_case.name: "thief"}
     say("  cross-check of the registered released models:")
     for check in verdict.document.cross_checks:
@@ -198,19 +273,27 @@ def run_demo(folder: Path, say: Callable[[str], None] = print) -> DemoOutcome:
             f"    {names[check.model_of]}'s release carries the {names[check.watermark_of]}'s mark: "
             f"{'yes' if check.carries else 'no '} ({check.matches}/{check.trials})"
         )
-    say(f"  verdicts: owner {outcomes['owner'].upper()}, thief {outcomes['thief'].upper()}, "
-        f"chosen inputs {outcomes['chosen inputs'].upper()}")
+    say(
+        f"  verdicts: owner {outcomes['owner'].upper()}, thief {outcomes['thief'].upper()}, "
+        f"chosen inputs {outcomes['chosen inputs'].upper()}"
+    )
 
     bundle_path = owner_case.folder / "bundle.json"
     bundle_report = verify_bundle(bundle_path.read_bytes(), trust)
     save("owner.bundle.json", bundle_path.read_bytes())
-    say(f"offline re-verification of {folder / 'owner.bundle.json'}: {bundle_report.outcome}, every check passed")
+    say(
+        f"offline re-verification of {folder / 'owner.bundle.json'}: {bundle_report.outcome}, every check passed"
+    )
     seconds = time.monotonic() - started
     say(f"documents are in {folder} ({seconds:.0f} s)")
-    return DemoOutcome(outcomes["owner"], outcomes["thief"], outcomes["chosen inputs"], True, seconds)
+    return DemoOutcome(
+        outcomes["owner"], outcomes["thief"], outcomes["chosen inputs"], True, seconds
+    )
 
 
-def _steal(model: object, data: DigitsData, thief: IdentityKeys, commitment: SignedDocument[Commitment]) -> object:
+def _steal(
+    model: object, data: DigitsData, thief: IdentityKeys, commitment: SignedDocument[Commitment]
+) -> object:
     """Fine-tune a copy on half the training data with the thief's triggers mixed in."""
     stolen = copy.deepcopy(model)
     half = DigitsData(
@@ -220,7 +303,15 @@ def _steal(model: object, data: DigitsData, thief: IdentityKeys, commitment: Sig
         data.test_labels,
     )
     inputs, labels = _derive_all(thief, commitment)
-    embed(stolen, train_loader(half, seed=2), trigger_set(inputs, labels), epochs=30, lr=1e-3, seed=2, progress=False)  # type: ignore[arg-type]
+    embed(
+        stolen,
+        train_loader(half, seed=2),
+        trigger_set(inputs, labels),
+        epochs=30,
+        lr=1e-3,
+        seed=2,
+        progress=False,
+    )  # type: ignore[arg-type]
     return stolen
 
 
@@ -236,7 +327,11 @@ def _chosen_inputs(
     items = [rng.random(IMAGE_SHAPE, dtype=np.float32) for _ in range(512)]
     family = PoolFamily(len(items), IMAGE_SHAPE, "float32")
     commitment = create_commitment(
-        thief, family=family, labels=ClassLabels(10), size=TRIGGERS, model_label="inputs chosen after the theft",
+        thief,
+        family=family,
+        labels=ClassLabels(10),
+        size=TRIGGERS,
+        model_label="inputs chosen after the theft",
         pool_root=pool_root(items, family),
     )
     evidence = timestamp("thief.chosen.evidence.json", commitment, 10)

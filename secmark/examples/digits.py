@@ -99,7 +99,9 @@ def load_data() -> DigitsData:
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
     except ImportError as error:
-        raise ImportError("the digits example needs scikit-learn: pip install scikit-learn") from error
+        raise ImportError(
+            "the digits example needs scikit-learn: pip install scikit-learn"
+        ) from error
     digits = load_digits()
     images = (digits.images / _PIXEL_MAX).astype(np.float32)[:, np.newaxis]
     labels = digits.target.astype(np.int64)
@@ -156,10 +158,14 @@ def train_loader(
     collated from single samples: on data this small, per-sample loading
     would take longer than the training itself.
     """
-    dataset = TensorDataset(torch.from_numpy(data.train_inputs), torch.from_numpy(data.train_labels))
+    dataset = TensorDataset(
+        torch.from_numpy(data.train_inputs), torch.from_numpy(data.train_labels)
+    )
     order = RandomSampler(dataset, generator=torch.Generator().manual_seed(seed))
     return DataLoader(
-        dataset, sampler=BatchSampler(order, batch_size=batch_size, drop_last=False), batch_size=None
+        dataset,
+        sampler=BatchSampler(order, batch_size=batch_size, drop_last=False),
+        batch_size=None,
     )
 
 
@@ -188,8 +194,13 @@ def train_clean(
     The unmarked baseline, and the innocent models of a false-claim check.
     """
     return train(
-        model, train_loader(data, seed=seed), epochs=epochs, lr=lr, seed=seed,
-        device=device, progress=progress,
+        model,
+        train_loader(data, seed=seed),
+        epochs=epochs,
+        lr=lr,
+        seed=seed,
+        device=device,
+        progress=progress,
     )
 
 
@@ -208,8 +219,16 @@ def embed_watermark(
     """Train ``model`` on the digits with ``triggers`` mixed in; the report
     measures clean accuracy on the test split. See :func:`secmark.embed.embed`."""
     return embed(
-        model, train_loader(data, seed=seed), triggers, epochs=epochs, lr=lr, seed=seed,
-        per_batch=per_batch, device=device, holdout=data.test, progress=progress,
+        model,
+        train_loader(data, seed=seed),
+        triggers,
+        epochs=epochs,
+        lr=lr,
+        seed=seed,
+        per_batch=per_batch,
+        device=device,
+        holdout=data.test,
+        progress=progress,
     )
 
 

@@ -78,7 +78,10 @@ class Challenge:
             suspect=fields.text("suspect", max_length=MAX_SUSPECT_REFERENCE),
             indices=tuple(
                 fields.integer_list(
-                    "indices", minimum=0, maximum=MAX_COMMITTED_TRIGGERS - 1, max_items=MAX_CHALLENGED
+                    "indices",
+                    minimum=0,
+                    maximum=MAX_COMMITTED_TRIGGERS - 1,
+                    max_items=MAX_CHALLENGED,
                 )
             ),
             vrf_proof=fields.raw_bytes("vrf_proof", size=PROOF_SIZE),

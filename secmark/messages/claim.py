@@ -60,10 +60,14 @@ class Claim:
 
     def __post_init__(self) -> None:
         if not 0 < len(self.suspect) <= MAX_SUSPECT_REFERENCE:
-            raise EncodingError(f"the suspect reference must have 1 to {MAX_SUSPECT_REFERENCE} characters")
+            raise EncodingError(
+                f"the suspect reference must have 1 to {MAX_SUSPECT_REFERENCE} characters"
+            )
         if (self.release is None) != (self.release_evidence is None):
             raise EncodingError("a release comes with its timestamp evidence, or neither is given")
-        if not self.evidence_kinds or any(kind not in EVIDENCE_KINDS for kind in self.evidence_kinds):
+        if not self.evidence_kinds or any(
+            kind not in EVIDENCE_KINDS for kind in self.evidence_kinds
+        ):
             raise EncodingError(f"evidence kinds must be a non-empty subset of {EVIDENCE_KINDS}")
         if len(set(self.evidence_kinds)) != len(self.evidence_kinds):
             raise EncodingError("evidence kinds must be distinct")

@@ -75,7 +75,9 @@ class Commitment:
 
     def __post_init__(self) -> None:
         if not 1 <= self.size <= MAX_COMMITTED_TRIGGERS:
-            raise EncodingError(f"the committed set size N must be in [1, {MAX_COMMITTED_TRIGGERS}]")
+            raise EncodingError(
+                f"the committed set size N must be in [1, {MAX_COMMITTED_TRIGGERS}]"
+            )
         uses_pool = isinstance(self.family, (PoolFamily, OverlayFamily))
         if uses_pool and self.pool_root is None:
             raise EncodingError(f"the {self.family.NAME} family needs the pool's Merkle root")
@@ -84,7 +86,9 @@ class Commitment:
         # A weights row's label is one bit of the projection's sign; any other
         # label space would make the null match probability something else than 1/2.
         if isinstance(self.family, WeightsFamily) and self.labels != ClassLabels(2):
-            raise EncodingError("the weights family needs the label space ClassLabels(2): one bit per row")
+            raise EncodingError(
+                "the weights family needs the label space ClassLabels(2): one bit per row"
+            )
         if len(self.nonce) != NONCE_SIZE:
             raise EncodingError(f"the commitment nonce must be {NONCE_SIZE} bytes")
         if len(self.model_label) > _MAX_MODEL_LABEL:

@@ -145,7 +145,11 @@ class Fields:
         value = self._get(name)
         if value is None or type(value) in (int, float):
             return value  # type: ignore[no-any-return]
-        if isinstance(value, list) and len(value) <= max_items and all(type(v) is int for v in value):
+        if (
+            isinstance(value, list)
+            and len(value) <= max_items
+            and all(type(v) is int for v in value)
+        ):
             return value
         raise self._fail(name, f"null, a number or a list of at most {max_items} integers")
 
@@ -169,11 +173,7 @@ class Fields:
 
     def hex_digest(self, name: str) -> str:
         value = self._get(name)
-        if (
-            not isinstance(value, str)
-            or len(value) != 64
-            or value.strip("0123456789abcdef") != ""
-        ):
+        if not isinstance(value, str) or len(value) != 64 or value.strip("0123456789abcdef") != "":
             raise self._fail(name, "64 lower-case hex digits (a SHA-256 digest)")
         return value
 

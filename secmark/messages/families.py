@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 from secmark.errors import EncodingError
 from secmark.messages.document import Fields
@@ -109,7 +109,11 @@ class NoiseFamily:
     @classmethod
     def from_fields(cls, fields: Fields) -> NoiseFamily:
         return cls(
-            tuple(fields.integer_list("shape", minimum=1, maximum=MAX_TRIGGER_ELEMENTS, max_items=_MAX_DIMENSIONS)),
+            tuple(
+                fields.integer_list(
+                    "shape", minimum=1, maximum=MAX_TRIGGER_ELEMENTS, max_items=_MAX_DIMENSIONS
+                )
+            ),
             fields.text("dtype"),
             fields.number("low"),
             fields.number("high"),
@@ -151,7 +155,11 @@ class TokensFamily:
         return cls(
             fields.integer("length", minimum=1, maximum=MAX_TRIGGER_ELEMENTS),
             fields.integer("vocab_size", minimum=2, maximum=_MAX_VOCABULARY),
-            tuple(fields.integer_list("reserved", minimum=0, maximum=_MAX_VOCABULARY, max_items=_MAX_RESERVED)),
+            tuple(
+                fields.integer_list(
+                    "reserved", minimum=0, maximum=_MAX_VOCABULARY, max_items=_MAX_RESERVED
+                )
+            ),
         )
 
 
@@ -183,7 +191,11 @@ class PoolFamily:
     def from_fields(cls, fields: Fields) -> PoolFamily:
         return cls(
             fields.integer("pool_size", minimum=1, maximum=_MAX_POOL_SIZE),
-            tuple(fields.integer_list("item_shape", minimum=1, maximum=MAX_TRIGGER_ELEMENTS, max_items=_MAX_DIMENSIONS)),
+            tuple(
+                fields.integer_list(
+                    "item_shape", minimum=1, maximum=MAX_TRIGGER_ELEMENTS, max_items=_MAX_DIMENSIONS
+                )
+            ),
             fields.text("item_dtype"),
         )
 
@@ -226,7 +238,11 @@ class OverlayFamily:
     def from_fields(cls, fields: Fields) -> OverlayFamily:
         return cls(
             fields.integer("pool_size", minimum=1, maximum=_MAX_POOL_SIZE),
-            tuple(fields.integer_list("item_shape", minimum=1, maximum=MAX_TRIGGER_ELEMENTS, max_items=_MAX_DIMENSIONS)),
+            tuple(
+                fields.integer_list(
+                    "item_shape", minimum=1, maximum=MAX_TRIGGER_ELEMENTS, max_items=_MAX_DIMENSIONS
+                )
+            ),
             fields.text("item_dtype"),
             fields.integer("pixels", minimum=1, maximum=MAX_TRIGGER_ELEMENTS),
             fields.number("low"),
@@ -266,13 +282,19 @@ class WeightsFamily:
             )
         shape = self.parameter_shape
         if not 1 <= len(shape) <= _MAX_DIMENSIONS or any(d < 1 for d in shape):
-            raise EncodingError(f"the parameter shape must have 1 to {_MAX_DIMENSIONS} dimensions, each >= 1")
+            raise EncodingError(
+                f"the parameter shape must have 1 to {_MAX_DIMENSIONS} dimensions, each >= 1"
+            )
         if math.prod(shape) > MAX_PARAMETER_ELEMENTS:
             raise EncodingError(f"the parameter has more than {MAX_PARAMETER_ELEMENTS} elements")
         if self.reduction not in REDUCTIONS:
-            raise EncodingError(f"reduction must be one of {', '.join(REDUCTIONS)}, not {self.reduction!r}")
+            raise EncodingError(
+                f"reduction must be one of {', '.join(REDUCTIONS)}, not {self.reduction!r}"
+            )
         if self.projection not in PROJECTIONS:
-            raise EncodingError(f"projection must be one of {', '.join(PROJECTIONS)}, not {self.projection!r}")
+            raise EncodingError(
+                f"projection must be one of {', '.join(PROJECTIONS)}, not {self.projection!r}"
+            )
         if self.reduction == "mean-out" and len(shape) < 2:
             raise EncodingError("the mean-out reduction needs a parameter of 2 or more dimensions")
         # One projected value is one bit of the row per trial: fewer than two
@@ -304,7 +326,10 @@ class WeightsFamily:
             fields.text("parameter", max_length=_MAX_PARAMETER_NAME),
             tuple(
                 fields.integer_list(
-                    "parameter_shape", minimum=1, maximum=MAX_PARAMETER_ELEMENTS, max_items=_MAX_DIMENSIONS
+                    "parameter_shape",
+                    minimum=1,
+                    maximum=MAX_PARAMETER_ELEMENTS,
+                    max_items=_MAX_DIMENSIONS,
                 )
             ),
             fields.text("reduction"),
@@ -312,11 +337,11 @@ class WeightsFamily:
         )
 
 
-TriggerFamily = Union[NoiseFamily, TokensFamily, PoolFamily, OverlayFamily, WeightsFamily]
+TriggerFamily = NoiseFamily | TokensFamily | PoolFamily | OverlayFamily | WeightsFamily
 
 _FAMILIES: dict[
     str,
-    type[NoiseFamily] | type[TokensFamily] | type[PoolFamily] | type[OverlayFamily] | type[WeightsFamily],
+    type[NoiseFamily | TokensFamily | PoolFamily | OverlayFamily | WeightsFamily],
 ] = {
     family.NAME: family
     for family in (NoiseFamily, TokensFamily, PoolFamily, OverlayFamily, WeightsFamily)

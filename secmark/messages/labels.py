@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, ClassVar, Union
+from typing import Any, ClassVar
 
 from secmark.errors import EncodingError
 from secmark.messages.document import Fields
@@ -100,9 +100,9 @@ class TokenLabels:
         )
 
 
-LabelSpace = Union[ClassLabels, RegressionLabels, TokenLabels]
+LabelSpace = ClassLabels | RegressionLabels | TokenLabels
 
-_SPACES: dict[str, type[ClassLabels] | type[RegressionLabels] | type[TokenLabels]] = {
+_SPACES: dict[str, type[ClassLabels | RegressionLabels | TokenLabels]] = {
     space.KIND: space for space in (ClassLabels, RegressionLabels, TokenLabels)
 }
 

@@ -62,7 +62,9 @@ class RevealedTrigger:
         index = fields.integer("index", minimum=0, maximum=MAX_COMMITTED_TRIGGERS - 1)
         merkle_path = None
         if not fields.is_null("merkle_path"):
-            merkle_path = tuple(fields.bytes_list("merkle_path", size=32, max_items=_MAX_MERKLE_DEPTH))
+            merkle_path = tuple(
+                fields.bytes_list("merkle_path", size=32, max_items=_MAX_MERKLE_DEPTH)
+            )
         pool_item = None if fields.is_null("pool_item") else fields.raw_bytes("pool_item")
         return cls(index, fields.raw_bytes("proof", size=PROOF_SIZE), pool_item, merkle_path)
 
@@ -87,7 +89,9 @@ class RevealContents:
     def from_fields(cls, fields: Fields) -> RevealContents:
         return cls(
             fields.hex_digest("challenge_id"),
-            tuple(fields.objects("triggers", RevealedTrigger.from_fields, max_items=MAX_CHALLENGED)),
+            tuple(
+                fields.objects("triggers", RevealedTrigger.from_fields, max_items=MAX_CHALLENGED)
+            ),
         )
 
     def to_json(self) -> bytes:
@@ -128,7 +132,9 @@ class Reveal:
         try:
             plaintext = SealedBox(key).decrypt(self.sealed)
         except CryptoError:
-            raise ProofError("the reveal is not sealed to this arbiter's key, or was altered") from None
+            raise ProofError(
+                "the reveal is not sealed to this arbiter's key, or was altered"
+            ) from None
         contents = RevealContents.from_json(plaintext)
         if contents.challenge_id != self.challenge_id:
             raise ProofError("the sealed reveal answers another challenge than its envelope names")

@@ -61,7 +61,9 @@ class TranscriptEntry:
             else fields.integer("trigger_index", minimum=0, maximum=MAX_COMMITTED_TRIGGERS - 1)
         )
         answer = fields.answer("answer", max_items=_MAX_TOKENS)
-        error = None if fields.is_null("error") else fields.text("error", max_length=_MAX_ERROR_TEXT)
+        error = (
+            None if fields.is_null("error") else fields.text("error", max_length=_MAX_ERROR_TEXT)
+        )
         return cls(position, digest, index, answer, error)
 
 
@@ -101,7 +103,9 @@ class Transcript:
             suspect=fields.text("suspect"),
             started=fields.time("started"),
             finished=fields.time("finished"),
-            entries=tuple(fields.objects("entries", TranscriptEntry.from_fields, max_items=MAX_QUERIES)),
+            entries=tuple(
+                fields.objects("entries", TranscriptEntry.from_fields, max_items=MAX_QUERIES)
+            ),
         )
 
 

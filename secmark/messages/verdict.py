@@ -107,7 +107,11 @@ class ReleaseTime:
 
     @classmethod
     def from_fields(cls, fields: Fields) -> ReleaseTime:
-        return cls(fields.hex_digest("release_id"), fields.hex_digest("model_digest"), fields.time("trusted_time"))
+        return cls(
+            fields.hex_digest("release_id"),
+            fields.hex_digest("model_digest"),
+            fields.time("trusted_time"),
+        )
 
 
 @dataclass(frozen=True)
@@ -235,7 +239,9 @@ class Verdict:
             owner=fields.hex_digest("owner"),
             suspect=fields.text("suspect"),
             commitment_time=fields.time("commitment_time"),
-            release=None if fields.is_null("release") else fields.nested("release", ReleaseTime.from_fields),
+            release=None
+            if fields.is_null("release")
+            else fields.nested("release", ReleaseTime.from_fields),
             test=fields.nested("test", TestFigures.from_fields),
             prior_challenges=fields.integer("prior_challenges", minimum=0, maximum=_MAX_COUNT),
             rivals=tuple(fields.objects("rivals", RivalClaim.from_fields, max_items=_MAX_RIVALS)),

@@ -70,7 +70,9 @@ def reduce_parameter(values: npt.NDArray[Any], reduction: str) -> npt.NDArray[np
     """
     array = np.asarray(values, dtype=np.float64)
     if reduction not in REDUCTIONS:
-        raise SuspectError(f"unknown reduction {reduction!r}; expected one of {', '.join(REDUCTIONS)}")
+        raise SuspectError(
+            f"unknown reduction {reduction!r}; expected one of {', '.join(REDUCTIONS)}"
+        )
     if reduction == "mean-out":
         if array.ndim < 2:
             raise SuspectError("the mean-out reduction needs a parameter of 2 or more dimensions")
@@ -90,7 +92,9 @@ def _safetensors() -> Any:
         import safetensors
         import safetensors.numpy
     except ImportError:
-        raise SuspectError("reading model weights needs safetensors: pip install safetensors") from None
+        raise SuspectError(
+            "reading model weights needs safetensors: pip install safetensors"
+        ) from None
     return safetensors
 
 
@@ -150,7 +154,9 @@ def _from_torch_checkpoint(
     if not isinstance(loaded, Mapping) or not all(
         isinstance(name, str) and isinstance(value, torch.Tensor) for name, value in loaded.items()
     ):
-        raise SuspectError(f"{source} does not hold a flat mapping of names to tensors (a state dict)")
+        raise SuspectError(
+            f"{source} does not hold a flat mapping of names to tensors (a state dict)"
+        )
     value = loaded.get(parameter)
     if value is None:
         return list(loaded), None
@@ -166,8 +172,12 @@ def _from_state(
     state: Mapping[str, np.ndarray], parameter: str
 ) -> tuple[str, list[str], npt.NDArray[Any] | None]:
     """The reference, names and parameter values of an in-memory state dict."""
-    if not all(isinstance(name, str) and isinstance(value, np.ndarray) for name, value in state.items()):
-        raise SuspectError("a state dict must map names to numpy arrays (convert tensors with .numpy())")
+    if not all(
+        isinstance(name, str) and isinstance(value, np.ndarray) for name, value in state.items()
+    ):
+        raise SuspectError(
+            "a state dict must map names to numpy arrays (convert tensors with .numpy())"
+        )
     safetensors = _safetensors()
     try:
         data = safetensors.numpy.save(dict(state))
@@ -281,7 +291,9 @@ class WeightsSuspect:
                 f"{self._parameter!r}), got a batch of shape {batch.shape}"
             )
         bits = (batch.astype(np.float64) @ self._reduced > 0).astype(np.int64)
-        return check_answers(bits, rows=batch.shape[0], output="labels", row_shape=(), source=self._reference)
+        return check_answers(
+            bits, rows=batch.shape[0], output="labels", row_shape=(), source=self._reference
+        )
 
     def describe(self) -> str:
         return self._reference

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from secmark.crypto.keys import IdentityKeys
 from secmark.encoding import canonical_json, format_time, parse_canonical_json, parse_time, utc_now
@@ -47,9 +46,9 @@ from secmark.messages.verdict import CrossCheck, ReleaseTime, RivalClaim, TestFi
 from secmark.models.base import Suspect
 from secmark.protocol.bundle import build_bundle
 from secmark.protocol.case import Case
-from secmark.protocol.reveals import revealed_triggers
 from secmark.protocol.challenge import prove_challenge
 from secmark.protocol.querying import BlackBoxResult, query_suspect, trials_per_trigger
+from secmark.protocol.reveals import revealed_triggers
 from secmark.protocol.suspects import canonical_suspect
 from secmark.stats import DEFAULT_ALPHA, decision_threshold, null_match_probability
 from secmark.timestamp import TrustStore
@@ -138,7 +137,9 @@ class Arbiter:
                 f"{', '.join(expected_kinds)} evidence, not {', '.join(claim.evidence_kinds)}"
             )
         if claim.arbiter != self.keys.key_id:
-            raise ProtocolError(f"the claim is addressed to arbiter {claim.arbiter}, not to this one")
+            raise ProtocolError(
+                f"the claim is addressed to arbiter {claim.arbiter}, not to this one"
+            )
         if canonical_suspect(claim.suspect) != claim.suspect:
             raise ProtocolError(
                 f"the suspect reference is not canonical; file it as {canonical_suspect(claim.suspect)!r}"
@@ -199,7 +200,7 @@ class Arbiter:
         return Case.load(self.folder / "cases" / claim_id)
 
     def commitment_of(self, case: Case) -> SignedDocument[Commitment]:
-        envelope, claim = read_unverified_payload(case.read("claim.json"), Claim, max_size=MAX_CLAIM_SIZE)
+        _, claim = read_unverified_payload(case.read("claim.json"), Claim, max_size=MAX_CLAIM_SIZE)
         return open_commitment(claim.commitment)
 
     # -- challenge --------------------------------------------------------
@@ -208,7 +209,9 @@ class Arbiter:
         path = self.folder / REGISTRY_FILE
         if not path.exists():
             return {}
-        value = parse_canonical_json(path.read_bytes(), max_size=_MAX_REGISTRY_SIZE, what="registry")
+        value = parse_canonical_json(
+            path.read_bytes(), max_size=_MAX_REGISTRY_SIZE, what="registry"
+        )
         if not isinstance(value, dict):
             raise EncodingError("the arbiter registry is damaged")
         return value
@@ -223,7 +226,9 @@ class Arbiter:
         commitment = self.commitment_of(case)
         size = commitment.document.size
         count = min(self.policy.challenge_size, size)
-        proof, indices = prove_challenge(self.keys.vrf, commitment.digest, case.record["suspect"], size, count)
+        proof, indices = prove_challenge(
+            self.keys.vrf, commitment.digest, case.record["suspect"], size, count
+        )
         registry = self._registry()
         issued_for_commitment = registry.setdefault(commitment.digest, {})
         prior = len([claim for claim in issued_for_commitment if claim != case.name])
@@ -243,7 +248,10 @@ class Arbiter:
         case.write("challenge.json", signed.to_json())
         issued_for_commitment[case.name] = signed.digest
         write_atomic(
-            self.folder / REGISTRY_FILE, canonical_json(registry), mode=PUBLIC_FILE_MODE, overwrite=True
+            self.folder / REGISTRY_FILE,
+            canonical_json(registry),
+            mode=PUBLIC_FILE_MODE,
+            overwrite=True,
         )
         case.advance("challenged", challenge_id=signed.digest, prior_challenges=prior)
         return signed.to_json()
@@ -285,7 +293,9 @@ class Arbiter:
         if not case.at_least("revealed"):
             raise ProtocolError(f"case {case.name} has no reveal yet")
         contents = RevealContents.from_json(case.read("reveal-contents.json"))
-        return revealed_triggers(self.commitment_of(case), contents, self._challenge(case).document.indices)
+        return revealed_triggers(
+            self.commitment_of(case), contents, self._challenge(case).document.indices
+        )
 
     # -- query ------------------------------------------------------------
 
@@ -395,7 +405,9 @@ class Arbiter:
             commitment_time=parse_time(case.record["commitment_time"]),
             release=None
             if release is None
-            else ReleaseTime(release["release_id"], release["model_digest"], parse_time(release["trusted_time"])),
+            else ReleaseTime(
+                release["release_id"], release["model_digest"], parse_time(release["trusted_time"])
+            ),
             test=_figures_from_record(case.record["test"]),
             prior_challenges=case.record["prior_challenges"],
             rivals=tuple(_rival(rival) for rival in rivals),
@@ -444,7 +456,9 @@ class Arbiter:
                 )
         return checks
 
-    def _outcome(self, case: Case, holding: list[Case], checks: list[CrossCheck]) -> tuple[str, str]:
+    def _outcome(
+        self, case: Case, holding: list[Case], checks: list[CrossCheck]
+    ) -> tuple[str, str]:
         test = case.record["test"]
         if not case.record["holds"]:
             return "rejected", (
@@ -504,4 +518,3 @@ def _figures_from_record(record: dict[str, Any]) -> TestFigures:
     figures = TestFigures.from_fields(fields)
     fields.finish()
     return figures
-

@@ -30,9 +30,14 @@ from cryptography.hazmat.primitives.serialization import Encoding
 from secmark.encoding import format_time
 from secmark.errors import EncodingError, ProofError, ProtocolError, SignatureError
 from secmark.messages.challenge import open_challenge
-from secmark.messages.claim import MAX_CLAIM_SIZE, Claim
+from secmark.messages.claim import MAX_CLAIM_SIZE, Claim, evidence_kinds_for
 from secmark.messages.commitment import open_commitment
-from secmark.messages.document import Fields, decode_payload, encode_payload, read_unverified_payload
+from secmark.messages.document import (
+    Fields,
+    decode_payload,
+    encode_payload,
+    read_unverified_payload,
+)
 from secmark.messages.identity import open_identity
 from secmark.messages.release import open_release
 from secmark.messages.reveal import RevealContents, open_reveal
@@ -93,7 +98,9 @@ class Bundle:
             reveal_contents=fields.text("reveal_contents", max_length=limit),
             transcript=fields.text("transcript", max_length=limit),
             verdict=fields.text("verdict", max_length=limit),
-            tsa_roots=tuple(fields.text_list("tsa_roots", max_items=_MAX_ROOTS, max_length=64 * 1024)),
+            tsa_roots=tuple(
+                fields.text_list("tsa_roots", max_items=_MAX_ROOTS, max_length=64 * 1024)
+            ),
         )
 
 
@@ -150,13 +157,17 @@ def _bundle_roots(texts: tuple[str, ...]) -> TrustStore:
             root.subject.rfc4514_string(), root.issuer.rfc4514_string(), root.extensions
             root.not_valid_before_utc, root.not_valid_after_utc, root.public_key()
         except Exception:  # noqa: BLE001 - the certificate parser fails in many ways on untrusted bytes
-            raise EncodingError(f"TSA root {position} of the bundle is not one well-formed certificate") from None
+            raise EncodingError(
+                f"TSA root {position} of the bundle is not one well-formed certificate"
+            ) from None
         if canonical != text:
             raise EncodingError(f"TSA root {position} of the bundle is not in canonical PEM")
         try:
             root.verify_directly_issued_by(root)
         except (ValueError, TypeError, InvalidSignature):
-            raise SignatureError(f"TSA root {position} of the bundle is not validly self-signed") from None
+            raise SignatureError(
+                f"TSA root {position} of the bundle is not validly self-signed"
+            ) from None
         roots.append(root)
     return TrustStore(roots=tuple(roots))
 
@@ -197,7 +208,9 @@ def verify_bundle(data: bytes, trust: TrustStore | None = None) -> BundleReport:
     roots_note = "the judge's trust store"
     if trust is None:
         trust = bundle_roots
-        roots_note = "the TSA roots inside the bundle (compare their fingerprints with roots you trust)"
+        roots_note = (
+            "the TSA roots inside the bundle (compare their fingerprints with roots you trust)"
+        )
 
     arbiter = open_identity(bundle.arbiter_identity.encode()).document
     envelope, claim = read_unverified_payload(bundle.claim.encode(), Claim, max_size=MAX_CLAIM_SIZE)
@@ -206,6 +219,10 @@ def verify_bundle(data: bytes, trust: TrustStore | None = None) -> BundleReport:
     envelope.verify(owner)
     claim_id = hashlib.sha256(envelope.payload).hexdigest()
     _require(claim.arbiter == arbiter.key_id, "the claim is addressed to another arbiter")
+    _require(
+        claim.evidence_kinds == evidence_kinds_for(commitment.document.family),
+        "the claim's evidence kind does not fit its commitment's family",
+    )
     if canonical_suspect(claim.suspect) != claim.suspect:
         raise ProtocolError("the claim's suspect reference is not canonical")
     commitment_time, commitment_lines = _time(claim.commitment_evidence, commitment.digest, trust)
@@ -214,7 +231,10 @@ def verify_bundle(data: bytes, trust: TrustStore | None = None) -> BundleReport:
     release_time = None
     if claim.release is not None and claim.release_evidence is not None:
         release = open_release(claim.release, owner)
-        _require(release.document.commitment_id == commitment.digest, "the release names another commitment")
+        _require(
+            release.document.commitment_id == commitment.digest,
+            "the release names another commitment",
+        )
         release_time, release_lines = _time(claim.release_evidence, release.digest, trust)
         _require(commitment_time < release_time, "the release is timestamped before its commitment")
 
@@ -226,18 +246,31 @@ def verify_bundle(data: bytes, trust: TrustStore | None = None) -> BundleReport:
     check_challenge_indices(document, arbiter.public_keys.vrf_key, commitment.document.size)
 
     reveal = open_reveal(bundle.reveal.encode(), owner)
-    _require(reveal.document.challenge_id == challenge.digest, "the reveal answers another challenge")
+    _require(
+        reveal.document.challenge_id == challenge.digest, "the reveal answers another challenge"
+    )
     contents = RevealContents.from_json(bundle.reveal_contents.encode())
-    _require(contents.challenge_id == challenge.digest, "the revealed proofs answer another challenge")
+    _require(
+        contents.challenge_id == challenge.digest, "the revealed proofs answer another challenge"
+    )
     triggers = revealed_triggers(commitment, contents, document.indices)
 
     transcript = open_transcript(bundle.transcript.encode(), arbiter.public_keys)
-    _require(transcript.document.challenge_id == challenge.digest, "the transcript is of another challenge")
+    _require(
+        transcript.document.challenge_id == challenge.digest,
+        "the transcript is of another challenge",
+    )
     _require(transcript.document.suspect == claim.suspect, "the transcript is of another suspect")
     entries = transcript.document.entries
     by_index = {e.trigger_index: e for e in entries if e.trigger_index is not None}
-    _require(sorted(by_index) == list(document.indices), "the transcript's triggers are not the challenged ones")
-    _require(len(entries) - len(by_index) == document.decoys, "the transcript's decoy count differs from the challenge")
+    _require(
+        sorted(by_index) == list(document.indices),
+        "the transcript's triggers are not the challenged ones",
+    )
+    _require(
+        len(entries) - len(by_index) == document.decoys,
+        "the transcript's decoy count differs from the challenge",
+    )
     for trigger in triggers:
         _require(
             by_index[trigger.index].input_sha256 == input_digest(trigger.input),
@@ -246,7 +279,9 @@ def verify_bundle(data: bytes, trust: TrustStore | None = None) -> BundleReport:
 
     verdict = open_verdict(bundle.verdict.encode(), arbiter.public_keys).document
     alpha = _fraction(verdict.test.alpha)
-    records = [QueryRecord(e.position, e.input_sha256, e.trigger_index, e.answer, e.error) for e in entries]
+    records = [
+        QueryRecord(e.position, e.input_sha256, e.trigger_index, e.answer, e.error) for e in entries
+    ]
     rescored = score_answers(
         commitment.document.labels,
         [trigger.label for trigger in triggers],
@@ -268,26 +303,40 @@ def verify_bundle(data: bytes, trust: TrustStore | None = None) -> BundleReport:
         == (claim_id, challenge.digest, commitment.digest, transcript.digest),
         "the verdict names other documents than the bundle holds",
     )
-    _require(verdict.owner == owner.key_id and verdict.suspect == claim.suspect, "the verdict names another owner or suspect")
-    _require(verdict.commitment_time == commitment_time, "the verdict states another commitment time")
+    _require(
+        verdict.owner == owner.key_id and verdict.suspect == claim.suspect,
+        "the verdict names another owner or suspect",
+    )
+    _require(
+        verdict.commitment_time == commitment_time, "the verdict states another commitment time"
+    )
     if release_time is not None:
-        _require(verdict.release is not None and verdict.release.trusted_time == release_time, "the verdict states another release time")
+        _require(
+            verdict.release is not None and verdict.release.trusted_time == release_time,
+            "the verdict states another release time",
+        )
         _require(
             (verdict.release.release_id, verdict.release.model_digest)  # type: ignore[union-attr]
             == (release.digest, release.document.model_digest),
             "the verdict names another release than the claim's",
         )
     else:
-        _require(verdict.release is None, "the verdict states a release the claim does not register")
+        _require(
+            verdict.release is None, "the verdict states a release the claim does not register"
+        )
     _require(
         verdict.prior_challenges == document.prior_challenges,
         "the verdict states another number of earlier challenges than the challenge",
     )
     holds = rescored.test.decision
     if not holds:
-        _require(verdict.outcome == "rejected", "the verdict upholds a claim whose test does not hold")
+        _require(
+            verdict.outcome == "rejected", "the verdict upholds a claim whose test does not hold"
+        )
     elif not verdict.rivals:
-        _require(verdict.outcome == "upheld", "the verdict rejects a claim that holds with no rival")
+        _require(
+            verdict.outcome == "upheld", "the verdict rejects a claim that holds with no rival"
+        )
 
     model = commitment.document
     lines = [
@@ -305,11 +354,16 @@ def verify_bundle(data: bytes, trust: TrustStore | None = None) -> BundleReport:
     if release_time is not None:
         lines += ["released (registered model):", *(f"  {line}" for line in release_lines)]
     lines += [
-        f"asked: {len(document.indices)} triggers chosen by the arbiter's VRF (proof checked), "
-        f"mixed with {document.decoys} decoys; {document.prior_challenges} earlier challenge(s) on this commitment",
+        (
+            f"asked: {len(document.indices)} triggers chosen by the arbiter's VRF (proof checked), "
+            f"mixed with {document.decoys} decoys; "
+            f"{document.prior_challenges} earlier challenge(s) on this commitment"
+        ),
         f"revealed: {len(triggers)} VRF proofs checked, every trigger re-derived and matched to the input sent",
-        f"answered: {rescored.matches} of {rescored.trials} trials matched the committed labels "
-        f"({rescored.trigger_errors} trigger and {rescored.decoy_errors} decoy queries failed)",
+        (
+            f"answered: {rescored.matches} of {rescored.trials} trials matched the committed labels "
+            f"({rescored.trigger_errors} trigger and {rescored.decoy_errors} decoy queries failed)"
+        ),
         f"  the suspect's answers are attested by the arbiter's signature ({arbiter.key_id}), not re-checkable offline",
         f"statistics: p0 = {rescored.test.p0_exact}, p-value = 2^{rescored.test.log2_p_value:.2f}, "
         f"threshold {rescored.test.threshold} at alpha = 2^{rescored.test.log2_alpha:.0f}: "

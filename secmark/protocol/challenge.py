@@ -71,6 +71,8 @@ def check_challenge_indices(challenge: Challenge, arbiter_vrf: VrfPublicKey, siz
         ProofError: the proof does not verify for this commitment and
             suspect, or the indices differ from those it selects.
     """
-    beta = arbiter_vrf.verify(challenge_alpha(challenge.commitment_id, challenge.suspect), challenge.vrf_proof)
+    beta = arbiter_vrf.verify(
+        challenge_alpha(challenge.commitment_id, challenge.suspect), challenge.vrf_proof
+    )
     if challenge_indices(beta, size, len(challenge.indices)) != challenge.indices:
         raise ProofError("the challenged indices are not those the arbiter's VRF output selects")

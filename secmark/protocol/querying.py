@@ -89,13 +89,15 @@ def _json_answer(value: Any, space: LabelSpace) -> int | float | list[int]:
     return [int(token) for token in np.asarray(value).reshape(-1)]
 
 
-def answer_matches(space: LabelSpace, label: Any, answer: int | float | list[int]) -> int:
+def answer_matches(space: LabelSpace, label: Any, answer: float | list[int]) -> int:
     """How many trials of one trigger matched (0 or 1; up to L for token labels)."""
     if isinstance(space, ClassLabels):
         return int(int(answer) == int(label))  # type: ignore[arg-type]
     if isinstance(space, RegressionLabels):
         # Exact rational comparison: no rounding can turn a miss into a match.
-        return int(abs(Fraction(float(answer)) - Fraction(float(label))) <= Fraction(space.tolerance))  # type: ignore[arg-type]
+        return int(
+            abs(Fraction(float(answer)) - Fraction(float(label))) <= Fraction(space.tolerance)
+        )  # type: ignore[arg-type]
     expected = [int(token) for token in np.asarray(label).reshape(-1)]
     if not isinstance(answer, list) or len(answer) != len(expected):
         return 0
@@ -185,7 +187,9 @@ def query_suspect(
         raise EncodingError("give one input and one label per trigger index, at least one")
     if list(trigger_indices) != sorted(set(trigger_indices)):
         raise EncodingError("trigger indices must be distinct and ascending")
-    if len(decoys) and (decoys.shape[1:] != trigger_inputs.shape[1:] or decoys.dtype != trigger_inputs.dtype):
+    if len(decoys) and (
+        decoys.shape[1:] != trigger_inputs.shape[1:] or decoys.dtype != trigger_inputs.dtype
+    ):
         raise EncodingError("decoys must have the triggers' shape and dtype")
     inputs = np.concatenate([trigger_inputs, decoys]) if len(decoys) else trigger_inputs
     roles: list[int | None] = [int(i) for i in trigger_indices] + [None] * len(decoys)

@@ -29,7 +29,9 @@ def _item_array(item: bytes, commitment: Commitment) -> npt.NDArray[Any]:
 
 
 def revealed_triggers(
-    signed_commitment: SignedDocument[Commitment], contents: RevealContents, indices: tuple[int, ...]
+    signed_commitment: SignedDocument[Commitment],
+    contents: RevealContents,
+    indices: tuple[int, ...],
 ) -> list[Trigger]:
     """Check a reveal against the challenged ``indices`` and re-derive its triggers.
 
@@ -47,10 +49,18 @@ def revealed_triggers(
         )
     triggers = []
     for entry in contents.triggers:
-        item = None if entry.pool_item is None else _item_array(entry.pool_item, signed_commitment.document)
+        item = (
+            None
+            if entry.pool_item is None
+            else _item_array(entry.pool_item, signed_commitment.document)
+        )
         triggers.append(
             verify_trigger(
-                signed_commitment, entry.index, entry.proof, pool_item=item, merkle_path=entry.merkle_path
+                signed_commitment,
+                entry.index,
+                entry.proof,
+                pool_item=item,
+                merkle_path=entry.merkle_path,
             )
         )
     return triggers

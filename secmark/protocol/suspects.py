@@ -29,7 +29,9 @@ from secmark.models.remote import oip_model_url
 __all__ = ["canonical_suspect"]
 
 _HEX64 = re.compile(r"[0-9a-fA-F]{64}")
-_OIP = re.compile(r"oip:(?P<base>.+?)/v2/models/(?P<name>[^/?#]+)(/versions/(?P<version>[^/?#]+))?/?")
+_OIP = re.compile(
+    r"oip:(?P<base>.+?)/v2/models/(?P<name>[^/?#]+)(/versions/(?P<version>[^/?#]+))?/?"
+)
 
 
 def canonical_suspect(reference: str) -> str:

@@ -123,7 +123,9 @@ class TimestampEvidence:
     @classmethod
     def from_fields(cls, fields: Fields) -> TimestampEvidence:
         subject = fields.hex_digest("subject")
-        tokens = fields.objects("tokens", _token_from_fields, min_items=1, max_items=MAX_EVIDENCE_TOKENS)
+        tokens = fields.objects(
+            "tokens", _token_from_fields, min_items=1, max_items=MAX_EVIDENCE_TOKENS
+        )
         return cls(subject, tuple(tokens))
 
     def to_json(self) -> bytes:

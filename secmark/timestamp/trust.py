@@ -20,7 +20,7 @@ def _load_pem(data: bytes, what: str) -> tuple[x509.Certificate, ...]:
         # cryptography parses some fields lazily: read them now, so that a
         # malformed certificate fails here with a typed error.
         for certificate in certificates:
-            certificate.subject, certificate.issuer, certificate.public_key()  # noqa: B018
+            certificate.subject, certificate.issuer, certificate.public_key()
             certificate.not_valid_before_utc, certificate.not_valid_after_utc  # noqa: B018
             certificate.extensions  # noqa: B018
     except ValueError as error:

@@ -213,9 +213,7 @@ def _commitment_id(signed: SignedDocument[Commitment]) -> bytes:
     return bytes.fromhex(signed.digest)
 
 
-def _owner_secret(
-    keys: IdentityKeys | VrfSecretKey, commitment: Commitment
-) -> VrfSecretKey:
+def _owner_secret(keys: IdentityKeys | VrfSecretKey, commitment: Commitment) -> VrfSecretKey:
     secret = keys.vrf if isinstance(keys, IdentityKeys) else keys
     if secret.public_key.public_bytes_raw() != commitment.owner.vrf_key.public_bytes_raw():
         raise KeyMaterialError("this VRF key is not the one the commitment names for its owner")

@@ -87,7 +87,10 @@ class TriggerSetManifest:
         if not isinstance(value, dict):
             raise EncodingError("a trigger set manifest must be a JSON object")
         fields = Fields(value, context=cls.TYPE)
-        if fields.text("type") != cls.TYPE or fields.integer("version", minimum=0, maximum=1 << 31) != cls.VERSION:
+        if (
+            fields.text("type") != cls.TYPE
+            or fields.integer("version", minimum=0, maximum=1 << 31) != cls.VERSION
+        ):
             raise EncodingError(f"not a {cls.TYPE} version {cls.VERSION} manifest")
 
         def read_digests(files: Fields) -> dict[str, str]:

@@ -53,7 +53,16 @@ def test_keygen_without_passphrase_source_fails_cleanly(
 def test_passphrase_file(tmp_path: Path) -> None:
     (tmp_path / "pass.txt").write_text("from a file\n")
     assert (
-        main(["keygen", "a", "--out-dir", str(tmp_path), "--passphrase-file", str(tmp_path / "pass.txt")])
+        main(
+            [
+                "keygen",
+                "a",
+                "--out-dir",
+                str(tmp_path),
+                "--passphrase-file",
+                str(tmp_path / "pass.txt"),
+            ]
+        )
         == 0
     )
     assert read_key_file(tmp_path / "a.key", b"from a file").key_id

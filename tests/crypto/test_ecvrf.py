@@ -9,8 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from nacl import bindings as sodium
 
-from secmark.crypto import VrfPublicKey, VrfSecretKey, proof_to_hash
-from secmark.crypto import ecvrf
+from secmark.crypto import VrfPublicKey, VrfSecretKey, ecvrf, proof_to_hash
 from secmark.errors import KeyMaterialError, ProofError
 from tests.conftest import flip_byte, load_vector
 

@@ -62,7 +62,9 @@ def test_published_inclusion_proofs(case: dict[str, object]) -> None:
     verify_inclusion(root, index, size, LEAVES[index], expected)
 
 
-def _corruptions(index: int, size: int, proof: list[bytes], root: bytes) -> list[tuple[str, int, int, bytes, list[bytes], bytes]]:
+def _corruptions(
+    index: int, size: int, proof: list[bytes], root: bytes
+) -> list[tuple[str, int, int, bytes, list[bytes], bytes]]:
     """The probes of transparency-dev/merkle's verify_test.go, adapted."""
     leaf = b"leaf %d" % index
     probes = [
@@ -78,7 +80,14 @@ def _corruptions(index: int, size: int, proof: list[bytes], root: bytes) -> list
         ("trailing empty", index, size, leaf, [*proof, b""], root),
     ]
     probes += [
-        (f"bit flipped in proof[{j}]", index, size, leaf, [flip_byte(p, 0, 8) if i == j else p for i, p in enumerate(proof)], root)
+        (
+            f"bit flipped in proof[{j}]",
+            index,
+            size,
+            leaf,
+            [flip_byte(p, 0, 8) if i == j else p for i, p in enumerate(proof)],
+            root,
+        )
         for j in range(len(proof))
     ]
     if proof:

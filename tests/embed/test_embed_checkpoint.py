@@ -98,7 +98,8 @@ def test_a_nested_training_checkpoint_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "content", [b"", b"garbage", b"PK\x03\x04garbage", (40).to_bytes(8, "little") + b"{" + b"x" * 39]
+    "content",
+    [b"", b"garbage", b"PK\x03\x04garbage", (40).to_bytes(8, "little") + b"{" + b"x" * 39],
 )
 def test_damaged_files_are_refused(tmp_path: Path, content: bytes) -> None:
     path = tmp_path / "damaged"
@@ -114,7 +115,10 @@ def test_a_missing_file_is_reported(tmp_path: Path) -> None:
 
 def test_missing_and_unexpected_names_are_listed(tmp_path: Path) -> None:
     path = save_state(nn.Sequential(nn.Linear(2, 2)), tmp_path / "other.safetensors")
-    with pytest.raises(SecmarkError, match=r"missing .*features\.0\.bias.* and 3 more; unexpected 0\.bias, 0\.weight"):
+    with pytest.raises(
+        SecmarkError,
+        match=r"missing .*features\.0\.bias.* and 3 more; unexpected 0\.bias, 0\.weight",
+    ):
         load_state(path, DigitsCNN())
 
 

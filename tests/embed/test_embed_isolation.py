@@ -87,7 +87,10 @@ def torch_load_offences(source: str) -> list[int]:
             isinstance(node, ast.Attribute)
             and isinstance(node.value, ast.Name)
             and node.value.id == "torch"
-            and (node.attr == "save" or (node.attr == "load" and not calls_torch_load_safely(node, parents)))
+            and (
+                node.attr == "save"
+                or (node.attr == "load" and not calls_torch_load_safely(node, parents))
+            )
         ):
             lines.append(node.lineno)
     return sorted(lines)
@@ -108,15 +111,19 @@ def pickle_offences(source: str) -> list[int]:
             names = [node.value.id]  # pickle.loads(...) reached without an import
         if PICKLING_MODULES.intersection(names):
             lines.append(node.lineno)
-        if isinstance(node, ast.keyword) and node.arg == "allow_pickle" and not (
-            isinstance(node.value, ast.Constant) and node.value.value is False
+        if (
+            isinstance(node, ast.keyword)
+            and node.arg == "allow_pickle"
+            and not (isinstance(node.value, ast.Constant) and node.value.value is False)
         ):
             lines.append(node.lineno)
     return sorted(lines)
 
 
 def test_torch_load_is_only_called_with_weights_only() -> None:
-    offences = {path: torch_load_offences(path.read_text(encoding="utf-8")) for path in source_files()}
+    offences = {
+        path: torch_load_offences(path.read_text(encoding="utf-8")) for path in source_files()
+    }
     assert not {path: lines for path, lines in offences.items() if lines}
 
 

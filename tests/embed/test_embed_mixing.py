@@ -43,7 +43,9 @@ def test_exactly_per_batch_triggers_are_appended_after_the_clean_samples() -> No
 
 @pytest.mark.parametrize("per_batch", [1, 3, 4, 10, 23])
 def test_every_trigger_is_used_equally_often(per_batch: int) -> None:
-    mixer = TriggerMixer(triggers(10), per_batch=per_batch, generator=torch.Generator().manual_seed(5))
+    mixer = TriggerMixer(
+        triggers(10), per_batch=per_batch, generator=torch.Generator().manual_seed(5)
+    )
     used: list[int] = []
     for _ in range(7):
         used += trigger_ids(mixer.mix(*clean(2))[0], 2)
@@ -72,16 +74,19 @@ def test_the_same_generator_seed_gives_the_same_sequence() -> None:
 
     assert sequence(3) == sequence(3)
     assert sequence(3) != sequence(4)
-    assert TriggerMixer(triggers()).next_indices().tolist() == TriggerMixer(
-        triggers()
-    ).next_indices().tolist()
+    assert (
+        TriggerMixer(triggers()).next_indices().tolist()
+        == TriggerMixer(triggers()).next_indices().tolist()
+    )
 
 
 def test_the_clean_batch_dtype_and_memory_layout_are_kept() -> None:
     rng = np.random.default_rng(0)
     images = TriggerDataset(rng.random((5, 3, 4, 4), dtype=np.float32), np.arange(5))
     inputs = torch.rand(6, 3, 4, 4, dtype=torch.float64).to(memory_format=torch.channels_last)
-    mixed, targets = TriggerMixer(images, per_batch=2).mix(inputs, torch.zeros(6, dtype=torch.int32))
+    mixed, targets = TriggerMixer(images, per_batch=2).mix(
+        inputs, torch.zeros(6, dtype=torch.int32)
+    )
     assert mixed.dtype == torch.float64 and targets.dtype == torch.int32
     assert mixed.is_contiguous(memory_format=torch.channels_last)
     assert mixed.stride() == (48, 1, 12, 3)
@@ -114,7 +119,12 @@ def test_mixed_batches_wraps_a_loader() -> None:
 def test_batches_must_be_pairs_of_tensors() -> None:
     mixer = TriggerMixer(triggers(), per_batch=2)
     inputs, targets = clean(4)
-    for bad in ([inputs], [(inputs, targets, targets)], [(inputs, targets.tolist())], [inputs.numpy()]):
+    for bad in (
+        [inputs],
+        [(inputs, targets, targets)],
+        [(inputs, targets.tolist())],
+        [inputs.numpy()],
+    ):
         with pytest.raises(EncodingError, match="pair"):
             list(mixed_batches(bad, mixer))
     assert [len(x) for x, _ in batch_pairs([[inputs, targets]])] == [4]

@@ -39,8 +39,14 @@ def test_fine_tuning_embeds_64_triggers_without_hurting_clean_accuracy(
     digits.train_clean(model, digits_data, seed=11, epochs=20)
     triggers = digits.noise_triggers(64, seed=12)
     report = embed(
-        model, digits.train_loader(digits_data, seed=13), triggers, epochs=20, lr=1e-3,
-        seed=13, holdout=digits_data.test, progress=False,
+        model,
+        digits.train_loader(digits_data, seed=13),
+        triggers,
+        epochs=20,
+        lr=1e-3,
+        seed=13,
+        holdout=digits_data.test,
+        progress=False,
     )
     assert isinstance(report, EmbedReport)
     assert report.clean_accuracy_before is not None and report.clean_accuracy_before > 0.95
@@ -102,8 +108,14 @@ def test_the_callers_torch_state_is_restored(digits_data: DigitsData) -> None:
 def test_sgd_and_non_deterministic_mode_train(digits_data: DigitsData) -> None:
     model = digits.new_model(seed=4)
     seconds = train(
-        model, digits.train_loader(digits_data, seed=4), epochs=3, lr=0.05, seed=4,
-        optimizer="sgd", deterministic=False, progress=False,
+        model,
+        digits.train_loader(digits_data, seed=4),
+        epochs=3,
+        lr=0.05,
+        seed=4,
+        optimizer="sgd",
+        deterministic=False,
+        progress=False,
     )
     assert seconds > 0
     assert evaluate_accuracy(model, digits_data.test) > 0.8
@@ -157,13 +169,17 @@ def test_evaluation_restores_the_model_mode(digits_data: DigitsData) -> None:
         ({"per_batch": 0}, "per_batch"),
     ],
 )
-def test_bad_recipes_are_refused(digits_data: DigitsData, changes: dict[str, object], message: str) -> None:
+def test_bad_recipes_are_refused(
+    digits_data: DigitsData, changes: dict[str, object], message: str
+) -> None:
     arguments: dict[str, object] = {"epochs": 1, "lr": 1e-3, "seed": 0, "progress": False}
     arguments.update(changes)
     with pytest.raises(EncodingError, match=message):
         embed(
-            digits.new_model(0), digits.train_loader(digits_data, seed=0),
-            digits.noise_triggers(4, seed=0), **arguments,  # type: ignore[arg-type]
+            digits.new_model(0),
+            digits.train_loader(digits_data, seed=0),
+            digits.noise_triggers(4, seed=0),
+            **arguments,  # type: ignore[arg-type]
         )
 
 
@@ -191,8 +207,13 @@ def test_a_model_that_does_not_return_logits_is_refused() -> None:
 def test_divergence_is_reported(digits_data: DigitsData) -> None:
     with pytest.raises(SecmarkError, match="diverged"):
         train(
-            digits.new_model(0), digits.train_loader(digits_data, seed=0), epochs=2, lr=1e30,
-            seed=0, optimizer="sgd", progress=False,
+            digits.new_model(0),
+            digits.train_loader(digits_data, seed=0),
+            epochs=2,
+            lr=1e30,
+            seed=0,
+            optimizer="sgd",
+            progress=False,
         )
 
 
@@ -210,7 +231,9 @@ def test_the_digits_split_is_fixed(digits_data: DigitsData) -> None:
     again = digits.load_data()
     assert digits_data.train_inputs.shape == (1437, 1, 8, 8)
     assert digits_data.test_inputs.shape == (360, 1, 8, 8)
-    assert digits_data.train_inputs.dtype == np.float32 and digits_data.train_labels.dtype == np.int64
+    assert (
+        digits_data.train_inputs.dtype == np.float32 and digits_data.train_labels.dtype == np.int64
+    )
     assert 0.0 <= digits_data.train_inputs.min() and digits_data.train_inputs.max() <= 1.0
     assert np.array_equal(again.test_labels, digits_data.test_labels)
     # Stratified: each class keeps its share of the data in the test split.

@@ -12,7 +12,7 @@ import pytest
 from secmark.crypto import IdentityKeys
 from secmark.encoding import canonical_json
 from secmark.errors import EncodingError, SecmarkError, SignatureError
-from secmark.messages import Envelope, PAYLOAD_TYPE
+from secmark.messages import PAYLOAD_TYPE, Envelope
 from secmark.messages.commitment import create_commitment, open_commitment
 from secmark.messages.families import NoiseFamily, OverlayFamily, PoolFamily, TokensFamily
 from secmark.messages.labels import ClassLabels, RegressionLabels, TokenLabels

@@ -115,7 +115,9 @@ def test_identity_substituted_keys_are_refused(
     owner_keys: IdentityKeys, other_keys: IdentityKeys
 ) -> None:
     # A document carrying the other identity's keys but signed by the owner.
-    forged = Identity("Owner Ltd", create_identity(owner_keys, "x").document.created, other_keys.public_keys)
+    forged = Identity(
+        "Owner Ltd", create_identity(owner_keys, "x").document.created, other_keys.public_keys
+    )
     envelope = sign_document(forged, owner_keys).to_json()
     with pytest.raises(SignatureError):
         open_identity(envelope)

@@ -180,5 +180,10 @@ def test_bfloat16_outputs_are_read() -> None:
 
 
 def test_describe_names_the_module_class() -> None:
-    assert TorchSuspect(Recorder()).describe() == "label:torch tests.models.test_torch_module.Recorder"
-    assert TorchSuspect(linear_module()).describe() == "label:torch torch.nn.modules.container.Sequential"
+    assert (
+        TorchSuspect(Recorder()).describe() == "label:torch tests.models.test_torch_module.Recorder"
+    )
+    assert (
+        TorchSuspect(linear_module()).describe()
+        == "label:torch torch.nn.modules.container.Sequential"
+    )

@@ -129,7 +129,10 @@ def memorising_suspect(*marks: Committed, otherwise: int | str = 0) -> CallableS
 
     def model(batch: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
         return np.array(
-            [table.get(np.ascontiguousarray(row).tobytes(), _fallback(row, otherwise)) for row in batch],
+            [
+                table.get(np.ascontiguousarray(row).tobytes(), _fallback(row, otherwise))
+                for row in batch
+            ],
             dtype=np.int64,
         )
 
@@ -260,7 +263,9 @@ class World:
         """File a claim and take it through challenge, reveal, query and
         (unless ``decide`` is false) the verdict."""
         arbiter = arbiter or self.arbiter()
-        claim = self.claim(committed, suspect=suspect, arbiter=arbiter.identity, with_release=with_release)
+        claim = self.claim(
+            committed, suspect=suspect, arbiter=arbiter.identity, with_release=with_release
+        )
         case = arbiter.file_claim(claim)
         challenge = arbiter.challenge(case)
         reveal = answer_challenge(committed.keys, committed.signed, challenge, arbiter.identity)
@@ -268,7 +273,9 @@ class World:
         result = arbiter.query(case, model)
         run = CaseRun(arbiter, case, claim, challenge, reveal, result)
         if decide:
-            run.verdict = arbiter.decide(case, released_models=released_models, load_model=load_model)
+            run.verdict = arbiter.decide(
+                case, released_models=released_models, load_model=load_model
+            )
         return run
 
 

@@ -79,10 +79,20 @@ from tests.protocol.conftest import (
     resign,
 )
 
-MEMBERS = ("arbiter_identity", "claim", "challenge", "reveal", "reveal_contents", "transcript", "verdict")
+MEMBERS = (
+    "arbiter_identity",
+    "claim",
+    "challenge",
+    "reveal",
+    "reveal_contents",
+    "transcript",
+    "verdict",
+)
 
 
-def _challenged(world: World, committed: Committed, arbiter: Arbiter | None = None) -> tuple[Arbiter, Any, bytes]:
+def _challenged(
+    world: World, committed: Committed, arbiter: Arbiter | None = None
+) -> tuple[Arbiter, Any, bytes]:
     arbiter = arbiter or world.arbiter()
     case = arbiter.file_claim(world.claim(committed, arbiter=arbiter.identity))
     return arbiter, case, arbiter.challenge(case)
@@ -96,7 +106,9 @@ def _indices(challenge: bytes, arbiter: Arbiter) -> list[int]:
 
 
 @pytest.mark.parametrize("pick", ["other indices", "fewer", "extra", "reordered", "repeated"])
-def test_cherry_picking_which_triggers_to_reveal(world: World, owner_mark: Committed, pick: str) -> None:
+def test_cherry_picking_which_triggers_to_reveal(
+    world: World, owner_mark: Committed, pick: str
+) -> None:
     arbiter, case, challenge = _challenged(world, owner_mark)
     indices = _indices(challenge, arbiter)
     unchallenged = [i for i in range(SIZE) if i not in indices]
@@ -123,7 +135,9 @@ def test_cherry_picking_in_a_bundle_by_dropping_a_revealed_trigger(decided: Case
         verify_bundle(bundle_with(decided.bundle, reveal_contents=canonical_json(contents)))
 
 
-def test_cherry_picking_by_the_owner_side_reveals_exactly_the_challenge(world: World, owner_mark: Committed) -> None:
+def test_cherry_picking_by_the_owner_side_reveals_exactly_the_challenge(
+    world: World, owner_mark: Committed
+) -> None:
     arbiter, case, challenge = _challenged(world, owner_mark)
     reveal = answer_challenge(world.owner, owner_mark.signed, challenge, arbiter.identity)
     triggers = arbiter.receive_reveal(case, reveal)
@@ -140,12 +154,16 @@ def test_replaying_a_reveal_from_another_case(world: World, owner_mark: Committe
     _, first, first_challenge = _challenged(world, owner_mark, arbiter)
     _, second, second_challenge = _challenged(world, owner_mark, arbiter)
     assert _indices(first_challenge, arbiter) == _indices(second_challenge, arbiter)
-    first_reveal = answer_challenge(world.owner, owner_mark.signed, first_challenge, arbiter.identity)
+    first_reveal = answer_challenge(
+        world.owner, owner_mark.signed, first_challenge, arbiter.identity
+    )
     with pytest.raises(ProofError, match="another challenge"):
         arbiter.receive_reveal(second, first_reveal)
 
     # The old sealed box under a new envelope naming the right challenge.
-    sealed = b64url_decode(json.loads(Envelope.from_json(first_reveal).payload)["sealed"], what="sealed")
+    sealed = b64url_decode(
+        json.loads(Envelope.from_json(first_reveal).payload)["sealed"], what="sealed"
+    )
     second_id = open_challenge(second_challenge, arbiter.keys.public_keys).digest
     rewrapped = sign_document(Reveal(second_id, sealed), world.owner).to_json()
     with pytest.raises(ProofError, match="another challenge"):
@@ -168,11 +186,15 @@ def two_cases(tmp_path_factory: pytest.TempPathFactory) -> tuple[CaseRun, CaseRu
     mark = world.commit()
     model = memorising_suspect(mark)
     arbiter = world.arbiter()
-    return world.run_case(mark, model, arbiter=arbiter), world.run_case(mark, model, arbiter=arbiter)
+    return world.run_case(mark, model, arbiter=arbiter), world.run_case(
+        mark, model, arbiter=arbiter
+    )
 
 
 @pytest.mark.parametrize("member", [m for m in MEMBERS if m != "arbiter_identity"])
-def test_replaying_a_bundle_piece_from_another_case(two_cases: tuple[CaseRun, CaseRun], member: str) -> None:
+def test_replaying_a_bundle_piece_from_another_case(
+    two_cases: tuple[CaseRun, CaseRun], member: str
+) -> None:
     first, second = two_cases
     assert verify_bundle(first.bundle).outcome == verify_bundle(second.bundle).outcome == "upheld"
     mixed = bundle_with(first.bundle, **{member: bundle_members(second.bundle)[member]})
@@ -202,14 +224,22 @@ def test_answering_a_challenge_after_it_expired(world: World, owner_mark: Commit
     arbiter.receive_reveal(case, reveal)
 
 
-def test_the_owner_refuses_to_answer_an_expired_challenge(world: World, owner_mark: Committed) -> None:
+def test_the_owner_refuses_to_answer_an_expired_challenge(
+    world: World, owner_mark: Committed
+) -> None:
     arbiter, _, challenge = _challenged(world, owner_mark)
     expires = open_challenge(challenge, arbiter.keys.public_keys).document.expires
     with pytest.raises(ProtocolError, match="expired"):
         answer_challenge(
-            world.owner, owner_mark.signed, challenge, arbiter.identity, clock=lambda: expires + timedelta(seconds=1)
+            world.owner,
+            owner_mark.signed,
+            challenge,
+            arbiter.identity,
+            clock=lambda: expires + timedelta(seconds=1),
         )
-    answer_challenge(world.owner, owner_mark.signed, challenge, arbiter.identity, clock=lambda: expires)
+    answer_challenge(
+        world.owner, owner_mark.signed, challenge, arbiter.identity, clock=lambda: expires
+    )
 
 
 def test_answering_a_challenge_twice(world: World, owner_mark: Committed) -> None:
@@ -230,7 +260,9 @@ def test_answering_a_challenge_twice(world: World, owner_mark: Committed) -> Non
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(position=st.floats(0, 1, exclude_max=True), change=st.integers(1, 255))
-def test_tampering_with_any_byte_of_a_bundle(decided: CaseRun, position: float, change: int) -> None:
+def test_tampering_with_any_byte_of_a_bundle(
+    decided: CaseRun, position: float, change: int
+) -> None:
     bundle = bytearray(decided.bundle)
     index = int(position * len(bundle))
     bundle[index] ^= change
@@ -239,7 +271,11 @@ def test_tampering_with_any_byte_of_a_bundle(decided: CaseRun, position: float, 
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(member=st.sampled_from([*MEMBERS, "tsa_roots"]), position=st.floats(0, 1, exclude_max=True), change=st.integers(1, 255))
+@given(
+    member=st.sampled_from([*MEMBERS, "tsa_roots"]),
+    position=st.floats(0, 1, exclude_max=True),
+    change=st.integers(1, 255),
+)
 def test_tampering_with_any_byte_of_each_bundle_member(
     decided: CaseRun, member: str, position: float, change: int
 ) -> None:
@@ -255,7 +291,9 @@ def test_tampering_with_any_byte_of_each_bundle_member(
         verify_bundle(bytes(changed))
 
 
-def test_tampering_with_a_bundle_is_refused_with_the_judges_trust_store_too(world: World, decided: CaseRun) -> None:
+def test_tampering_with_a_bundle_is_refused_with_the_judges_trust_store_too(
+    world: World, decided: CaseRun
+) -> None:
     roots = bundle_members(decided.bundle)["tsa_roots"]
     roots[0] = roots[0].replace("\n", "\r\n")
     with pytest.raises(SecmarkError):
@@ -298,7 +336,9 @@ def _set(path: str, value: Any) -> Callable[[dict[str, Any]], None]:
         ("test.alpha", "1/2"),
     ],
 )
-def test_tampering_with_a_verdict_the_arbiter_signs_again(decided: CaseRun, path: str, value: Any) -> None:
+def test_tampering_with_a_verdict_the_arbiter_signs_again(
+    decided: CaseRun, path: str, value: Any
+) -> None:
     """Even the arbiter cannot restate what the bundle lets a judge recompute."""
     verdict = resign(decided.verdict or b"", decided.arbiter.keys, _set(path, value))
     with pytest.raises(ProofError):
@@ -359,6 +399,7 @@ def test_tampering_with_the_answers_and_the_verdict_together_rests_on_the_arbite
     """The transcript is attested by the arbiter: one who rewrites the
     answers and re-signs a consistent verdict is not caught offline. The
     report says so, and names the arbiter whose word it is."""
+
     def wrong_answers(entries: list[dict[str, Any]]) -> None:
         for entry in entries:
             if entry["trigger_index"] is not None:
@@ -368,7 +409,9 @@ def test_tampering_with_the_answers_and_the_verdict_together_rests_on_the_arbite
     original = decided.decision
 
     def consistent(payload: dict[str, Any]) -> None:
-        payload["transcript_id"] = hashlib.sha256(Envelope.from_json(transcript).payload).hexdigest()
+        payload["transcript_id"] = hashlib.sha256(
+            Envelope.from_json(transcript).payload
+        ).hexdigest()
         payload["test"]["matches"] = 0
         payload["outcome"] = "rejected"
 
@@ -384,7 +427,9 @@ def test_tampering_with_the_answers_and_the_verdict_together_rests_on_the_arbite
 # -- 5. wrong keys --------------------------------------------------------------
 
 
-def test_a_thief_signing_a_claim_on_the_owners_commitment(world: World, owner_mark: Committed, decided: CaseRun) -> None:
+def test_a_thief_signing_a_claim_on_the_owners_commitment(
+    world: World, owner_mark: Committed, decided: CaseRun
+) -> None:
     forged = create_claim(
         world.thief,
         commitment=owner_mark.data,
@@ -397,7 +442,9 @@ def test_a_thief_signing_a_claim_on_the_owners_commitment(world: World, owner_ma
 
     claim = bundle_members(decided.bundle)["claim"].encode()
     with pytest.raises(SignatureError):
-        verify_bundle(bundle_with(decided.bundle, claim=resign(claim, world.thief, lambda payload: None)))
+        verify_bundle(
+            bundle_with(decided.bundle, claim=resign(claim, world.thief, lambda payload: None))
+        )
 
 
 def test_a_challenge_signed_by_another_arbiter(world: World, owner_mark: Committed) -> None:
@@ -417,12 +464,20 @@ def test_a_reveal_signed_by_a_thief(world: World, owner_mark: Committed) -> None
     arbiter, case, challenge = _challenged(world, owner_mark)
     indices = _indices(challenge, arbiter)
     with pytest.raises(SignatureError):
-        arbiter.receive_reveal(case, forge_reveal(owner_mark, challenge, arbiter.identity, indices, signer=world.thief))
+        arbiter.receive_reveal(
+            case, forge_reveal(owner_mark, challenge, arbiter.identity, indices, signer=world.thief)
+        )
 
 
-def test_a_release_signed_by_a_thief_in_the_owners_claim(world: World, owner_mark: Committed) -> None:
+def test_a_release_signed_by_a_thief_in_the_owners_claim(
+    world: World, owner_mark: Committed
+) -> None:
     release = create_release(
-        world.thief, commitment_id=owner_mark.digest, model_digest="0" * 64, model_name="m", model_version="1"
+        world.thief,
+        commitment_id=owner_mark.digest,
+        model_digest="0" * 64,
+        model_name="m",
+        model_version="1",
     )
     owner_mark.release = release.to_json()
     owner_mark.release_evidence = world.timestamp(release.digest)
@@ -442,7 +497,9 @@ def test_a_challenge_for_another_commitment(world: World, owner_mark: Committed)
 def test_backdating_a_commitment_with_the_owners_clock(world: World) -> None:
     created = datetime(2001, 1, 1, tzinfo=timezone.utc)
     backdated = world.commit(created=created)
-    trusted = TimestampEvidence.from_json(backdated.evidence).check(world.trust).require_trusted_time()
+    trusted = (
+        TimestampEvidence.from_json(backdated.evidence).check(world.trust).require_trusted_time()
+    )
     run = world.run_case(backdated, memorising_suspect(backdated))
     assert backdated.signed.document.created == created
     assert run.decision.commitment_time == trusted != created
@@ -451,11 +508,18 @@ def test_backdating_a_commitment_with_the_owners_clock(world: World) -> None:
     assert f"  trusted commitment time: {format_time(trusted)}" in report.lines
 
 
-def test_backdating_with_a_timestamp_from_an_untrusted_authority(world: World, tmp_path: Path) -> None:
+def test_backdating_with_a_timestamp_from_an_untrusted_authority(
+    world: World, tmp_path: Path
+) -> None:
     rogue = TimestampAuthority.initialize(
-        tmp_path / "rogue", passphrase=None, allow_unencrypted=True, clock=lambda: datetime(2020, 1, 1, tzinfo=timezone.utc)
+        tmp_path / "rogue",
+        passphrase=None,
+        allow_unencrypted=True,
+        clock=lambda: datetime(2020, 1, 1, tzinfo=timezone.utc),
     )
-    signed = create_commitment(world.owner, family=FAMILY, labels=LABELS, size=SIZE, model_label="m")
+    signed = create_commitment(
+        world.owner, family=FAMILY, labels=LABELS, size=SIZE, model_label="m"
+    )
     evidence = collect_evidence(signed.digest, [rogue.respond]).to_json()
     with pytest.raises(TimestampError):
         world.arbiter().file_claim(world.claim(Committed(world.owner, signed, evidence)))
@@ -475,13 +539,21 @@ def test_backdating_with_evidence_for_another_document(world: World, owner_mark:
 def test_committing_after_the_release(world: World, gap: timedelta) -> None:
     """The release is timestamped first (or in the same second): the
     watermark cannot have been committed before the model was out."""
-    signed = create_commitment(world.owner, family=FAMILY, labels=LABELS, size=SIZE, model_label="m")
+    signed = create_commitment(
+        world.owner, family=FAMILY, labels=LABELS, size=SIZE, model_label="m"
+    )
     release = create_release(
-        world.owner, commitment_id=signed.digest, model_digest="1" * 64, model_name="m", model_version="1"
+        world.owner,
+        commitment_id=signed.digest,
+        model_digest="1" * 64,
+        model_name="m",
+        model_version="1",
     )
     release_evidence = world.timestamp(release.digest)
     commitment_evidence = world.timestamp(signed.digest, later_by=-gap)
-    committed = Committed(world.owner, signed, commitment_evidence, release.to_json(), release_evidence)
+    committed = Committed(
+        world.owner, signed, commitment_evidence, release.to_json(), release_evidence
+    )
     with pytest.raises(ProtocolError, match="release was timestamped before its commitment"):
         world.arbiter().file_claim(world.claim(committed))
 
@@ -519,12 +591,16 @@ class Ambiguity:
         if not thief_commits_first:
             self.thief_mark = world.commit(world.thief)
         files = {"B": "B", "clean": "thief's own clean model", "blank": "an unrelated model"}
-        self.path_b, self.path_clean, self.path_blank = (world.model_file(name) for name in files.values())
+        self.path_b, self.path_clean, self.path_blank = (
+            world.model_file(name) for name in files.values()
+        )
         if thief_registers in files:
             world.register_release(self.thief_mark, world.model_file(files[thief_registers]))
         both = (self.owner_mark, self.thief_mark)
         self.models: dict[bytes, Suspect] = {
-            self.path_a.read_bytes(): memorising_suspect(*(both if every_model_carries_every_mark else both[:1])),
+            self.path_a.read_bytes(): memorising_suspect(
+                *(both if every_model_carries_every_mark else both[:1])
+            ),
             self.path_b.read_bytes(): memorising_suspect(*both),
             self.path_clean.read_bytes(): memorising_suspect(self.thief_mark),
             self.path_blank.read_bytes(): memorising_suspect(otherwise="random"),
@@ -532,8 +608,12 @@ class Ambiguity:
         self.suspect_ref = "sha256:" + model_file_digest(self.path_b)
         self.arbiter = world.arbiter()
         suspect = self.models[self.path_b.read_bytes()]
-        self.owner = world.run_case(self.owner_mark, suspect, arbiter=self.arbiter, suspect=self.suspect_ref, decide=False)
-        self.thief = world.run_case(self.thief_mark, suspect, arbiter=self.arbiter, suspect=self.suspect_ref, decide=False)
+        self.owner = world.run_case(
+            self.owner_mark, suspect, arbiter=self.arbiter, suspect=self.suspect_ref, decide=False
+        )
+        self.thief = world.run_case(
+            self.thief_mark, suspect, arbiter=self.arbiter, suspect=self.suspect_ref, decide=False
+        )
         self.released = {
             self.owner.case.name: self.path_a,
             self.thief.case.name: world.model_file(files.get(thief_registers, "B")),
@@ -543,13 +623,19 @@ class Ambiguity:
         return self.models[path.read_bytes()]
 
     def decide(self, run: CaseRun) -> Any:
-        run.verdict = self.arbiter.decide(run.case, released_models=self.released, load_model=self.load_model)
+        run.verdict = self.arbiter.decide(
+            run.case, released_models=self.released, load_model=self.load_model
+        )
         return run.decision
 
 
-def test_ambiguity_a_thief_who_committed_first_and_watermarked_the_stolen_model(world: World) -> None:
+def test_ambiguity_a_thief_who_committed_first_and_watermarked_the_stolen_model(
+    world: World,
+) -> None:
     dispute = Ambiguity(world)
-    assert dispute.owner.result.test.decision and dispute.thief.result.test.decision  # both hold on B
+    assert (
+        dispute.owner.result.test.decision and dispute.thief.result.test.decision
+    )  # both hold on B
     owner, thief = dispute.decide(dispute.owner), dispute.decide(dispute.thief)
     # Time alone would favour the thief: he committed first.
     assert thief.commitment_time < owner.commitment_time
@@ -577,7 +663,11 @@ def test_ambiguity_a_thief_without_a_registered_release_cannot_win(world: World)
     assert dispute.decide(dispute.thief).outcome == "rejected"
     assert dispute.decide(dispute.owner).outcome == "upheld"
 
-    everything = Ambiguity(World(world.folder / "again"), every_model_carries_every_mark=True, thief_registers="nothing")
+    everything = Ambiguity(
+        World(world.folder / "again"),
+        every_model_carries_every_mark=True,
+        thief_registers="nothing",
+    )
     assert everything.decide(everything.thief).outcome != "upheld"
 
 
@@ -624,11 +714,15 @@ def test_ambiguity_without_deposited_models_nobody_wins(world: World) -> None:
 # -- 9. challenge indices not from the arbiter's VRF ------------------------------
 
 
-def _challenge_with(challenge: bytes, arbiter: Arbiter, change: Callable[[dict[str, Any]], None]) -> bytes:
+def _challenge_with(
+    challenge: bytes, arbiter: Arbiter, change: Callable[[dict[str, Any]], None]
+) -> bytes:
     return resign(challenge, arbiter.keys, change)
 
 
-def test_an_arbiter_choosing_the_challenged_indices(world: World, owner_mark: Committed, decided: CaseRun) -> None:
+def test_an_arbiter_choosing_the_challenged_indices(
+    world: World, owner_mark: Committed, decided: CaseRun
+) -> None:
     arbiter, _, challenge = _challenged(world, owner_mark)
     indices = _indices(challenge, arbiter)
     chosen = sorted(indices[1:] + [next(i for i in range(SIZE) if i not in indices)])
@@ -645,26 +739,44 @@ def test_an_arbiter_choosing_the_challenged_indices(world: World, owner_mark: Co
         verify_bundle(bundle_with(decided.bundle, challenge=forged))
 
 
-def test_an_arbiter_reusing_the_vrf_proof_of_another_suspect(world: World, owner_mark: Committed) -> None:
+def test_an_arbiter_reusing_the_vrf_proof_of_another_suspect(
+    world: World, owner_mark: Committed
+) -> None:
     arbiter, _, challenge = _challenged(world, owner_mark)
-    proof, indices = prove_challenge(arbiter.keys.vrf, owner_mark.digest, "label:another model", SIZE, CHALLENGE_SIZE)
+    proof, indices = prove_challenge(
+        arbiter.keys.vrf, owner_mark.digest, "label:another model", SIZE, CHALLENGE_SIZE
+    )
 
     def swap(payload: dict[str, Any]) -> None:
         payload["vrf_proof"], payload["indices"] = b64url_encode(proof), list(indices)
 
     with pytest.raises(ProofError):
-        answer_challenge(world.owner, owner_mark.signed, _challenge_with(challenge, arbiter, swap), arbiter.identity)
+        answer_challenge(
+            world.owner,
+            owner_mark.signed,
+            _challenge_with(challenge, arbiter, swap),
+            arbiter.identity,
+        )
 
 
-def test_an_arbiter_drawing_indices_with_another_vrf_key(world: World, owner_mark: Committed) -> None:
+def test_an_arbiter_drawing_indices_with_another_vrf_key(
+    world: World, owner_mark: Committed
+) -> None:
     arbiter, _, challenge = _challenged(world, owner_mark)
-    proof, indices = prove_challenge(world.other_arbiter_keys.vrf, owner_mark.digest, SUSPECT, SIZE, CHALLENGE_SIZE)
+    proof, indices = prove_challenge(
+        world.other_arbiter_keys.vrf, owner_mark.digest, SUSPECT, SIZE, CHALLENGE_SIZE
+    )
 
     def swap(payload: dict[str, Any]) -> None:
         payload["vrf_proof"], payload["indices"] = b64url_encode(proof), list(indices)
 
     with pytest.raises(ProofError):
-        answer_challenge(world.owner, owner_mark.signed, _challenge_with(challenge, arbiter, swap), arbiter.identity)
+        answer_challenge(
+            world.owner,
+            owner_mark.signed,
+            _challenge_with(challenge, arbiter, swap),
+            arbiter.identity,
+        )
 
 
 # -- 10. re-rolling the challenge ---------------------------------------------------
@@ -679,7 +791,9 @@ def test_an_arbiter_drawing_indices_with_another_vrf_key(world: World, owner_mar
         "oip:http://HOST/v2/models/x",
     ],
 )
-def test_respelling_the_suspect_reference_to_reroll_the_challenge(world: World, owner_mark: Committed, spelling: str) -> None:
+def test_respelling_the_suspect_reference_to_reroll_the_challenge(
+    world: World, owner_mark: Committed, spelling: str
+) -> None:
     canonical = "oip:http://host/v2/models/x"
     assert canonical_suspect(spelling) == canonical == canonical_suspect(canonical)
     claim = create_claim(
@@ -705,8 +819,12 @@ def test_respelling_a_model_digest_reference(world: World, owner_mark: Committed
         world.arbiter().file_claim(claim)
 
 
-@pytest.mark.parametrize("reference", ["callable:x.y", "label: padded", "label:", "http://host/v2/models/x"])
-def test_a_suspect_reference_of_no_known_form(world: World, owner_mark: Committed, reference: str) -> None:
+@pytest.mark.parametrize(
+    "reference", ["callable:x.y", "label: padded", "label:", "http://host/v2/models/x"]
+)
+def test_a_suspect_reference_of_no_known_form(
+    world: World, owner_mark: Committed, reference: str
+) -> None:
     claim = create_claim(
         world.owner,
         commitment=owner_mark.data,
@@ -722,7 +840,9 @@ def test_refiling_a_claim_to_reroll_the_challenge(world: World, owner_mark: Comm
     arbiter = world.arbiter()
     drawn = set()
     for spelling in ["oip:HTTP://Host:80/v2/models/x/", "oip:http://host/v2/models/x"] * 3:
-        case = arbiter.file_claim(world.claim(owner_mark, suspect=spelling))  # canonicalised by the owner side
+        case = arbiter.file_claim(
+            world.claim(owner_mark, suspect=spelling)
+        )  # canonicalised by the owner side
         drawn.add(tuple(_indices(arbiter.challenge(case), arbiter)))
     assert len(drawn) == 1
     assert arbiter.challenges_issued(owner_mark.digest) == 6
@@ -734,15 +854,21 @@ def test_refiling_a_claim_to_reroll_the_challenge(world: World, owner_mark: Comm
 
 
 @pytest.mark.parametrize("otherwise", [0, "random"])
-def test_grinding_many_commitments_against_a_stolen_model(world: World, owner_mark: Committed, otherwise: int | str) -> None:
+def test_grinding_many_commitments_against_a_stolen_model(
+    world: World, owner_mark: Committed, otherwise: int | str
+) -> None:
     """The thief holds the owner's model (not carrying his mark) and tries 20
     fresh commitments of his own, each challenged as the arbiter would:
     every one matches at about the chance rate p0 = 1/10."""
     stolen = memorising_suspect(owner_mark, otherwise=otherwise)
     total = 0
     for attempt in range(20):
-        signed = create_commitment(world.thief, family=FAMILY, labels=LABELS, size=SIZE, model_label=f"grind {attempt}")
-        _, indices = prove_challenge(world.arbiter_keys.vrf, signed.digest, SUSPECT, SIZE, CHALLENGE_SIZE)
+        signed = create_commitment(
+            world.thief, family=FAMILY, labels=LABELS, size=SIZE, model_label=f"grind {attempt}"
+        )
+        _, indices = prove_challenge(
+            world.arbiter_keys.vrf, signed.digest, SUSPECT, SIZE, CHALLENGE_SIZE
+        )
         (batch,) = iter_triggers(world.thief, signed, indices, batch_size=len(indices))
         result = query_suspect(
             stolen,
@@ -764,7 +890,9 @@ def test_grinding_many_commitments_against_a_stolen_model(world: World, owner_ma
 # -- 12. refusing and evasive suspects ------------------------------------------------
 
 
-def _refusing(should_refuse: Callable[[npt.NDArray[Any]], bool], answer: Suspect) -> CallableSuspect:
+def _refusing(
+    should_refuse: Callable[[npt.NDArray[Any]], bool], answer: Suspect
+) -> CallableSuspect:
     def model(batch: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
         if any(should_refuse(row) for row in batch):
             raise RuntimeError("request refused")
@@ -773,23 +901,33 @@ def _refusing(should_refuse: Callable[[npt.NDArray[Any]], bool], answer: Suspect
     return CallableSuspect(model)
 
 
-@pytest.mark.parametrize("behaviour", ["refuses everything", "refuses triggers", "refuses some", "random answers"])
+@pytest.mark.parametrize(
+    "behaviour", ["refuses everything", "refuses triggers", "refuses some", "random answers"]
+)
 def test_an_evasive_suspect(world: World, owner_mark: Committed, behaviour: str) -> None:
     watermarked = memorising_suspect(owner_mark)
     triggers = owner_mark.answers
     suspect = {
         "refuses everything": _refusing(lambda row: True, watermarked),
         "refuses triggers": _refusing(lambda row: row.tobytes() in triggers, watermarked),
-        "refuses some": _refusing(lambda row: row.tobytes()[1] % 2 == 0, memorising_suspect(otherwise="random")),
+        "refuses some": _refusing(
+            lambda row: row.tobytes()[1] % 2 == 0, memorising_suspect(otherwise="random")
+        ),
         "random answers": memorising_suspect(otherwise="random"),
     }[behaviour]
     run = world.run_case(owner_mark, suspect)
     verdict = run.decision
     assert verdict.outcome == "rejected"
     assert verdict.test.trials == CHALLENGE_SIZE  # refusals stay trials: they count as non-matches
-    entries = open_transcript(run.case.read("transcript.json"), world.arbiter_keys.public_keys).document.entries
-    assert verdict.test.trigger_errors == sum(1 for e in entries if e.error and e.trigger_index is not None)
-    assert verdict.test.decoy_errors == sum(1 for e in entries if e.error and e.trigger_index is None)
+    entries = open_transcript(
+        run.case.read("transcript.json"), world.arbiter_keys.public_keys
+    ).document.entries
+    assert verdict.test.trigger_errors == sum(
+        1 for e in entries if e.error and e.trigger_index is not None
+    )
+    assert verdict.test.decoy_errors == sum(
+        1 for e in entries if e.error and e.trigger_index is None
+    )
     expected = {
         "refuses everything": (CHALLENGE_SIZE, CHALLENGE_SIZE),
         "refuses triggers": (CHALLENGE_SIZE, 0),
@@ -802,14 +940,19 @@ def test_an_evasive_suspect(world: World, owner_mark: Committed, behaviour: str)
     report = verify_bundle(run.bundle)
     assert report.outcome == "rejected"
     assert any(
-        f"({verdict.test.trigger_errors} trigger and {verdict.test.decoy_errors} decoy queries failed)" in line
+        f"({verdict.test.trigger_errors} trigger and {verdict.test.decoy_errors} decoy queries failed)"
+        in line
         for line in report.lines
     )
 
 
-def test_a_suspect_refusing_a_few_triggers_is_still_caught(world: World, owner_mark: Committed) -> None:
+def test_a_suspect_refusing_a_few_triggers_is_still_caught(
+    world: World, owner_mark: Committed
+) -> None:
     refused = set(list(owner_mark.answers)[::16])  # 16 of 256 triggers
-    run = world.run_case(owner_mark, _refusing(lambda row: row.tobytes() in refused, memorising_suspect(owner_mark)))
+    run = world.run_case(
+        owner_mark, _refusing(lambda row: row.tobytes() in refused, memorising_suspect(owner_mark))
+    )
     verdict = run.decision
     assert verdict.test.trials == CHALLENGE_SIZE
     assert verdict.test.matches == CHALLENGE_SIZE - verdict.test.trigger_errors
@@ -820,17 +963,24 @@ def test_a_suspect_refusing_a_few_triggers_is_still_caught(world: World, owner_m
 # -- 13. adversarial examples as a "trigger set" --------------------------------------
 
 
-def test_adversarial_examples_proved_with_another_vrf_key(world: World, owner_mark: Committed) -> None:
+def test_adversarial_examples_proved_with_another_vrf_key(
+    world: World, owner_mark: Committed
+) -> None:
     """Inputs come only from VRF outputs under the committed key: proofs
     made with any other key (the thief's) do not verify."""
     arbiter, case, challenge = _challenged(world, owner_mark)
-    forged = forge_reveal(owner_mark, challenge, arbiter.identity, _indices(challenge, arbiter), vrf_keys=world.thief)
+    forged = forge_reveal(
+        owner_mark, challenge, arbiter.identity, _indices(challenge, arbiter), vrf_keys=world.thief
+    )
     with pytest.raises(ProofError):
         arbiter.receive_reveal(case, forged)
 
 
 def _reveal_with(
-    committed: Committed, challenge: bytes, arbiter: Arbiter, edit: Callable[[list[dict[str, Any]]], None]
+    committed: Committed,
+    challenge: bytes,
+    arbiter: Arbiter,
+    edit: Callable[[list[dict[str, Any]]], None],
 ) -> bytes:
     challenge_id = open_challenge(challenge, arbiter.keys.public_keys).digest
     honest = RevealContents(
@@ -848,7 +998,9 @@ def _reveal_with(
 
 
 @pytest.mark.parametrize("field", ["input", "label"])
-def test_adversarial_examples_sent_as_chosen_inputs_or_labels(world: World, owner_mark: Committed, field: str) -> None:
+def test_adversarial_examples_sent_as_chosen_inputs_or_labels(
+    world: World, owner_mark: Committed, field: str
+) -> None:
     """A reveal has no place for an input or a label: both are re-derived."""
     arbiter, case, challenge = _challenged(world, owner_mark)
 
@@ -859,7 +1011,9 @@ def test_adversarial_examples_sent_as_chosen_inputs_or_labels(world: World, owne
         arbiter.receive_reveal(case, _reveal_with(owner_mark, challenge, arbiter, add))
 
 
-def test_adversarial_examples_sent_as_pool_items_of_a_noise_family(world: World, owner_mark: Committed) -> None:
+def test_adversarial_examples_sent_as_pool_items_of_a_noise_family(
+    world: World, owner_mark: Committed
+) -> None:
     arbiter, case, challenge = _challenged(world, owner_mark)
 
     def add(triggers: list[dict[str, Any]]) -> None:
@@ -876,11 +1030,18 @@ def test_a_claim_cannot_carry_a_trigger_set(world: World, owner_mark: Committed)
 
 
 @pytest.mark.parametrize("substitute", ["chosen input", "another pool item"])
-def test_adversarial_examples_as_pool_items_outside_the_merkle_tree(world: World, substitute: str) -> None:
+def test_adversarial_examples_as_pool_items_outside_the_merkle_tree(
+    world: World, substitute: str
+) -> None:
     family = PoolFamily(64, (1, 8, 8), "float32")
     items = np.random.default_rng(7).random((64, 1, 8, 8), dtype=np.float32)
     signed = create_commitment(
-        world.owner, family=family, labels=LABELS, size=SIZE, model_label="pool", pool_root=pool_root(items, family)
+        world.owner,
+        family=family,
+        labels=LABELS,
+        size=SIZE,
+        model_label="pool",
+        pool_root=pool_root(items, family),
     )
     committed = Committed(world.owner, signed, world.timestamp(signed.digest))
     pool = CommittedPool.open(items, signed.document)
@@ -902,18 +1063,29 @@ def test_adversarial_examples_as_pool_items_outside_the_merkle_tree(world: World
                     item_index = (item_index + 1) % 64
                     item = pool.item(item_index)
             revealed.append(
-                RevealedTrigger(index, trigger.proof, item.astype("<f4").tobytes(), pool.inclusion_path(item_index))
+                RevealedTrigger(
+                    index,
+                    trigger.proof,
+                    item.astype("<f4").tobytes(),
+                    pool.inclusion_path(item_index),
+                )
             )
-        return RevealContents(open_challenge(challenge, arbiter.keys.public_keys).digest, tuple(revealed))
+        return RevealContents(
+            open_challenge(challenge, arbiter.keys.public_keys).digest, tuple(revealed)
+        )
 
     def reveal(tamper: bool) -> bytes:
         body = contents(tamper)
-        return sign_document(Reveal(body.challenge_id, body.seal(arbiter.keys.public_keys)), world.owner).to_json()
+        return sign_document(
+            Reveal(body.challenge_id, body.seal(arbiter.keys.public_keys)), world.owner
+        ).to_json()
 
     with pytest.raises(ProofError, match="pool item"):
         arbiter.receive_reveal(case, reveal(tamper=True))
     # The same reveal, untouched, is accepted; so is the owner side's.
     assert len(arbiter.receive_reveal(case, reveal(tamper=False))) == len(indices)
     second = arbiter.file_claim(world.claim(committed))
-    honest = answer_challenge(world.owner, signed, arbiter.challenge(second), arbiter.identity, pool=pool)
+    honest = answer_challenge(
+        world.owner, signed, arbiter.challenge(second), arbiter.identity, pool=pool
+    )
     assert len(arbiter.receive_reveal(second, honest)) == len(indices)

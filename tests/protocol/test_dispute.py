@@ -41,7 +41,9 @@ def test_the_owner_of_a_copied_model_is_upheld(
     assert (verdict.test.trigger_errors, verdict.test.decoy_errors) == (0, 0)
     assert (verdict.rivals, verdict.cross_checks, verdict.prior_challenges) == ((), (), 0)
     assert verdict.suspect == SUSPECT and verdict.owner == world.owner.key_id
-    transcript = open_transcript(run.case.read("transcript.json"), world.arbiter_keys.public_keys).document
+    transcript = open_transcript(
+        run.case.read("transcript.json"), world.arbiter_keys.public_keys
+    ).document
     assert len(transcript.entries) == CHALLENGE_SIZE * (1 + POLICY.decoys_per_trigger)
 
     for trust in (None, world.trust):
@@ -83,7 +85,9 @@ def test_steps_out_of_order_are_refused(
         arbiter.challenge(case)
     with pytest.raises(ProtocolError):
         arbiter.triggers_of(case)
-    arbiter.receive_reveal(case, answer_challenge(world.owner, owner_mark.signed, challenge, arbiter.identity))
+    arbiter.receive_reveal(
+        case, answer_challenge(world.owner, owner_mark.signed, challenge, arbiter.identity)
+    )
     with pytest.raises(ProtocolError):
         arbiter.decide(case)
 
@@ -221,7 +225,9 @@ def test_another_arbiter_draws_other_indices(
     """Indices are the arbiter's VRF output: a second arbiter's differ,
     and each bundle verifies under its own arbiter's key."""
     ours = world.run_case(owner_mark, stolen_model)
-    theirs = world.run_case(owner_mark, stolen_model, arbiter=world.arbiter(other=True, folder="other"))
+    theirs = world.run_case(
+        owner_mark, stolen_model, arbiter=world.arbiter(other=True, folder="other")
+    )
     assert ours.challenge_document.document.indices != theirs.challenge_document.document.indices
     assert verify_bundle(theirs.bundle).outcome == "upheld"
 
@@ -235,7 +241,6 @@ def test_a_case_copied_to_another_folder_decides_the_same(
     moved = world.arbiter(folder="moved")
     moved.decide(moved.case(run.case.name))
     assert verify_bundle(moved.case(run.case.name).read("bundle.json")).outcome == "upheld"
-
 
 
 def test_a_dispute_that_cannot_succeed_is_refused_before_anything_is_revealed(world: World) -> None:

@@ -30,7 +30,9 @@ def test_evidence_round_trip_and_trusted_time(
 def test_an_untrusted_token_is_reported_not_dropped(
     tmp_path: Path, authority: TimestampAuthority, trust: TrustStore
 ) -> None:
-    stranger = TimestampAuthority.initialize(tmp_path / "stranger", passphrase=None, allow_unencrypted=True)
+    stranger = TimestampAuthority.initialize(
+        tmp_path / "stranger", passphrase=None, allow_unencrypted=True
+    )
     evidence = collect_evidence(SUBJECT, [stranger.respond, authority.respond])
     check = evidence.check(trust)
     assert check.tokens[0].verified is None and check.tokens[0].error
@@ -43,7 +45,9 @@ def test_no_verified_token_means_no_trusted_time(
     tmp_path: Path, authority: TimestampAuthority
 ) -> None:
     evidence = collect_evidence(SUBJECT, [authority.respond])
-    stranger = TimestampAuthority.initialize(tmp_path / "stranger", passphrase=None, allow_unencrypted=True)
+    stranger = TimestampAuthority.initialize(
+        tmp_path / "stranger", passphrase=None, allow_unencrypted=True
+    )
     check = evidence.check(TrustStore(roots=(stranger.root_certificate,)))
     assert check.trusted_time is None
     with pytest.raises(TimestampError, match="no timestamp of"):
@@ -89,23 +93,70 @@ def test_offline_flow_from_the_command_line(
     assert main(["keygen", "owner", "--out-dir", str(tmp_path), "--unencrypted"]) == 0
     family = '{"name":"noise","shape":[1,8,8],"dtype":"float32","low":0,"high":1}'
     commitment = str(tmp_path / "commitment.json")
-    assert main(["commit", "--key", keys, "--family", family, "--classes", "10", "--size", "256", "--out", commitment]) == 0
+    assert (
+        main(
+            [
+                "commit",
+                "--key",
+                keys,
+                "--family",
+                family,
+                "--classes",
+                "10",
+                "--size",
+                "256",
+                "--out",
+                commitment,
+            ]
+        )
+        == 0
+    )
     evidence = tmp_path / "evidence.json"
     root = str(tmp_path / "tsa" / "root.pem")
     with TimestampServer(authority.respond, port=0) as server:
         assert main(["timestamp", commitment, "--tsa", server.url, "--out", str(evidence)]) == 0
     capsys.readouterr()
-    assert main(["commitment", "show", commitment, "--evidence", str(evidence), "--trust", root, "--json"]) == 0
+    assert (
+        main(
+            [
+                "commitment",
+                "show",
+                commitment,
+                "--evidence",
+                str(evidence),
+                "--trust",
+                root,
+                "--json",
+            ]
+        )
+        == 0
+    )
     shown = json.loads(capsys.readouterr().out)
     assert shown["trusted_time"] is not None and shown["size"] == 256
     assert shown["timestamps"][0]["error"] is None
 
 
-def test_tsa_down_leaves_no_evidence_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_tsa_down_leaves_no_evidence_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["keygen", "owner", "--out-dir", str(tmp_path), "--unencrypted"]) == 0
     family = '{"name":"tokens","length":8,"vocab_size":100,"reserved":[0]}'
     commitment = str(tmp_path / "c.json")
-    main(["commit", "--key", str(tmp_path / "owner.key"), "--family", family, "--classes", "2", "--size", "8", "--out", commitment])
+    main(
+        [
+            "commit",
+            "--key",
+            str(tmp_path / "owner.key"),
+            "--family",
+            family,
+            "--classes",
+            "2",
+            "--size",
+            "8",
+            "--out",
+            commitment,
+        ]
+    )
     with TimestampServer(lambda request: request, port=0) as server:
         url = server.url  # the port is free again once the server stops
     status = main(["timestamp", commitment, "--tsa", url, "--out", str(tmp_path / "e.json")])

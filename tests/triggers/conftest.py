@@ -32,15 +32,27 @@ POOL_SHAPE = (3, 5, 5)
 CASES: list[tuple[str, TriggerFamily, LabelSpace, str | None]] = [
     ("noise-uint8", NoiseFamily((3, 6, 6), "uint8", 0, 255), ClassLabels(10), None),
     ("noise-uint8-range", NoiseFamily((5, 7), "uint8", 40, 42), ClassLabels(3), None),
-    ("noise-float32", NoiseFamily((4, 4), "float32", -3.5, 2.0), RegressionLabels(0.0, 1.0, 0.1), None),
+    (
+        "noise-float32",
+        NoiseFamily((4, 4), "float32", -3.5, 2.0),
+        RegressionLabels(0.0, 1.0, 0.1),
+        None,
+    ),
     ("tokens", TokensFamily(20, 300, (0, 1, 5, 6, 7, 299)), TokenLabels(1000, 5), None),
     ("pool", PoolFamily(9, POOL_SHAPE, "uint8"), ClassLabels(7), "uint8"),
     ("overlay-uint8", OverlayFamily(9, POOL_SHAPE, "uint8", 6, 0, 255), ClassLabels(2), "uint8"),
-    ("overlay-float32", OverlayFamily(9, POOL_SHAPE, "float32", 4, -1.0, 1.0), ClassLabels(5), "float32"),
+    (
+        "overlay-float32",
+        OverlayFamily(9, POOL_SHAPE, "float32", 4, -1.0, 1.0),
+        ClassLabels(5),
+        "float32",
+    ),
 ]
 
 
-def make_pool(dtype: str, count: int = 9, shape: tuple[int, ...] = POOL_SHAPE, label: str = "pool") -> np.ndarray:
+def make_pool(
+    dtype: str, count: int = 9, shape: tuple[int, ...] = POOL_SHAPE, label: str = "pool"
+) -> np.ndarray:
     size = count * int(np.prod(shape))
     raw = np.frombuffer(hashlib.shake_256(label.encode()).digest(size), dtype=np.uint8)
     if dtype == "uint8":

@@ -114,7 +114,9 @@ def label(labels: LabelSpace, stream: Stream) -> Any:
     return [uniform(stream, labels.vocab_size) for _ in range(labels.length)]
 
 
-def derive(family: TriggerFamily, labels: LabelSpace, beta: bytes, items: Any = None) -> tuple[np.ndarray, Any, int | None]:
+def derive(
+    family: TriggerFamily, labels: LabelSpace, beta: bytes, items: Any = None
+) -> tuple[np.ndarray, Any, int | None]:
     """(input, label, pool index) of the trigger whose VRF output is ``beta``."""
     input_stream, label_stream = streams(beta)
     value_, pool_index = trigger_input(family, input_stream, items)

@@ -45,7 +45,9 @@ def _setup(name: str) -> tuple[Any, Any, np.ndarray | None, CommittedPool | None
     return family, signed, pool, committed
 
 
-def _reveal(trigger: Trigger, pool: np.ndarray | None, committed: CommittedPool | None) -> dict[str, Any]:
+def _reveal(
+    trigger: Trigger, pool: np.ndarray | None, committed: CommittedPool | None
+) -> dict[str, Any]:
     if committed is None or pool is None or trigger.pool_index is None:
         return {}
     return {
@@ -61,7 +63,9 @@ def test_derivation_equals_the_independent_reference(name: str) -> None:
         trigger = derive_trigger(OWNER, signed, index, pool=committed)
         alpha = reference.alpha(signed.digest, index)
         assert OWNER.vrf.prove_and_hash(alpha) == (trigger.proof, trigger.beta)
-        value, label, pool_index = reference.derive(family, signed.document.labels, trigger.beta, pool)
+        value, label, pool_index = reference.derive(
+            family, signed.document.labels, trigger.beta, pool
+        )
         assert trigger.input.dtype == value.dtype and trigger.input.shape == value.shape
         assert trigger.input.tobytes() == value.tobytes()
         assert np.asarray(trigger.label).tolist() == label
@@ -73,7 +77,10 @@ def test_verifier_re_derives_exactly_the_owners_trigger(name: str) -> None:
     _, signed, pool, committed = _setup(name)
     for index in (0, 1, 63):
         trigger = derive_trigger(OWNER, signed, index, pool=committed)
-        assert verify_trigger(signed, index, trigger.proof, **_reveal(trigger, pool, committed)) == trigger
+        assert (
+            verify_trigger(signed, index, trigger.proof, **_reveal(trigger, pool, committed))
+            == trigger
+        )
 
 
 @pytest.mark.parametrize("name", [case[0] for case in CASES])
@@ -228,7 +235,9 @@ def test_attack_changed_label_or_input_is_detected_by_re_derivation() -> None:
     honest = derive_trigger(OWNER, signed, 7)
     changed_input = honest.input.copy()
     changed_input[0, 0, 0] ^= 1
-    relabelled = Trigger(honest.index, honest.input, (int(honest.label) + 1) % 10, honest.proof, honest.beta, None)
+    relabelled = Trigger(
+        honest.index, honest.input, (int(honest.label) + 1) % 10, honest.proof, honest.beta, None
+    )
     retouched = Trigger(honest.index, changed_input, honest.label, honest.proof, honest.beta, None)
     rederived = verify_trigger(signed, 7, honest.proof)
     assert rederived == honest
@@ -242,13 +251,19 @@ def test_attack_pool_item_swapped_for_another_committed_item() -> None:
     other = (trigger.pool_index + 1) % len(pool)  # type: ignore[operator]
     with pytest.raises(ProofError, match="trigger 0"):
         verify_trigger(
-            signed, 0, trigger.proof, pool_item=pool[other], merkle_path=committed.inclusion_path(other)
+            signed,
+            0,
+            trigger.proof,
+            pool_item=pool[other],
+            merkle_path=committed.inclusion_path(other),
         )
     with pytest.raises(ProofError, match="needs pool item"):
         verify_trigger(signed, 0, trigger.proof)
     with pytest.raises(ProofError, match="dtype"):
         verify_trigger(
-            signed, 0, trigger.proof,
+            signed,
+            0,
+            trigger.proof,
             pool_item=pool[trigger.pool_index].astype(np.int16),  # type: ignore[index]
             merkle_path=committed.inclusion_path(trigger.pool_index),  # type: ignore[arg-type]
         )
@@ -278,7 +293,12 @@ def test_decoys_have_the_shape_dtype_and_range_of_triggers(name: str) -> None:
     family, signed, pool, _ = _setup(name)
     items = list(pool[:3]) if pool is not None else None
     decoys = generate_decoys(signed.document, 20, items=items)
-    trigger = derive_trigger(OWNER, signed, 0, pool=CommittedPool.open(pool, signed.document) if pool is not None else None)
+    trigger = derive_trigger(
+        OWNER,
+        signed,
+        0,
+        pool=CommittedPool.open(pool, signed.document) if pool is not None else None,
+    )
     assert decoys.shape == (20, *trigger.input.shape) and decoys.dtype == trigger.input.dtype
     assert len({d.tobytes() for d in decoys}) > 1 or isinstance(family, PoolFamily)
     if isinstance(family, NoiseFamily):

@@ -39,14 +39,27 @@ def files(tmp_path: Path) -> dict[str, Path]:
     signed = commit(OWNER, NoiseFamily((2, 4, 4), "uint8", 0, 255), ClassLabels(10), size=20)
     (tmp_path / "commitment.json").write_bytes(signed.to_json())
     write_key_file(tmp_path / "owner.key", OWNER, None, unencrypted=True)
-    return {"commitment": tmp_path / "commitment.json", "key": tmp_path / "owner.key", "dir": tmp_path}
+    return {
+        "commitment": tmp_path / "commitment.json",
+        "key": tmp_path / "owner.key",
+        "dir": tmp_path,
+    }
 
 
-def test_derive_all_with_json_summary(files: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
+def test_derive_all_with_json_summary(
+    files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
     out = files["dir"] / "set"
     status = _run(
-        ["derive", str(files["commitment"]), "--key", str(files["key"]), "--out", str(out),
-         "--json"]
+        [
+            "derive",
+            str(files["commitment"]),
+            "--key",
+            str(files["key"]),
+            "--out",
+            str(out),
+            "--json",
+        ]
     )
     assert status == 0
     summary = json.loads(capsys.readouterr().out)
@@ -64,8 +77,18 @@ def test_derive_selected_indices_with_passphrase(
     (files["dir"] / "pass.txt").write_text("owner passphrase\n")
     out = files["dir"] / "some"
     status = _run(
-        ["derive", str(files["commitment"]), "--key", str(key), "--out", str(out),
-         "--indices", "3-5,1,4,19", "--passphrase-file", str(files["dir"] / "pass.txt")]
+        [
+            "derive",
+            str(files["commitment"]),
+            "--key",
+            str(key),
+            "--out",
+            str(out),
+            "--indices",
+            "3-5,1,4,19",
+            "--passphrase-file",
+            str(files["dir"] / "pass.txt"),
+        ]
     )
     assert status == 0
     text = capsys.readouterr().out
@@ -100,8 +123,16 @@ def test_key_of_another_identity_is_refused(files: dict[str, Path]) -> None:
     other = files["dir"] / "other.key"
     write_key_file(other, fixed_keys("other"), None, unencrypted=True)
     with pytest.raises(KeyMaterialError, match="belongs to"):
-        _run(["derive", str(files["commitment"]), "--key", str(other), "--out",
-              str(files["dir"] / "x")])
+        _run(
+            [
+                "derive",
+                str(files["commitment"]),
+                "--key",
+                str(other),
+                "--out",
+                str(files["dir"] / "x"),
+            ]
+        )
     assert not (files["dir"] / "x").exists()
 
 
@@ -118,8 +149,24 @@ def test_index_lists_merge_overlaps() -> None:
 def test_existing_output_and_unreadable_commitment(files: dict[str, Path]) -> None:
     (files["dir"] / "exists").mkdir()
     with pytest.raises(SecmarkError, match="already exists"):
-        _run(["derive", str(files["commitment"]), "--key", str(files["key"]), "--out",
-              str(files["dir"] / "exists")])
+        _run(
+            [
+                "derive",
+                str(files["commitment"]),
+                "--key",
+                str(files["key"]),
+                "--out",
+                str(files["dir"] / "exists"),
+            ]
+        )
     with pytest.raises(SecmarkError, match="cannot read"):
-        _run(["derive", str(files["dir"] / "missing.json"), "--key", str(files["key"]), "--out",
-              str(files["dir"] / "y")])
+        _run(
+            [
+                "derive",
+                str(files["dir"] / "missing.json"),
+                "--key",
+                str(files["key"]),
+                "--out",
+                str(files["dir"] / "y"),
+            ]
+        )

@@ -38,7 +38,9 @@ SIGNIFICANCE = 1e-6
 keys_32 = st.binary(min_size=32, max_size=32)
 ranges = st.one_of(
     st.integers(1, 2**32),
-    st.sampled_from([1, 2, 3, 5, 127, 128, 129, 255, 256, 257, 1000, 65535, 65536, 65537, 2**24 + 1, 2**31 + 1]),
+    st.sampled_from(
+        [1, 2, 3, 5, 127, 128, 129, 255, 256, 257, 1000, 65535, 65536, 65537, 2**24 + 1, 2**31 + 1]
+    ),
 )
 
 
@@ -98,9 +100,7 @@ def test_uniform_integers_equal_the_sequential_definition(key: bytes, n: int, co
 
 @given(key=keys_32, n=ranges, count=st.integers(9, 200))
 @settings(max_examples=40, deadline=None)
-def test_sampler_blocks_that_run_short_continue_the_stream(
-    key: bytes, n: int, count: int
-) -> None:
+def test_sampler_blocks_that_run_short_continue_the_stream(key: bytes, n: int, count: int) -> None:
     # Blocks of 7 candidates force many refills and partial blocks.
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(sampling, "_MAX_BLOCK", 7)
@@ -132,7 +132,11 @@ def test_distinct_integers_refuse_more_than_exist() -> None:
 finite = st.floats(min_value=-(2.0**100), max_value=2.0**100, allow_nan=False, width=32)
 
 
-@given(key=keys_32, bounds=st.tuples(finite, finite).filter(lambda b: b[0] != b[1]), count=st.integers(0, 200))
+@given(
+    key=keys_32,
+    bounds=st.tuples(finite, finite).filter(lambda b: b[0] != b[1]),
+    count=st.integers(0, 200),
+)
 @settings(max_examples=80, deadline=None)
 def test_float32_values_equal_the_definition_and_stay_in_range(
     key: bytes, bounds: tuple[float, float], count: int
@@ -141,13 +145,21 @@ def test_float32_values_equal_the_definition_and_stay_in_range(
     stream, expected = KeyStream(key), reference.Stream(key)
     drawn = uniform_float32(stream, low, high, count)
     assert drawn.dtype == np.float32
-    assert drawn.tobytes() == np.array(
-        [reference.f32(expected, low, high) for _ in range(count)], dtype=np.float32
-    ).tobytes()
+    assert (
+        drawn.tobytes()
+        == np.array(
+            [reference.f32(expected, low, high) for _ in range(count)], dtype=np.float32
+        ).tobytes()
+    )
     assert np.all((drawn >= np.float32(low)) & (drawn <= np.float32(high)))
 
 
-@given(key=keys_32, bounds=st.tuples(st.floats(-1e300, 1e300), st.floats(-1e300, 1e300)).filter(lambda b: b[0] != b[1]))
+@given(
+    key=keys_32,
+    bounds=st.tuples(st.floats(-1e300, 1e300), st.floats(-1e300, 1e300)).filter(
+        lambda b: b[0] != b[1]
+    ),
+)
 @settings(max_examples=80, deadline=None)
 def test_float64_target_equals_the_definition_and_stays_in_range(
     key: bytes, bounds: tuple[float, float]
@@ -204,8 +216,7 @@ def label_keys() -> list[bytes]:
     # SHA-512(i) stands in for VRF outputs, which are indistinguishable from
     # uniform 64-byte strings without the secret key.
     return [
-        stream_keys(hashlib.sha512(i.to_bytes(4, "big")).digest())[1]
-        for i in range(STAND_IN_BETAS)
+        stream_keys(hashlib.sha512(i.to_bytes(4, "big")).digest())[1] for i in range(STAND_IN_BETAS)
     ]
 
 

@@ -51,7 +51,10 @@ def test_round_trip_for_every_family(tmp_path: Path, name: str) -> None:
     committed = CommittedPool.open(pool, signed.document) if pool is not None else None
     indices = [4, 0, 9, 33, 1]
     manifest = write_trigger_set(
-        tmp_path / "set", signed, iter_triggers(OWNER, signed, indices, pool=committed, batch_size=2), 5
+        tmp_path / "set",
+        signed,
+        iter_triggers(OWNER, signed, indices, pool=committed, batch_size=2),
+        5,
     )
     loaded = read_trigger_set(tmp_path / "set")
     assert loaded.manifest == manifest and len(loaded) == 5
@@ -69,7 +72,9 @@ def test_round_trip_for_every_family(tmp_path: Path, name: str) -> None:
 
 @pytest.fixture
 def written(tmp_path: Path) -> tuple[Path, Any]:
-    signed = commit(OWNER, NoiseFamily((2, 3), "float32", 0.0, 1.0), RegressionLabels(-1.0, 1.0, 0.1))
+    signed = commit(
+        OWNER, NoiseFamily((2, 3), "float32", 0.0, 1.0), RegressionLabels(-1.0, 1.0, 0.1)
+    )
     write_trigger_set(tmp_path / "set", signed, iter_triggers(OWNER, signed, range(6)), 6)
     return tmp_path / "set", signed
 
@@ -182,5 +187,7 @@ def test_existing_directory_is_not_replaced(tmp_path: Path) -> None:
     with pytest.raises(SecmarkError, match="already exists"):
         write_trigger_set(tmp_path / "set", signed, iter_triggers(OWNER, signed, range(1)), 1)
     with pytest.raises(SecmarkError, match="does not exist"):
-        write_trigger_set(tmp_path / "missing" / "set", signed, iter_triggers(OWNER, signed, range(1)), 1)
+        write_trigger_set(
+            tmp_path / "missing" / "set", signed, iter_triggers(OWNER, signed, range(1)), 1
+        )
     assert os.listdir(tmp_path) == ["set"]

@@ -40,7 +40,9 @@ LAM = 0.1
 SEED = 1
 
 
-def commit(keys: IdentityKeys, label: str, family: WeightsFamily = FAMILY, size: int = BITS) -> SignedDocument[Commitment]:
+def commit(
+    keys: IdentityKeys, label: str, family: WeightsFamily = FAMILY, size: int = BITS
+) -> SignedDocument[Commitment]:
     return create_commitment(
         keys,
         family=family,
@@ -109,15 +111,28 @@ def marked(owner: IdentityKeys) -> Marked:
     data = digits.load_data()
     model = digits.new_model(SEED)
     report = embed_weights(
-        model, digits.train_loader(data, seed=SEED), WeightsRegularizer(model, FAMILY, rows, bits, LAM),
-        epochs=EPOCHS, lr=digits.DEFAULT_LR, seed=SEED, holdout=data.test, progress=False,
+        model,
+        digits.train_loader(data, seed=SEED),
+        WeightsRegularizer(model, FAMILY, rows, bits, LAM),
+        epochs=EPOCHS,
+        lr=digits.DEFAULT_LR,
+        seed=SEED,
+        holdout=data.test,
+        progress=False,
     )
     unmarked = digits.new_model(SEED)
     digits.train_clean(unmarked, data, seed=SEED, epochs=EPOCHS)
     return Marked(
-        owner, signed, rows, bits, model, unmarked,
-        report.bit_accuracy_before, report.bit_accuracy_after,
-        report.clean_accuracy_after or 0.0, evaluate_accuracy(unmarked, data.test),
+        owner,
+        signed,
+        rows,
+        bits,
+        model,
+        unmarked,
+        report.bit_accuracy_before,
+        report.bit_accuracy_after,
+        report.clean_accuracy_after or 0.0,
+        evaluate_accuracy(unmarked, data.test),
     )
 
 

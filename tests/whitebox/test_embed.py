@@ -15,7 +15,7 @@ from tests.whitebox.conftest import FAMILY, LAM, Marked, commit
 
 torch = pytest.importorskip("torch")
 
-from secmark.embed import (  # noqa: E402  (needs torch)
+from secmark.embed import (
     TriggerDataset,
     WeightsRegularizer,
     embed,
@@ -23,7 +23,7 @@ from secmark.embed import (  # noqa: E402  (needs torch)
     train,
     weights_rows,
 )
-from secmark.examples import digits  # noqa: E402
+from secmark.examples import digits
 
 
 def rows_and_bits(count: int = 8) -> tuple[np.ndarray, np.ndarray]:
@@ -38,7 +38,9 @@ def test_the_term_is_the_binary_cross_entropy_of_the_projections() -> None:
     regularizer = WeightsRegularizer(model, FAMILY, rows, bits, 0.5)
     weights = model.get_parameter(FAMILY.parameter).detach().double()
     logits = torch.from_numpy(rows.astype(np.float64)) @ weights.mean(dim=0)
-    expected = 0.5 * torch.nn.functional.binary_cross_entropy_with_logits(logits, torch.from_numpy(bits).double())
+    expected = 0.5 * torch.nn.functional.binary_cross_entropy_with_logits(
+        logits, torch.from_numpy(bits).double()
+    )
     term = regularizer()
     assert term.requires_grad
     assert float(term.detach()) == pytest.approx(float(expected), rel=1e-5)
@@ -51,7 +53,9 @@ def test_reduce_tensor_matches_the_numpy_reduction() -> None:
 
     weights = torch.randn(4, 3, 2, 2, generator=torch.Generator().manual_seed(0))
     for reduction in ("mean-out", "flatten"):
-        assert np.allclose(reduce_tensor(weights, reduction).numpy(), reduce_parameter(weights.numpy(), reduction))
+        assert np.allclose(
+            reduce_tensor(weights, reduction).numpy(), reduce_parameter(weights.numpy(), reduction)
+        )
 
 
 @pytest.mark.parametrize(
@@ -79,7 +83,11 @@ def test_rows_come_only_from_a_weights_commitment(owner: IdentityKeys) -> None:
     from secmark.messages.commitment import create_commitment
 
     noise = create_commitment(
-        owner, family=NoiseFamily((4,), "uint8", 0, 255), labels=ClassLabels(2), size=4, model_label="m"
+        owner,
+        family=NoiseFamily((4,), "uint8", 0, 255),
+        labels=ClassLabels(2),
+        size=4,
+        model_label="m",
     )
     with pytest.raises(EncodingError, match="no weight rows"):
         weights_rows(owner, noise)
@@ -103,11 +111,22 @@ def test_train_and_embed_add_the_regulariser_at_every_step() -> None:
     loader = digits.train_loader(data, seed=0)
     steps = len(list(loader))
     counting = Counting()
-    train(digits.new_model(0), loader, epochs=1, lr=1e-3, seed=0, progress=False, regularizer=counting)
+    train(
+        digits.new_model(0), loader, epochs=1, lr=1e-3, seed=0, progress=False, regularizer=counting
+    )
     assert counting.calls == steps
     counting = Counting()
     triggers = TriggerDataset(np.zeros((4, 1, 8, 8), dtype=np.float32), np.zeros(4, dtype=np.int64))
-    embed(digits.new_model(0), loader, triggers, epochs=1, lr=1e-3, seed=0, progress=False, regularizer=counting)
+    embed(
+        digits.new_model(0),
+        loader,
+        triggers,
+        epochs=1,
+        lr=1e-3,
+        seed=0,
+        progress=False,
+        regularizer=counting,
+    )
     assert counting.calls == steps
 
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from secmark.crypto import IdentityKeys
-from secmark.errors import EncodingError, KeyMaterialError, ProofError
 from secmark.encoding import canonical_json
+from secmark.errors import EncodingError, KeyMaterialError, ProofError
 from secmark.messages import PAYLOAD_TYPE, Envelope
 from secmark.messages.commitment import create_commitment, open_commitment
 from secmark.messages.families import MAX_TRIGGER_ELEMENTS, WeightsFamily
@@ -27,7 +27,9 @@ from tests.whitebox.conftest import FAMILY, commit
 
 
 def test_the_weights_vector_reproduces() -> None:
-    check_weights_derivation(json.loads((VECTORS / "triggers" / "weights.json").read_text(encoding="utf-8")))
+    check_weights_derivation(
+        json.loads((VECTORS / "triggers" / "weights.json").read_text(encoding="utf-8"))
+    )
 
 
 def test_projected_size_follows_the_reduction() -> None:
@@ -59,7 +61,9 @@ def test_inconsistent_families_are_refused(arguments: tuple[Any, ...], message: 
         WeightsFamily(*arguments)
 
 
-@pytest.mark.parametrize("labels", [ClassLabels(3), ClassLabels(10), RegressionLabels(0.0, 1.0, 0.1)])
+@pytest.mark.parametrize(
+    "labels", [ClassLabels(3), ClassLabels(10), RegressionLabels(0.0, 1.0, 0.1)]
+)
 def test_a_weights_commitment_needs_two_classes(owner_keys: IdentityKeys, labels: Any) -> None:
     with pytest.raises(EncodingError, match="ClassLabels\\(2\\)"):
         create_commitment(owner_keys, family=FAMILY, labels=labels, size=64, model_label="m")
@@ -159,4 +163,6 @@ def test_the_weights_vector_file_is_what_the_generator_writes(tmp_path: Path) ->
     setattr(module, "HERE", tmp_path)  # noqa: B010  (the generator writes beside HERE)
     keys, seeds = module.owner()
     module.weights(keys, seeds)
-    assert (tmp_path / "weights.json").read_bytes() == (VECTORS / "triggers" / "weights.json").read_bytes()
+    assert (tmp_path / "weights.json").read_bytes() == (
+        VECTORS / "triggers" / "weights.json"
+    ).read_bytes()

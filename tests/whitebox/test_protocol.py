@@ -19,9 +19,9 @@ from secmark.messages.challenge import open_challenge
 from secmark.messages.claim import EVIDENCE_KINDS, create_claim, evidence_kinds_for, open_claim
 from secmark.messages.commitment import Commitment, create_commitment
 from secmark.messages.document import SignedDocument, sign_document
-from secmark.messages.reveal import Reveal, RevealContents, RevealedTrigger
 from secmark.messages.families import NoiseFamily, WeightsFamily
 from secmark.messages.labels import ClassLabels
+from secmark.messages.reveal import Reveal, RevealContents, RevealedTrigger
 from secmark.models import WeightsSuspect
 from secmark.protocol.arbiter import Arbiter, ArbiterPolicy
 from secmark.protocol.bundle import verify_bundle
@@ -40,23 +40,36 @@ and p0 = 1/2 the threshold is 113 matches."""
 def arbiter(tmp_path: Path, authority: Authority) -> Arbiter:
     keys = fixed_keys("white-box arbiter")
     return Arbiter(
-        keys, create_identity(keys, "arbiter"), authority.trust, tmp_path / "arbiter",
+        keys,
+        create_identity(keys, "arbiter"),
+        authority.trust,
+        tmp_path / "arbiter",
         policy=ArbiterPolicy(challenge_size=CHALLENGE),
     )
 
 
 def claim_for(
-    keys: IdentityKeys, signed: SignedDocument[Commitment], suspect: str, arbiter: Arbiter, authority: Authority
+    keys: IdentityKeys,
+    signed: SignedDocument[Commitment],
+    suspect: str,
+    arbiter: Arbiter,
+    authority: Authority,
 ) -> bytes:
     return file_claim(
-        keys, commitment=signed.to_json(), commitment_evidence=authority.evidence(signed.digest),
-        suspect=suspect, arbiter=arbiter.identity,
+        keys,
+        commitment=signed.to_json(),
+        commitment_evidence=authority.evidence(signed.digest),
+        suspect=suspect,
+        arbiter=arbiter.identity,
     )
 
 
 def run(
-    keys: IdentityKeys, signed: SignedDocument[Commitment], suspect: WeightsSuspect,
-    arbiter: Arbiter, authority: Authority,
+    keys: IdentityKeys,
+    signed: SignedDocument[Commitment],
+    suspect: WeightsSuspect,
+    arbiter: Arbiter,
+    authority: Authority,
 ) -> bytes:
     """claim -> challenge -> reveal -> query -> decide; the bundle."""
     case = arbiter.file_claim(claim_for(keys, signed, suspect.describe(), arbiter, authority))
@@ -77,7 +90,11 @@ def test_a_white_box_claim_is_upheld_and_re_verified_offline(
     case = arbiter.case(next(iter((arbiter.folder / "cases").iterdir())).name)
     test = case.record["test"]
     assert test["trials"] == CHALLENGE and test["p0"] == "1/2"
-    assert test["threshold"] == decision_threshold(CHALLENGE, Fraction(1, 2), Fraction(1, 2**64)) == 113
+    assert (
+        test["threshold"]
+        == decision_threshold(CHALLENGE, Fraction(1, 2), Fraction(1, 2**64))
+        == 113
+    )
     assert test["matches"] >= test["threshold"]
     assert any("weights family" in line for line in report.lines)
     # The bundle needs no trust beyond the TSA roots it carries.
@@ -90,7 +107,9 @@ def test_a_white_box_claim_on_an_unmarked_model_is_rejected(
     from secmark.embed import save_state
 
     path = save_state(marked.unmarked, tmp_path / "unmarked.safetensors")
-    bundle = run(marked.keys, marked.signed, WeightsSuspect.from_family(path, FAMILY), arbiter, authority)
+    bundle = run(
+        marked.keys, marked.signed, WeightsSuspect.from_family(path, FAMILY), arbiter, authority
+    )
     assert verify_bundle(bundle, authority.trust).outcome == "rejected"
 
 
@@ -108,7 +127,11 @@ def test_the_owner_claims_white_box_for_weights_and_black_box_otherwise(
     assert EVIDENCE_KINDS == ("black-box", "white-box")
     weights = commit(owner, "kinds")
     noise = create_commitment(
-        owner, family=NoiseFamily((4,), "uint8", 0, 255), labels=ClassLabels(10), size=256, model_label="m"
+        owner,
+        family=NoiseFamily((4,), "uint8", 0, 255),
+        labels=ClassLabels(10),
+        size=256,
+        model_label="m",
     )
     for signed, kinds in ((weights, ("white-box",)), (noise, ("black-box",))):
         assert evidence_kinds_for(signed.document.family) == kinds
@@ -117,14 +140,20 @@ def test_the_owner_claims_white_box_for_weights_and_black_box_otherwise(
         arbiter.file_claim(claim)
 
 
-@pytest.mark.parametrize("kinds", [("black-box",), ("white-box", "black-box"), ("black-box", "white-box")])
+@pytest.mark.parametrize(
+    "kinds", [("black-box",), ("white-box", "black-box"), ("black-box", "white-box")]
+)
 def test_a_weights_claim_offering_other_evidence_is_refused(
     owner: IdentityKeys, arbiter: Arbiter, authority: Authority, kinds: tuple[str, ...]
 ) -> None:
     signed = commit(owner, "kinds")
     claim = create_claim(
-        owner, commitment=signed.to_json(), commitment_evidence=authority.evidence(signed.digest),
-        suspect="label:suspect", arbiter=arbiter.keys.key_id, evidence_kinds=kinds,
+        owner,
+        commitment=signed.to_json(),
+        commitment_evidence=authority.evidence(signed.digest),
+        suspect="label:suspect",
+        arbiter=arbiter.keys.key_id,
+        evidence_kinds=kinds,
     ).to_json()
     with pytest.raises(ProtocolError, match="weights commitment offers white-box evidence"):
         arbiter.file_claim(claim)
@@ -134,11 +163,19 @@ def test_a_black_box_commitment_cannot_be_claimed_white_box(
     owner: IdentityKeys, arbiter: Arbiter, authority: Authority
 ) -> None:
     signed = create_commitment(
-        owner, family=NoiseFamily((4,), "uint8", 0, 255), labels=ClassLabels(10), size=256, model_label="m"
+        owner,
+        family=NoiseFamily((4,), "uint8", 0, 255),
+        labels=ClassLabels(10),
+        size=256,
+        model_label="m",
     )
     claim = create_claim(
-        owner, commitment=signed.to_json(), commitment_evidence=authority.evidence(signed.digest),
-        suspect="label:suspect", arbiter=arbiter.keys.key_id, evidence_kinds=("white-box",),
+        owner,
+        commitment=signed.to_json(),
+        commitment_evidence=authority.evidence(signed.digest),
+        suspect="label:suspect",
+        arbiter=arbiter.keys.key_id,
+        evidence_kinds=("white-box",),
     ).to_json()
     with pytest.raises(ProtocolError, match="noise commitment offers black-box evidence"):
         arbiter.file_claim(claim)
@@ -150,7 +187,9 @@ def test_a_reveal_of_another_commitments_rows_is_refused(
     """An owner answering the challenge with proofs from another of his
     weights commitments (one that might suit the suspect better) fails."""
     suspect = WeightsSuspect.from_family(model_file, FAMILY)
-    case = arbiter.file_claim(claim_for(marked.keys, marked.signed, suspect.describe(), arbiter, authority))
+    case = arbiter.file_claim(
+        claim_for(marked.keys, marked.signed, suspect.describe(), arbiter, authority)
+    )
     challenge = arbiter.challenge(case)
     other = commit(marked.keys, "another")
     # Same owner, the challenged indices, the other commitment's proofs.
@@ -160,7 +199,9 @@ def test_a_reveal_of_another_commitments_rows_is_refused(
         for index in opened.document.indices
     )
     contents = RevealContents(opened.digest, revealed)
-    forged = sign_document(Reveal(opened.digest, contents.seal(arbiter.keys.public_keys)), marked.keys).to_json()
+    forged = sign_document(
+        Reveal(opened.digest, contents.seal(arbiter.keys.public_keys)), marked.keys
+    ).to_json()
     with pytest.raises(ProofError):
         arbiter.receive_reveal(case, forged)
 
@@ -186,17 +227,27 @@ def test_one_owner_files_one_claim_per_kind_and_gets_two_verdicts(
     from secmark.triggers import iter_triggers
 
     noise = create_commitment(
-        marked.keys, family=NoiseFamily((4,), "uint8", 0, 255), labels=ClassLabels(10), size=128, model_label="m"
+        marked.keys,
+        family=NoiseFamily((4,), "uint8", 0, 255),
+        labels=ClassLabels(10),
+        size=128,
+        model_label="m",
     )
     table = {
         row.tobytes(): int(label)
         for batch in iter_triggers(marked.keys, noise, range(128))
         for row, label in zip(batch.inputs, batch.labels)
     }
-    answering = CallableSuspect(lambda batch: np.array([table.get(row.tobytes(), 0) for row in batch]))
+    answering = CallableSuspect(
+        lambda batch: np.array([table.get(row.tobytes(), 0) for row in batch])
+    )
     weights = WeightsSuspect.from_family(model_file, FAMILY)
-    black = arbiter.file_claim(claim_for(marked.keys, noise, weights.describe(), arbiter, authority))
-    arbiter.receive_reveal(black, answer_challenge(marked.keys, noise, arbiter.challenge(black), arbiter.identity))
+    black = arbiter.file_claim(
+        claim_for(marked.keys, noise, weights.describe(), arbiter, authority)
+    )
+    arbiter.receive_reveal(
+        black, answer_challenge(marked.keys, noise, arbiter.challenge(black), arbiter.identity)
+    )
     arbiter.query(black, answering)
     white_bundle = run(marked.keys, marked.signed, weights, arbiter, authority)
     arbiter.decide(black)

@@ -56,7 +56,9 @@ def test_predict_is_the_sign_of_the_projection(marked: Marked) -> None:
     suspect = WeightsSuspect.from_family(state(marked.marked), FAMILY)
     reduced = values.astype(np.float64).mean(axis=0)
     assert np.array_equal(suspect.reduced, reduced)
-    assert suspect.predict(marked.rows).tolist() == [int(row @ reduced > 0) for row in marked.rows.astype(np.float64)]
+    assert suspect.predict(marked.rows).tolist() == [
+        int(row @ reduced > 0) for row in marked.rows.astype(np.float64)
+    ]
     assert suspect.predict(marked.rows).dtype == np.int64
     assert isinstance(suspect, Suspect)
 
@@ -70,13 +72,17 @@ def test_flatten_reduction() -> None:
     assert suspect.predict(np.ones((1, 12), dtype=np.int8)).tolist() == [int(weights.sum() > 0)]
 
 
-def test_a_safetensors_file_is_read_and_described_by_its_digest(model_file: Path, marked: Marked) -> None:
+def test_a_safetensors_file_is_read_and_described_by_its_digest(
+    model_file: Path, marked: Marked
+) -> None:
     suspect = WeightsSuspect.from_family(model_file, FAMILY)
     assert suspect.describe() == "sha256:" + hashlib.sha256(model_file.read_bytes()).hexdigest()
     assert bits_matched(suspect, marked.rows, marked.bits) >= 0.99
 
 
-def test_a_state_dict_is_described_by_its_safetensors_digest(marked: Marked, tmp_path: Path) -> None:
+def test_a_state_dict_is_described_by_its_safetensors_digest(
+    marked: Marked, tmp_path: Path
+) -> None:
     values = state(marked.marked)
     save_file(values, tmp_path / "same.safetensors")
     expected = "sha256:" + hashlib.sha256((tmp_path / "same.safetensors").read_bytes()).hexdigest()
@@ -107,13 +113,17 @@ def test_bfloat16_weights_are_read_without_torch(tmp_path: Path) -> None:
 
 def test_a_missing_parameter_is_a_different_architecture(model_file: Path) -> None:
     other = WeightsFamily("encoder.layer.0.weight", (64, 512))
-    with pytest.raises(SuspectError, match="no parameter 'encoder.layer.0.weight'.*architecture differs"):
+    with pytest.raises(
+        SuspectError, match="no parameter 'encoder.layer.0.weight'.*architecture differs"
+    ):
         WeightsSuspect.from_family(model_file, other)
 
 
 def test_another_shape_is_a_different_architecture(model_file: Path) -> None:
     wider = WeightsFamily("classifier.1.weight", (128, 512))
-    with pytest.raises(SuspectError, match=r"shape \(64, 512\).*\(128, 512\).*architecture differs"):
+    with pytest.raises(
+        SuspectError, match=r"shape \(64, 512\).*\(128, 512\).*architecture differs"
+    ):
         WeightsSuspect.from_family(model_file, wider)
 
 
@@ -162,7 +172,9 @@ def test_a_malicious_pickle_is_refused_and_never_run(tmp_path: Path, container: 
         buffer = io.BytesIO()
         torch.save(payload, buffer)
         path.write_bytes(buffer.getvalue())
-    with pytest.raises(SuspectError, match="neither a safetensors file nor a weights-only torch checkpoint"):
+    with pytest.raises(
+        SuspectError, match="neither a safetensors file nor a weights-only torch checkpoint"
+    ):
         WeightsSuspect.from_family(path, FAMILY)
     assert not marker.exists()
 

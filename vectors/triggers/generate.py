@@ -52,7 +52,9 @@ def write(name: str, content: dict[str, Any]) -> None:
 def owner() -> tuple[IdentityKeys, dict[str, str]]:
     identity = json.loads(IDENTITY.read_text(encoding="utf-8"))
     seeds = {name: identity[name] for name in ("signing_seed", "vrf_seed", "encryption_key")}
-    return IdentityKeys(*(bytes.fromhex(seeds[n]) for n in ("signing_seed", "vrf_seed", "encryption_key"))), seeds
+    return IdentityKeys(
+        *(bytes.fromhex(seeds[n]) for n in ("signing_seed", "vrf_seed", "encryption_key"))
+    ), seeds
 
 
 def other_owner() -> IdentityKeys:
@@ -69,7 +71,10 @@ def nonce(label: str) -> bytes:
 def make_pool(label: str, count: int, shape: tuple[int, ...], dtype: str) -> np.ndarray:
     """A fixed pool: SHAKE-256 bytes; float32 items are those bytes / 255."""
     size = count * int(np.prod(shape))
-    raw = np.frombuffer(hashlib.shake_256(f"secmark trigger vectors: pool {label}".encode()).digest(size), dtype=np.uint8)
+    raw = np.frombuffer(
+        hashlib.shake_256(f"secmark trigger vectors: pool {label}".encode()).digest(size),
+        dtype=np.uint8,
+    )
     if dtype == "uint8":
         return raw.reshape(count, *shape).copy()
     return (raw.astype(np.float32) / np.float32(255)).reshape(count, *shape)
@@ -86,10 +91,20 @@ def label_json(label: Any) -> Any:
 CASES: list[tuple[str, TriggerFamily, LabelSpace, tuple[int, tuple[int, ...], str] | None]] = [
     ("noise-uint8", NoiseFamily((3, 8, 8), "uint8", 0, 255), ClassLabels(10), None),
     ("noise-uint8-range", NoiseFamily((4, 5), "uint8", 16, 239), ClassLabels(1000), None),
-    ("noise-float32", NoiseFamily((2, 3, 3), "float32", -1.0, 1.0), RegressionLabels(-2.5, 7.5, 0.25), None),
+    (
+        "noise-float32",
+        NoiseFamily((2, 3, 3), "float32", -1.0, 1.0),
+        RegressionLabels(-2.5, 7.5, 0.25),
+        None,
+    ),
     ("tokens", TokensFamily(12, 1000, (0, 1, 2, 3, 999)), TokenLabels(50257, 3), None),
     ("pool", PoolFamily(7, (2, 4, 4), "uint8"), ClassLabels(3), (7, (2, 4, 4), "uint8")),
-    ("overlay", OverlayFamily(7, (3, 4, 4), "float32", 5, 0.0, 1.0), ClassLabels(2), (7, (3, 4, 4), "float32")),
+    (
+        "overlay",
+        OverlayFamily(7, (3, 4, 4), "float32", 5, 0.0, 1.0),
+        ClassLabels(2),
+        (7, (3, 4, 4), "float32"),
+    ),
 ]
 
 
@@ -101,7 +116,10 @@ WEIGHTS = WeightsFamily("encoder.conv.weight", (8, 5, 3, 3), "mean-out", "radema
 def make_parameter(label: str, shape: tuple[int, ...]) -> np.ndarray:
     """Fixed float32 weights in [-1, 1]: SHAKE-256 bytes b as (b - 127.5) / 127.5."""
     size = int(np.prod(shape))
-    raw = np.frombuffer(hashlib.shake_256(f"secmark trigger vectors: parameter {label}".encode()).digest(size), dtype=np.uint8)
+    raw = np.frombuffer(
+        hashlib.shake_256(f"secmark trigger vectors: parameter {label}".encode()).digest(size),
+        dtype=np.uint8,
+    )
     return ((raw.astype(np.float32) - np.float32(127.5)) / np.float32(127.5)).reshape(shape)
 
 
@@ -109,49 +127,59 @@ def weights(keys: IdentityKeys, seeds: dict[str, str]) -> None:
     """A weights commitment's rows and bits, and the bits a fixed parameter answers."""
     name = "weights"
     signed = create_commitment(
-        keys, family=WEIGHTS, labels=ClassLabels(2), size=64, model_label=f"secmark trigger vector {name}",
-        nonce=nonce(name), created=CREATED,
+        keys,
+        family=WEIGHTS,
+        labels=ClassLabels(2),
+        size=64,
+        model_label=f"secmark trigger vector {name}",
+        nonce=nonce(name),
+        created=CREATED,
     )
     parameter = make_parameter(name, WEIGHTS.parameter_shape)
     suspect = WeightsSuspect.from_family({WEIGHTS.parameter: parameter}, WEIGHTS)
     triggers = []
     for index in INDICES:
         trigger = derive_trigger(keys, signed, index)
-        triggers.append({
-            "index": index,
-            "alpha": trigger_alpha(bytes.fromhex(signed.digest), index).hex(),
-            "pi": trigger.proof.hex(),
-            "beta": trigger.beta.hex(),
-            "input_sha256": hashlib.sha256(input_bytes(trigger.input)).hexdigest(),
-            "input_hex": input_bytes(trigger.input).hex(),
-            "label": label_json(trigger.label),
-            "pool_index": None,
-            "answer": int(suspect.predict(trigger.input[None, :])[0]),
-        })
-    write(f"{name}.json", {
-        "kind": "weights-derivation",
-        "source": SOURCE,
-        "note": (
-            "as trigger-derivation, for the weights family: input_hex is the row, one int8 (+1 = 01, "
-            "-1 = ff) per value; label is the bit. parameter_hex holds the committed parameter's "
-            "float32 values (C order, little-endian), and answer is the bit a suspect with that "
-            "parameter gives: 1 if row . mean-out(parameter) > 0, else 0; see specs/derivation.md 7.11"
-        ),
-        "owner": seeds,
-        "commitment": {
-            "family": WEIGHTS.to_fields(),
-            "labels": ClassLabels(2).to_fields(),
-            "size": 64,
-            "model_label": f"secmark trigger vector {name}",
-            "pool_root": None,
-            "nonce": nonce(name).hex(),
-            "created": "2026-02-01T00:00:00Z",
+        triggers.append(
+            {
+                "index": index,
+                "alpha": trigger_alpha(bytes.fromhex(signed.digest), index).hex(),
+                "pi": trigger.proof.hex(),
+                "beta": trigger.beta.hex(),
+                "input_sha256": hashlib.sha256(input_bytes(trigger.input)).hexdigest(),
+                "input_hex": input_bytes(trigger.input).hex(),
+                "label": label_json(trigger.label),
+                "pool_index": None,
+                "answer": int(suspect.predict(trigger.input[None, :])[0]),
+            }
+        )
+    write(
+        f"{name}.json",
+        {
+            "kind": "weights-derivation",
+            "source": SOURCE,
+            "note": (
+                "as trigger-derivation, for the weights family: input_hex is the row, one int8 (+1 = 01, "
+                "-1 = ff) per value; label is the bit. parameter_hex holds the committed parameter's "
+                "float32 values (C order, little-endian), and answer is the bit a suspect with that "
+                "parameter gives: 1 if row . mean-out(parameter) > 0, else 0; see specs/derivation.md 7.11"
+            ),
+            "owner": seeds,
+            "commitment": {
+                "family": WEIGHTS.to_fields(),
+                "labels": ClassLabels(2).to_fields(),
+                "size": 64,
+                "model_label": f"secmark trigger vector {name}",
+                "pool_root": None,
+                "nonce": nonce(name).hex(),
+                "created": "2026-02-01T00:00:00Z",
+            },
+            "commitment_id": signed.digest,
+            "envelope": signed.to_json().decode(),
+            "parameter_hex": input_bytes(parameter).hex(),
+            "triggers": triggers,
         },
-        "commitment_id": signed.digest,
-        "envelope": signed.to_json().decode(),
-        "parameter_hex": input_bytes(parameter).hex(),
-        "triggers": triggers,
-    })
+    )
 
 
 def positive(keys: IdentityKeys, seeds: dict[str, str]) -> dict[str, dict[str, Any]]:
@@ -183,7 +211,9 @@ def positive(keys: IdentityKeys, seeds: dict[str, str]) -> dict[str, dict[str, A
                 "pool_index": trigger.pool_index,
             }
             if committed is not None and trigger.pool_index is not None:
-                entry["merkle_path"] = [h.hex() for h in committed.inclusion_path(trigger.pool_index)]
+                entry["merkle_path"] = [
+                    h.hex() for h in committed.inclusion_path(trigger.pool_index)
+                ]
             if trigger.input.size <= 64:
                 entry["input_hex"] = input_bytes(trigger.input).hex()
             triggers.append(entry)
@@ -232,8 +262,13 @@ def negative(keys: IdentityKeys, written: dict[str, dict[str, Any]]) -> None:
     # The same family and labels under another nonce: another commitment id.
     family = NoiseFamily((3, 8, 8), "uint8", 0, 255)
     another = create_commitment(
-        keys, family=family, labels=ClassLabels(10), size=64,
-        model_label="secmark trigger vector noise-uint8", nonce=nonce("another"), created=CREATED,
+        keys,
+        family=family,
+        labels=ClassLabels(10),
+        size=64,
+        model_label="secmark trigger vector noise-uint8",
+        nonce=nonce("another"),
+        created=CREATED,
     )
     foreign = derive_trigger(keys, another, 0)
     other_proof = other_owner().vrf.prove(bytes.fromhex(first["alpha"]))
@@ -244,8 +279,13 @@ def negative(keys: IdentityKeys, written: dict[str, dict[str, Any]]) -> None:
 
     pool_vectors = written["pool"]
     pool_items = pool_vectors["pool"]
-    t0, t1 = pool_vectors["triggers"][0], next(
-        t for t in pool_vectors["triggers"] if t["pool_index"] != pool_vectors["triggers"][0]["pool_index"]
+    t0, t1 = (
+        pool_vectors["triggers"][0],
+        next(
+            t
+            for t in pool_vectors["triggers"]
+            if t["pool_index"] != pool_vectors["triggers"][0]["pool_index"]
+        ),
     )
     wrong_path = [bytearray(bytes.fromhex(h)) for h in t0["merkle_path"]]
     wrong_path[0][0] ^= 0x08
@@ -256,23 +296,71 @@ def negative(keys: IdentityKeys, written: dict[str, dict[str, Any]]) -> None:
 
     cases = [
         case("proof for index 1 presented as index 0", "noise-uint8", 0, second["pi"]),
-        case("proof for index 0 of another commitment by the same owner (another nonce)", "noise-uint8", 0, foreign.proof.hex()),
-        case("proof of this alpha under another owner's VRF key", "noise-uint8", 0, other_proof.hex()),
-        case("index N = 64, outside the committed set, with a valid VRF proof of its alpha", "noise-uint8", 64, beyond.hex()),
+        case(
+            "proof for index 0 of another commitment by the same owner (another nonce)",
+            "noise-uint8",
+            0,
+            foreign.proof.hex(),
+        ),
+        case(
+            "proof of this alpha under another owner's VRF key", "noise-uint8", 0, other_proof.hex()
+        ),
+        case(
+            "index N = 64, outside the committed set, with a valid VRF proof of its alpha",
+            "noise-uint8",
+            64,
+            beyond.hex(),
+        ),
         case("one bit of the proof's challenge flipped", "noise-uint8", 0, bytes(flipped).hex()),
         case("truncated proof", "noise-uint8", 0, first["pi"][:-2]),
-        case("pool: Merkle path with one bit flipped", "pool", 0, t0["pi"],
-             pool_item=pool_items[t0["pool_index"]], merkle_path=[bytes(h).hex() for h in wrong_path]),
-        case("pool: the selected item with the Merkle path of another item", "pool", 0, t0["pi"],
-             pool_item=pool_items[t0["pool_index"]], merkle_path=t1["merkle_path"]),
-        case("pool: another pool item with its own valid Merkle path", "pool", 0, t0["pi"],
-             pool_item=pool_items[t1["pool_index"]], merkle_path=t1["merkle_path"]),
-        case("pool: Merkle path missing its last hash", "pool", 0, t0["pi"],
-             pool_item=pool_items[t0["pool_index"]], merkle_path=t0["merkle_path"][:-1]),
-        case("pool: Merkle path with an extra hash", "pool", 0, t0["pi"],
-             pool_item=pool_items[t0["pool_index"]], merkle_path=[*t0["merkle_path"], t0["merkle_path"][0]]),
-        case("overlay: selected item with one byte changed, its original path", "overlay", 0, o0["pi"],
-             pool_item=bytes(changed_item).hex(), merkle_path=o0["merkle_path"]),
+        case(
+            "pool: Merkle path with one bit flipped",
+            "pool",
+            0,
+            t0["pi"],
+            pool_item=pool_items[t0["pool_index"]],
+            merkle_path=[bytes(h).hex() for h in wrong_path],
+        ),
+        case(
+            "pool: the selected item with the Merkle path of another item",
+            "pool",
+            0,
+            t0["pi"],
+            pool_item=pool_items[t0["pool_index"]],
+            merkle_path=t1["merkle_path"],
+        ),
+        case(
+            "pool: another pool item with its own valid Merkle path",
+            "pool",
+            0,
+            t0["pi"],
+            pool_item=pool_items[t1["pool_index"]],
+            merkle_path=t1["merkle_path"],
+        ),
+        case(
+            "pool: Merkle path missing its last hash",
+            "pool",
+            0,
+            t0["pi"],
+            pool_item=pool_items[t0["pool_index"]],
+            merkle_path=t0["merkle_path"][:-1],
+        ),
+        case(
+            "pool: Merkle path with an extra hash",
+            "pool",
+            0,
+            t0["pi"],
+            pool_item=pool_items[t0["pool_index"]],
+            merkle_path=[*t0["merkle_path"], t0["merkle_path"][0]],
+        ),
+        case(
+            "overlay: selected item with one byte changed, its original path",
+            "overlay",
+            0,
+            o0["pi"],
+            pool_item=bytes(changed_item).hex(),
+            merkle_path=o0["merkle_path"],
+        ),
         case("pool: no pool item revealed", "pool", 0, t0["pi"]),
     ]
     write(
