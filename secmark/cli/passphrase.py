@@ -10,14 +10,20 @@ from pathlib import Path
 from secmark.crypto import IdentityKeys, read_key_file
 from secmark.errors import KeyMaterialError
 
-__all__ = ["PASSPHRASE_ENV", "read_passphrase", "open_key_file"]
+__all__ = ["PASSPHRASE_ENV", "open_key_file", "read_passphrase"]
 
 PASSPHRASE_ENV = "SECMARK_PASSPHRASE"
 
 
-def read_passphrase(passphrase_file: str | None, *, confirm: bool) -> bytes:
-    """The passphrase from ``passphrase_file`` (first line), else the
-    ``SECMARK_PASSPHRASE`` variable, else a prompt on a terminal.
+def read_passphrase(
+    passphrase_file: str | None,
+    *,
+    confirm: bool,
+    variable: str = PASSPHRASE_ENV,
+    what: str = "passphrase",
+) -> bytes:
+    """The ``what`` from ``passphrase_file`` (first line), else the environment
+    ``variable``, else a prompt on a terminal.
 
     Raises:
         KeyMaterialError: none of those gives a non-empty passphrase, or the
@@ -31,19 +37,18 @@ def read_passphrase(passphrase_file: str | None, *, confirm: bool) -> bytes:
                 f"cannot read passphrase file {passphrase_file}: {error.strerror}"
             ) from None
         passphrase = text.splitlines()[0] if text else ""
-    elif os.environ.get(PASSPHRASE_ENV):
-        passphrase = os.environ[PASSPHRASE_ENV]
+    elif os.environ.get(variable):
+        passphrase = os.environ[variable]
     elif sys.stdin.isatty():
-        passphrase = getpass.getpass("Passphrase: ")
-        if confirm and getpass.getpass("Passphrase (again): ") != passphrase:
-            raise KeyMaterialError("the two passphrases differ")
+        passphrase = getpass.getpass(f"{what.capitalize()}: ")
+        if confirm and getpass.getpass(f"{what.capitalize()} (again): ") != passphrase:
+            raise KeyMaterialError(f"the two entries of the {what} differ")
     else:
         raise KeyMaterialError(
-            f"no passphrase: use --passphrase-file, set {PASSPHRASE_ENV}, "
-            "or run in a terminal to be asked"
+            f"no {what}: use --passphrase-file, set {variable}, or run in a terminal to be asked"
         )
     if not passphrase:
-        raise KeyMaterialError("the passphrase is empty")
+        raise KeyMaterialError(f"the {what} is empty")
     return passphrase.encode("utf-8")
 
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import getpass
 import hashlib
-import os
 import sys
 from pathlib import Path
 from typing import Final
@@ -14,7 +12,8 @@ from typing import Final
 from cryptography.hazmat.primitives.serialization import Encoding
 
 from secmark.cli.output import add_json_flag, emit
-from secmark.errors import KeyMaterialError, SecmarkError
+from secmark.cli.passphrase import read_passphrase
+from secmark.errors import SecmarkError
 from secmark.timestamp import TimestampAuthority, TimestampServer
 from secmark.timestamp.authority import ROOT_CERTIFICATE_FILE, TSA_CERTIFICATE_FILE
 from secmark.timestamp.server import DEFAULT_PORT
@@ -74,29 +73,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _passphrase(passphrase_file: str | None, *, confirm: bool) -> bytes:
-    """From ``passphrase_file`` (first line), else $SECMARK_TSA_PASSPHRASE, else a prompt."""
-    if passphrase_file is not None:
-        try:
-            text = Path(passphrase_file).read_text(encoding="utf-8")
-        except OSError as error:
-            raise KeyMaterialError(
-                f"cannot read passphrase file {passphrase_file}: {error.strerror}"
-            ) from None
-        passphrase = text.splitlines()[0] if text else ""
-    elif os.environ.get(PASSPHRASE_ENV):
-        passphrase = os.environ[PASSPHRASE_ENV]
-    elif sys.stdin.isatty():
-        passphrase = getpass.getpass("TSA key passphrase: ")
-        if confirm and getpass.getpass("TSA key passphrase (again): ") != passphrase:
-            raise KeyMaterialError("the two passphrases differ")
-    else:
-        raise KeyMaterialError(
-            f"no passphrase for the TSA key: use --passphrase-file, set {PASSPHRASE_ENV}, "
-            "or run in a terminal to be asked"
-        )
-    if not passphrase:
-        raise KeyMaterialError("the TSA key passphrase is empty")
-    return passphrase.encode("utf-8")
+    return read_passphrase(
+        passphrase_file, confirm=confirm, variable=PASSPHRASE_ENV, what="TSA key passphrase"
+    )
 
 
 def _fingerprint(authority: TimestampAuthority) -> str:

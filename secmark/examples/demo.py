@@ -43,7 +43,7 @@ from secmark.messages.document import SignedDocument
 from secmark.messages.families import NoiseFamily, PoolFamily
 from secmark.messages.identity import create_identity
 from secmark.messages.labels import ClassLabels
-from secmark.messages.release import create_release, model_file_digest
+from secmark.messages.release import Release, create_release, model_file_digest
 from secmark.messages.verdict import open_verdict
 from secmark.models.torch_module import TorchSuspect
 from secmark.protocol.arbiter import Arbiter, ArbiterPolicy
@@ -185,56 +185,32 @@ def run_demo(folder: Path, say: Callable[[str], None] = print) -> DemoOutcome:
     def run_case(
         keys: IdentityKeys,
         signed: SignedDocument[Commitment],
-        claim: bytes,
+        evidence: bytes,
+        release: tuple[SignedDocument[Release], bytes] | None = None,
         pool: CommittedPool | None = None,
     ) -> Case:
+        claim = file_claim(
+            keys,
+            commitment=signed.to_json(),
+            commitment_evidence=evidence,
+            suspect=SUSPECT,
+            arbiter=arbiter_identity,
+            release=None if release is None else release[0].to_json(),
+            release_evidence=None if release is None else release[1],
+        )
         case = arbiter.file_claim(claim)
         challenge = arbiter.challenge(case)
-        arbiter.receive_reveal(
-            case, answer_challenge(keys, signed, challenge, arbiter_identity, pool=pool)
-        )
+        reveal = answer_challenge(keys, signed, challenge, arbiter_identity, pool=pool)
+        arbiter.receive_reveal(case, reveal)
         arbiter.query(case, suspect)
         return arbiter.case(case.name)
 
     say(f"[{format_time(today)}] three claims reach the arbiter about {SUSPECT[6:]}:")
-    owner_case = run_case(
-        owner,
-        commitment,
-        file_claim(
-            owner,
-            commitment=commitment.to_json(),
-            commitment_evidence=evidence,
-            suspect=SUSPECT,
-            arbiter=arbiter_identity,
-            release=release.to_json(),
-            release_evidence=release_evidence,
-        ),
-    )
+    owner_case = run_case(owner, commitment, evidence, (release, release_evidence))
     thief_case = run_case(
-        thief,
-        thief_commitment,
-        file_claim(
-            thief,
-            commitment=thief_commitment.to_json(),
-            commitment_evidence=thief_evidence,
-            suspect=SUSPECT,
-            arbiter=arbiter_identity,
-            release=thief_release.to_json(),
-            release_evidence=thief_release_evidence,
-        ),
+        thief, thief_commitment, thief_evidence, (thief_release, thief_release_evidence)
     )
-    chosen_case = run_case(
-        thief,
-        chosen_commitment,
-        file_claim(
-            thief,
-            commitment=chosen_commitment.to_json(),
-            commitment_evidence=chosen_evidence,
-            suspect=SUSPECT,
-            arbiter=arbiter_identity,
-        ),
-        pool=chosen_pool,
-    )
+    chosen_case = run_case(thief, chosen_commitment, chosen_evidence, pool=chosen_pool)
     for name, case in (
         ("owner", owner_case),
         ("thief (own key)", thief_case),

@@ -52,7 +52,7 @@ def test_init_passphrase_from_environment(
 def test_init_without_passphrase_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(tsa.PASSPHRASE_ENV, raising=False)
     monkeypatch.setattr(sys, "stdin", io.StringIO())  # not a terminal: no prompt
-    with pytest.raises(KeyMaterialError, match="no passphrase for the TSA key"):
+    with pytest.raises(KeyMaterialError, match="no TSA key passphrase"):
         _run(["tsa", "init", str(tmp_path / "tsa")])
 
 
