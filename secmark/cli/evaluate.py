@@ -35,20 +35,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     evaluate.add_argument(
-        "--datasets", default=_DEFAULT_DATASETS,
+        "--datasets",
+        default=_DEFAULT_DATASETS,
         help=f"comma-separated data sets (default {_DEFAULT_DATASETS})",
     )
     evaluate.add_argument(
-        "--seeds", type=int,
+        "--seeds",
+        type=int,
         help=f"seeds 1..N (default {_DEFAULT_SEEDS}, or {_QUICK_SEEDS} with --quick)",
     )
     evaluate.add_argument("--quick", action="store_true", help="a reduced attack grid")
     evaluate.add_argument(
-        "--threads", type=int, default=1,
+        "--threads",
+        type=int,
+        default=1,
         help="torch CPU threads (default 1: more is slower beside any other busy process)",
     )
     evaluate.add_argument("--out", required=True, type=Path, help="folder for the report")
-    evaluate.add_argument("--overwrite", action="store_true", help="replace an earlier report there")
+    evaluate.add_argument(
+        "--overwrite", action="store_true", help="replace an earlier report there"
+    )
     evaluate.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     add_json_flag(evaluate)
     evaluate.set_defaults(handler=_evaluate)
@@ -65,7 +71,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
 
     datasets = tuple(name.strip() for name in args.datasets.split(",") if name.strip())
-    seeds = args.seeds if args.seeds is not None else (_QUICK_SEEDS if args.quick else _DEFAULT_SEEDS)
+    seeds = (
+        args.seeds if args.seeds is not None else (_QUICK_SEEDS if args.quick else _DEFAULT_SEEDS)
+    )
     if seeds < 1:
         raise EncodingError(f"--seeds must be at least 1, not {seeds}")
     if args.threads < 1:
@@ -81,16 +89,21 @@ def _evaluate(args: argparse.Namespace) -> int:
     rows = result.summary()
     failing = [row for row in rows if not row.survives]
     lines = [
-        (f"evaluated {len(rows)} attack settings on {', '.join(datasets)} "
-        f"({len(config.seeds)} seed(s)) in {result.seconds:.0f} s"),
+        (
+            f"evaluated {len(rows)} attack settings on {', '.join(datasets)} "
+            f"({len(config.seeds)} seed(s)) in {result.seconds:.0f} s"
+        ),
     ]
     for task in result.tasks:
         own = [row for row in rows if row.dataset == task.name]
         removed = [row for row in own if not row.survives]
         lines.append(
             f"  {task.name}: watermark survives {len(own) - len(removed)} of {len(own)} settings"
-            + (f"; removed by {', '.join(sorted({f'{r.attack} {r.strength:g}' for r in removed}))}"
-               if removed else "")
+            + (
+                f"; removed by {', '.join(sorted({f'{r.attack} {r.strength:g}' for r in removed}))}"
+                if removed
+                else ""
+            )
         )
     lines += [f"report:  {files.html}", f"summary: {files.markdown}, {files.json}"]
     data: dict[str, Any] = {
@@ -100,8 +113,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         "seconds": result.seconds,
         "settings": len(rows),
         "not_surviving": [
-            {"dataset": r.dataset, "attack": r.attack, "strength": r.strength,
-             "data_fraction": r.data_fraction, "removed_seeds": r.removed, "seeds": r.seeds}
+            {
+                "dataset": r.dataset,
+                "attack": r.attack,
+                "strength": r.strength,
+                "data_fraction": r.data_fraction,
+                "removed_seeds": r.removed,
+                "seeds": r.seeds,
+            }
             for r in failing
         ],
     }

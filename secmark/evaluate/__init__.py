@@ -1,0 +1,100 @@
+"""Robustness evaluation of secmark watermarks (the ``torch`` extra).
+
+How much does a thief have to do to a watermarked model before an arbiter's
+verdict no longer holds, and what does it cost him? On three data sets that
+ship with scikit-learn (:mod:`~secmark.evaluate.datasets`), the harness
+(:mod:`~secmark.evaluate.harness`) derives the owner's trigger set from a
+signed commitment, embeds it, runs the removal attacks of
+:mod:`~secmark.evaluate.attacks` over a grid of strengths and seeds, and
+judges every attacked model with the exact binomial test on an arbiter's
+challenge (:mod:`~secmark.evaluate.scoring`). It also checks that revealed
+triggers do not open a universal backdoor (:mod:`~secmark.evaluate.safety`).
+:mod:`~secmark.evaluate.report` writes the HTML report, ``summary.md`` and
+``summary.json``; ``secmark evaluate`` runs it all. ``specs/evaluation.md``
+defines every attack and the survival rule.
+
+Typical use::
+
+    config = default_config(("digits",), seeds=3)
+    result = run_evaluation(config)
+    write_report(result, Path("report"))
+"""
+
+from __future__ import annotations
+
+try:
+    import torch as _torch  # noqa: F401  (imported only to fail early and clearly)
+except ImportError as error:
+    raise ImportError(
+        "secmark.evaluate needs PyTorch: install the extra with pip install 'secmark[torch]'"
+    ) from error
+
+from secmark.evaluate.attacks import (
+    ATTACKS,
+    Attack,
+    AttackedModel,
+    AttackSettings,
+    ThiefData,
+    apply_attack,
+    prune_weights,
+    quantize_weights,
+)
+from secmark.evaluate.config import (
+    DEFAULT_DATA_FRACTION,
+    DEFAULT_MAX_CLEAN_DROP,
+    AttackSweep,
+    EvaluationConfig,
+    default_config,
+    quick_config,
+)
+from secmark.evaluate.datasets import TASK_NAMES, Recipe, Task, load_task
+from secmark.evaluate.harness import (
+    AttackRecord,
+    BaselineRecord,
+    EvaluationResult,
+    SummaryRow,
+    TaskInfo,
+    removes_watermark,
+    run_evaluation,
+)
+from secmark.evaluate.report import ReportFiles, format_p_value, write_report
+from secmark.evaluate.safety import SafetyRecord, check_trigger_safety
+from secmark.evaluate.scoring import Measurement, measure
+from secmark.evaluate.triggers import TriggerData, derive_triggers
+
+__all__ = [
+    "ATTACKS",
+    "DEFAULT_DATA_FRACTION",
+    "DEFAULT_MAX_CLEAN_DROP",
+    "TASK_NAMES",
+    "Attack",
+    "AttackRecord",
+    "AttackSettings",
+    "AttackSweep",
+    "AttackedModel",
+    "BaselineRecord",
+    "EvaluationConfig",
+    "EvaluationResult",
+    "Measurement",
+    "Recipe",
+    "ReportFiles",
+    "SafetyRecord",
+    "SummaryRow",
+    "Task",
+    "TaskInfo",
+    "ThiefData",
+    "TriggerData",
+    "apply_attack",
+    "check_trigger_safety",
+    "default_config",
+    "derive_triggers",
+    "format_p_value",
+    "load_task",
+    "measure",
+    "prune_weights",
+    "quantize_weights",
+    "quick_config",
+    "removes_watermark",
+    "run_evaluation",
+    "write_report",
+]

@@ -1,0 +1,425 @@
+"""Removal attacks: what a thief holding the watermarked model may do to it.
+
+Every attack takes the stolen model (never modified: attacks work on a copy),
+what the thief holds (:class:`ThiefData`: a fraction of the training data, his
+own trigger set, the attack settings, a seed) and a *strength*, and returns
+the :class:`AttackedModel` the arbiter will query. ``specs/evaluation.md``
+states exactly what each attack does.
+
+=================  ==================================================  ==============
+attack             what the thief does                                 strength
+=================  ==================================================  ==============
+finetune_last      trains the output layer only on his data            learning rate
+finetune_all       trains every layer on his data                      learning rate
+reinit_last        re-initialises the output layer, trains it only     learning rate
+reinit_all         re-initialises the output layer, trains all layers  learning rate
+prune              global magnitude pruning of conv/linear weights     pruned fraction
+fine_prune         prunes, then fine-tunes the surviving weights       pruned fraction
+quantize           per-tensor symmetric fake-quantisation of weights   bits
+input_noise        adds Gaussian noise to every query                  noise std
+distill            trains a fresh student on the model's answers       epochs / owner's
+overwrite          embeds his own secmark watermark                    learning rate
+=================  ==================================================  ==============
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import zlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Literal
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import prune as torch_prune
+
+from secmark.errors import EncodingError
+from secmark.evaluate.datasets import Task
+from secmark.evaluate.models import last_linear, weight_layers
+from secmark.evaluate.scoring import trigger_matches
+from secmark.evaluate.training import answers, fit
+from secmark.evaluate.triggers import TriggerData
+
+__all__ = [
+    "ATTACKS",
+    "Attack",
+    "AttackSettings",
+    "AttackedModel",
+    "ThiefData",
+    "apply_attack",
+    "prune_weights",
+    "quantize_weights",
+]
+
+_STUDENT_SEED_OFFSET = 7919
+"""Added to the seed for a distillation student's initialisation, so it does
+not start from the owner's initial weights."""
+_MAX_BITS = 16
+
+
+@dataclass(frozen=True)
+class AttackSettings:
+    """The fixed parts of the attacks; the swept part is each attack's strength.
+
+    Attributes:
+        finetune_epochs: passes over the thief's data when fine-tuning
+            (finetune_*, reinit_*).
+        fineprune_epochs: passes of fine-tuning after pruning (fine_prune).
+        fineprune_lr: Adam's learning rate for that fine-tuning.
+        overwrite_epochs: passes of the thief's own embedding (overwrite).
+    """
+
+    finetune_epochs: int = 30
+    fineprune_epochs: int = 5
+    fineprune_lr: float = 1e-3
+    overwrite_epochs: int = 30
+
+
+@dataclass(frozen=True, eq=False)
+class ThiefData:
+    """What the thief holds besides the stolen model.
+
+    ``inputs`` and ``targets`` are his share of the owner's training split
+    (the data budget); distillation uses the inputs only. ``triggers`` is the
+    trigger set of his own commitment (for overwriting).
+    """
+
+    task: Task
+    inputs: np.ndarray
+    targets: np.ndarray
+    triggers: TriggerData
+    settings: AttackSettings
+    seed: int
+
+
+@dataclass(frozen=True, eq=False)
+class AttackedModel:
+    """The suspect after an attack: ``model``, queried with Gaussian noise of
+    standard deviation ``input_noise`` added to every input (0: none).
+
+    ``extra`` holds attack-specific figures (the number of queries a
+    distillation made, the thief's own watermark accuracy after overwriting).
+    """
+
+    model: nn.Module
+    input_noise: float = 0.0
+    noise_seed: int = 0
+    extra: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+
+    def answer(self, task: Task, inputs: np.ndarray) -> np.ndarray:
+        """The model's answers to ``inputs``, noised first when ``input_noise`` > 0.
+
+        The noise is drawn from a generator seeded with ``noise_seed`` and
+        the inputs' checksum, so the same query gets the same noise.
+        """
+        if self.input_noise > 0:
+            rng = np.random.default_rng(
+                [self.noise_seed, zlib.crc32(np.ascontiguousarray(inputs).tobytes())]
+            )
+            noise = rng.normal(0.0, self.input_noise, size=inputs.shape).astype(np.float32)
+            inputs = (inputs + noise).astype(np.float32)
+        return answers(task, self.model, inputs)
+
+
+AttackFunction = Callable[[nn.Module, ThiefData, float], AttackedModel]
+
+
+@dataclass(frozen=True)
+class Attack:
+    """One removal attack.
+
+    Attributes:
+        name: its identifier.
+        title: a heading for people.
+        parameter: what the strength is, e.g. "learning rate".
+        log_scale: plot the strength on a log axis.
+        swept: which of the strength and the thief's data budget the
+            default grid varies (the other stays fixed).
+        description: one sentence on what the thief does.
+        run: the attack on a copy of the stolen model.
+    """
+
+    name: str
+    title: str
+    parameter: str
+    log_scale: bool
+    swept: Literal["strength", "data_fraction"]
+    description: str
+    run: AttackFunction = field(repr=False)
+
+
+def _positive(value: float, what: str) -> float:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise EncodingError(f"{what} must be a positive finite number, not {value!r}")
+    return float(value)
+
+
+def _whole(value: float, what: str, low: int, high: int) -> int:
+    if not (isinstance(value, (int, float)) and float(value).is_integer() and low <= value <= high):
+        raise EncodingError(f"{what} must be a whole number in [{low}, {high}], not {value!r}")
+    return int(value)
+
+
+def _rate(value: float) -> float:
+    if not (isinstance(value, (int, float)) and 0 <= value < 1):
+        raise EncodingError(f"the pruned fraction must be in [0, 1), not {value!r}")
+    return float(value)
+
+
+def _finetune(layers: Literal["last", "all"], reinit: bool) -> AttackFunction:
+    def run(model: nn.Module, thief: ThiefData, strength: float) -> AttackedModel:
+        lr = _positive(strength, "the learning rate")
+        last = last_linear(model)
+        if reinit:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(thief.seed)
+                last.reset_parameters()
+        if layers == "last":
+            for parameter in model.parameters():
+                parameter.requires_grad_(False)
+            for parameter in last.parameters():
+                parameter.requires_grad_(True)
+        try:
+            fit(
+                thief.task,
+                model,
+                thief.inputs,
+                thief.targets,
+                epochs=thief.settings.finetune_epochs,
+                lr=lr,
+                seed=thief.seed,
+            )
+        finally:
+            for parameter in model.parameters():
+                parameter.requires_grad_(True)
+        return AttackedModel(model)
+
+    return run
+
+
+def prune_weights(model: nn.Module, fraction: float) -> None:
+    """Zero the ``fraction`` of conv/linear weights smallest in magnitude,
+    ranked over all of them together (global magnitude pruning), in place and
+    permanently. Biases are kept."""
+    _rate(fraction)
+    if fraction == 0:
+        return
+    targets = [(layer, "weight") for layer in weight_layers(model)]
+    torch_prune.global_unstructured(
+        targets, pruning_method=torch_prune.L1Unstructured, amount=fraction
+    )
+    for layer, name in targets:
+        torch_prune.remove(layer, name)  # type: ignore[no-untyped-call]
+
+
+def _prune(model: nn.Module, thief: ThiefData, strength: float) -> AttackedModel:
+    prune_weights(model, strength)
+    return AttackedModel(model)
+
+
+def _fine_prune(model: nn.Module, thief: ThiefData, strength: float) -> AttackedModel:
+    fraction = _rate(strength)
+    targets = [(layer, "weight") for layer in weight_layers(model)]
+    if fraction > 0:
+        # The masks stay in place while fine-tuning: pruned weights get no
+        # gradient (weight = weight_orig * mask) and stay zero under a fresh Adam.
+        torch_prune.global_unstructured(
+            targets, pruning_method=torch_prune.L1Unstructured, amount=fraction
+        )
+    fit(
+        thief.task,
+        model,
+        thief.inputs,
+        thief.targets,
+        epochs=thief.settings.fineprune_epochs,
+        lr=thief.settings.fineprune_lr,
+        seed=thief.seed,
+    )
+    if fraction > 0:
+        for layer, name in targets:
+            torch_prune.remove(layer, name)  # type: ignore[no-untyped-call]
+    return AttackedModel(model)
+
+
+def quantize_weights(model: nn.Module, bits: int) -> None:
+    """Round every conv/linear weight tensor, in place, to the signed integer
+    grid of ``bits`` bits with one symmetric scale per tensor
+    (``max |w| / (2^(bits-1) - 1)``), and back to floats: what int8 or int4
+    weights compute. Biases stay in floating point, as int32 accumulators keep
+    them in real deployments.
+
+    Raises:
+        EncodingError: ``bits`` is not a whole number in [2, 16].
+    """
+    levels = 2 ** (_whole(bits, "bits", 2, _MAX_BITS) - 1) - 1
+    with torch.no_grad():
+        for layer in weight_layers(model):
+            weight = layer.weight
+            largest = float(weight.abs().max())
+            if largest == 0:
+                continue
+            scale = largest / levels
+            weight.copy_(torch.round(weight / scale).clamp(-levels, levels) * scale)
+
+
+def _quantize(model: nn.Module, thief: ThiefData, strength: float) -> AttackedModel:
+    quantize_weights(model, _whole(strength, "bits", 2, _MAX_BITS))
+    return AttackedModel(model)
+
+
+def _input_noise(model: nn.Module, thief: ThiefData, strength: float) -> AttackedModel:
+    if not (isinstance(strength, (int, float)) and math.isfinite(strength) and strength >= 0):
+        raise EncodingError(f"the noise standard deviation must be >= 0, not {strength!r}")
+    return AttackedModel(model, input_noise=float(strength), noise_seed=thief.seed)
+
+
+def _distill(model: nn.Module, thief: ThiefData, strength: float) -> AttackedModel:
+    task = thief.task
+    length = _positive(strength, "the student's training length")
+    epochs = max(1, round(length * task.recipe.epochs))
+    # The thief's queries: his own inputs, answered by the stolen model. He
+    # sees hard labels (a class, or the regression value) and nothing else.
+    labels = answers(task, model, thief.inputs).astype(thief.targets.dtype)
+    student = task.new_model(thief.seed + _STUDENT_SEED_OFFSET)
+    fit(task, student, thief.inputs, labels, epochs=epochs, lr=task.recipe.lr, seed=thief.seed)
+    return AttackedModel(student, extra=MappingProxyType({"queries": float(len(thief.inputs))}))
+
+
+def _overwrite(model: nn.Module, thief: ThiefData, strength: float) -> AttackedModel:
+    lr = _positive(strength, "the learning rate")
+    task = thief.task
+    fit(
+        task,
+        model,
+        thief.inputs,
+        thief.targets,
+        epochs=thief.settings.overwrite_epochs,
+        lr=lr,
+        seed=thief.seed,
+        triggers=thief.triggers,
+        per_batch=task.recipe.per_batch,
+    )
+    own = trigger_matches(task, answers(task, model, thief.triggers.inputs), thief.triggers.labels)
+    return AttackedModel(
+        model, extra=MappingProxyType({"thief_watermark_accuracy": float(own.mean())})
+    )
+
+
+ATTACKS: Mapping[str, Attack] = MappingProxyType(
+    {
+        attack.name: attack
+        for attack in (
+            Attack(
+                "finetune_last",
+                "Fine-tuning the last layer",
+                "learning rate",
+                True,
+                "strength",
+                "Adam on the thief's data, output layer only.",
+                _finetune("last", reinit=False),
+            ),
+            Attack(
+                "finetune_all",
+                "Fine-tuning all layers",
+                "learning rate",
+                True,
+                "strength",
+                "Adam on the thief's data, every layer.",
+                _finetune("all", reinit=False),
+            ),
+            Attack(
+                "reinit_last",
+                "Re-initialised last layer, trained alone",
+                "learning rate",
+                True,
+                "strength",
+                "The output layer is re-initialised, then trained alone on the thief's data.",
+                _finetune("last", reinit=True),
+            ),
+            Attack(
+                "reinit_all",
+                "Re-initialised last layer, all layers trained",
+                "learning rate",
+                True,
+                "strength",
+                "The output layer is re-initialised, then every layer is trained on the thief's data.",
+                _finetune("all", reinit=True),
+            ),
+            Attack(
+                "prune",
+                "Global magnitude pruning",
+                "pruned fraction",
+                False,
+                "strength",
+                "The smallest conv/linear weights, ranked globally, are set to zero.",
+                _prune,
+            ),
+            Attack(
+                "fine_prune",
+                "Pruning, then fine-tuning",
+                "pruned fraction",
+                False,
+                "strength",
+                "Global magnitude pruning, then a few epochs of fine-tuning with the pruned weights held at zero.",
+                _fine_prune,
+            ),
+            Attack(
+                "quantize",
+                "Weight quantisation",
+                "bits",
+                False,
+                "strength",
+                "Per-tensor symmetric fake-quantisation of conv/linear weights.",
+                _quantize,
+            ),
+            Attack(
+                "input_noise",
+                "Gaussian noise on every query",
+                "noise standard deviation",
+                False,
+                "strength",
+                "The suspect adds Gaussian noise to every input it answers.",
+                _input_noise,
+            ),
+            Attack(
+                "distill",
+                "Hard-label distillation (model extraction)",
+                "student epochs / owner's epochs",
+                False,
+                "data_fraction",
+                "A fresh student is trained with the owner's recipe (for strength times its epochs) "
+                "only on the stolen model's answers to the thief's inputs.",
+                _distill,
+            ),
+            Attack(
+                "overwrite",
+                "Overwriting with the thief's own watermark",
+                "learning rate",
+                True,
+                "strength",
+                "The thief embeds the trigger set of his own commitment with the owner's recipe.",
+                _overwrite,
+            ),
+        )
+    }
+)
+
+
+def apply_attack(name: str, stolen: nn.Module, thief: ThiefData, strength: float) -> AttackedModel:
+    """Run attack ``name`` at ``strength`` on a copy of ``stolen``.
+
+    Torch's global generator is restored afterwards; the stolen model is
+    not modified.
+
+    Raises:
+        EncodingError: an unknown attack, or a strength outside its range.
+        SecmarkError: retraining diverged.
+    """
+    if name not in ATTACKS:
+        raise EncodingError(f"unknown attack {name!r} (known: {', '.join(ATTACKS)})")
+    with torch.random.fork_rng(devices=[]):
+        return ATTACKS[name].run(copy.deepcopy(stolen), thief, strength)

@@ -1,0 +1,378 @@
+"""The evaluation loop: embed, attack, measure, decide.
+
+For every data set and seed, :func:`run_evaluation`
+
+1. derives the owner's N triggers (and the thief's own N, for overwriting)
+   from signed commitments (:mod:`secmark.evaluate.triggers`);
+2. trains an unmarked model and, from the same initialisation and data
+   order, the watermarked one, with the task's recipe;
+3. draws the arbiter's challenge: k of the N triggers;
+4. runs every attack of the grid on the watermarked model, the thief holding
+   a seeded share of the training data, and measures the result
+   (:func:`secmark.evaluate.scoring.measure`);
+5. optionally runs the trigger-safety check (:mod:`secmark.evaluate.safety`).
+
+An attack *removes* the watermark in one seed when the verdict no longer
+rejects the null hypothesis (p-value above alpha) while the suspect's clean
+score stays within ``max_clean_drop`` of the watermarked model's
+(:func:`removes_watermark`). The watermark *survives* an attack setting when
+no seed removed it; :meth:`EvaluationResult.summary` aggregates the seeds,
+reporting the worst of each.
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from secmark.evaluate.attacks import AttackedModel, ThiefData, apply_attack
+from secmark.evaluate.config import EvaluationConfig
+from secmark.evaluate.datasets import Recipe, Task, load_task
+from secmark.evaluate.safety import SafetyRecord, check_trigger_safety
+from secmark.evaluate.scoring import Measurement, challenge_indices, measure
+from secmark.evaluate.training import fit
+from secmark.evaluate.triggers import derive_triggers
+from secmark.stats import decision_threshold
+
+__all__ = [
+    "AttackRecord",
+    "BaselineRecord",
+    "EvaluationResult",
+    "SummaryRow",
+    "TaskInfo",
+    "prepare_task",
+    "removes_watermark",
+    "run_evaluation",
+    "thief_share",
+]
+
+_THIEF_SALT = 0x7468_6965
+"""Separates the thief's data draw from every other use of a seed."""
+
+
+def removes_watermark(*, detected: bool, clean_drop: float, max_clean_drop: float) -> bool:
+    """Whether an attack removed the watermark: the verdict no longer holds
+    (p-value above alpha) and the clean score fell by at most
+    ``max_clean_drop`` (a fraction; 0.05 is 5 points). A suspect that lost the
+    watermark together with its usefulness was not *stripped*, it was broken."""
+    return not detected and clean_drop <= max_clean_drop
+
+
+@dataclass(frozen=True)
+class TaskInfo:
+    """What a reader needs to know about one task as evaluated."""
+
+    name: str
+    kind: str
+    metric: str
+    train_size: int
+    test_size: int
+    triggers: int
+    challenges: int
+    p0: str
+    threshold: int
+    family: str
+    recipe: Recipe
+
+
+@dataclass(frozen=True)
+class BaselineRecord:
+    """The unmarked and watermarked models of one seed, before any attack."""
+
+    dataset: str
+    seed: int
+    unmarked: Measurement
+    watermarked: Measurement
+    embed_seconds: float
+
+
+@dataclass(frozen=True)
+class AttackRecord:
+    """One attack at one strength on one seed's watermarked model.
+
+    ``original_score`` is the watermarked model's clean score before the
+    attack; ``extra`` holds attack-specific figures (see
+    :class:`secmark.evaluate.attacks.AttackedModel`).
+    """
+
+    dataset: str
+    attack: str
+    strength: float
+    data_fraction: float
+    seed: int
+    original_score: float
+    measurement: Measurement
+    removed: bool
+    seconds: float
+    extra: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def clean_drop(self) -> float:
+        """Clean score lost to the attack (negative if it rose)."""
+        return self.original_score - self.measurement.clean_score
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    """One attack setting over all seeds; every figure is the worst seed's
+    unless it says mean.
+
+    ``survives`` is true when no seed's attack removed the watermark;
+    ``detected`` counts the seeds whose verdict still held.
+    """
+
+    dataset: str
+    attack: str
+    strength: float
+    data_fraction: float
+    seeds: int
+    clean_mean: float
+    original_mean: float
+    worst_clean_drop: float
+    worst_watermark_accuracy: float
+    worst_matches: int
+    challenged: int
+    threshold: int
+    worst_p_value: float
+    worst_log2_p_value: float
+    detected: int
+    removed: int
+    survives: bool
+    extra: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Everything one evaluation measured."""
+
+    config: EvaluationConfig
+    tasks: tuple[TaskInfo, ...]
+    baselines: tuple[BaselineRecord, ...]
+    attacks: tuple[AttackRecord, ...]
+    safety: tuple[SafetyRecord, ...]
+    seconds: float
+
+    def summary(self) -> tuple[SummaryRow, ...]:
+        """One row per (data set, attack, strength, data fraction), in run order."""
+        groups: dict[tuple[str, str, float, float], list[AttackRecord]] = {}
+        for record in self.attacks:
+            key = (record.dataset, record.attack, record.strength, record.data_fraction)
+            groups.setdefault(key, []).append(record)
+        rows = []
+        for (dataset, attack, strength, fraction), records in groups.items():
+            worst = max(records, key=lambda r: r.measurement.log2_p_value)
+            extra_keys = sorted({key for r in records for key in r.extra})
+            rows.append(
+                SummaryRow(
+                    dataset=dataset,
+                    attack=attack,
+                    strength=strength,
+                    data_fraction=fraction,
+                    seeds=len(records),
+                    clean_mean=statistics.fmean(r.measurement.clean_score for r in records),
+                    original_mean=statistics.fmean(r.original_score for r in records),
+                    worst_clean_drop=max(r.clean_drop for r in records),
+                    worst_watermark_accuracy=min(r.measurement.watermark_accuracy for r in records),
+                    worst_matches=min(r.measurement.matches for r in records),
+                    challenged=worst.measurement.challenged,
+                    threshold=worst.measurement.threshold,
+                    worst_p_value=worst.measurement.p_value,
+                    worst_log2_p_value=worst.measurement.log2_p_value,
+                    detected=sum(r.measurement.detected for r in records),
+                    removed=sum(r.removed for r in records),
+                    survives=not any(r.removed for r in records),
+                    extra=MappingProxyType(
+                        {
+                            key: statistics.fmean(r.extra[key] for r in records if key in r.extra)
+                            for key in extra_keys
+                        }
+                    ),
+                )
+            )
+        return tuple(rows)
+
+
+def prepare_task(name: str, config: EvaluationConfig) -> Task:
+    """Load task ``name`` with the configuration's overrides of the recipe,
+    its epochs, N and k applied."""
+    task = load_task(name)
+    for overridden, recipe in config.recipes:
+        if overridden == name:
+            task = replace(task, recipe=recipe)
+    if config.epochs is not None:
+        task = replace(task, recipe=replace(task.recipe, epochs=config.epochs))
+    if config.triggers is not None:
+        task = replace(
+            task, triggers=config.triggers, challenges=min(task.challenges, config.triggers)
+        )
+    if config.challenges is not None:
+        task = replace(task, challenges=config.challenges)
+    return task
+
+
+def thief_share(task: Task, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The thief's ``fraction`` of the training split: the first
+    ``round(fraction * n)`` rows (at least one) of a permutation fixed by the
+    seed, so a larger budget holds every row of a smaller one."""
+    count = max(1, round(fraction * len(task.train_inputs)))
+    order = np.random.default_rng([seed, _THIEF_SALT]).permutation(len(task.train_inputs))
+    rows = np.sort(order[:count])
+    return task.train_inputs[rows], task.train_targets[rows]
+
+
+def _task_info(task: Task, config: EvaluationConfig) -> TaskInfo:
+    family = task.family
+    return TaskInfo(
+        name=task.name,
+        kind=task.kind,
+        metric=task.metric,
+        train_size=len(task.train_inputs),
+        test_size=len(task.test_inputs),
+        triggers=task.triggers,
+        challenges=task.challenges,
+        p0=str(task.p0),
+        threshold=decision_threshold(task.challenges, task.p0, config.alpha),
+        family=f"noise {list(family.shape)} {family.dtype} on [{family.low:g}, {family.high:g})",
+        recipe=task.recipe,
+    )
+
+
+def _units(config: EvaluationConfig) -> int:
+    per_seed = 1 + config.points + (1 if config.safety else 0)
+    return len(config.datasets) * len(config.seeds) * per_seed
+
+
+def _run_seed(
+    task: Task,
+    seed: int,
+    config: EvaluationConfig,
+    bar: tqdm,
+) -> Iterator[BaselineRecord | AttackRecord | SafetyRecord]:
+    bar.set_postfix_str(f"{task.name} seed {seed}: embedding")
+    owner = derive_triggers(task, role="owner", seed=seed)
+    thief_triggers = derive_triggers(task, role="thief", seed=seed)
+    challenge = challenge_indices(task, seed)
+    recipe = task.recipe
+    unmarked = task.new_model(seed)
+    fit(
+        task,
+        unmarked,
+        task.train_inputs,
+        task.train_targets,
+        epochs=recipe.epochs,
+        lr=recipe.lr,
+        seed=seed,
+    )
+    marked = task.new_model(seed)
+    seconds = fit(
+        task,
+        marked,
+        task.train_inputs,
+        task.train_targets,
+        epochs=recipe.epochs,
+        lr=recipe.lr,
+        seed=seed,
+        triggers=owner,
+        per_batch=recipe.per_batch,
+    )
+    watermarked = measure(task, AttackedModel(marked), owner, challenge, config.alpha)
+    yield BaselineRecord(
+        dataset=task.name,
+        seed=seed,
+        unmarked=measure(task, AttackedModel(unmarked), owner, challenge, config.alpha),
+        watermarked=watermarked,
+        embed_seconds=seconds,
+    )
+    bar.update()
+    for sweep in config.sweeps:
+        for strength, fraction in sweep.points():
+            bar.set_postfix_str(f"{task.name} seed {seed}: {sweep.attack} {strength:g}")
+            inputs, targets = thief_share(task, fraction, seed)
+            thief = ThiefData(task, inputs, targets, thief_triggers, config.settings, seed)
+            started = time.perf_counter()
+            attacked = apply_attack(sweep.attack, marked, thief, strength)
+            result = measure(task, attacked, owner, challenge, config.alpha)
+            drop = watermarked.clean_score - result.clean_score
+            yield AttackRecord(
+                dataset=task.name,
+                attack=sweep.attack,
+                strength=float(strength),
+                data_fraction=float(fraction),
+                seed=seed,
+                original_score=watermarked.clean_score,
+                measurement=result,
+                removed=removes_watermark(
+                    detected=result.detected, clean_drop=drop, max_clean_drop=config.max_clean_drop
+                ),
+                seconds=time.perf_counter() - started,
+                extra=attacked.extra,
+            )
+            bar.update()
+    if config.safety:
+        bar.set_postfix_str(f"{task.name} seed {seed}: trigger safety")
+        yield from check_trigger_safety(
+            task,
+            seed,
+            marked=AttackedModel(marked),
+            unmarked=AttackedModel(unmarked),
+            triggers=owner,
+            revealed=challenge,
+            overlay=task.name in config.overlay_contrast,
+        )
+        bar.update()
+
+
+def run_evaluation(config: EvaluationConfig, *, progress: bool = True) -> EvaluationResult:
+    """Run ``config``; a progress bar goes to stderr unless ``progress`` is false.
+
+    The same configuration gives the same figures on the same machine and
+    library versions (everything is seeded; training uses deterministic
+    kernels on the CPU). Torch's global generator is restored afterwards.
+
+    Raises:
+        EncodingError: an attack strength outside its range.
+        SecmarkError: a training run diverged.
+        ImportError: scikit-learn is not installed.
+    """
+    started = time.perf_counter()
+    tasks: list[TaskInfo] = []
+    baselines: list[BaselineRecord] = []
+    attacks: list[AttackRecord] = []
+    safety: list[SafetyRecord] = []
+    with (
+        torch.random.fork_rng(devices=[]),
+        tqdm(
+            total=_units(config),
+            desc="evaluating",
+            unit="run",
+            file=sys.stderr,
+            disable=not progress,
+        ) as bar,
+    ):
+        for name in config.datasets:
+            task = prepare_task(name, config)
+            tasks.append(_task_info(task, config))
+            for seed in config.seeds:
+                for record in _run_seed(task, seed, config, bar):
+                    if isinstance(record, BaselineRecord):
+                        baselines.append(record)
+                    elif isinstance(record, AttackRecord):
+                        attacks.append(record)
+                    else:
+                        safety.append(record)
+    return EvaluationResult(
+        config=config,
+        tasks=tuple(tasks),
+        baselines=tuple(baselines),
+        attacks=tuple(attacks),
+        safety=tuple(safety),
+        seconds=time.perf_counter() - started,
+    )

@@ -1,0 +1,593 @@
+"""The robustness report: ``report.html`` (self-contained, plots inline as
+base64 PNG), ``summary.md`` and ``summary.json``.
+
+The HTML report has, per data set, the setup and baseline (fidelity cost,
+false-claim check on the unmarked model), the summary table, one plot per
+attack (clean score and watermark accuracy against strength; the worst
+p-value on a log scale with the alpha line), the thief's cost of
+distillation, the trigger-safety check, and a list of the settings where the
+watermark did not survive. Plots need matplotlib (drawn off-screen with the
+Agg backend); the JSON and Markdown files do not.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import html
+import io
+import json
+import math
+import statistics
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from secmark.errors import SecmarkError
+from secmark.evaluate.attacks import ATTACKS
+from secmark.evaluate.harness import (
+    AttackRecord,
+    EvaluationResult,
+    SummaryRow,
+    TaskInfo,
+)
+from secmark.evaluate.safety import COLLAPSE_MARGIN, RECIPE_TITLES, SafetyRecord
+from secmark.files import write_atomic
+
+__all__ = [
+    "ReportFiles",
+    "format_p_value",
+    "render_html",
+    "summary_json",
+    "summary_markdown",
+    "write_report",
+]
+
+_SMALLEST_FLOAT_LOG2 = -1000.0
+"""Below 2^-1000 a p-value is printed as a power of two (a double ends near 2^-1074)."""
+_CLOSE_TO_ORIGINAL = 0.01
+"""A distilled student within one point of the original counts as a full copy."""
+_PLOT_DPI = 80
+_EXTRA_TEXT = {
+    "queries": "{:.0f} queries",
+    "thief_watermark_accuracy": "thief's own watermark {:.0%}",
+}
+"""How the attack-specific figures (means over seeds) read in the tables."""
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """Where :func:`write_report` wrote the report."""
+
+    html: Path
+    markdown: Path
+    json: Path
+
+
+def format_p_value(log2_p: float) -> str:
+    """A p-value for people, from its log2: ``3.1e-12``, or ``2^-1234`` below the float range."""
+    if log2_p >= 0:
+        return "1"
+    if log2_p < _SMALLEST_FLOAT_LOG2:
+        return f"2^{log2_p:.0f}"
+    return f"{2.0**log2_p:.2g}"
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON-ready data."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {
+            field.name: _plain(getattr(value, field.name)) for field in dataclasses.fields(value)
+        }
+    if isinstance(value, Fraction):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return value
+
+
+def _row_data(row: SummaryRow) -> dict[str, Any]:
+    data: dict[str, Any] = _plain(row)
+    data["worst_p_value_text"] = format_p_value(row.worst_log2_p_value)
+    return data
+
+
+def summary_json(result: EvaluationResult) -> dict[str, Any]:
+    """The whole result as JSON-ready data: configuration, tasks, baselines,
+    the summary rows, every per-seed record and the safety check."""
+    config = result.config
+    return {
+        "alpha": str(config.alpha),
+        "attacks": [_plain(record) for record in result.attacks],
+        "baselines": [_plain(record) for record in result.baselines],
+        "config": {
+            "datasets": list(config.datasets),
+            "seeds": list(config.seeds),
+            "max_clean_drop": config.max_clean_drop,
+            "settings": _plain(config.settings),
+            "sweeps": _plain(config.sweeps),
+        },
+        "safety": [dict(_plain(record), collapsed=record.collapsed) for record in result.safety],
+        "seconds": result.seconds,
+        "summary": [_row_data(row) for row in result.summary()],
+        "tasks": [_plain(task) for task in result.tasks],
+    }
+
+
+def _points(value: float) -> str:
+    return f"{100 * value:+.1f}"
+
+
+def _score(value: float, task: TaskInfo) -> str:
+    return f"{100 * value:.1f} %" if task.metric == "accuracy" else f"{value:.3f}"
+
+
+def _drop(value: float, task: TaskInfo) -> str:
+    return f"{_points(value)} pp" if task.metric == "accuracy" else f"{value:+.3f}"
+
+
+def _task(result: EvaluationResult, name: str) -> TaskInfo:
+    return next(task for task in result.tasks if task.name == name)
+
+
+def _summary_table(result: EvaluationResult, task: TaskInfo) -> tuple[list[str], list[list[str]]]:
+    header = [
+        "attack",
+        "strength",
+        "data",
+        f"clean {task.metric} (mean)",
+        "clean drop (worst)",
+        "wm accuracy (worst)",
+        "matches (worst) / k; threshold",
+        "p-value (worst)",
+        "detected",
+        "survives",
+        "notes (mean)",
+    ]
+    rows = []
+    for row in result.summary():
+        if row.dataset != task.name:
+            continue
+        rows.append(
+            [
+                row.attack,
+                f"{row.strength:g}",
+                f"{row.data_fraction:g}",
+                _score(row.clean_mean, task),
+                _drop(row.worst_clean_drop, task),
+                f"{100 * row.worst_watermark_accuracy:.1f} %",
+                f"{row.worst_matches}/{row.challenged}; {row.threshold}",
+                format_p_value(row.worst_log2_p_value),
+                f"{row.detected}/{row.seeds}",
+                "yes" if row.survives else "NO",
+                "; ".join(
+                    _EXTRA_TEXT.get(key, key + " {:g}").format(value)
+                    for key, value in row.extra.items()
+                ),
+            ]
+        )
+    return header, rows
+
+
+def _baseline_rows(result: EvaluationResult, task: TaskInfo) -> tuple[list[str], list[list[str]]]:
+    header = [
+        "seed",
+        f"unmarked {task.metric}",
+        f"watermarked {task.metric}",
+        "drop",
+        "wm accuracy",
+        "unmarked matches / k",
+        "unmarked p-value",
+        "embedding s",
+    ]
+    rows = []
+    for record in result.baselines:
+        if record.dataset != task.name:
+            continue
+        rows.append(
+            [
+                str(record.seed),
+                _score(record.unmarked.clean_score, task),
+                _score(record.watermarked.clean_score, task),
+                _drop(record.unmarked.clean_score - record.watermarked.clean_score, task),
+                f"{100 * record.watermarked.watermark_accuracy:.1f} %",
+                f"{record.unmarked.matches}/{record.unmarked.challenged}",
+                format_p_value(record.unmarked.log2_p_value),
+                f"{record.embed_seconds:.1f}",
+            ]
+        )
+    return header, rows
+
+
+def _distillation(
+    result: EvaluationResult, task: TaskInfo
+) -> tuple[list[str], list[list[str]], str]:
+    rows = [row for row in result.summary() if row.dataset == task.name and row.attack == "distill"]
+    header = [
+        "thief's data",
+        "queries",
+        f"student {task.metric} (mean)",
+        "gap to original (mean)",
+        "student wm accuracy (worst)",
+        "p-value (worst)",
+        "watermark removed",
+    ]
+    table = [
+        [
+            f"{row.data_fraction:g}",
+            f"{row.extra.get('queries', 0):.0f}",
+            _score(row.clean_mean, task),
+            _drop(row.original_mean - row.clean_mean, task),
+            f"{100 * row.worst_watermark_accuracy:.1f} %",
+            format_p_value(row.worst_log2_p_value),
+            f"{row.removed}/{row.seeds} seeds",
+        ]
+        for row in sorted(rows, key=lambda r: (r.data_fraction, r.strength))
+    ]
+    if not rows:
+        return header, table, ""
+    close = [row for row in rows if row.original_mean - row.clean_mean <= _CLOSE_TO_ORIGINAL]
+    usable = [
+        row for row in rows if row.original_mean - row.clean_mean <= result.config.max_clean_drop
+    ]
+
+    largest = max(row.data_fraction for row in rows)
+
+    def cheapest(candidates: list[SummaryRow]) -> str:
+        if not candidates:
+            return f"more than the largest budget tried ({largest:g} of the training data)"
+        best = min(candidates, key=lambda r: r.data_fraction)
+        return f"{best.data_fraction:g} of the training data ({best.extra.get('queries', 0):.0f} queries)"
+
+    near = "1 point" if task.metric == "accuracy" else "0.01 of R²"
+    margin = (
+        f"{100 * result.config.max_clean_drop:g} points"
+        if task.metric == "accuracy"
+        else (f"{result.config.max_clean_drop:g} of R²")
+    )
+    text = (
+        f"A student within {near} of the original needs {cheapest(close)}; one within the "
+        f"{margin} removal margin needs {cheapest(usable)}. Students answer the owner's triggers "
+        "at about chance: hard-label distillation removes a trigger-set watermark, and what it "
+        "costs the thief is his own data, the queries, and a training run."
+    )
+    return header, table, text
+
+
+def _safety_rows(result: EvaluationResult, task: TaskInfo) -> tuple[list[str], list[list[str]]]:
+    header = [
+        "recipe",
+        "stamp",
+        "wm accuracy (mean)",
+        f"clean {task.metric}",
+        f"stamped {task.metric}",
+        "unmarked on stamped",
+        "collapse (seeds)",
+    ]
+    groups: dict[tuple[str, str], list[SafetyRecord]] = {}
+    for record in result.safety:
+        if record.dataset == task.name:
+            groups.setdefault((record.recipe, record.stamp), []).append(record)
+    rows = []
+    for (recipe, how), records in groups.items():
+        rows.append(
+            [
+                RECIPE_TITLES.get(recipe, recipe),
+                how,
+                f"{100 * statistics.fmean(r.watermark_accuracy for r in records):.1f} %",
+                _score(statistics.fmean(r.clean for r in records), task),
+                _score(statistics.fmean(r.stamped for r in records), task),
+                _score(statistics.fmean(r.unmarked_stamped for r in records), task),
+                f"{sum(r.collapsed for r in records)}/{len(records)}",
+            ]
+        )
+    return header, rows
+
+
+def _not_robust(result: EvaluationResult) -> list[str]:
+    lines = []
+    for row in result.summary():
+        task = _task(result, row.dataset)
+        if not row.survives:
+            lines.append(
+                f"{row.dataset}: {row.attack} at {row.strength:g} (thief data {row.data_fraction:g}) "
+                f"removed the watermark in {row.removed} of {row.seeds} seeds: worst {row.worst_matches}/"
+                f"{row.challenged} matches (threshold {row.threshold}), clean {task.metric} "
+                f"{_score(row.clean_mean, task)} (worst drop {_drop(row.worst_clean_drop, task)})"
+            )
+    return lines
+
+
+def _broken(result: EvaluationResult) -> list[str]:
+    lines = []
+    for row in result.summary():
+        task = _task(result, row.dataset)
+        if row.survives and row.detected < row.seeds:
+            lines.append(
+                f"{row.dataset}: {row.attack} at {row.strength:g} lost the verdict in "
+                f"{row.seeds - row.detected} of {row.seeds} seeds, but only by ruining the model "
+                f"(worst clean drop {_drop(row.worst_clean_drop, task)})"
+            )
+    return lines
+
+
+def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _setup_line(task: TaskInfo, result: EvaluationResult) -> str:
+    recipe = task.recipe
+    noise = f", clean-input noise {recipe.input_noise:g}" if recipe.input_noise else ""
+    return (
+        f"{task.kind}, {task.train_size} train / {task.test_size} test; triggers: {task.family}, "
+        f"N = {task.triggers}, challenge k = {task.challenges}, p0 = {task.p0}, threshold "
+        f"{task.threshold} matches at alpha = 2^{math.log2(result.config.alpha):.0f}; recipe: Adam lr "
+        f"{recipe.lr:g}, {recipe.epochs} epochs, batch {recipe.batch_size} + {recipe.per_batch} "
+        f"triggers{noise}"
+    )
+
+
+def summary_markdown(result: EvaluationResult) -> str:
+    """The report's tables as Markdown (no plots)."""
+    config = result.config
+    parts = [
+        "# secmark robustness summary",
+        "",
+        (
+            f"Seeds {', '.join(map(str, config.seeds))}; an attack removes the watermark when the "
+            f"p-value exceeds alpha while the clean score stays within {100 * config.max_clean_drop:g} "
+            f"points of the watermarked model's. Worst over seeds unless marked mean. "
+            f"Run time {result.seconds:.0f} s."
+        ),
+    ]
+    for task in result.tasks:
+        parts += ["", f"## {task.name}", "", _setup_line(task, result), ""]
+        parts += [_markdown_table(*_baseline_rows(result, task)), ""]
+        parts += [_markdown_table(*_summary_table(result, task))]
+        header, rows, text = _distillation(result, task)
+        if rows:
+            parts += ["", "### Distillation cost", "", _markdown_table(header, rows), "", text]
+        header, rows = _safety_rows(result, task)
+        if rows:
+            parts += [
+                "",
+                "### Trigger safety (stamped test inputs)",
+                "",
+                _markdown_table(header, rows),
+            ]
+    parts += ["", "## Where the watermark did not survive", ""]
+    parts += [f"- {line}" for line in _not_robust(result)] or ["- nowhere in this grid"]
+    broken = _broken(result)
+    if broken:
+        parts += ["", "Verdicts lost only together with the model's usefulness:", ""]
+        parts += [f"- {line}" for line in broken]
+    return "\n".join(parts) + "\n"
+
+
+def _attack_figure(result: EvaluationResult, task: TaskInfo, attack: str) -> str:
+    """One attack's plot as a base64 PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+
+    spec = ATTACKS[attack]
+    records = [r for r in result.attacks if r.dataset == task.name and r.attack == attack]
+    swept = spec.swept
+
+    def x_of(record: AttackRecord) -> float:
+        return record.strength if swept == "strength" else record.data_fraction
+
+    xs = sorted({x_of(r) for r in records})
+    by_x = {x: [r for r in records if x_of(r) == x] for x in xs}
+    figure, (left, right) = pyplot.subplots(1, 2, figsize=(10, 4.0), dpi=_PLOT_DPI)
+    clean = [statistics.fmean(r.measurement.clean_score for r in by_x[x]) for x in xs]
+    marks = [statistics.fmean(r.measurement.watermark_accuracy for r in by_x[x]) for x in xs]
+    worst_marks = [min(r.measurement.watermark_accuracy for r in by_x[x]) for x in xs]
+    left.plot(xs, clean, "o-", color="tab:blue", label=f"clean {task.metric} (mean)")
+    left.plot(xs, marks, "s-", color="tab:red", label="watermark accuracy (mean)")
+    left.plot(xs, worst_marks, "s:", color="tab:red", alpha=0.6, label="watermark accuracy (worst)")
+    original = statistics.fmean(r.original_score for r in records)
+    left.axhline(original, color="tab:blue", linestyle=":", linewidth=1, label="original clean")
+    left.axhline(
+        task.threshold / task.challenges,
+        color="black",
+        linestyle="--",
+        linewidth=1,
+        label=f"verdict threshold {task.threshold}/{task.challenges}",
+    )
+    left.set_ylim(min(0.0, min(clean) - 0.05), 1.05)
+    left.set_ylabel(
+        "clean accuracy, watermark accuracy"
+        if task.metric == "accuracy"
+        else "clean R², watermark accuracy"
+    )
+    worst_p = [max(r.measurement.log2_p_value for r in by_x[x]) for x in xs]
+    floor = -1000.0
+    right.plot(
+        xs,
+        [2.0 ** max(value, floor) for value in worst_p],
+        "o-",
+        color="tab:purple",
+        label="p-value (worst seed)",
+    )
+    for record in records:
+        right.plot(
+            x_of(record),
+            2.0 ** max(record.measurement.log2_p_value, floor),
+            ".",
+            color="tab:purple",
+            alpha=0.35,
+        )
+    right.axhline(
+        float(result.config.alpha),
+        color="black",
+        linestyle="--",
+        linewidth=1,
+        label=f"alpha = 2^{math.log2(result.config.alpha):.0f}",
+    )
+    right.set_yscale("log")
+    right.set_ylim(top=2.0)
+    right.set_ylabel("p-value")
+    parameter = (
+        spec.parameter if swept == "strength" else "fraction of training data the thief holds"
+    )
+    for axis in (left, right):
+        axis.set_xlabel(parameter)
+        if spec.log_scale and swept == "strength":
+            axis.set_xscale("log")
+        if attack == "quantize":
+            axis.invert_xaxis()
+        axis.grid(True, alpha=0.3)
+        axis.legend(
+            fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False
+        )
+    figure.suptitle(f"{task.name}: {spec.title}", fontsize=10)
+    figure.tight_layout()
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    pyplot.close(figure)
+    return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _html_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
+    body = "".join(
+        "<tr"
+        + (' class="fail"' if "NO" in row else "")
+        + ">"
+        + "".join(f"<td>{html.escape(cell)}</td>" for cell in row)
+        + "</tr>"
+        for row in rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
+table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
+th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
+tr.fail td { background: #fde2e2; }
+img { max-width: 100%; border: 1px solid #eee; margin: 0.4em 0; }
+.note { color: #555; font-size: 0.9em; }
+"""
+
+
+def render_html(result: EvaluationResult) -> str:
+    """The self-contained HTML report (plots inline as base64 PNG).
+
+    Raises:
+        ImportError: matplotlib is not installed.
+    """
+    config = result.config
+    alpha_text = f"2^{math.log2(config.alpha):.0f}"
+    parts = [
+        '<!DOCTYPE html><html><head><meta charset="utf-8">',
+        "<title>secmark robustness report</title>",
+        f"<style>{_STYLE}</style></head><body>",
+        "<h1>secmark robustness report</h1>",
+        (
+            "<p>For each data set and seed the owner derives a trigger set from a signed commitment, "
+            "embeds it, and a thief holding a share of the training data attacks the watermarked "
+            "model. The arbiter challenges k of the N triggers and runs the exact binomial test at "
+            f"alpha = {alpha_text}. An attack <b>removes</b> the watermark when the p-value exceeds "
+            f"alpha while the clean score stays within {100 * config.max_clean_drop:g} points of the "
+            "watermarked model's; it <b>survives</b> a setting when no seed removed it. Figures are "
+            "the worst seed's unless marked mean.</p>"
+        ),
+        (
+            f'<p class="note">Seeds {", ".join(map(str, config.seeds))}; thief settings: '
+            f"{html.escape(str(_plain(config.settings)))}; run time {result.seconds:.0f} s.</p>"
+        ),
+    ]
+    failures = _not_robust(result)
+    parts.append("<h2>Where the watermark did not survive</h2>")
+    if failures:
+        parts.append(
+            "<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in failures) + "</ul>"
+        )
+    else:
+        parts.append("<p>Nowhere in this grid.</p>")
+    broken = _broken(result)
+    if broken:
+        parts.append(
+            "<p>Verdicts lost only together with the model's usefulness (not a removal):</p>"
+        )
+        parts.append("<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in broken) + "</ul>")
+    for task in result.tasks:
+        parts.append(f"<h2>{html.escape(task.name)}</h2>")
+        parts.append(f'<p class="note">{html.escape(_setup_line(task, result))}</p>')
+        parts.append("<h3>Embedding: fidelity and the false-claim check</h3>")
+        parts.append(_html_table(*_baseline_rows(result, task)))
+        parts.append("<h3>Attacks</h3>")
+        parts.append(_html_table(*_summary_table(result, task)))
+        for attack in ATTACKS:
+            if any(r.dataset == task.name and r.attack == attack for r in result.attacks):
+                spec = ATTACKS[attack]
+                parts.append(
+                    f'<h4>{html.escape(spec.title)}</h4><p class="note">'
+                    f"{html.escape(spec.description)}</p>"
+                )
+                parts.append(
+                    f'<img alt="{html.escape(task.name)} {attack}" '
+                    f'src="data:image/png;base64,{_attack_figure(result, task, attack)}">'
+                )
+        header, rows, text = _distillation(result, task)
+        if rows:
+            parts.append("<h3>What distillation costs the thief</h3>")
+            parts.append(_html_table(header, rows))
+            parts.append(f"<p>{html.escape(text)}</p>")
+        header, rows = _safety_rows(result, task)
+        if rows:
+            parts.append("<h3>Trigger safety: are revealed triggers a universal backdoor?</h3>")
+            parts.append(
+                '<p class="note">Revealed triggers are stamped onto the clean test inputs '
+                "(replace: a random 10 % of the values taken from a trigger; blend: the average "
+                "with a trigger; pattern: an overlay trigger's own pattern; fresh: a random pattern "
+                "that no trigger holds). A collapse is a stamped score more than "
+                f"{100 * COLLAPSE_MARGIN:g} points below an unmarked model's on the same inputs.</p>"
+            )
+            parts.append(_html_table(header, rows))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(
+    result: EvaluationResult, directory: Path, *, overwrite: bool = False
+) -> ReportFiles:
+    """Write ``report.html``, ``summary.md`` and ``summary.json`` into
+    ``directory`` (created if missing), each atomically.
+
+    Raises:
+        SecmarkError: a file exists and ``overwrite`` is false.
+        ImportError: matplotlib is not installed (nothing is written then).
+    """
+    files = ReportFiles(
+        html=directory / "report.html",
+        markdown=directory / "summary.md",
+        json=directory / "summary.json",
+    )
+    existing = [str(path) for path in dataclasses.astuple(files) if path.exists()]
+    if existing and not overwrite:
+        raise SecmarkError(f"{', '.join(existing)} already exist(s); choose another folder")
+    page = render_html(result)
+    directory.mkdir(parents=True, exist_ok=True)
+    mode = 0o644
+    write_atomic(
+        files.json,
+        (json.dumps(summary_json(result), indent=2, sort_keys=True) + "\n").encode(),
+        mode=mode,
+        overwrite=overwrite,
+    )
+    write_atomic(files.markdown, summary_markdown(result).encode(), mode=mode, overwrite=overwrite)
+    write_atomic(files.html, page.encode(), mode=mode, overwrite=overwrite)
+    return files

@@ -1,0 +1,62 @@
+"""Fixtures of the evaluation tests: one torch thread, and one tiny evaluation
+of every attack on every data set, run once for the whole package."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from secmark.evaluate import EvaluationConfig, EvaluationResult
+
+pytest.importorskip("torch")
+pytest.importorskip("sklearn")
+
+
+@pytest.fixture(scope="package", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Train on one thread: two intra-op threads beside another busy process
+    make these tiny models tens of times slower."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_config(
+    datasets: tuple[str, ...] = ("digits", "breast_cancer", "diabetes"),
+) -> EvaluationConfig:
+    """Every attack once, at one strength, on small trigger sets and short training."""
+    from secmark.evaluate import AttackSettings, AttackSweep, EvaluationConfig
+
+    return EvaluationConfig(
+        datasets=datasets,
+        seeds=(1,),
+        sweeps=(
+            AttackSweep("finetune_last", (1e-3,)),
+            AttackSweep("finetune_all", (1e-3,)),
+            AttackSweep("reinit_last", (1e-3,)),
+            AttackSweep("reinit_all", (1e-3,)),
+            AttackSweep("prune", (0.5,)),
+            AttackSweep("fine_prune", (0.9,)),
+            AttackSweep("quantize", (4,)),
+            AttackSweep("input_noise", (0.1,)),
+            AttackSweep("distill", (0.5,), (0.25,)),
+            AttackSweep("overwrite", (1e-3,)),
+        ),
+        settings=AttackSettings(finetune_epochs=1, fineprune_epochs=1, overwrite_epochs=1),
+        epochs=4,
+        triggers=48,
+        challenges=24,
+    )
+
+
+@pytest.fixture(scope="package")
+def tiny_result() -> EvaluationResult:
+    from secmark.evaluate import run_evaluation
+
+    return run_evaluation(tiny_config(), progress=False)
