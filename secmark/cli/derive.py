@@ -14,7 +14,7 @@ from tqdm import tqdm
 from secmark.cli.output import add_json_flag, emit
 from secmark.cli.passphrase import open_key_file
 from secmark.errors import EncodingError, KeyMaterialError, SecmarkError
-from secmark.messages.commitment import MAX_COMMITMENT_SIZE, open_commitment
+from secmark.messages.commitment import MAX_COMMITMENT_SIZE, Commitment, open_commitment
 from secmark.messages.families import OverlayFamily, PoolFamily
 from secmark.triggers import (
     CommittedPool,
@@ -23,7 +23,7 @@ from secmark.triggers import (
     write_trigger_set,
 )
 
-__all__ = ["register", "parse_indices"]
+__all__ = ["open_pool", "parse_indices", "register"]
 
 # An index list like "0-9,17" is short; the bound keeps a hostile argument
 # from being parsed at length.
@@ -98,6 +98,28 @@ def _with_progress(batches: Iterable[TriggerBatch], total: int) -> Iterator[Trig
             bar.update(len(batch))
 
 
+def open_pool(path: Path | None, commitment: Commitment) -> CommittedPool | None:
+    """The committed pool from a .npy file, for the families that draw from one.
+
+    Raises:
+        SecmarkError: a pool family without ``path``, or a path for another family.
+        EncodingError: an unreadable file, or items not matching the pool root.
+    """
+    if not isinstance(commitment.family, (PoolFamily, OverlayFamily)):
+        if path is not None:
+            raise SecmarkError(
+                f"the {commitment.family.NAME} family draws from no pool: omit --pool"
+            )
+        return None
+    if path is None:
+        raise SecmarkError(f"the {commitment.family.NAME} family needs its pool: add --pool")
+    try:
+        items = np.load(path, mmap_mode="r", allow_pickle=False)
+    except (OSError, ValueError) as error:
+        raise EncodingError(f"cannot read the pool {path}: {error}") from None
+    return CommittedPool.open(items, commitment)
+
+
 def _derive(args: argparse.Namespace) -> int:
     try:
         with open(args.commitment, "rb") as handle:
@@ -113,17 +135,7 @@ def _derive(args: argparse.Namespace) -> int:
         if args.indices is None
         else parse_indices(args.indices, commitment.size)
     )
-    pool = None
-    if isinstance(commitment.family, (PoolFamily, OverlayFamily)):
-        if args.pool is None:
-            raise SecmarkError(f"the {commitment.family.NAME} family needs its pool: add --pool")
-        try:
-            items = np.load(args.pool, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError) as error:
-            raise EncodingError(f"cannot read the pool {args.pool}: {error}") from None
-        pool = CommittedPool.open(items, commitment)
-    elif args.pool is not None:
-        raise SecmarkError(f"the {commitment.family.NAME} family draws from no pool: omit --pool")
+    pool = open_pool(args.pool, commitment)
     keys = open_key_file(args.key, args.passphrase_file)
     if keys.key_id != commitment.owner_key_id:
         raise KeyMaterialError(

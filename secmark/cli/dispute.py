@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from secmark.cli.derive import open_pool
 from secmark.cli.output import add_json_flag, emit
 from secmark.cli.passphrase import open_key_file
 from secmark.errors import SecmarkError
@@ -72,6 +73,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     reveal.add_argument(
         "--arbiter", required=True, type=Path, help="the arbiter's identity document"
     )
+    reveal.add_argument(
+        "--pool", type=Path, help="the committed pool as one .npy array (pool and overlay families)"
+    )
     reveal.set_defaults(handler=_reveal)
 
     verify = subparsers.add_parser(
@@ -136,7 +140,8 @@ def _reveal(args: argparse.Namespace) -> int:
     keys = open_key_file(args.key, args.passphrase_file)
     commitment = open_commitment(read_file(args.commitment), owner_key_id=keys.key_id)
     arbiter = open_identity(read_file(args.arbiter))
-    reveal = answer_challenge(keys, commitment, read_file(args.challenge), arbiter)
+    pool = open_pool(args.pool, commitment.document)
+    reveal = answer_challenge(keys, commitment, read_file(args.challenge), arbiter, pool=pool)
     write_new(args.out, reveal)
     emit(
         args,
