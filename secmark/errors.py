@@ -10,14 +10,14 @@ it (``EncodingError`` is a ``ValueError``), so either may be caught.
 from __future__ import annotations
 
 __all__ = [
-    "SecmarkError",
     "EncodingError",
-    "SignatureError",
-    "ProofError",
     "KeyMaterialError",
-    "TimestampError",
+    "ProofError",
     "ProtocolError",
+    "SecmarkError",
+    "SignatureError",
     "SuspectError",
+    "TimestampError",
 ]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from secmark.errors import SecmarkError
 
-__all__ = ["write_atomic", "SECRET_FILE_MODE", "PUBLIC_FILE_MODE"]
+__all__ = ["PUBLIC_FILE_MODE", "SECRET_FILE_MODE", "write_atomic"]
 
 SECRET_FILE_MODE = 0o600
 PUBLIC_FILE_MODE = 0o644

@@ -15,18 +15,18 @@ from secmark.crypto.keyfile import (
 from secmark.crypto.keys import SUITE, IdentityKeys, PublicKeys, verify_ed25519
 
 __all__ = [
+    "INTERACTIVE_KDF",
+    "MODERATE_KDF",
     "SUITE",
     "IdentityKeys",
+    "KdfParams",
     "PublicKeys",
     "VrfPublicKey",
     "VrfSecretKey",
-    "proof_to_hash",
-    "verify_ed25519",
-    "KdfParams",
-    "INTERACTIVE_KDF",
-    "MODERATE_KDF",
-    "encode_key_file",
     "decode_key_file",
+    "encode_key_file",
+    "proof_to_hash",
     "read_key_file",
+    "verify_ed25519",
     "write_key_file",
 ]

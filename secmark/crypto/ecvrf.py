@@ -26,11 +26,11 @@ from nacl.exceptions import RuntimeError as SodiumRuntimeError
 from secmark.errors import KeyMaterialError, ProofError
 
 __all__ = [
-    "SUITE_STRING",
-    "PROOF_SIZE",
     "OUTPUT_SIZE",
-    "VrfSecretKey",
+    "PROOF_SIZE",
+    "SUITE_STRING",
     "VrfPublicKey",
+    "VrfSecretKey",
     "proof_to_hash",
 ]
 

@@ -30,13 +30,13 @@ from secmark.errors import EncodingError, KeyMaterialError
 from secmark.files import SECRET_FILE_MODE, write_atomic
 
 __all__ = [
-    "KdfParams",
     "INTERACTIVE_KDF",
     "MODERATE_KDF",
-    "encode_key_file",
+    "KdfParams",
     "decode_key_file",
-    "write_key_file",
+    "encode_key_file",
     "read_key_file",
+    "write_key_file",
 ]
 
 _TYPE = "secmark.keyfile"

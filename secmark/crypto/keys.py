@@ -27,7 +27,7 @@ from secmark.crypto.ecvrf import VrfPublicKey, VrfSecretKey
 from secmark.encoding import b64url_encode, canonical_json
 from secmark.errors import KeyMaterialError, SignatureError
 
-__all__ = ["SUITE", "PublicKeys", "IdentityKeys", "verify_ed25519"]
+__all__ = ["SUITE", "IdentityKeys", "PublicKeys", "verify_ed25519"]
 
 SUITE = "secmark-v1"
 """The algorithm suite: Ed25519, ECVRF-EDWARDS25519-SHA512-TAI, X25519, SHA-256."""

@@ -22,10 +22,10 @@ from secmark.errors import EncodingError, ProofError
 __all__ = [
     "HASH_SIZE",
     "MAX_TREE_SIZE",
-    "leaf_hash",
-    "node_hash",
-    "merkle_root",
     "MerkleTree",
+    "leaf_hash",
+    "merkle_root",
+    "node_hash",
     "verify_inclusion",
 ]
 

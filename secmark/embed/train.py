@@ -39,8 +39,8 @@ from secmark.errors import EncodingError, SecmarkError
 __all__ = [
     "OPTIMIZERS",
     "EmbedReport",
-    "Regularizer",
     "EvaluationData",
+    "Regularizer",
     "embed",
     "evaluate_accuracy",
     "predict_labels",

@@ -17,8 +17,8 @@ __all__ = [
     "b64url_decode",
     "b64url_encode",
     "canonical_json",
-    "parse_canonical_json",
     "format_time",
+    "parse_canonical_json",
     "parse_time",
     "utc_now",
 ]

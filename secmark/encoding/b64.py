@@ -15,7 +15,7 @@ import re
 
 from secmark.errors import EncodingError
 
-__all__ = ["b64url_encode", "b64url_decode", "b64_encode", "b64_decode"]
+__all__ = ["b64_decode", "b64_encode", "b64url_decode", "b64url_encode"]
 
 _URL_ALPHABET = re.compile(r"[A-Za-z0-9_-]*")
 _STD_ALPHABET = re.compile(r"[A-Za-z0-9+/]*={0,2}")

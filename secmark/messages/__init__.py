@@ -14,8 +14,8 @@ from secmark.messages.dsse import MAX_ENVELOPE_SIZE, Envelope, EnvelopeSignature
 from secmark.messages.identity import Identity, create_identity, open_identity
 
 __all__ = [
-    "PAYLOAD_TYPE",
     "MAX_ENVELOPE_SIZE",
+    "PAYLOAD_TYPE",
     "Document",
     "Envelope",
     "EnvelopeSignature",

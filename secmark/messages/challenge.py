@@ -21,7 +21,7 @@ from secmark.messages.claim import MAX_SUSPECT_REFERENCE
 from secmark.messages.commitment import MAX_COMMITTED_TRIGGERS
 from secmark.messages.document import Fields, SignedDocument, open_document
 
-__all__ = ["Challenge", "open_challenge", "MAX_CHALLENGED", "MAX_DECOYS"]
+__all__ = ["MAX_CHALLENGED", "MAX_DECOYS", "Challenge", "open_challenge"]
 
 MAX_CHALLENGED = 16384
 """Bound on k: far above any useful challenge (see ``secmark plan``)."""

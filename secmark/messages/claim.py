@@ -22,12 +22,12 @@ from secmark.messages.document import Fields, SignedDocument, open_document, sig
 from secmark.messages.families import TriggerFamily, WeightsFamily
 
 __all__ = [
-    "Claim",
     "EVIDENCE_KINDS",
+    "MAX_CLAIM_SIZE",
+    "Claim",
     "create_claim",
     "evidence_kinds_for",
     "open_claim",
-    "MAX_CLAIM_SIZE",
 ]
 
 EVIDENCE_KINDS = ("black-box", "white-box")

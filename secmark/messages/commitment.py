@@ -39,11 +39,11 @@ from secmark.messages.identity import public_keys_from_fields
 from secmark.messages.labels import ClassLabels, LabelSpace, label_space_from_fields
 
 __all__ = [
+    "MAX_COMMITMENT_SIZE",
+    "MAX_COMMITTED_TRIGGERS",
     "Commitment",
     "create_commitment",
     "open_commitment",
-    "MAX_COMMITTED_TRIGGERS",
-    "MAX_COMMITMENT_SIZE",
 ]
 
 MAX_COMMITTED_TRIGGERS = 1 << 24

@@ -31,11 +31,11 @@ __all__ = [
     "Document",
     "Fields",
     "SignedDocument",
-    "sign_document",
+    "decode_payload",
+    "encode_payload",
     "open_document",
     "read_unverified_payload",
-    "encode_payload",
-    "decode_payload",
+    "sign_document",
 ]
 
 PAYLOAD_TYPE = "application/vnd.secmark+json"

@@ -16,7 +16,7 @@ from secmark.crypto.keys import IdentityKeys, PublicKeys, verify_ed25519
 from secmark.encoding import b64_decode, b64_encode, canonical_json, parse_canonical_json
 from secmark.errors import EncodingError, SignatureError
 
-__all__ = ["Envelope", "EnvelopeSignature", "pae", "MAX_ENVELOPE_SIZE", "MAX_SIGNATURES"]
+__all__ = ["MAX_ENVELOPE_SIZE", "MAX_SIGNATURES", "Envelope", "EnvelopeSignature", "pae"]
 
 MAX_ENVELOPE_SIZE = 16 * 1024 * 1024
 """Default bound on an envelope's bytes: parsing is refused past it (denial of service)."""

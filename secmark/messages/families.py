@@ -16,18 +16,18 @@ from secmark.errors import EncodingError
 from secmark.messages.document import Fields
 
 __all__ = [
-    "NoiseFamily",
-    "TokensFamily",
-    "PoolFamily",
-    "OverlayFamily",
-    "WeightsFamily",
-    "TriggerFamily",
-    "family_from_fields",
-    "MAX_TRIGGER_ELEMENTS",
     "DTYPES",
-    "REDUCTIONS",
-    "PROJECTIONS",
     "MAX_PARAMETER_ELEMENTS",
+    "MAX_TRIGGER_ELEMENTS",
+    "PROJECTIONS",
+    "REDUCTIONS",
+    "NoiseFamily",
+    "OverlayFamily",
+    "PoolFamily",
+    "TokensFamily",
+    "TriggerFamily",
+    "WeightsFamily",
+    "family_from_fields",
 ]
 
 MAX_TRIGGER_ELEMENTS = 1 << 24
@@ -78,6 +78,14 @@ def _check_range(dtype: str, low: float, high: float, what: str) -> None:
         raise EncodingError(f"{what}: the range exceeds float32")
 
 
+def _shape(fields: Fields, name: str) -> tuple[int, ...]:
+    return tuple(
+        fields.integer_list(
+            name, minimum=1, maximum=MAX_TRIGGER_ELEMENTS, max_items=_MAX_DIMENSIONS
+        )
+    )
+
+
 def _number(value: float, dtype: str) -> int | float:
     return int(value) if dtype == "uint8" else value
 
@@ -109,11 +117,7 @@ class NoiseFamily:
     @classmethod
     def from_fields(cls, fields: Fields) -> NoiseFamily:
         return cls(
-            tuple(
-                fields.integer_list(
-                    "shape", minimum=1, maximum=MAX_TRIGGER_ELEMENTS, max_items=_MAX_DIMENSIONS
-                )
-            ),
+            _shape(fields, "shape"),
             fields.text("dtype"),
             fields.number("low"),
             fields.number("high"),
@@ -191,11 +195,7 @@ class PoolFamily:
     def from_fields(cls, fields: Fields) -> PoolFamily:
         return cls(
             fields.integer("pool_size", minimum=1, maximum=_MAX_POOL_SIZE),
-            tuple(
-                fields.integer_list(
-                    "item_shape", minimum=1, maximum=MAX_TRIGGER_ELEMENTS, max_items=_MAX_DIMENSIONS
-                )
-            ),
+            _shape(fields, "item_shape"),
             fields.text("item_dtype"),
         )
 
@@ -238,11 +238,7 @@ class OverlayFamily:
     def from_fields(cls, fields: Fields) -> OverlayFamily:
         return cls(
             fields.integer("pool_size", minimum=1, maximum=_MAX_POOL_SIZE),
-            tuple(
-                fields.integer_list(
-                    "item_shape", minimum=1, maximum=MAX_TRIGGER_ELEMENTS, max_items=_MAX_DIMENSIONS
-                )
-            ),
+            _shape(fields, "item_shape"),
             fields.text("item_dtype"),
             fields.integer("pixels", minimum=1, maximum=MAX_TRIGGER_ELEMENTS),
             fields.number("low"),

@@ -17,11 +17,11 @@ from secmark.messages.document import (
 )
 
 __all__ = [
+    "MAX_IDENTITY_SIZE",
     "Identity",
     "create_identity",
     "open_identity",
     "public_keys_from_fields",
-    "MAX_IDENTITY_SIZE",
 ]
 
 MAX_IDENTITY_SIZE = 8192

@@ -16,9 +16,9 @@ from secmark.messages.document import Fields
 
 __all__ = [
     "ClassLabels",
+    "LabelSpace",
     "RegressionLabels",
     "TokenLabels",
-    "LabelSpace",
     "label_space_from_fields",
 ]
 

@@ -32,7 +32,7 @@ from secmark.messages.document import (
     open_document,
 )
 
-__all__ = ["RevealedTrigger", "RevealContents", "Reveal", "open_reveal", "MAX_REVEAL_SIZE"]
+__all__ = ["MAX_REVEAL_SIZE", "Reveal", "RevealContents", "RevealedTrigger", "open_reveal"]
 
 MAX_REVEAL_SIZE = 256 * 1024 * 1024
 """Reveals of pool families carry items: the bound allows 16384 items of 16 KiB."""

@@ -18,7 +18,7 @@ from secmark.errors import EncodingError
 from secmark.messages.commitment import MAX_COMMITTED_TRIGGERS
 from secmark.messages.document import Fields, SignedDocument, open_document
 
-__all__ = ["TranscriptEntry", "Transcript", "open_transcript", "MAX_QUERIES"]
+__all__ = ["MAX_QUERIES", "Transcript", "TranscriptEntry", "open_transcript"]
 
 MAX_QUERIES = 1 << 21
 """Challenged triggers plus decoys, with room to spare."""

@@ -19,12 +19,12 @@ from secmark.errors import EncodingError
 from secmark.messages.document import Fields, SignedDocument, open_document
 
 __all__ = [
-    "TestFigures",
+    "OUTCOMES",
+    "CrossCheck",
     "ReleaseTime",
     "RivalClaim",
-    "CrossCheck",
+    "TestFigures",
     "Verdict",
-    "OUTCOMES",
     "open_verdict",
 ]
 

@@ -53,7 +53,6 @@ from secmark.models.base import (
 )
 
 __all__ = [
-    "oip_model_url",
     "DEFAULT_BACKOFF",
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_RETRIES",
@@ -62,6 +61,7 @@ __all__ = [
     "MAX_RESPONSE_BYTES",
     "OIP_DATATYPES",
     "OipSuspect",
+    "oip_model_url",
 ]
 
 DEFAULT_BATCH_SIZE = 64

@@ -55,7 +55,7 @@ from secmark.timestamp import TrustStore
 from secmark.timestamp.evidence import TimestampEvidence
 from secmark.triggers import Trigger, generate_decoys
 
-__all__ = ["ArbiterPolicy", "Arbiter"]
+__all__ = ["Arbiter", "ArbiterPolicy"]
 
 REGISTRY_FILE = "registry.json"
 _MAX_REGISTRY_SIZE = 64 * 1024 * 1024

@@ -51,7 +51,7 @@ from secmark.protocol.suspects import canonical_suspect
 from secmark.timestamp import TrustStore
 from secmark.timestamp.evidence import TimestampEvidence
 
-__all__ = ["Bundle", "BundleReport", "build_bundle", "verify_bundle", "MAX_BUNDLE_SIZE"]
+__all__ = ["MAX_BUNDLE_SIZE", "Bundle", "BundleReport", "build_bundle", "verify_bundle"]
 
 MAX_BUNDLE_SIZE = 1024 * 1024 * 1024
 """Transcripts of large challenges dominate; a gigabyte is far beyond them."""

@@ -27,8 +27,8 @@ __all__ = [
     "INDEX_STREAM_INFO",
     "challenge_alpha",
     "challenge_indices",
-    "prove_challenge",
     "check_challenge_indices",
+    "prove_challenge",
 ]
 
 CHALLENGE_DOMAIN = b"secmark-v1 challenge"

@@ -24,7 +24,7 @@ from secmark.protocol.challenge import check_challenge_indices
 from secmark.protocol.suspects import canonical_suspect
 from secmark.triggers import CommittedPool, derive_trigger
 
-__all__ = ["file_claim", "answer_challenge"]
+__all__ = ["answer_challenge", "file_claim"]
 
 
 def file_claim(

@@ -31,12 +31,12 @@ from secmark.models.base import Suspect
 from secmark.stats import DEFAULT_ALPHA, BinomialTestResult, binomial_test, null_match_probability
 
 __all__ = [
-    "QueryRecord",
     "BlackBoxResult",
-    "query_suspect",
+    "QueryRecord",
     "answer_matches",
-    "score_answers",
     "input_digest",
+    "query_suspect",
+    "score_answers",
 ]
 
 DEFAULT_QUERY_BATCH = 64

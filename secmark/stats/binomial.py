@@ -30,11 +30,11 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
-    "log2_binomial_tail",
     "binomial_tail",
-    "exact_binomial_tail",
-    "decision_threshold",
     "clopper_pearson",
+    "decision_threshold",
+    "exact_binomial_tail",
+    "log2_binomial_tail",
 ]
 
 _FloatArray = npt.NDArray[np.float64]

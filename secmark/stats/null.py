@@ -24,7 +24,7 @@ from fractions import Fraction
 
 from secmark.messages.labels import ClassLabels, LabelSpace, RegressionLabels, TokenLabels
 
-__all__ = ["classification_p0", "regression_p0", "token_p0", "null_match_probability"]
+__all__ = ["classification_p0", "null_match_probability", "regression_p0", "token_p0"]
 
 
 def _check_size(value: int, name: str) -> None:

@@ -37,10 +37,10 @@ from fractions import Fraction
 from secmark.stats.verdict import DEFAULT_ALPHA
 
 __all__ = [
-    "DEFAULT_TARGET_POWER",
     "DEFAULT_DISPUTES",
     "DEFAULT_MAX_REVEALED_FRACTION",
     "DEFAULT_RETENTIONS",
+    "DEFAULT_TARGET_POWER",
     "MAX_CHALLENGES",
     "Plan",
     "plan",

@@ -30,12 +30,12 @@ from secmark.timestamp.trust import TrustStore
 from secmark.timestamp.verify import VerifiedTimestamp, verify_timestamp
 
 __all__ = [
+    "MAX_EVIDENCE_TOKENS",
+    "EvidenceCheck",
     "EvidenceToken",
     "TimestampEvidence",
     "TokenCheck",
-    "EvidenceCheck",
     "collect_evidence",
-    "MAX_EVIDENCE_TOKENS",
 ]
 
 MAX_EVIDENCE_TOKENS = 8

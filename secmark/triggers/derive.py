@@ -39,17 +39,17 @@ from secmark.triggers.generate import (
 from secmark.triggers.sampling import KeyStream, stream_keys
 
 __all__ = [
-    "TRIGGER_DOMAIN",
     "DEFAULT_BATCH_SIZE",
-    "trigger_alpha",
-    "pool_root",
+    "TRIGGER_DOMAIN",
     "CommittedPool",
     "Trigger",
     "TriggerBatch",
     "derive_trigger",
-    "iter_triggers",
-    "verify_trigger",
     "generate_decoys",
+    "iter_triggers",
+    "pool_root",
+    "trigger_alpha",
+    "verify_trigger",
 ]
 
 TRIGGER_DOMAIN = b"secmark-v1 trigger"

@@ -35,14 +35,14 @@ from secmark.triggers.sampling import (
 )
 
 __all__ = [
-    "PoolItems",
     "Label",
-    "input_layout",
-    "label_layout",
+    "PoolItems",
     "checked_item",
-    "item_leaf",
     "draw_input",
     "draw_label",
+    "input_layout",
+    "item_leaf",
+    "label_layout",
     "rademacher_row",
 ]
 

@@ -28,15 +28,15 @@ from secmark.errors import EncodingError
 __all__ = [
     "INPUT_STREAM_INFO",
     "LABEL_STREAM_INFO",
-    "KeyStream",
-    "stream_keys",
     "MAX_UNIFORM_RANGE",
-    "integer_width",
-    "uniform_integer",
-    "uniform_integers",
+    "KeyStream",
     "distinct_uniform_integers",
+    "integer_width",
+    "stream_keys",
     "uniform_float32",
     "uniform_float64",
+    "uniform_integer",
+    "uniform_integers",
 ]
 
 INPUT_STREAM_INFO = b"secmark-v1 input stream"

@@ -36,13 +36,13 @@ from secmark.triggers.derive import CommittedPool, TriggerBatch, _pool_fetch, _v
 from secmark.triggers.generate import input_layout, label_layout
 
 __all__ = [
-    "MANIFEST_NAME",
     "ARRAY_NAMES",
-    "TriggerSetManifest",
+    "MANIFEST_NAME",
     "TriggerSet",
-    "write_trigger_set",
+    "TriggerSetManifest",
     "read_trigger_set",
     "verify_trigger_set",
+    "write_trigger_set",
 ]
 
 MANIFEST_NAME = "manifest.json"
