@@ -15,8 +15,7 @@ from pathlib import Path
 
 from nacl import bindings as sodium
 
-from secmark.crypto import IdentityKeys, VrfSecretKey
-from secmark.crypto.keyfile import INTERACTIVE_KDF, encode_key_file
+from secmark.crypto import INTERACTIVE_KDF, IdentityKeys, VrfSecretKey, encode_key_file
 from secmark.encoding import b64_encode, canonical_json
 from secmark.messages import Envelope, EnvelopeSignature, create_identity
 from secmark.messages.commitment import create_commitment

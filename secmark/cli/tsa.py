@@ -34,7 +34,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="create a timestamp authority in a directory",
         description=(
             "Creates in DIR a self-signed root certificate (root.pem, to give to "
-            "verifiers), a TSA certificate (tsa.pem), the TSA key (tsa-key.pem, mode "
+            "verifiers), a TSA certificate (tsa.pem), the TSA key (tsa-key.json, mode "
             "0600, encrypted unless --unencrypted) and the serial-number state."
         ),
     )

@@ -1,18 +1,16 @@
-"""Primitives: ECVRF, identity keys and key files."""
+"""Primitives: ECVRF, identity keys, passphrase boxes and key files."""
 
 from __future__ import annotations
 
 from secmark.crypto.ecvrf import VrfPublicKey, VrfSecretKey, proof_to_hash
 from secmark.crypto.keyfile import (
-    INTERACTIVE_KDF,
-    MODERATE_KDF,
-    KdfParams,
     decode_key_file,
     encode_key_file,
     read_key_file,
     write_key_file,
 )
 from secmark.crypto.keys import SUITE, IdentityKeys, PublicKeys, verify_ed25519
+from secmark.crypto.passphrase_box import INTERACTIVE_KDF, MODERATE_KDF, KdfParams
 
 __all__ = [
     "INTERACTIVE_KDF",

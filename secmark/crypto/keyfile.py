@@ -16,23 +16,23 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nacl import bindings as sodium
-from nacl import pwhash
-from nacl.exceptions import CryptoError
-
 from secmark.crypto.keys import SUITE, IdentityKeys
+from secmark.crypto.passphrase_box import (
+    MODERATE_KDF,
+    PROTECTED,
+    UNPROTECTED,
+    KdfParams,
+    open_box,
+    seal_box,
+)
 from secmark.encoding import b64url_decode, b64url_encode, canonical_json, parse_canonical_json
 from secmark.errors import EncodingError, KeyMaterialError
 from secmark.files import SECRET_FILE_MODE, write_atomic
 
 __all__ = [
-    "INTERACTIVE_KDF",
-    "MODERATE_KDF",
-    "KdfParams",
     "decode_key_file",
     "encode_key_file",
     "read_key_file",
@@ -41,40 +41,9 @@ __all__ = [
 
 _TYPE = "secmark.keyfile"
 _VERSION = 1
-_PROTECTED = "argon2id-xchacha20poly1305"
-_UNPROTECTED = "none"
-_SALT_SIZE = pwhash.argon2id.SALTBYTES
-_NONCE_SIZE = sodium.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
-_KEY_SIZE = sodium.crypto_aead_xchacha20poly1305_ietf_KEYBYTES
 # A key file is a few hundred bytes; the bound keeps a hostile file from
 # making the parser work on megabytes.
 _MAX_FILE_SIZE = 4096
-# A hostile file could otherwise ask Argon2id for gigabytes of memory.
-_MAX_OPSLIMIT = pwhash.argon2id.OPSLIMIT_SENSITIVE
-_MAX_MEMLIMIT = pwhash.argon2id.MEMLIMIT_SENSITIVE
-
-
-@dataclass(frozen=True)
-class KdfParams:
-    """Argon2id cost parameters (libsodium's opslimit and memlimit in bytes)."""
-
-    opslimit: int
-    memlimit: int
-
-
-MODERATE_KDF = KdfParams(pwhash.argon2id.OPSLIMIT_MODERATE, pwhash.argon2id.MEMLIMIT_MODERATE)
-"""The default: libsodium's recommendation for keys kept at rest (256 MiB)."""
-
-INTERACTIVE_KDF = KdfParams(
-    pwhash.argon2id.OPSLIMIT_INTERACTIVE, pwhash.argon2id.MEMLIMIT_INTERACTIVE
-)
-"""Cheaper parameters (64 MiB) for machines short of memory, and for tests."""
-
-
-def _derive_key(passphrase: bytes, salt: bytes, params: KdfParams) -> bytes:
-    return pwhash.argon2id.kdf(
-        _KEY_SIZE, passphrase, salt, opslimit=params.opslimit, memlimit=params.memlimit
-    )
 
 
 def encode_key_file(
@@ -101,23 +70,13 @@ def encode_key_file(
     if unencrypted:
         if passphrase is not None:
             raise KeyMaterialError("give a passphrase or ask for an unencrypted file, not both")
-        return canonical_json({**header, "protection": _UNPROTECTED, "secrets": secrets})
+        return canonical_json({**header, "protection": UNPROTECTED, "secrets": secrets})
     if not passphrase:
         raise KeyMaterialError(
             "a passphrase is required to protect the key file; "
             "ask explicitly for an unencrypted file if it is stored elsewhere safely"
         )
-    salt = os.urandom(_SALT_SIZE)
-    nonce = os.urandom(_NONCE_SIZE)
-    header.update(
-        protection=_PROTECTED,
-        kdf={"memlimit": kdf.memlimit, "opslimit": kdf.opslimit, "salt": b64url_encode(salt)},
-        nonce=b64url_encode(nonce),
-    )
-    ciphertext = sodium.crypto_aead_xchacha20poly1305_ietf_encrypt(
-        canonical_json(secrets), canonical_json(header), nonce, _derive_key(passphrase, salt, kdf)
-    )
-    return canonical_json({**header, "ciphertext": b64url_encode(ciphertext)})
+    return seal_box(header, canonical_json(secrets), passphrase, kdf)
 
 
 def _expect_keys(value: dict[str, Any], required: set[str]) -> None:
@@ -125,13 +84,6 @@ def _expect_keys(value: dict[str, Any], required: set[str]) -> None:
         missing = sorted(required - set(value))
         extra = sorted(set(value) - required)
         raise EncodingError(f"key file fields are wrong (missing {missing}, unexpected {extra})")
-
-
-def _int_field(kdf: dict[str, Any], name: str, upper: int) -> int:
-    value = kdf[name]
-    if type(value) is not int or not 1 <= value <= upper:
-        raise EncodingError(f"key file KDF {name} must be an integer in [1, {upper}]")
-    return value
 
 
 def _keys_from_secrets(secrets: Any, key_id: str) -> IdentityKeys:
@@ -163,35 +115,15 @@ def decode_key_file(data: bytes, passphrase: bytes | None) -> IdentityKeys:
             raise EncodingError(f"not a {_TYPE} version {_VERSION} file")
         protection = document.get("protection")
         common = {"key_id", "protection", "suite", "type", "version"}
-        if protection == _UNPROTECTED:
+        if protection == UNPROTECTED:
             _expect_keys(document, common | {"secrets"})
             return _keys_from_secrets(document["secrets"], document["key_id"])
-        if protection != _PROTECTED:
+        if protection != PROTECTED:
             raise EncodingError(f"unknown key file protection {protection!r}")
         _expect_keys(document, common | {"ciphertext", "kdf", "nonce"})
-        kdf = document["kdf"]
-        if not isinstance(kdf, dict):
-            raise EncodingError("key file KDF parameters must be a JSON object")
-        _expect_keys(kdf, {"memlimit", "opslimit", "salt"})
-        params = KdfParams(
-            _int_field(kdf, "opslimit", _MAX_OPSLIMIT), _int_field(kdf, "memlimit", _MAX_MEMLIMIT)
-        )
-        salt = b64url_decode(kdf["salt"], what="KDF salt", size=_SALT_SIZE)
-        nonce = b64url_decode(document["nonce"], what="nonce", size=_NONCE_SIZE)
-        ciphertext = b64url_decode(document["ciphertext"], what="ciphertext")
+        plaintext = open_box(document, passphrase, what="the key file")
     except EncodingError as error:
         raise KeyMaterialError(f"the key file is malformed: {error}") from None
-    if not passphrase:
-        raise KeyMaterialError("the key file is encrypted: a passphrase is required")
-    header = {name: value for name, value in document.items() if name != "ciphertext"}
-    try:
-        plaintext = sodium.crypto_aead_xchacha20poly1305_ietf_decrypt(
-            ciphertext, canonical_json(header), nonce, _derive_key(passphrase, salt, params)
-        )
-    except CryptoError:
-        raise KeyMaterialError(
-            "cannot open the key file: wrong passphrase, or the file was modified"
-        ) from None
     try:
         secrets = parse_canonical_json(plaintext, max_size=_MAX_FILE_SIZE, what="key file secrets")
         return _keys_from_secrets(secrets, document["key_id"])
@@ -247,4 +179,4 @@ def _is_protected(data: bytes) -> bool:
         document = parse_canonical_json(data, max_size=_MAX_FILE_SIZE, what="key file")
     except EncodingError:
         return True  # let decode_key_file report the malformation
-    return not (isinstance(document, dict) and document.get("protection") == _UNPROTECTED)
+    return not (isinstance(document, dict) and document.get("protection") == UNPROTECTED)

@@ -35,7 +35,17 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from secmark.errors import KeyMaterialError, SecmarkError, TimestampError
+from secmark.crypto.passphrase_box import (
+    BOX_FIELDS,
+    MODERATE_KDF,
+    PROTECTED,
+    UNPROTECTED,
+    KdfParams,
+    open_box,
+    seal_box,
+)
+from secmark.encoding import b64url_decode, b64url_encode, canonical_json, parse_canonical_json
+from secmark.errors import EncodingError, KeyMaterialError, SecmarkError, TimestampError
 from secmark.files import PUBLIC_FILE_MODE, SECRET_FILE_MODE, write_atomic
 from secmark.timestamp._tsp import HASH_ALGORITHMS, TimeStampResp
 
@@ -50,6 +60,8 @@ __all__ = [
     "TSA_CERTIFICATE_FILE",
     "TSA_KEY_FILE",
     "TimestampAuthority",
+    "decode_tsa_key",
+    "encode_tsa_key",
 ]
 
 DEFAULT_POLICY_OID: Final = "2.25.335186766500734563308664238787900305342"
@@ -73,7 +85,7 @@ serials longer than 160 bits (20 octets of a positive DER INTEGER)."""
 
 ROOT_CERTIFICATE_FILE: Final = "root.pem"
 TSA_CERTIFICATE_FILE: Final = "tsa.pem"
-TSA_KEY_FILE: Final = "tsa-key.pem"
+TSA_KEY_FILE: Final = "tsa-key.json"
 SERIAL_FILE: Final = "serial.json"
 CONFIG_FILE: Final = "authority.json"
 _LOCK_FILE: Final = ".serial.lock"
@@ -266,6 +278,71 @@ class _SerialCounter:
         return last
 
 
+_KEY_TYPE = "secmark.tsa-key"
+_KEY_VERSION = 1
+# A P-256 key file is a few hundred bytes.
+_MAX_KEY_FILE_SIZE = 16 * 1024
+
+
+def encode_tsa_key(
+    key: ec.EllipticCurvePrivateKey, passphrase: bytes | None, *, kdf: KdfParams = MODERATE_KDF
+) -> bytes:
+    """The TSA key file: its PKCS #8 DER in a passphrase box (Argon2id +
+    XChaCha20-Poly1305, see ``secmark.crypto.passphrase_box``), or in clear
+    when ``passphrase`` is None (the caller decides that is allowed)."""
+    der = key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    header = {"type": _KEY_TYPE, "version": _KEY_VERSION}
+    if passphrase is None:
+        return canonical_json({**header, "key": b64url_encode(der), "protection": UNPROTECTED})
+    return seal_box(header, der, passphrase, kdf)
+
+
+def decode_tsa_key(
+    data: bytes, passphrase: bytes | None, *, what: str
+) -> ec.EllipticCurvePrivateKey:
+    """Open a TSA key file written by :func:`encode_tsa_key`.
+
+    Raises:
+        KeyMaterialError: malformed, a wrong or missing passphrase (or one
+            given for a key in clear), or not an EC private key.
+    """
+    try:
+        document = parse_canonical_json(data, max_size=_MAX_KEY_FILE_SIZE, what=what)
+        if not isinstance(document, dict) or (
+            document.get("type"),
+            document.get("version"),
+        ) != (_KEY_TYPE, _KEY_VERSION):
+            raise EncodingError(f"not a {_KEY_TYPE} version {_KEY_VERSION} file")
+        protection = document.get("protection")
+        if protection == UNPROTECTED:
+            if set(document) != {"type", "version", "protection", "key"}:
+                raise EncodingError("an unencrypted key file has type, version, protection, key")
+            if passphrase is not None:
+                raise KeyMaterialError(
+                    f"{what} is not encrypted, but a passphrase was given; give none"
+                )
+            der = b64url_decode(document["key"], what=f"{what} key")
+        elif protection == PROTECTED:
+            if set(document) != {"type", "version"} | BOX_FIELDS:
+                raise EncodingError("an encrypted key file has type, version and the box fields")
+            der = open_box(document, passphrase, what=what)
+        else:
+            raise EncodingError(f"unknown protection {protection!r}")
+    except EncodingError as error:
+        raise KeyMaterialError(f"{what} is malformed: {error}") from None
+    try:
+        key = serialization.load_der_private_key(der, password=None)
+    except ValueError:
+        raise KeyMaterialError(f"{what} does not hold a private key") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise KeyMaterialError(f"{what} holds no EC private key")
+    return key
+
+
 @dataclass(frozen=True)
 class TimestampAuthority:
     """A loaded TSA: its certificates, its signing key and its serial counter.
@@ -293,6 +370,7 @@ class TimestampAuthority:
         validity: datetime.timedelta = DEFAULT_VALIDITY,
         policy_oid: str = DEFAULT_POLICY_OID,
         clock: Clock = _utc_now,
+        kdf: KdfParams = MODERATE_KDF,
     ) -> TimestampAuthority:
         """Create a new authority in ``directory`` and return it opened.
 
@@ -328,15 +406,11 @@ class TimestampAuthority:
 
         not_before = _now(clock) - _CLOCK_SKEW
         root, tsa, tsa_key = _make_certificates(common_name, not_before, not_before + validity)
-        encryption: serialization.KeySerializationEncryption = (
-            serialization.BestAvailableEncryption(passphrase)
-            if passphrase is not None
-            else serialization.NoEncryption()
+        write_atomic(
+            target / TSA_KEY_FILE,
+            encode_tsa_key(tsa_key, passphrase, kdf=kdf),
+            mode=SECRET_FILE_MODE,
         )
-        key_pem = tsa_key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption
-        )
-        write_atomic(target / TSA_KEY_FILE, key_pem, mode=SECRET_FILE_MODE)
         write_atomic(
             target / ROOT_CERTIFICATE_FILE,
             root.public_bytes(serialization.Encoding.PEM),
@@ -379,7 +453,7 @@ class TimestampAuthority:
             root_pem = (target / ROOT_CERTIFICATE_FILE).read_bytes()
             tsa_pem = (target / TSA_CERTIFICATE_FILE).read_bytes()
             key_path = target / TSA_KEY_FILE
-            key_pem = key_path.read_bytes()
+            key_data = key_path.read_bytes()
             key_mode = key_path.stat().st_mode
         except (OSError, ValueError) as error:
             raise SecmarkError(
@@ -401,22 +475,8 @@ class TimestampAuthority:
             tsa = x509.load_pem_x509_certificate(tsa_pem)
         except ValueError as error:
             raise SecmarkError(f"a certificate in {target} is malformed: {error}") from None
-        try:
-            private_key = serialization.load_pem_private_key(key_pem, password=passphrase)
-        except TypeError:
-            # cryptography raises TypeError for a missing or a superfluous password.
-            if passphrase is None:
-                raise KeyMaterialError(f"{key_path} is encrypted; give its passphrase") from None
-            raise KeyMaterialError(
-                f"{key_path} is not encrypted, but a passphrase was given; give none"
-            ) from None
-        except ValueError:
-            raise KeyMaterialError(
-                f"cannot decrypt {key_path}: wrong passphrase, or the file is corrupted"
-            ) from None
-        if not isinstance(private_key, ec.EllipticCurvePrivateKey) or (
-            private_key.public_key() != tsa.public_key()
-        ):
+        private_key = decode_tsa_key(key_data, passphrase, what=str(key_path))
+        if private_key.public_key() != tsa.public_key():
             raise KeyMaterialError(f"{key_path} is not the key of {target / TSA_CERTIFICATE_FILE}")
         return cls(
             directory=target,
@@ -430,18 +490,21 @@ class TimestampAuthority:
 
     @staticmethod
     def needs_passphrase(directory: str | os.PathLike[str]) -> bool:
-        """Whether the TSA key in ``directory`` is encrypted (by its PEM label).
+        """Whether the TSA key in ``directory`` is encrypted.
 
         Raises:
             SecmarkError: the key file cannot be read.
         """
         key_path = Path(directory) / TSA_KEY_FILE
         try:
-            with key_path.open("rb") as handle:
-                first_line = handle.readline()
+            data = key_path.read_bytes()
         except OSError as error:
             raise SecmarkError(f"cannot read {key_path}: {error.strerror}") from None
-        return first_line.strip() == b"-----BEGIN ENCRYPTED PRIVATE KEY-----"
+        try:
+            document = parse_canonical_json(data, max_size=_MAX_KEY_FILE_SIZE, what=str(key_path))
+        except EncodingError as error:
+            raise KeyMaterialError(f"{key_path} is malformed: {error}") from None
+        return not (isinstance(document, dict) and document.get("protection") == UNPROTECTED)
 
     def respond(self, request_der: bytes) -> bytes:
         """Answer a DER TimeStampReq with a DER TimeStampResp.

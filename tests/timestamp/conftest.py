@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from secmark.crypto import INTERACTIVE_KDF
 from secmark.timestamp import DEFAULT_POLICY_OID, TimestampAuthority, TrustStore
 from secmark.timestamp.authority import (
     CONFIG_FILE,
@@ -22,6 +23,7 @@ from secmark.timestamp.authority import (
     SERIAL_FILE,
     TSA_CERTIFICATE_FILE,
     TSA_KEY_FILE,
+    encode_tsa_key,
 )
 
 MESSAGE = hashlib.sha256(b"secmark test commitment").digest()
@@ -38,7 +40,9 @@ def tst_info(token: bytes) -> tsp.TSTInfo:
 
 @pytest.fixture
 def authority(tmp_path: Path) -> TimestampAuthority:
-    return TimestampAuthority.initialize(tmp_path / "tsa", passphrase=PASSPHRASE)
+    return TimestampAuthority.initialize(
+        tmp_path / "tsa", passphrase=PASSPHRASE, kdf=INTERACTIVE_KDF
+    )
 
 
 @pytest.fixture
@@ -130,11 +134,7 @@ def open_custom_authority(directory: Path, pki: Pki) -> TimestampAuthority:
     (directory / ROOT_CERTIFICATE_FILE).write_bytes(pki.root.public_bytes(pem))
     (directory / TSA_CERTIFICATE_FILE).write_bytes(pki.tsa.public_bytes(pem))
     key_path = directory / TSA_KEY_FILE
-    key_path.write_bytes(
-        pki.tsa_key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
+    key_path.write_bytes(encode_tsa_key(pki.tsa_key, None))
     key_path.chmod(0o600)
     (directory / SERIAL_FILE).write_text(json.dumps({"last_serial": 0}))
     (directory / CONFIG_FILE).write_text(

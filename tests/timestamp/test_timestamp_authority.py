@@ -16,6 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from secmark.encoding import canonical_json
 from secmark.errors import KeyMaterialError, SecmarkError
 from secmark.timestamp import (
     TimestampAuthority,
@@ -53,7 +54,8 @@ def _status(response: bytes) -> tuple[str, set[str]]:
 def test_files_and_modes(authority: TimestampAuthority) -> None:
     directory = authority.directory
     assert stat.S_IMODE(os.stat(directory / TSA_KEY_FILE).st_mode) == 0o600
-    assert (directory / TSA_KEY_FILE).read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY")
+    stored = json.loads((directory / TSA_KEY_FILE).read_bytes())
+    assert stored["protection"] == "argon2id-xchacha20poly1305" and "key" not in stored
     assert stat.S_IMODE(os.stat(directory / "root.pem").st_mode) == 0o644
     assert json.loads((directory / SERIAL_FILE).read_text()) == {"last_serial": 0}
     assert TimestampAuthority.needs_passphrase(directory)
@@ -77,7 +79,7 @@ def test_certificate_profile(authority: TimestampAuthority) -> None:
 def test_wrong_passphrase(authority: TimestampAuthority) -> None:
     with pytest.raises(KeyMaterialError, match="wrong passphrase"):
         TimestampAuthority.open(authority.directory, passphrase=b"not it")
-    with pytest.raises(KeyMaterialError, match="is encrypted; give its passphrase"):
+    with pytest.raises(KeyMaterialError, match="is encrypted: a passphrase is required"):
         TimestampAuthority.open(authority.directory, passphrase=None)
 
 
@@ -237,3 +239,12 @@ def test_naive_clock_is_a_system_failure(authority: TimestampAuthority) -> None:
         authority.directory, passphrase=PASSPHRASE, clock=lambda: datetime.datetime(2024, 1, 1)
     )
     assert _status(naive.respond(_request())) == ("rejection", {"system_failure"})
+
+
+def test_tsa_key_file_header_is_authenticated(authority: TimestampAuthority) -> None:
+    key_path = authority.directory / TSA_KEY_FILE
+    stored = json.loads(key_path.read_bytes())
+    stored["kdf"]["opslimit"] += 1
+    key_path.write_bytes(canonical_json(stored))
+    with pytest.raises(KeyMaterialError, match="wrong passphrase, or the file was modified"):
+        TimestampAuthority.open(authority.directory, passphrase=PASSPHRASE)

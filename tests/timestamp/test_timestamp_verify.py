@@ -13,6 +13,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
+from secmark.crypto import INTERACTIVE_KDF
 from secmark.errors import EncodingError, TimestampError
 from secmark.timestamp import (
     MAX_TOKEN_SIZE,
@@ -53,7 +54,9 @@ def test_round_trip(authority: TimestampAuthority, trust: TrustStore, hash_algor
 def test_trust_store_finds_the_root_among_several(
     tmp_path: Path, authority: TimestampAuthority
 ) -> None:
-    other = TimestampAuthority.initialize(tmp_path / "other", passphrase=PASSPHRASE)
+    other = TimestampAuthority.initialize(
+        tmp_path / "other", passphrase=PASSPHRASE, kdf=INTERACTIVE_KDF
+    )
     trust = TrustStore(roots=(other.root_certificate, authority.root_certificate))
     token = request_timestamp_from(authority.respond, MESSAGE)
     verified = verify_timestamp(token, MESSAGE, trust)
@@ -100,7 +103,9 @@ def test_token_for_another_message(authority: TimestampAuthority, trust: TrustSt
 
 
 def test_untrusted_root(tmp_path: Path, authority: TimestampAuthority) -> None:
-    stranger = TimestampAuthority.initialize(tmp_path / "stranger", passphrase=PASSPHRASE)
+    stranger = TimestampAuthority.initialize(
+        tmp_path / "stranger", passphrase=PASSPHRASE, kdf=INTERACTIVE_KDF
+    )
     token = request_timestamp_from(stranger.respond, MESSAGE)
     with pytest.raises(TimestampError, match="does not chain to a trusted root"):
         verify_timestamp(token, MESSAGE, TrustStore(roots=(authority.root_certificate,)))
