@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from secmark.cli.dispute import read_file
+from secmark.cli.extras import require_torch
 from secmark.cli.output import add_json_flag, emit
 from secmark.cli.suspects import add_suspect_arguments, build_suspect, import_callable
 from secmark.errors import SecmarkError
@@ -64,6 +65,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _embed(args: argparse.Namespace) -> int:
+    require_torch("secmark embed")
     from secmark.embed import TriggerDataset, embed, load_state, save_state
 
     if args.out.exists():

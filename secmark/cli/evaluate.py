@@ -13,6 +13,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from secmark.cli.extras import require_torch
 from secmark.cli.output import add_json_flag, emit
 from secmark.errors import EncodingError
 
@@ -61,6 +62,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    require_torch("secmark evaluate")
     import torch
 
     from secmark.evaluate import (

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from secmark.cli.extras import require_torch
 from secmark.errors import SecmarkError
 from secmark.messages.families import TriggerFamily, WeightsFamily
 from secmark.models import OIP_DATATYPES, OipSuspect, Suspect, WeightsSuspect
@@ -72,6 +73,7 @@ def torch_model_loader(factory_spec: str) -> Callable[[Path], Suspect]:
     factory = import_callable(factory_spec)
 
     def load(path: Path) -> Suspect:
+        require_torch("a local torch model")
         from secmark.embed import load_state
         from secmark.models.torch_module import TorchSuspect
 

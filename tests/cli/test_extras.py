@@ -1,0 +1,21 @@
+"""Commands that need torch say so in one line when it is missing."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+
+def test_demo_without_torch_is_a_one_line_error() -> None:
+    script = (
+        "import sys; sys.modules['torch'] = None\n"
+        "import importlib.util\n"
+        "real = importlib.util.find_spec\n"
+        "importlib.util.find_spec = lambda name, *a: None if name == 'torch' else real(name, *a)\n"
+        "from secmark.cli.main import main\n"
+        "sys.exit(main(['demo', '--out', 'unused']))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 1
+    assert done.stderr.strip().count("\n") == 0
+    assert "needs PyTorch" in done.stderr and "torch==2.13.0" in done.stderr
