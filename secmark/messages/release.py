@@ -13,7 +13,6 @@ import hashlib
 import os
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any, ClassVar
 
 from secmark.crypto.keys import IdentityKeys, PublicKeys
@@ -25,7 +24,6 @@ __all__ = [
     "MODEL_DIGEST_ALGORITHM",
     "Release",
     "create_release",
-    "file_matches_release",
     "model_file_digest",
     "open_release",
 ]
@@ -114,8 +112,3 @@ def open_release(data: bytes, owner: PublicKeys) -> SignedDocument[Release]:
         EncodingError, SignatureError: as :func:`open_document`.
     """
     return open_document(data, Release, owner, max_size=MAX_RELEASE_SIZE)
-
-
-def file_matches_release(path: Path, release: Release) -> bool:
-    """Whether the model file at ``path`` is the one registered."""
-    return model_file_digest(path) == release.model_digest
