@@ -18,6 +18,7 @@ import pytest
 
 from secmark import errors
 from secmark.crypto import IdentityKeys, VrfPublicKey, VrfSecretKey, decode_key_file
+from secmark.crypto.ecvrf import ELL2, TAI, Suite
 from secmark.crypto.merkle import MerkleTree, merkle_root, verify_inclusion
 from secmark.messages import Fields, create_identity, open_identity
 from secmark.messages.commitment import create_commitment, open_commitment
@@ -36,16 +37,27 @@ from secmark.triggers.sampling import KeyStream, stream_keys
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 
 
-def check_ecvrf_tai(content: dict[str, Any]) -> None:
+def _check_ecvrf(content: dict[str, Any], suite: Suite) -> None:
+    assert content["suite"] == suite.name
     for vector in content["vectors"]:
         secret = VrfSecretKey(bytes.fromhex(vector["sk"]))
         alpha = bytes.fromhex(vector["alpha"])
         assert secret.public_key.public_bytes_raw().hex() == vector["pk"]
-        proof, beta = secret.prove_and_hash(alpha)
+        assert suite.encode_to_curve(bytes.fromhex(vector["pk"]), alpha).hex() == vector["H"]
+        proof, beta = secret.prove_and_hash(alpha, suite=suite)
         assert proof.hex() == vector["pi"]
         assert beta.hex() == vector["beta"]
         public = VrfPublicKey.from_public_bytes(bytes.fromhex(vector["pk"]))
-        assert public.verify(alpha, bytes.fromhex(vector["pi"])).hex() == vector["beta"]
+        proof = bytes.fromhex(vector["pi"])
+        assert public.verify(alpha, proof, suite=suite).hex() == vector["beta"]
+
+
+def check_ecvrf_tai(content: dict[str, Any]) -> None:
+    _check_ecvrf(content, TAI)
+
+
+def check_ecvrf_ell2(content: dict[str, Any]) -> None:
+    _check_ecvrf(content, ELL2)
 
 
 def check_ecvrf_tai_negative(content: dict[str, Any]) -> None:
@@ -239,6 +251,7 @@ def check_merkle_rfc6962(content: dict[str, Any]) -> None:
 
 CHECKERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "ecvrf-tai": check_ecvrf_tai,
+    "ecvrf-ell2": check_ecvrf_ell2,
     "ecvrf-tai-negative": check_ecvrf_tai_negative,
     "identity": check_identity,
     "identity-negative": check_identity_negative,

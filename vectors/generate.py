@@ -55,7 +55,7 @@ def torsion_malleated_proof(sk: VrfSecretKey, alpha: bytes) -> bytes:
     gamma_prime = sodium.crypto_core_ed25519_add(gamma, ORDER_2_POINT)
     for attempt in range(256):
         k = int.from_bytes(hashlib.sha512(b"malleate" + bytes([attempt])).digest(), "little") % Q
-        c = ecvrf._challenge(y, h, gamma_prime, ecvrf._mul_base(k), ecvrf._mul(k, h))
+        c = ecvrf._challenge(ecvrf.TAI, y, h, gamma_prime, ecvrf._mul_base(k), ecvrf._mul(k, h))
         if c % 2 == 0:
             s = (k + c * sk._x) % Q
             return gamma_prime + c.to_bytes(16, "little") + s.to_bytes(32, "little")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from secmark.crypto.ecvrf import VrfPublicKey, VrfSecretKey, proof_to_hash
+from secmark.crypto.ecvrf import ELL2, TAI, Suite, VrfPublicKey, VrfSecretKey, proof_to_hash
 from secmark.crypto.keyfile import (
     decode_key_file,
     encode_key_file,
@@ -13,12 +13,15 @@ from secmark.crypto.keys import SUITE, IdentityKeys, PublicKeys, verify_ed25519
 from secmark.crypto.passphrase_box import INTERACTIVE_KDF, MODERATE_KDF, KdfParams
 
 __all__ = [
+    "ELL2",
     "INTERACTIVE_KDF",
     "MODERATE_KDF",
     "SUITE",
+    "TAI",
     "IdentityKeys",
     "KdfParams",
     "PublicKeys",
+    "Suite",
     "VrfPublicKey",
     "VrfSecretKey",
     "decode_key_file",

@@ -1,7 +1,9 @@
-"""ECVRF-EDWARDS25519-SHA512-TAI (RFC 9381, suite 0x03).
+"""ECVRF on edwards25519 with SHA-512 (RFC 9381): suites TAI (0x03) and ELL2 (0x04).
 
 The construction of RFC 9381 section 5, composed from libsodium's
-edwards25519 group operations as PyNaCl binds them. Nothing here implements
+edwards25519 group operations as PyNaCl binds them. secmark's protocol uses
+TAI (:data:`TAI`); ELL2 (:data:`ELL2`, whose encode-to-curve is RFC 9380's,
+see :mod:`secmark.crypto.h2c`) is provided for interoperability. Nothing here implements
 field or group arithmetic: the only integer arithmetic is on scalars modulo
 the group order and on the encoding checks of RFC 8032 section 5.1.3.
 
@@ -17,25 +19,30 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import ClassVar
 
 from nacl import bindings as sodium
 from nacl.exceptions import RuntimeError as SodiumRuntimeError
 
+from secmark.crypto import h2c
 from secmark.errors import KeyMaterialError, ProofError
 
 __all__ = [
+    "ELL2",
     "OUTPUT_SIZE",
     "PROOF_SIZE",
     "SUITE_STRING",
+    "TAI",
+    "Suite",
     "VrfPublicKey",
     "VrfSecretKey",
     "proof_to_hash",
 ]
 
 SUITE_STRING = b"\x03"
-"""Suite identifier of ECVRF-EDWARDS25519-SHA512-TAI."""
+"""Suite identifier of ECVRF-EDWARDS25519-SHA512-TAI, the suite of secmark-v1."""
 
 PROOF_SIZE = 80
 """Bytes in a proof: Gamma (32) || c (16) || s (32)."""
@@ -52,6 +59,7 @@ _Q = 2**252 + 27742317777372353535851937790883648493
 _P = 2**255 - 19
 
 _IDENTITY = b"\x01" + bytes(31)
+_ELL2_DST = b"ECVRF_edwards25519_XMD:SHA-512_ELL2_NU_\x04"
 # Encodings whose x coordinate is zero (y = 1 and y = -1): RFC 8032 decoding
 # fails for them when the sign bit is set.
 _ZERO_X_Y_VALUES = (1, _P - 1)
@@ -119,14 +127,39 @@ def _encode_to_curve(public_key: bytes, alpha: bytes) -> bytes:
     raise ProofError("encode_to_curve found no point in 256 tries")
 
 
-def _challenge(*points: bytes) -> int:
+def _encode_to_curve_ell2(public_key: bytes, alpha: bytes) -> bytes:
+    """ECVRF_encode_to_curve_h2c_suite (RFC 9381 section 5.4.1.2)."""
+    point = h2c.encode_to_curve(public_key + alpha, _ELL2_DST)
+    if point == _IDENTITY:
+        raise ProofError("encode_to_curve gave the identity")  # probability about 2^-252
+    return point
+
+
+@dataclass(frozen=True)
+class Suite:
+    """An ECVRF ciphersuite on edwards25519 with SHA-512."""
+
+    name: str
+    suite_string: bytes
+    encode_to_curve: Callable[[bytes, bytes], bytes]
+
+
+TAI = Suite("ECVRF-EDWARDS25519-SHA512-TAI", SUITE_STRING, _encode_to_curve)
+"""Try-and-increment encode-to-curve (suite 0x03): the suite of secmark-v1."""
+
+ELL2 = Suite("ECVRF-EDWARDS25519-SHA512-ELL2", b"\x04", _encode_to_curve_ell2)
+"""Elligator 2 encode-to-curve of RFC 9380 (suite 0x04)."""
+
+
+def _challenge(suite: Suite, *points: bytes) -> int:
     """ECVRF_challenge_generation (RFC 9381 section 5.4.3)."""
-    digest = hashlib.sha512(SUITE_STRING + b"\x02" + b"".join(points) + b"\x00").digest()
+    digest = hashlib.sha512(suite.suite_string + b"\x02" + b"".join(points) + b"\x00").digest()
     return int.from_bytes(digest[:_CHALLENGE_SIZE], "little")
 
 
-def _gamma_to_hash(gamma: bytes) -> bytes:
-    return hashlib.sha512(SUITE_STRING + b"\x03" + _times_cofactor(gamma) + b"\x00").digest()
+def _gamma_to_hash(suite: Suite, gamma: bytes) -> bytes:
+    cleared = _times_cofactor(gamma)
+    return hashlib.sha512(suite.suite_string + b"\x03" + cleared + b"\x00").digest()
 
 
 def _decode_proof(proof: bytes) -> tuple[bytes, int, int]:
@@ -145,7 +178,7 @@ def _decode_proof(proof: bytes) -> tuple[bytes, int, int]:
     return gamma, c, s
 
 
-def proof_to_hash(proof: bytes) -> bytes:
+def proof_to_hash(proof: bytes, *, suite: Suite = TAI) -> bytes:
     """ECVRF_proof_to_hash (RFC 9381 section 5.2): the 64-byte output beta.
 
     This does not verify the proof; use :meth:`VrfPublicKey.verify` on any proof
@@ -155,7 +188,7 @@ def proof_to_hash(proof: bytes) -> bytes:
         ProofError: the proof cannot be decoded.
     """
     gamma, _, _ = _decode_proof(proof)
-    return _gamma_to_hash(gamma)
+    return _gamma_to_hash(suite, gamma)
 
 
 @dataclass(frozen=True)
@@ -191,7 +224,7 @@ class VrfPublicKey:
     def __bytes__(self) -> bytes:
         return self._encoded
 
-    def verify(self, alpha: bytes, proof: bytes) -> bytes:
+    def verify(self, alpha: bytes, proof: bytes, *, suite: Suite = TAI) -> bytes:
         """ECVRF_verify (RFC 9381 section 5.3): return beta if the proof holds.
 
         Raises:
@@ -199,13 +232,13 @@ class VrfPublicKey:
                 under this key.
         """
         gamma, c, s = _decode_proof(proof)
-        h = _encode_to_curve(self._encoded, alpha)
+        h = suite.encode_to_curve(self._encoded, alpha)
         u = sodium.crypto_core_ed25519_sub(_mul_base(s), _mul(c, self._encoded))
         v = sodium.crypto_core_ed25519_sub(_mul(s, h), _mul(c, gamma))
-        expected = _challenge(self._encoded, h, gamma, u, v)
+        expected = _challenge(suite, self._encoded, h, gamma, u, v)
         if not hmac.compare_digest(_scalar_bytes(c), _scalar_bytes(expected)):
             raise ProofError("the VRF proof does not verify for this key and input")
-        return _gamma_to_hash(gamma)
+        return _gamma_to_hash(suite, gamma)
 
 
 class VrfSecretKey:
@@ -240,18 +273,18 @@ class VrfSecretKey:
     def public_key(self) -> VrfPublicKey:
         return self._public_key
 
-    def prove(self, alpha: bytes) -> bytes:
+    def prove(self, alpha: bytes, *, suite: Suite = TAI) -> bytes:
         """ECVRF_prove (RFC 9381 section 5.1): the 80-byte proof pi for ``alpha``."""
         y = self._public_key.public_bytes_raw()
-        h = _encode_to_curve(y, alpha)
+        h = suite.encode_to_curve(y, alpha)
         gamma = _mul(self._x, h)
         # ECVRF_nonce_generation_RFC8032 (RFC 9381 section 5.4.2.2).
         k = int.from_bytes(hashlib.sha512(self._nonce_key + h).digest(), "little") % _Q
-        c = _challenge(y, h, gamma, _mul_base(k), _mul(k, h))
+        c = _challenge(suite, y, h, gamma, _mul_base(k), _mul(k, h))
         s = (k + c * self._x) % _Q
         return gamma + c.to_bytes(_CHALLENGE_SIZE, "little") + _scalar_bytes(s)
 
-    def prove_and_hash(self, alpha: bytes) -> tuple[bytes, bytes]:
+    def prove_and_hash(self, alpha: bytes, *, suite: Suite = TAI) -> tuple[bytes, bytes]:
         """(pi, beta) for ``alpha``: the proof and the output it proves."""
-        proof = self.prove(alpha)
-        return proof, _gamma_to_hash(proof[:_POINT_SIZE])
+        proof = self.prove(alpha, suite=suite)
+        return proof, _gamma_to_hash(suite, proof[:_POINT_SIZE])

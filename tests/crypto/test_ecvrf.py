@@ -128,3 +128,31 @@ def test_output_is_unique_per_key_and_input(seed: bytes, alpha: bytes) -> None:
 def test_secret_key_repr_does_not_show_the_seed() -> None:
     seed = bytes(range(32))
     assert seed.hex() not in repr(VrfSecretKey(seed))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    seed=st.binary(min_size=32, max_size=32),
+    alpha=st.binary(max_size=64),
+    position=st.integers(min_value=0, max_value=ecvrf.PROOF_SIZE - 1),
+)
+def test_ell2_round_trip_and_tamper(seed: bytes, alpha: bytes, position: int) -> None:
+    secret = VrfSecretKey(seed)
+    proof, beta = secret.prove_and_hash(alpha, suite=ecvrf.ELL2)
+    assert secret.public_key.verify(alpha, proof, suite=ecvrf.ELL2) == beta
+    assert proof_to_hash(proof, suite=ecvrf.ELL2) == beta
+    with pytest.raises(ProofError):
+        secret.public_key.verify(alpha, flip_byte(proof, position), suite=ecvrf.ELL2)
+
+
+def test_a_proof_of_one_suite_does_not_verify_in_the_other() -> None:
+    secret = VrfSecretKey(bytes(range(32)))
+    for made, checked in ((ecvrf.TAI, ecvrf.ELL2), (ecvrf.ELL2, ecvrf.TAI)):
+        with pytest.raises(ProofError):
+            secret.public_key.verify(b"alpha", secret.prove(b"alpha", suite=made), suite=checked)
+
+
+def test_ell2_encode_to_curve_is_in_the_prime_order_subgroup() -> None:
+    for counter in range(16):
+        point = ecvrf.ELL2.encode_to_curve(bytes.fromhex(RFC_VECTORS[0]["pk"]), bytes([counter]))
+        assert sodium.crypto_core_ed25519_is_valid_point(point)
