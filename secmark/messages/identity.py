@@ -83,6 +83,8 @@ class Identity:
     @classmethod
     def from_fields(cls, fields: Fields) -> Identity:
         name = fields.text("name", max_length=_MAX_NAME_LENGTH)
+        if not name:
+            raise EncodingError("secmark.identity: the name must not be empty")
         created = fields.time("created")
         return cls(name, created, public_keys_from_fields(fields))
 

@@ -90,18 +90,24 @@ def _json_answer(value: Any, space: LabelSpace) -> int | float | list[int]:
 
 
 def answer_matches(space: LabelSpace, label: Any, answer: float | list[int]) -> int:
-    """How many trials of one trigger matched (0 or 1; up to L for token labels)."""
+    """How many trials of one trigger matched (0 or 1; up to L for token labels).
+
+    An answer of the wrong kind for the label space (a float or a list for
+    classes, a list for a regression target, a scalar for token labels)
+    matches nothing: a transcript is data, not a promise of well-typed answers.
+    """
     if isinstance(space, ClassLabels):
-        return int(int(answer) == int(label))  # type: ignore[arg-type]
+        return int(type(answer) is int and answer == int(label))
     if isinstance(space, RegressionLabels):
+        if type(answer) not in (int, float):
+            return 0
         # Exact rational comparison: no rounding can turn a miss into a match.
-        return int(
-            abs(Fraction(float(answer)) - Fraction(float(label))) <= Fraction(space.tolerance)
-        )  # type: ignore[arg-type]
+        distance = abs(Fraction(answer) - Fraction(float(label)))  # type: ignore[arg-type]
+        return int(distance <= Fraction(space.tolerance))
     expected = [int(token) for token in np.asarray(label).reshape(-1)]
     if not isinstance(answer, list) or len(answer) != len(expected):
         return 0
-    return sum(int(a == e) for a, e in zip(answer, expected))
+    return sum(int(type(a) is int and a == e) for a, e in zip(answer, expected))
 
 
 def trials_per_trigger(space: LabelSpace) -> int:

@@ -135,3 +135,15 @@ def test_any_single_byte_change_to_an_identity_is_rejected(position: int, mask: 
     data = create_identity(fixed_keys("owner"), "Owner Ltd").to_json()
     with pytest.raises(SecmarkError):
         open_identity(flip_byte(data, position % len(data), mask))
+
+
+def test_identity_with_an_empty_name_is_refused_on_reading(owner_keys: IdentityKeys) -> None:
+    import json
+
+    from secmark.encoding import canonical_json
+
+    payload = json.loads(create_identity(owner_keys, "x").payload)
+    payload["name"] = ""
+    envelope = Envelope.sign(PAYLOAD_TYPE, canonical_json(payload), owner_keys)
+    with pytest.raises(EncodingError, match="must not be empty"):
+        open_identity(envelope.to_json())

@@ -252,3 +252,17 @@ def test_a_dispute_that_cannot_succeed_is_refused_before_anything_is_revealed(wo
     with pytest.raises(ProtocolError, match="too small"):
         arbiter.file_claim(world.claim(small))
     assert list((arbiter.folder / "cases").iterdir()) == []
+
+
+def test_answers_of_the_wrong_kind_match_nothing() -> None:
+    from secmark.messages.labels import ClassLabels, RegressionLabels, TokenLabels
+    from secmark.protocol.querying import answer_matches
+
+    assert answer_matches(ClassLabels(10), 3, 3) == 1
+    assert answer_matches(ClassLabels(10), 3, 3.7) == 0
+    assert answer_matches(ClassLabels(10), 3, 3.0) == 0
+    assert answer_matches(ClassLabels(10), 3, [3]) == 0
+    assert answer_matches(RegressionLabels(0.0, 10.0, 0.5), 2.0, 2.4) == 1
+    assert answer_matches(RegressionLabels(0.0, 10.0, 0.5), 2.0, [2.0]) == 0  # type: ignore[list-item]
+    assert answer_matches(TokenLabels(100, 2), [5, 6], [5, 7]) == 1
+    assert answer_matches(TokenLabels(100, 2), [5, 6], 5) == 0
