@@ -38,7 +38,7 @@ from secmark.evaluate.config import EvaluationConfig
 from secmark.evaluate.datasets import Recipe, Task, load_task
 from secmark.evaluate.safety import SafetyRecord, check_trigger_safety
 from secmark.evaluate.scoring import Measurement, challenge_indices, measure
-from secmark.evaluate.training import fit
+from secmark.evaluate.training import fit_by_recipe
 from secmark.evaluate.triggers import derive_triggers
 from secmark.stats import decision_threshold
 
@@ -260,29 +260,10 @@ def _run_seed(
     owner = derive_triggers(task, role="owner", seed=seed)
     thief_triggers = derive_triggers(task, role="thief", seed=seed)
     challenge = challenge_indices(task, seed)
-    recipe = task.recipe
     unmarked = task.new_model(seed)
-    fit(
-        task,
-        unmarked,
-        task.train_inputs,
-        task.train_targets,
-        epochs=recipe.epochs,
-        lr=recipe.lr,
-        seed=seed,
-    )
+    fit_by_recipe(task, unmarked, seed)
     marked = task.new_model(seed)
-    seconds = fit(
-        task,
-        marked,
-        task.train_inputs,
-        task.train_targets,
-        epochs=recipe.epochs,
-        lr=recipe.lr,
-        seed=seed,
-        triggers=owner,
-        per_batch=recipe.per_batch,
-    )
+    seconds = fit_by_recipe(task, marked, seed, owner)
     watermarked = measure(task, AttackedModel(marked), owner, challenge, config.alpha)
     yield BaselineRecord(
         dataset=task.name,

@@ -48,7 +48,7 @@ from secmark.errors import EncodingError
 from secmark.evaluate.attacks import AttackedModel
 from secmark.evaluate.datasets import Task
 from secmark.evaluate.scoring import trigger_matches
-from secmark.evaluate.training import answers, fit
+from secmark.evaluate.training import answers, fit_by_recipe
 from secmark.evaluate.triggers import TriggerData, derive_triggers
 from secmark.messages.families import OverlayFamily
 
@@ -233,23 +233,12 @@ def check_trigger_safety(
     overlay_triggers = derive_triggers(
         task, role="owner", seed=seed, family=family, pool=task.train_inputs
     )
-    recipe = task.recipe
     for name, chosen in (
         ("overlay", overlay_triggers),
         ("shared_overlay", shared_pattern(overlay_triggers)),
     ):
         model = task.new_model(seed)
-        fit(
-            task,
-            model,
-            task.train_inputs,
-            task.train_targets,
-            epochs=recipe.epochs,
-            lr=recipe.lr,
-            seed=seed,
-            triggers=chosen,
-            per_batch=recipe.per_batch,
-        )
+        fit_by_recipe(task, model, seed, chosen)
         for how in ("pattern", "fresh"):
             records.append(_record(task, seed, name, how, model, unmarked.model, chosen, revealed))  # type: ignore[arg-type]
     return records

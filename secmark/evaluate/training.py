@@ -26,7 +26,7 @@ from secmark.errors import EncodingError, SecmarkError
 from secmark.evaluate.datasets import Task
 from secmark.evaluate.triggers import TriggerData
 
-__all__ = ["answers", "batches", "fit"]
+__all__ = ["answers", "batches", "fit", "fit_by_recipe"]
 
 _DEVICE = "cpu"
 _ANSWER_BATCH = 1024
@@ -157,6 +157,25 @@ def fit(
                 task, model, loader, triggers, epochs=epochs, lr=lr, seed=seed, per_batch=per_batch
             )
     return time.perf_counter() - started
+
+
+def fit_by_recipe(
+    task: Task, model: nn.Module, seed: int, triggers: TriggerData | None = None
+) -> float:
+    """:func:`fit` on the task's whole training set with its recipe (epochs,
+    learning rate and, with ``triggers``, triggers per batch); returns the seconds."""
+    recipe = task.recipe
+    return fit(
+        task,
+        model,
+        task.train_inputs,
+        task.train_targets,
+        epochs=recipe.epochs,
+        lr=recipe.lr,
+        seed=seed,
+        triggers=triggers,
+        per_batch=recipe.per_batch if triggers is not None else 0,
+    )
 
 
 def answers(task: Task, model: nn.Module, inputs: np.ndarray) -> np.ndarray:

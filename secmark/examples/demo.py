@@ -107,6 +107,26 @@ def run_demo(folder: Path, say: Callable[[str], None] = print) -> DemoOutcome:
         save(name, evidence)
         return evidence
 
+    def register(
+        keys: IdentityKeys,
+        signed: SignedDocument[Commitment],
+        released: object,
+        path: Path,
+        who: str,
+        days_ago: int,
+    ) -> tuple[SignedDocument[Release], bytes]:
+        """Save the model, register it as released and timestamp the registration."""
+        save_state(released, path)  # type: ignore[arg-type]
+        release = create_release(
+            keys,
+            commitment_id=signed.digest,
+            model_digest=model_file_digest(path),
+            model_name=f"{who}'s digits CNN",
+            model_version="1.0",
+        )
+        save(f"{who}.release.json", release.to_json())
+        return release, timestamp(f"{who}.release.evidence.json", release, days_ago)
+
     owner, thief, arbiter_keys = (
         IdentityKeys.generate(),
         IdentityKeys.generate(),
@@ -138,16 +158,7 @@ def run_demo(folder: Path, say: Callable[[str], None] = print) -> DemoOutcome:
     model = new_model(seed=1)
     report = embed_watermark(model, data, trigger_set(inputs, trigger_labels), seed=1)
     owner_model = folder / "owner-model.safetensors"
-    save_state(model, owner_model)
-    release = create_release(
-        owner,
-        commitment_id=commitment.digest,
-        model_digest=model_file_digest(owner_model),
-        model_name="digits-cnn",
-        model_version="1.0",
-    )
-    save("owner.release.json", release.to_json())
-    release_evidence = timestamp("owner.release.evidence.json", release, 150)
+    release, release_evidence = register(owner, commitment, model, owner_model, "owner", 150)
     say(
         f"[{format_time(calendar.now)}] owner embeds and releases the model: clean accuracy "
         f"{report.clean_accuracy_after:.1%}, watermark accuracy {report.watermark_accuracy_after:.1%} "
@@ -156,16 +167,9 @@ def run_demo(folder: Path, say: Callable[[str], None] = print) -> DemoOutcome:
 
     stolen = _steal(model, data, thief, thief_commitment)
     thief_model = folder / "thief-model.safetensors"
-    save_state(stolen, thief_model)
-    thief_release = create_release(
-        thief,
-        commitment_id=thief_commitment.digest,
-        model_digest=model_file_digest(thief_model),
-        model_name="my-digits",
-        model_version="1.0",
+    thief_release, thief_release_evidence = register(
+        thief, thief_commitment, stolen, thief_model, "thief", 30
     )
-    save("thief.release.json", thief_release.to_json())
-    thief_release_evidence = timestamp("thief.release.evidence.json", thief_release, 30)
     say(
         f"[{format_time(calendar.now)}] thief copies it, fine-tunes it, embeds his own watermark, registers it as his"
     )
