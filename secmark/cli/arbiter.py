@@ -13,11 +13,14 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
+
 from secmark.cli.dispute import read_file, write_new
 from secmark.cli.output import add_json_flag, emit
 from secmark.cli.passphrase import open_key_file
 from secmark.cli.suspects import add_suspect_arguments, build_suspect, torch_model_loader
-from secmark.errors import SecmarkError
+from secmark.errors import EncodingError, SecmarkError
 from secmark.files import PUBLIC_FILE_MODE, write_atomic
 from secmark.messages.identity import open_identity
 from secmark.protocol.arbiter import Arbiter, ArbiterPolicy
@@ -77,6 +80,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             step.add_argument("reveal", type=Path)
         if name == "query":
             add_suspect_arguments(step)
+            step.add_argument(
+                "--decoy-pool",
+                type=Path,
+                metavar="NPY",
+                help="pool and overlay families: unrevealed items of the same distribution "
+                "as one .npy array, to draw decoys from (never the triggers)",
+            )
         if name == "decide":
             step.add_argument(
                 "--released",
@@ -92,6 +102,23 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         step.set_defaults(handler=_step, step=name)
 
 
+def _policy(config: dict[str, Any]) -> ArbiterPolicy:
+    return ArbiterPolicy(
+        challenge_size=config["challenge_size"],
+        decoys_per_trigger=config["decoys_per_trigger"],
+        challenge_lifetime=timedelta(days=config["challenge_days"]),
+    )
+
+
+def _decoy_pool(path: Path | None) -> list[npt.NDArray[Any]] | None:
+    if path is None:
+        return None
+    try:
+        return list(np.load(path, allow_pickle=False))
+    except (OSError, ValueError) as error:
+        raise EncodingError(f"cannot read the decoy pool {path}: {error}") from None
+
+
 def _init(args: argparse.Namespace) -> int:
     identity = open_identity(read_file(args.identity))
     TrustStore.from_pem_files(args.trust)
@@ -104,6 +131,7 @@ def _init(args: argparse.Namespace) -> int:
         "key_file": str(args.key.resolve()),
         "trust": [str(Path(p).resolve()) for p in args.trust],
     }
+    _policy(config)  # refuse a policy outside the protocol's bounds before writing it
     write_new(args.folder / CONFIG_FILE, json.dumps(config, indent=2).encode())
     emit(
         args,
@@ -119,11 +147,7 @@ def _open_arbiter(folder: Path, passphrase_file: str | None) -> Arbiter:
     except json.JSONDecodeError:
         raise SecmarkError(f"{folder / CONFIG_FILE} is damaged") from None
     keys = open_key_file(config["key_file"], passphrase_file)
-    policy = ArbiterPolicy(
-        challenge_size=config["challenge_size"],
-        decoys_per_trigger=config["decoys_per_trigger"],
-        challenge_lifetime=timedelta(days=config["challenge_days"]),
-    )
+    policy = _policy(config)
     return Arbiter(
         keys,
         open_identity(read_file(Path(config["identity"]))),
@@ -167,7 +191,9 @@ def _step(args: argparse.Namespace) -> int:
         )
     elif args.step == "query":
         result = arbiter.query(
-            case, build_suspect(args, arbiter.commitment_of(case).document.family)
+            case,
+            build_suspect(args, arbiter.commitment_of(case).document.family),
+            decoy_pool=_decoy_pool(args.decoy_pool),
         )
         emit(
             args,
@@ -183,6 +209,8 @@ def _step(args: argparse.Namespace) -> int:
                 "matches": result.matches,
                 "trials": result.trials,
                 "holds": result.test.decision,
+                "trigger_errors": result.trigger_errors,
+                "decoy_errors": result.decoy_errors,
             },
         )
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +50,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(handler=_commit)
 
 
+def _integer(text: str) -> int | float:
+    """An integer of a JSON argument: an int below 2^53 in magnitude, as in
+    canonical JSON, else the float nearest it (1e20 may be typed in full)."""
+    if len(text.lstrip("-")) > 309:
+        raise EncodingError(f"the number {text[:24]}... is beyond the float64 range")
+    value = int(text)
+    if abs(value) < 1 << 53:
+        return value
+    if abs(value) > sys.float_info.max:
+        raise EncodingError(f"the number {text[:24]}... is beyond the float64 range")
+    return float(value)
+
+
 def _json_argument(text: str, what: str) -> Fields:
     if text.startswith("@"):
         try:
@@ -56,7 +70,7 @@ def _json_argument(text: str, what: str) -> Fields:
         except OSError as error:
             raise SecmarkError(f"cannot read {text[1:]}: {error.strerror}") from None
     try:
-        value: Any = json.loads(text)
+        value: Any = json.loads(text, parse_int=_integer)
     except json.JSONDecodeError as error:
         raise EncodingError(f"--{what} is not valid JSON: {error.msg}") from None
     if not isinstance(value, dict):

@@ -14,9 +14,35 @@ from secmark.files import PUBLIC_FILE_MODE, write_atomic
 from secmark.messages.commitment import open_commitment
 from secmark.messages.identity import open_identity
 from secmark.messages.release import create_release, model_file_digest
-from secmark.protocol.bundle import verify_bundle
+from secmark.protocol.bundle import TimeTrust, verify_bundle
 from secmark.protocol.owner import answer_challenge, file_claim
-from secmark.timestamp import TrustStore
+from secmark.timestamp import MAX_CLOCK_SKEW, TrustStore
+
+EXIT_SELF_ASSERTED = 10
+"""``verify-bundle``'s status when every check passed but no ``--trust`` was
+given: the times rest on TSA roots inside the bundle, so nothing was verified
+against the judge's own trust."""
+
+_VERIFY_DESCRIPTION = f"""\
+Re-check a verdict bundle offline: every signature, timestamp, VRF proof,
+derivation and figure. Without --trust the timestamps can only be checked
+against the TSA roots inside the bundle, which its maker may have made: the
+time is then SELF-ASSERTED, and the command says so and exits with status
+{EXIT_SELF_ASSERTED}. Without --arbiter any arbiter's signature is accepted, and
+the report says the arbiter is not pinned. A timestamp dated more than
+{MAX_CLOCK_SKEW.total_seconds() / 60:g} minutes after this machine's clock does not verify.
+"""
+
+_VERIFY_EXIT_STATUSES = f"""\
+exit status:
+  0   verified: every check passed, timestamps against your --trust roots
+      (if --arbiter is not given, the report says the arbiter is not pinned)
+  {EXIT_SELF_ASSERTED}  every check passed, but the time is SELF-ASSERTED: no --trust was
+      given, the timestamps verify only against roots inside the bundle
+  3, 4, 5, 7, 8  refused: malformed bundle, bad signature or another arbiter
+      than --arbiter, bad proof or figure, timestamp that does not verify
+      (or is dated in the future), protocol mismatch
+"""
 
 
 def read_file(path: Path) -> bytes:
@@ -79,11 +105,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     reveal.set_defaults(handler=_reveal)
 
     verify = subparsers.add_parser(
-        "verify-bundle", help="re-check a verdict bundle offline and print a report"
+        "verify-bundle",
+        help="re-check a verdict bundle offline and print a report",
+        description=_VERIFY_DESCRIPTION,
+        epilog=_VERIFY_EXIT_STATUSES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     verify.add_argument("bundle", type=Path)
     verify.add_argument(
-        "--trust", action="append", default=[], metavar="PEM", help="your own trusted TSA roots"
+        "--trust",
+        action="append",
+        default=[],
+        metavar="PEM",
+        help="your own trusted TSA roots (without it the time is self-asserted)",
+    )
+    verify.add_argument(
+        "--arbiter",
+        metavar="KEY_ID",
+        help="pin the arbiter: its key id (64 lower-case hex digits, as its identity "
+        "document states it); a bundle signed by another arbiter is refused",
     )
     add_json_flag(verify)
     verify.set_defaults(handler=_verify_bundle)
@@ -153,10 +193,37 @@ def _reveal(args: argparse.Namespace) -> int:
 
 def _verify_bundle(args: argparse.Namespace) -> int:
     trust = TrustStore.from_pem_files(args.trust) if args.trust else None
-    report = verify_bundle(read_file(args.bundle), trust)
-    lines = [
-        *report.lines,
-        "bundle verified: every signature, timestamp, proof and figure re-checked",
-    ]
-    emit(args, lines, {"outcome": report.outcome, "report": list(report.lines), "verified": True})
-    return 0
+    report = verify_bundle(read_file(args.bundle), trust, arbiter_key_id=args.arbiter)
+    trusted = report.time_trust is TimeTrust.JUDGE_ROOTS
+    if trusted:
+        summary = (
+            "bundle verified: every signature, timestamp, proof and figure re-checked, "
+            "the times against your TSA roots"
+        )
+    else:
+        summary = (
+            "bundle NOT verified against your roots: every check passed, but the time is "
+            "SELF-ASSERTED: the verdict rests on TSA roots inside the bundle, which whoever "
+            "made it may have made; give --trust with TSA roots you trust"
+        )
+    if report.arbiter_pinned:
+        summary += f"; arbiter {report.arbiter_key_id} is the pinned one"
+    else:
+        summary += (
+            f"; the arbiter {report.arbiter_key_id} is NOT pinned: the verdict is the word of "
+            "whoever holds that key (give --arbiter KEY_ID to require the arbiter you trust)"
+        )
+    emit(
+        args,
+        [*report.lines, summary],
+        {
+            "arbiter": report.arbiter_key_id,
+            "arbiter_pinned": report.arbiter_pinned,
+            "checks_passed": True,
+            "outcome": report.outcome,
+            "report": list(report.lines),
+            "time_trust": report.time_trust.value,
+            "verified": trusted,
+        },
+    )
+    return 0 if trusted else EXIT_SELF_ASSERTED

@@ -5,6 +5,12 @@ A suspect is a remote Open Inference Protocol endpoint (``--url`` and
 returning an ``nn.Module``, with ``--weights`` in safetensors or a
 weights-only checkpoint), or, for a weights commitment, the suspect's weights
 file itself (``--weights-file``). torch is imported only for the second.
+
+Each adapter describes itself by the reference of what it actually queries
+(``specs/dispute.md`` 8.3), which the arbiter binds to the claim's: the
+canonical ``oip:`` URL of ``--url`` and ``--model``, or ``sha256:`` of the
+``--weights`` or ``--weights-file`` file. A claim on a local model therefore
+names ``sha256:`` and the SHA-256 of its weights file.
 """
 
 from __future__ import annotations
@@ -69,17 +75,15 @@ def import_callable(spec: str) -> Callable[..., Any]:
 
 
 def torch_model_loader(factory_spec: str) -> Callable[[Path], Suspect]:
-    """A function building a suspect from a weights file with the given factory."""
+    """A function building a suspect from a weights file with the given
+    factory, described by ``sha256:`` of the file (``TorchSuspect.from_file``)."""
     factory = import_callable(factory_spec)
 
     def load(path: Path) -> Suspect:
         require_torch("a local torch model")
-        from secmark.embed import load_state
         from secmark.models.torch_module import TorchSuspect
 
-        model = factory()
-        load_state(path, model)
-        return TorchSuspect(model)
+        return TorchSuspect.from_file(factory(), path)
 
     return load
 

@@ -157,20 +157,32 @@ def _challenge(suite: Suite, *points: bytes) -> int:
     return int.from_bytes(digest[:_CHALLENGE_SIZE], "little")
 
 
-def _gamma_to_hash(suite: Suite, gamma: bytes) -> bytes:
-    cleared = _times_cofactor(gamma)
+def _cleared_to_hash(suite: Suite, cleared: bytes) -> bytes:
+    """ECVRF_proof_to_hash (RFC 9381 section 5.2) steps 4 to 6 from cofactor * Gamma."""
     return hashlib.sha512(suite.suite_string + b"\x03" + cleared + b"\x00").digest()
 
 
-def _decode_proof(proof: bytes) -> tuple[bytes, int, int]:
-    """ECVRF_decode_proof (RFC 9381 section 5.4.4), with Gamma in the subgroup."""
+def _gamma_to_hash(suite: Suite, gamma: bytes) -> bytes:
+    return _cleared_to_hash(suite, _times_cofactor(gamma))
+
+
+_INVALID_GAMMA = (
+    "the proof's Gamma is not the canonical encoding of a point of the prime-order subgroup"
+)
+
+
+def _decode_proof(proof: bytes, *, check_gamma: bool = True) -> tuple[bytes, int, int]:
+    """ECVRF_decode_proof (RFC 9381 section 5.4.4), with Gamma in the subgroup.
+
+    ``check_gamma=False`` leaves the check of Gamma to the caller, which must
+    then pass Gamma to a libsodium scalar multiplication (which refuses the
+    same points) before trusting it.
+    """
     if not isinstance(proof, bytes) or len(proof) != PROOF_SIZE:
         raise ProofError(f"a VRF proof must be exactly {PROOF_SIZE} bytes long")
     gamma = proof[:_POINT_SIZE]
-    if not sodium.crypto_core_ed25519_is_valid_point(gamma):
-        raise ProofError(
-            "the proof's Gamma is not the canonical encoding of a point of the prime-order subgroup"
-        )
+    if check_gamma and not sodium.crypto_core_ed25519_is_valid_point(gamma):
+        raise ProofError(_INVALID_GAMMA)
     c = int.from_bytes(proof[_POINT_SIZE : _POINT_SIZE + _CHALLENGE_SIZE], "little")
     s = int.from_bytes(proof[_POINT_SIZE + _CHALLENGE_SIZE :], "little")
     if s >= _Q:
@@ -231,10 +243,21 @@ class VrfPublicKey:
             ProofError: the proof is malformed or does not prove ``alpha``
                 under this key.
         """
-        gamma, c, s = _decode_proof(proof)
+        # Gamma is checked once, by the scalar multiplication c * Gamma:
+        # libsodium refuses a non-canonical encoding, a point off the curve,
+        # of small order or outside the prime-order subgroup, exactly what
+        # crypto_core_ed25519_is_valid_point refuses (PITFALLS). Only c = 0
+        # skips that multiplication, so only then is Gamma checked apart.
+        gamma, c, s = _decode_proof(proof, check_gamma=False)
+        if c == 0 and not sodium.crypto_core_ed25519_is_valid_point(gamma):
+            raise ProofError(_INVALID_GAMMA)
+        try:
+            c_gamma = _mul(c, gamma)
+        except SodiumRuntimeError:
+            raise ProofError(_INVALID_GAMMA) from None
         h = suite.encode_to_curve(self._encoded, alpha)
         u = sodium.crypto_core_ed25519_sub(_mul_base(s), _mul(c, self._encoded))
-        v = sodium.crypto_core_ed25519_sub(_mul(s, h), _mul(c, gamma))
+        v = sodium.crypto_core_ed25519_sub(_mul(s, h), c_gamma)
         expected = _challenge(suite, self._encoded, h, gamma, u, v)
         if not hmac.compare_digest(_scalar_bytes(c), _scalar_bytes(expected)):
             raise ProofError("the VRF proof does not verify for this key and input")
@@ -260,6 +283,9 @@ class VrfSecretKey:
         expanded[31] |= 64
         self._seed = seed
         self._x = int.from_bytes(expanded[:32], "little") % _Q
+        # cofactor * x: (8x) * H = 8 * (x * H) = 8 * Gamma for H in the
+        # prime-order subgroup, which both suites' encode_to_curve return.
+        self._x_cleared = 8 * self._x % _Q
         self._nonce_key = bytes(expanded[32:])
         self._public_key = VrfPublicKey(_mul_base(self._x))
 
@@ -288,3 +314,15 @@ class VrfSecretKey:
         """(pi, beta) for ``alpha``: the proof and the output it proves."""
         proof = self.prove(alpha, suite=suite)
         return proof, _gamma_to_hash(suite, proof[:_POINT_SIZE])
+
+    def hash(self, alpha: bytes, *, suite: Suite = TAI) -> bytes:
+        """beta for ``alpha`` without its proof: ``prove_and_hash(alpha)[1]``, byte for byte.
+
+        The output is ECVRF_proof_to_hash of the proof :meth:`prove` would
+        give, computed from RFC 9381 section 5.2's ``cofactor * Gamma`` as
+        ``(8x mod q) * H``: one scalar multiplication after encode_to_curve,
+        about half the work of a proof. Make the proof with :meth:`prove`
+        when it is to be shown.
+        """
+        h = suite.encode_to_curve(self._public_key.public_bytes_raw(), alpha)
+        return _cleared_to_hash(suite, _mul(self._x_cleared, h))

@@ -4,7 +4,15 @@ Serialisation is delegated to the ``rfc8785`` package. Parsing uses the
 standard library with hooks that refuse duplicate object keys and the
 non-JSON constants NaN and Infinity, then re-serialises and compares: input
 is accepted only if it is byte for byte the canonical form of what it
-parses to. This also enforces JCS's integer range (|n| < 2^53).
+parses to.
+
+JCS numbers are IEEE binary64 values. Python's ints below 2^53 in magnitude
+are written as integers; a float is written in the ECMAScript form, which
+spells an integral value below 10^21 with its digits and no exponent (1e17
+as ``100000000000000000``). So the reader takes an integer literal of 2^53
+or more as the float whose ECMAScript form it is, and refuses one that is no
+float's form (``9007199254740993``): everything the writer writes is read
+back to an equal value that re-encodes to the same bytes.
 """
 
 from __future__ import annotations
@@ -46,6 +54,35 @@ def _reject_constant(name: str) -> Any:
     raise EncodingError(f"{name} is not valid JSON")
 
 
+# Integers the writer writes as such: |n| < 2^53 (RFC 8785 section 3.2.2.3).
+_MAX_SAFE_INTEGER = (1 << 53) - 1
+# The ECMAScript form of a binary64 value has no exponent below 10^21, so at
+# most 21 digits; a longer integer literal is no number's canonical form (and
+# int() refuses literals of over 4300 digits with a bare ValueError).
+_MAX_INTEGER_DIGITS = 21
+
+
+def _parse_integer(text: str) -> int | float:
+    """An integer literal: an int below 2^53 in magnitude, else the float
+    whose canonical (ECMAScript) form it is."""
+    if len(text.lstrip("-")) > _MAX_INTEGER_DIGITS:
+        shown = text if len(text) <= 32 else f"{text[:24]}... ({len(text)} characters)"
+        raise EncodingError(
+            f"the integer {shown} has more than {_MAX_INTEGER_DIGITS} digits: "
+            "no canonical JSON number is written so"
+        )
+    value = int(text)
+    if abs(value) <= _MAX_SAFE_INTEGER:
+        return value
+    nearest = float(value)
+    if rfc8785.dumps(nearest) != text.encode("ascii"):
+        raise EncodingError(
+            f"the integer {text} is outside canonical JSON: it is 2^53 or more and not "
+            "the canonical form of a binary64 number (JSON numbers are IEEE doubles)"
+        )
+    return nearest
+
+
 def parse_canonical_json(data: bytes, *, max_size: int, what: str = "document") -> Any:
     """Parse ``data``, which must be canonical JSON of at most ``max_size`` bytes.
 
@@ -60,7 +97,10 @@ def parse_canonical_json(data: bytes, *, max_size: int, what: str = "document") 
     try:
         text = data.decode("utf-8")
         value = json.loads(
-            text, object_pairs_hook=_reject_duplicates, parse_constant=_reject_constant
+            text,
+            object_pairs_hook=_reject_duplicates,
+            parse_constant=_reject_constant,
+            parse_int=_parse_integer,
         )
     except UnicodeDecodeError:
         raise EncodingError(f"{what} is not valid UTF-8") from None

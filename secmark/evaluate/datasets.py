@@ -16,10 +16,10 @@ Three tasks, nothing downloaded:
     10 standardised features, an MLP regressor answering in target units;
     noise triggers as for breast_cancer; regression labels uniform on the
     observed target range [25, 346] with a tolerance of 24, so
-    p0 <= 48 / 321 (about 0.15). The regressor is wider (256 units) and
-    trains with Gaussian noise on its clean inputs: without it, the MLP
-    overfits the 353 training rows (test R² near 0) whether or not it carries
-    a watermark.
+    p0 = 77 / 512 (about 0.15; specs/statistics.md 2.1). The regressor is
+    wider (256 units) and trains with Gaussian noise on its clean inputs:
+    without it, the MLP overfits the 353 training rows (test R² near 0)
+    whether or not it carries a watermark.
 
 Every split is stratified (classification) or plain (regression), 20 % test,
 with a fixed seed, and standardisation is fitted on the training split only.
@@ -66,7 +66,7 @@ _DIABETES_TARGET_RANGE = (25.0, 346.0)
 """The smallest and largest disease-progression score in the data set."""
 _DIABETES_TOLERANCE = 24.0
 """A trigger answer matches within 24 score points (a third of the target's
-standard deviation): p0 <= 48 / 321, about 0.15."""
+standard deviation): p0 = 77 / 512, about 0.15."""
 
 
 @dataclass(frozen=True)

@@ -58,7 +58,6 @@ __all__ = ["DemoOutcome", "run_demo"]
 
 TRIGGERS = 256
 CHALLENGE = 128
-SUSPECT = "label:the thief's deployed digits model"
 
 
 @dataclass(frozen=True)
@@ -184,7 +183,10 @@ def run_demo(folder: Path, say: Callable[[str], None] = print) -> DemoOutcome:
         folder / "arbiter",
         policy=ArbiterPolicy(challenge_size=CHALLENGE),
     )
-    suspect = TorchSuspect(stolen)
+    # The thief's deployed model, loaded from its weights file: the claims name
+    # it by that file's SHA-256, which is what the arbiter binds its queries to.
+    suspect = TorchSuspect.from_file(new_model(seed=0), thief_model)
+    suspect_reference = suspect.describe()
 
     def run_case(
         keys: IdentityKeys,
@@ -197,7 +199,7 @@ def run_demo(folder: Path, say: Callable[[str], None] = print) -> DemoOutcome:
             keys,
             commitment=signed.to_json(),
             commitment_evidence=evidence,
-            suspect=SUSPECT,
+            suspect=suspect_reference,
             arbiter=arbiter_identity,
             release=None if release is None else release[0].to_json(),
             release_evidence=None if release is None else release[1],
@@ -209,7 +211,10 @@ def run_demo(folder: Path, say: Callable[[str], None] = print) -> DemoOutcome:
         arbiter.query(case, suspect)
         return arbiter.case(case.name)
 
-    say(f"[{format_time(today)}] three claims reach the arbiter about {SUSPECT[6:]}:")
+    say(
+        f"[{format_time(today)}] three claims reach the arbiter about the thief's deployed "
+        f"digits model ({suspect_reference[:23]}...):"
+    )
     owner_case = run_case(owner, commitment, evidence, (release, release_evidence))
     thief_case = run_case(
         thief, thief_commitment, thief_evidence, (thief_release, thief_release_evidence)

@@ -36,7 +36,13 @@ from secmark.messages.families import (
     family_from_fields,
 )
 from secmark.messages.identity import public_keys_from_fields
-from secmark.messages.labels import ClassLabels, LabelSpace, label_space_from_fields
+from secmark.messages.labels import (
+    ClassLabels,
+    LabelSpace,
+    TokenLabels,
+    label_space_from_fields,
+)
+from secmark.stats.binomial import MAX_TRIALS
 
 __all__ = [
     "MAX_COMMITMENT_SIZE",
@@ -55,6 +61,10 @@ MAX_COMMITMENT_SIZE = 64 * 1024
 
 NONCE_SIZE = 32
 _MAX_MODEL_LABEL = 1024
+
+# secmark.messages.challenge.MAX_CHALLENGED, the most indices one challenge
+# asks for (that module imports this one; a test checks the two agree).
+_MAX_CHALLENGED = 16384
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,19 @@ class Commitment:
             raise EncodingError(
                 "the weights family needs the label space ClassLabels(2): one bit per row"
             )
+        # DoS: a challenge of k triggers with token labels of length L is one
+        # exact test over k * L trials, and k <= min(N, MAX_CHALLENGED); so
+        # no challenge of this commitment can exceed MAX_TRIALS.
+        if isinstance(self.labels, TokenLabels):
+            most = min(self.size, _MAX_CHALLENGED) * self.labels.length
+            if most > MAX_TRIALS:
+                raise EncodingError(
+                    f"a challenge of min(N, {_MAX_CHALLENGED}) = "
+                    f"{min(self.size, _MAX_CHALLENGED)} triggers with token labels of length "
+                    f"{self.labels.length} would be a test over {most} trials, more than "
+                    f"{MAX_TRIALS}; commit fewer triggers or shorter token labels "
+                    f"(min(N, {_MAX_CHALLENGED}) * length <= {MAX_TRIALS})"
+                )
         if len(self.nonce) != NONCE_SIZE:
             raise EncodingError(f"the commitment nonce must be {NONCE_SIZE} bytes")
         if len(self.model_label) > _MAX_MODEL_LABEL:

@@ -3,7 +3,10 @@
 Each entry has the SHA-256 of the input sent, the suspect's raw answer or
 the error it caused, and, for triggers, the committed index (decoys have
 none). The arbiter signs it: the suspect's answers are attested by the
-arbiter, and a third party re-counts the matches from it.
+arbiter, and a third party re-counts the matches from it. ``queried`` is
+the reference of what the arbiter actually queried (the canonical URL it
+posted to, the digest of the weights file it loaded), bound to the claim's
+reference before the first query; when recorded it equals ``suspect``.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any, ClassVar
 from secmark.crypto.keys import PublicKeys
 from secmark.encoding import format_time
 from secmark.errors import EncodingError
+from secmark.messages.claim import MAX_SUSPECT_REFERENCE
 from secmark.messages.commitment import MAX_COMMITTED_TRIGGERS
 from secmark.messages.document import Fields, SignedDocument, open_document
 
@@ -69,7 +73,12 @@ class TranscriptEntry:
 
 @dataclass(frozen=True)
 class Transcript:
-    """``secmark.transcript`` version 1, signed by the arbiter."""
+    """``secmark.transcript`` version 1, signed by the arbiter.
+
+    ``queried``: the reference of what the arbiter actually queried
+    (``secmark.protocol.suspects.bind_suspect``), or None where the
+    transcript does not record it; when given it must equal ``suspect``.
+    """
 
     TYPE: ClassVar[str] = "secmark.transcript"
     VERSION: ClassVar[int] = 1
@@ -79,8 +88,14 @@ class Transcript:
     started: datetime
     finished: datetime
     entries: tuple[TranscriptEntry, ...]
+    queried: str | None = None
 
     def __post_init__(self) -> None:
+        if self.queried is not None and self.queried != self.suspect:
+            raise EncodingError(
+                f"the transcript records queries of {self.queried!r}, not of its suspect "
+                f"{self.suspect!r}: the arbiter queried another model than the claim names"
+            )
         if [entry.position for entry in self.entries] != list(range(len(self.entries))):
             raise EncodingError("transcript entries must be in the order sent, positions 0, 1, ...")
         indices = [e.trigger_index for e in self.entries if e.trigger_index is not None]
@@ -92,6 +107,7 @@ class Transcript:
             "challenge_id": self.challenge_id,
             "entries": [entry.to_fields() for entry in self.entries],
             "finished": format_time(self.finished),
+            "queried": self.queried,
             "started": format_time(self.started),
             "suspect": self.suspect,
         }
@@ -106,6 +122,9 @@ class Transcript:
             entries=tuple(
                 fields.objects("entries", TranscriptEntry.from_fields, max_items=MAX_QUERIES)
             ),
+            queried=None
+            if fields.is_null("queried")
+            else fields.text("queried", max_length=MAX_SUSPECT_REFERENCE),
         )
 
 

@@ -4,11 +4,13 @@ Besides the exact test on the suspect's answers, a verdict states the
 commitment's (and release's) trusted times, how many challenges the arbiter
 had issued on the same commitment before, every other claim on the same
 suspect with its times, and every cross-check of registered released models,
-so a judge sees the ordering the decision rests on.
+so a judge can re-derive the outcome from the verdict alone
+(:func:`outcome_of`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -26,12 +28,15 @@ __all__ = [
     "TestFigures",
     "Verdict",
     "open_verdict",
+    "outcome_of",
 ]
 
 OUTCOMES = ("upheld", "rejected", "ambiguous")
-"""upheld: the claim holds and no rival prevails; rejected: it does not hold
-(or a rival prevails); ambiguous: it holds but the cross-checks single out no
-claim."""
+"""upheld: the claim holds and no rival's holds, or the registered releases
+prove it the origin over every rival whose claim holds; rejected: it does
+not hold, or the releases prove a holding rival the origin over it;
+ambiguous: every other holding claim (:func:`outcome_of`,
+``specs/dispute.md`` 8.7)."""
 
 _MAX_VERDICT_SIZE = 4 * 1024 * 1024
 _MAX_RIVALS = 256
@@ -147,7 +152,18 @@ class RivalClaim:
 @dataclass(frozen=True)
 class CrossCheck:
     """Whether the released model registered by ``model_of`` carries the
-    watermark of ``watermark_of`` (both claim ids)."""
+    watermark of ``watermark_of`` (both claim ids).
+
+    ``trials``, ``matches`` and ``threshold`` are the exact test of the
+    watermark's challenged triggers on the released model, at the level of
+    that watermark's claim. The *control* scores the same model's answers to
+    decoys, each against the label of a trigger drawn at random: a model
+    that matches the labels on inputs that are not the triggers carries the
+    watermark the way any model would, which proves nothing about where it
+    came from (a label space whose real p0 exceeds the stated one: a
+    "universal mark"). ``trigger_errors`` and ``decoy_errors`` count the
+    queries the released model failed.
+    """
 
     model_of: str
     watermark_of: str
@@ -155,18 +171,55 @@ class CrossCheck:
     matches: int
     threshold: int
     log2_p_value: float
+    trigger_errors: int
+    decoy_errors: int
+    control_trials: int
+    control_matches: int
+    control_threshold: int
 
     @property
     def carries(self) -> bool:
         return self.matches >= self.threshold
 
+    @property
+    def complete(self) -> bool:
+        """Every query answered, and a test that could have found the mark."""
+        return (
+            self.trigger_errors == 0
+            and self.decoy_errors == 0
+            and 0 < self.threshold <= self.trials
+        )
+
+    @property
+    def specific(self) -> bool:
+        """The control ran (it could have fired) and did not fire."""
+        return 0 < self.control_threshold <= self.control_trials and (
+            self.control_matches < self.control_threshold
+        )
+
+    @property
+    def proves_copy(self) -> bool:
+        """The release carries the watermark as only a model made with its
+        secret triggers can: complete, carried, and specific."""
+        return self.complete and self.carries and self.specific
+
+    @property
+    def proves_absence(self) -> bool:
+        """Complete, and the release does not carry the watermark."""
+        return self.complete and not self.carries
+
     def to_fields(self) -> dict[str, Any]:
         return {
+            "control_matches": self.control_matches,
+            "control_threshold": self.control_threshold,
+            "control_trials": self.control_trials,
+            "decoy_errors": self.decoy_errors,
             "log2_p_value": self.log2_p_value,
             "matches": self.matches,
             "model_of": self.model_of,
             "threshold": self.threshold,
             "trials": self.trials,
+            "trigger_errors": self.trigger_errors,
             "watermark_of": self.watermark_of,
         }
 
@@ -174,13 +227,63 @@ class CrossCheck:
     def from_fields(cls, fields: Fields) -> CrossCheck:
         count = {"minimum": 0, "maximum": _MAX_COUNT}
         return cls(
-            fields.hex_digest("model_of"),
-            fields.hex_digest("watermark_of"),
-            fields.integer("trials", **count),
-            fields.integer("matches", **count),
-            fields.integer("threshold", **count),
-            fields.number("log2_p_value"),
+            model_of=fields.hex_digest("model_of"),
+            watermark_of=fields.hex_digest("watermark_of"),
+            trials=fields.integer("trials", **count),
+            matches=fields.integer("matches", **count),
+            threshold=fields.integer("threshold", **count),
+            log2_p_value=fields.number("log2_p_value"),
+            trigger_errors=fields.integer("trigger_errors", **count),
+            decoy_errors=fields.integer("decoy_errors", **count),
+            control_trials=fields.integer("control_trials", **count),
+            control_matches=fields.integer("control_matches", **count),
+            control_threshold=fields.integer("control_threshold", **count),
         )
+
+
+def _proved_origin(
+    first: str, second: str, checks: Mapping[tuple[str, str], CrossCheck | None]
+) -> bool:
+    """The registered releases prove claim ``first`` the origin over claim
+    ``second``: ``second``'s release carries ``first``'s watermark (and not
+    as any model would), and ``first``'s release does not carry ``second``'s."""
+    copy, own = checks.get((second, first)), checks.get((first, second))
+    return copy is not None and copy.proves_copy and own is not None and own.proves_absence
+
+
+def outcome_of(
+    claim_id: str,
+    holds: bool,
+    rivals: Sequence[RivalClaim],
+    cross_checks: Sequence[CrossCheck],
+) -> tuple[str, str | None]:
+    """The outcome of ``specs/dispute.md`` 8.7 for a claim whose own test
+    ``holds`` (or not), given its rivals and the cross-checks of registered
+    releases; and, for a claim rejected by the cross-checks, the claim id of
+    the rival proved the origin over it (else None).
+
+    A pure function of what a verdict states, so that a judge re-derives the
+    outcome offline. A cross-check listed twice for one (model, watermark)
+    pair counts as not made. Time plays no part: only the pairs of
+    cross-checks prove anything.
+    """
+    if not holds:
+        return "rejected", None
+    holding = list(
+        dict.fromkeys(r.claim_id for r in rivals if r.holds_on_suspect and r.claim_id != claim_id)
+    )
+    if not holding:
+        return "upheld", None
+    checks: dict[tuple[str, str], CrossCheck | None] = {}
+    for check in cross_checks:
+        pair = (check.model_of, check.watermark_of)
+        checks[pair] = None if pair in checks else check
+    if all(_proved_origin(claim_id, rival, checks) for rival in holding):
+        return "upheld", None
+    for rival in holding:
+        if _proved_origin(rival, claim_id, checks):
+            return "rejected", rival
+    return "ambiguous", None
 
 
 @dataclass(frozen=True)
@@ -209,6 +312,11 @@ class Verdict:
     def __post_init__(self) -> None:
         if self.outcome not in OUTCOMES:
             raise EncodingError(f"a verdict's outcome is one of {OUTCOMES}, not {self.outcome!r}")
+
+    def outcome_given(self, holds: bool) -> str:
+        """The outcome this verdict's rivals and cross-checks give a claim
+        whose test ``holds`` (:func:`outcome_of`)."""
+        return outcome_of(self.claim_id, holds, self.rivals, self.cross_checks)[0]
 
     def to_fields(self) -> dict[str, Any]:
         return {

@@ -4,7 +4,8 @@ Every adapter satisfies :class:`Suspect`: ``predict(batch)`` returns one
 checked answer per input row (int64 labels, int64 token ids or float64
 values, as the adapter's ``output`` says) or raises
 :class:`~secmark.errors.SuspectError`; ``describe()`` returns the canonical
-reference a claim is bound to.
+reference of what it actually queries (:mod:`secmark.models.reference`),
+which the arbiter binds to the claim's.
 
 - :class:`OipSuspect`: a remote endpoint speaking the Open Inference Protocol
   (KServe v2 REST, as served by KServe, MLServer and Triton).
@@ -28,6 +29,7 @@ from secmark.models.base import (
     check_batch,
     check_batch_size,
     check_output,
+    check_reference,
 )
 from secmark.models.callable import CallableSuspect, EstimatorSuspect
 from secmark.models.remote import OIP_DATATYPES, OipSuspect
@@ -46,5 +48,6 @@ __all__ = [
     "check_batch",
     "check_batch_size",
     "check_output",
+    "check_reference",
     "reduce_parameter",
 ]

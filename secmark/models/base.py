@@ -33,7 +33,8 @@ from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
-from secmark.errors import SuspectError
+from secmark.errors import EncodingError, SuspectError
+from secmark.models.reference import check_file_reference
 
 __all__ = [
     "OUTPUTS",
@@ -43,6 +44,7 @@ __all__ = [
     "check_batch",
     "check_batch_size",
     "check_output",
+    "check_reference",
 ]
 
 Output = Literal["argmax", "labels", "values"]
@@ -66,9 +68,23 @@ class Suspect(Protocol):
     :class:`~secmark.errors.SuspectError` for every failure of the model or
     of the way to reach it, and never returns partial results.
 
-    ``describe`` returns the canonical reference of the suspect (for example
-    ``oip:http://host/v2/models/name``): the string a claim and a challenge
-    are bound to, so equal suspects must describe themselves identically.
+    ``describe`` returns the reference of what ``predict`` actually queries,
+    canonical as :mod:`secmark.models.reference` defines it: the string a
+    claim and a challenge are bound to, so equal suspects must describe
+    themselves identically. The arbiter binds it to the claim's reference
+    (:func:`secmark.protocol.suspects.bind_suspect`) before it queries. The
+    adapters report:
+
+    - ``oip:<url>``: the canonical URL of the model endpoint requests are
+      posted to (:class:`~secmark.models.OipSuspect`);
+    - ``sha256:<hex>``: the SHA-256 of the weights file the model was read
+      from (:class:`~secmark.models.WeightsSuspect`,
+      ``TorchSuspect.from_file``), or the one the builder of an in-process
+      adapter states with ``reference=`` (that is the builder's word: the
+      arbiter's, when the arbiter builds it);
+    - ``label:<text>``: an in-process model with no such reference, named by
+      the adapter. No claim can name one, so such a suspect cannot be bound
+      to a claim.
     """
 
     def predict(self, batch: np.ndarray) -> np.ndarray: ...
@@ -82,6 +98,16 @@ def check_output(output: str) -> Output:
         if output == known:
             return known
     raise SuspectError(f"unknown output kind {output!r}; expected one of {', '.join(OUTPUTS)}")
+
+
+def check_reference(reference: str) -> str:
+    """Return ``reference`` if it is a canonical ``sha256:`` reference of a
+    model file (what an in-process adapter may be given as ``reference=``);
+    raise SuspectError if not."""
+    try:
+        return check_file_reference(reference)
+    except EncodingError as error:
+        raise SuspectError(f"reference: {error}") from None
 
 
 def check_batch_size(batch_size: int) -> int:

@@ -22,7 +22,9 @@ from secmark.models.base import (
     check_batch,
     check_batch_size,
     check_output,
+    check_reference,
 )
+from secmark.models.reference import MAX_LABEL_LENGTH, arbiter_label
 
 __all__ = ["DEFAULT_BATCH_SIZE", "CallableSuspect", "EstimatorSuspect"]
 
@@ -39,6 +41,14 @@ def _qualified_name(obj: object) -> str:
     target = obj if hasattr(obj, "__qualname__") else type(obj)
     module = getattr(target, "__module__", None) or "?"
     return f"{module}.{target.__qualname__}"
+
+
+def _describe(kind: str, model: object, reference: str | None) -> str:
+    """``reference`` checked, or the adapter's own ``label:`` for ``model``."""
+    if reference is not None:
+        return check_reference(reference)
+    text = f"{kind} {_qualified_name(model)}"[:MAX_LABEL_LENGTH].strip()
+    return arbiter_label(text if text.isprintable() else kind)
 
 
 def _predict_in_slices(
@@ -68,7 +78,12 @@ class CallableSuspect:
     (an array, or anything numpy turns into a regular numeric array).
     ``output`` says what those answers are (see :mod:`secmark.models.base`);
     the default ``"labels"`` expects integer class labels.
-    ``describe()`` is ``callable:<module>.<qualified name>``.
+
+    ``describe()`` is ``reference`` when given: ``sha256:<hex>`` of the
+    weights file the function's model was loaded from, as whoever builds the
+    adapter states it (the arbiter, when it queries the suspect: it binds
+    that reference to the claim's). Otherwise it is
+    ``label:callable <module>.<qualified name>``, which no claim can name.
     """
 
     __slots__ = ("_batch_size", "_function", "_output", "_reference")
@@ -79,13 +94,14 @@ class CallableSuspect:
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         output: Output = "labels",
+        reference: str | None = None,
     ) -> None:
         if not callable(function):
             raise SuspectError(f"a CallableSuspect needs a callable, got {type(function).__name__}")
         self._function = function
         self._batch_size = check_batch_size(batch_size)
         self._output = check_output(output)
-        self._reference = f"label:callable {_qualified_name(function)}"
+        self._reference = _describe("callable", function, reference)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Answers of the function to every row of ``batch``; SuspectError on failure."""
@@ -112,8 +128,9 @@ class EstimatorSuspect:
     ``predict_proba`` follow ``estimator.classes_``, not the label index, and
     reducing them would silently mislabel a model trained on other classes.
     The estimator's classes must therefore be the integer labels themselves;
-    string classes are refused. ``describe()`` is
-    ``estimator:<module>.<class name>``.
+    string classes are refused. ``describe()`` is ``reference`` when given
+    (as for :class:`CallableSuspect`), else
+    ``label:estimator <module>.<class name>``.
     """
 
     __slots__ = ("_batch_size", "_estimator", "_output", "_reference")
@@ -124,6 +141,7 @@ class EstimatorSuspect:
         *,
         batch_size: int = DEFAULT_BATCH_SIZE,
         output: Output = "labels",
+        reference: str | None = None,
     ) -> None:
         if not callable(getattr(estimator, "predict", None)):
             raise SuspectError(
@@ -135,7 +153,7 @@ class EstimatorSuspect:
         self._estimator = estimator
         self._batch_size = check_batch_size(batch_size)
         self._output = output
-        self._reference = f"label:estimator {_qualified_name(estimator)}"
+        self._reference = _describe("estimator", estimator, reference)
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """The estimator's predictions for every row of ``batch``; SuspectError on failure."""

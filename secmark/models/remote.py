@@ -38,12 +38,11 @@ import time
 from collections.abc import Mapping
 from types import TracebackType
 from typing import Any, Final
-from urllib.parse import quote
 
 import httpx
 import numpy as np
 
-from secmark.errors import SuspectError
+from secmark.errors import EncodingError, SuspectError
 from secmark.models.base import (
     Output,
     check_answers,
@@ -51,6 +50,7 @@ from secmark.models.base import (
     check_batch_size,
     check_output,
 )
+from secmark.models.reference import canonical_base_url, canonical_reference, model_path
 
 __all__ = [
     "DEFAULT_BACKOFF",
@@ -106,7 +106,6 @@ _NON_NUMERIC_DATATYPES = frozenset({"BOOL", "BYTES"})
 _MAX_RANK = 32
 _MAX_ERROR_TEXT = 200
 _READY_POLL_INTERVAL = 0.1
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 class _Transient(Exception):
@@ -140,41 +139,36 @@ def _error_text(body: bytes) -> str:
 
 
 def _normalise_base_url(base_url: str) -> str:
-    """``scheme://host[:port][/path]``, lower-case, no trailing slash.
+    """``scheme://host[:port][/path]``, canonical as in a suspect reference
+    (:mod:`secmark.models.reference`), without a trailing slash.
 
     Credentials, queries and fragments are refused: the base URL is part of
     the suspect's canonical reference, and credentials belong in ``headers``.
+    So is every spelling that clients or servers read as another endpoint's
+    (IPv4 shorthand, dot segments, encoded slashes, ...).
     """
     try:
-        url = httpx.URL(base_url)
-    except (httpx.InvalidURL, TypeError) as exc:
-        raise SuspectError(f"invalid base URL {base_url!r}: {exc}") from exc
-    if url.scheme not in _DEFAULT_PORTS or not url.host:
-        raise SuspectError(f"the base URL must be http(s)://host[:port][/path], got {base_url!r}")
-    if url.userinfo or url.query or url.fragment:
-        raise SuspectError(
-            "the base URL must not hold credentials, a query or a fragment "
-            "(pass credentials in headers)"
-        )
-    host = url.raw_host.decode("ascii")
-    if ":" in host:
-        host = f"[{host}]"
-    # httpx drops a default port for lower-case schemes only; do it for all.
-    port = "" if url.port in (None, _DEFAULT_PORTS[url.scheme]) else f":{url.port}"
-    return f"{url.scheme}://{host}{port}{url.raw_path.decode('ascii').rstrip('/')}"
+        return canonical_base_url(base_url)
+    except EncodingError as error:
+        raise SuspectError(f"invalid base URL: {error}") from None
 
 
 def oip_model_url(base_url: str, model_name: str, model_version: str | None = None) -> str:
     """The canonical URL of a model endpoint: normalised base, then
-    ``/v2/models/{name}[/versions/{version}]`` with each part quoted.
+    ``/v2/models/{name}[/versions/{version}]``, each part one path segment
+    (:func:`~secmark.models.reference.model_path`: quoted with
+    ``quote(part, safe="")``).
 
     Raises:
-        SuspectError: an invalid base URL.
+        SuspectError: an invalid base URL, or a name or version that is no
+            single path segment (empty, ``.`` or ``..``, holding ``/``, ``\\``
+            or ``;``, control characters, surrounding white space, not NFC,
+            a decimal version with leading zeros).
     """
-    # Names are single path segments: quote "/" and "?" too.
-    path = f"/v2/models/{quote(model_name, safe='')}"
-    if model_version is not None:
-        path += f"/versions/{quote(model_version, safe='')}"
+    try:
+        path = model_path(model_name, model_version)
+    except EncodingError as error:
+        raise SuspectError(str(error)) from None
     return _normalise_base_url(base_url) + path
 
 
@@ -299,8 +293,12 @@ class OipSuspect:
     always reached directly and receives nothing but ``headers``; close it
     with :meth:`close` or use the adapter as a context manager.
 
-    ``describe()`` is ``oip:{base}/v2/models/{name}[/versions/{version}]``
-    with the base URL lower-cased and without a trailing slash.
+    ``describe()`` is ``oip:{base}/v2/models/{name}[/versions/{version}]``,
+    the canonical reference (:mod:`secmark.models.reference`) of the very URL
+    requests are posted to (plus ``/infer``); the base URL is canonicalised
+    (scheme and host lower case, default port and trailing slashes dropped,
+    ...), and one that has no canonical form (credentials, IPv4 shorthand,
+    dot segments, ...) is refused with a SuspectError.
 
     Failures are described in the module docstring. A query either returns
     every answer or raises SuspectError; the requests already answered are
@@ -370,6 +368,17 @@ class OipSuspect:
 
         self._model_url = oip_model_url(base, model_name, model_version)
         self._reference = f"oip:{self._model_url}"
+        # The reference is bound to what is queried: the URL httpx sends
+        # requests to must be the reference's, byte for byte.
+        infer_url = f"{self._model_url}/infer"
+        if (
+            str(httpx.URL(infer_url)) != infer_url
+            or canonical_reference(self._reference) != self._reference
+        ):
+            raise SuspectError(
+                f"{self._reference}: this URL would be sent as {str(httpx.URL(infer_url))!r}; "
+                "name the endpoint by its canonical URL"
+            )
         self._ready_urls = (f"{base}/v2/health/ready", f"{self._model_url}/ready")
         self._input_name = input_name
         self._datatype = datatype

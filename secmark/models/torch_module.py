@@ -8,17 +8,24 @@ it for this adapter).
 
 from __future__ import annotations
 
+import hashlib
+import os
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import torch
 
-from secmark.errors import SuspectError
+from secmark.errors import SecmarkError, SuspectError
 from secmark.models.base import (
     Output,
     check_answers,
     check_batch,
     check_batch_size,
     check_output,
+    check_reference,
 )
+from secmark.models.reference import MAX_LABEL_LENGTH, arbiter_label
 
 __all__ = ["DEFAULT_BATCH_SIZE", "TorchSuspect"]
 
@@ -27,6 +34,19 @@ DEFAULT_BATCH_SIZE = 256
 
 # Cut-off for the text of a module's exception quoted in a SuspectError.
 _MAX_ERROR_TEXT = 200
+_CHUNK = 1 << 20
+
+
+def _file_reference(path: Path) -> str:
+    """``sha256:<hex>`` of the file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as handle:
+            while chunk := handle.read(_CHUNK):
+                digest.update(chunk)
+    except OSError as error:
+        raise SuspectError(f"cannot read model file {path}: {error.strerror}") from None
+    return "sha256:" + digest.hexdigest()
 
 
 def _module_device(module: torch.nn.Module) -> torch.device:
@@ -78,7 +98,11 @@ class TorchSuspect:
     for a module returning integer labels or token ids, ``"values"`` for a
     regressor. The module must return a single tensor with one row per input.
 
-    ``describe()`` is ``torch:<module>.<class name>``.
+    ``describe()`` (the reference the arbiter binds to a claim): for a module
+    built by :meth:`from_file`, ``sha256:<hex>`` of the weights file loaded
+    into it; else ``reference`` when given, ``sha256:<hex>`` of the weights
+    file the module holds as its builder states it; else
+    ``label:torch <module>.<class name>``, which no claim can name.
     """
 
     __slots__ = ("_batch_size", "_device", "_input_dtype", "_module", "_output", "_reference")
@@ -91,6 +115,7 @@ class TorchSuspect:
         batch_size: int = DEFAULT_BATCH_SIZE,
         output: Output = "argmax",
         input_dtype: torch.dtype | None = None,
+        reference: str | None = None,
     ) -> None:
         if not isinstance(module, torch.nn.Module):
             raise SuspectError(
@@ -104,7 +129,39 @@ class TorchSuspect:
         self._module = module
         self._input_dtype = input_dtype if input_dtype is not None else _module_float_dtype(module)
         cls = type(module)
-        self._reference = f"label:torch {cls.__module__}.{cls.__qualname__}"
+        self._reference = (
+            arbiter_label(f"torch {cls.__module__}.{cls.__qualname__}"[:MAX_LABEL_LENGTH].strip())
+            if reference is None
+            else check_reference(reference)
+        )
+
+    @classmethod
+    def from_file(
+        cls, module: torch.nn.Module, path: str | os.PathLike[str], **options: Any
+    ) -> TorchSuspect:
+        """``module`` with the weights of the file at ``path`` loaded into it
+        (``secmark.embed.load_state``: safetensors or a weights-only
+        checkpoint, names and shapes exactly the module's), described as
+        ``sha256:<hex>`` of the file's bytes. ``options`` are the
+        constructor's, but ``reference``.
+
+        Raises:
+            SuspectError: the file cannot be read, does not fit the module,
+                or changed while it was loaded.
+        """
+        from secmark.embed.checkpoint import load_state
+
+        source = Path(path)
+        reference = _file_reference(source)
+        try:
+            load_state(source, module)
+        except SecmarkError as error:
+            raise SuspectError(f"{source}: {error}") from None
+        if _file_reference(source) != reference:
+            raise SuspectError(
+                f"{source} changed while it was loaded; load it from a file nobody writes to"
+            )
+        return cls(module, reference=reference, **options)
 
     @property
     def device(self) -> torch.device:

@@ -21,7 +21,8 @@ before acting and writes its result before moving the case on:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import secrets
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fractions import Fraction
@@ -29,27 +30,51 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from secmark.crypto.keys import IdentityKeys
 from secmark.encoding import canonical_json, format_time, parse_canonical_json, parse_time, utc_now
-from secmark.errors import EncodingError, ProofError, ProtocolError
+from secmark.errors import EncodingError, ProofError, ProtocolError, SuspectError
 from secmark.files import PUBLIC_FILE_MODE, write_atomic
-from secmark.messages.challenge import Challenge, open_challenge
+from secmark.messages.challenge import (
+    MAX_ALPHA,
+    MAX_CHALLENGED,
+    Challenge,
+    alpha_budget,
+    open_challenge,
+)
 from secmark.messages.claim import MAX_CLAIM_SIZE, Claim, evidence_kinds_for
 from secmark.messages.commitment import Commitment, open_commitment
 from secmark.messages.document import Fields, SignedDocument, read_unverified_payload, sign_document
 from secmark.messages.identity import Identity
+from secmark.messages.labels import LabelSpace
 from secmark.messages.release import model_file_digest, open_release
 from secmark.messages.reveal import RevealContents, open_reveal
-from secmark.messages.transcript import Transcript, TranscriptEntry
-from secmark.messages.verdict import CrossCheck, ReleaseTime, RivalClaim, TestFigures, Verdict
+from secmark.messages.transcript import MAX_QUERIES, Transcript, TranscriptEntry
+from secmark.messages.verdict import (
+    CrossCheck,
+    ReleaseTime,
+    RivalClaim,
+    TestFigures,
+    Verdict,
+    outcome_of,
+)
 from secmark.models.base import Suspect
 from secmark.protocol.bundle import build_bundle
 from secmark.protocol.case import Case
 from secmark.protocol.challenge import prove_challenge
-from secmark.protocol.querying import BlackBoxResult, query_suspect, trials_per_trigger
-from secmark.protocol.reveals import revealed_triggers
-from secmark.protocol.suspects import canonical_suspect
+from secmark.protocol.querying import (
+    BlackBoxResult,
+    QueryPlan,
+    QueryRecord,
+    answer_matches,
+    query_suspect,
+    run_plan,
+    score_answers,
+    trials_per_trigger,
+)
+from secmark.protocol.reveals import revealed_pool_items, revealed_triggers
+from secmark.protocol.suspects import bind_suspect, canonical_suspect
 from secmark.stats import DEFAULT_ALPHA, decision_threshold, null_match_probability
 from secmark.timestamp import TrustStore
 from secmark.timestamp.evidence import TimestampEvidence
@@ -58,17 +83,55 @@ from secmark.triggers import Trigger, generate_decoys
 __all__ = ["Arbiter", "ArbiterPolicy"]
 
 REGISTRY_FILE = "registry.json"
+QUERY_PLAN_FILE = "query-plan.safetensors"
+QUERY_PROGRESS_FILE = "query-progress.json"
+_MAX_PROGRESS_SIZE = 512 * 1024 * 1024
 _MAX_REGISTRY_SIZE = 64 * 1024 * 1024
+# alpha / 2^64 is below any decidable test; a challenge document allows no more.
+_MAX_PRIOR_CHALLENGES = 64
+
+
+_MAX_DECOYS_PER_TRIGGER = 64
+_MAX_CHALLENGE_LIFETIME = timedelta(days=366)
 
 
 @dataclass(frozen=True)
 class ArbiterPolicy:
-    """How an arbiter challenges: k, decoys per trigger, expiry, alpha."""
+    """How an arbiter challenges: k, decoys per trigger, expiry, alpha.
+
+    ``alpha`` is the level of a commitment's first challenge at this
+    arbiter; the j-th later one tests at ``alpha / 2^j``
+    (:func:`secmark.messages.challenge.alpha_budget`).
+
+    Raises:
+        EncodingError: a field of the wrong type or outside its range:
+            ``challenge_size`` in [1, MAX_CHALLENGED], ``decoys_per_trigger``
+            in [0, 64], ``challenge_lifetime`` in (0, 366 days], ``alpha``
+            a Fraction in (0, MAX_ALPHA].
+    """
 
     challenge_size: int = 128
     decoys_per_trigger: int = 2
     challenge_lifetime: timedelta = timedelta(days=7)
     alpha: Fraction = DEFAULT_ALPHA
+
+    def __post_init__(self) -> None:
+        for name, value, low, high in (
+            ("challenge_size", self.challenge_size, 1, MAX_CHALLENGED),
+            ("decoys_per_trigger", self.decoys_per_trigger, 0, _MAX_DECOYS_PER_TRIGGER),
+        ):
+            if type(value) is not int or not low <= value <= high:
+                raise EncodingError(f"{name} must be an integer in [{low}, {high}], not {value!r}")
+        if (
+            not isinstance(self.challenge_lifetime, timedelta)
+            or not timedelta(0) < self.challenge_lifetime <= _MAX_CHALLENGE_LIFETIME
+        ):
+            raise EncodingError("challenge_lifetime must be a timedelta in (0, 366 days]")
+        if not isinstance(self.alpha, Fraction) or not 0 < self.alpha <= MAX_ALPHA:
+            raise EncodingError(
+                f"alpha must be a Fraction in (0, 2^-20]: a verdict at a level of "
+                f"{self.alpha!r} would uphold innocent suspects too often"
+            )
 
 
 def _figures(result: BlackBoxResult) -> TestFigures:
@@ -144,16 +207,6 @@ class Arbiter:
             raise ProtocolError(
                 f"the suspect reference is not canonical; file it as {canonical_suspect(claim.suspect)!r}"
             )
-        labels = commitment.document.labels
-        count = min(self.policy.challenge_size, commitment.document.size)
-        trials = count * trials_per_trigger(labels)
-        if decision_threshold(trials, null_match_probability(labels), self.policy.alpha) > trials:
-            # specs/statistics.md 4: such a dispute must not run; it would only burn triggers.
-            raise ProtocolError(
-                f"even {trials} matches of {trials} trials would not be significant at alpha = "
-                f"{self.policy.alpha}: the commitment's N = {commitment.document.size} is too small "
-                "for this arbiter's challenge size"
-            )
         commitment_time = self._trusted_time(claim.commitment_evidence, commitment.digest)
         release_record = None
         if claim.release is not None and claim.release_evidence is not None:
@@ -171,6 +224,9 @@ class Arbiter:
                 "release_id": release.digest,
                 "trusted_time": format_time(release_time),
             }
+        # The exact threshold is the one costly check: it runs last, after every
+        # signature and timestamp (specs/dispute.md, order of checks).
+        self._require_decidable(commitment.document, self.policy.alpha)
         claim_id = SignedDocument(claim, envelope, owner.key_id).digest
         folder = self.folder / "cases" / claim_id
         if (folder / "state.json").exists():
@@ -190,11 +246,28 @@ class Arbiter:
             },
         )
 
+    def _require_decidable(self, commitment: Commitment, alpha: Fraction) -> None:
+        """Refuse a dispute that could not reach a verdict at ``alpha``.
+
+        Raises:
+            ProtocolError: even all trials matching would not be significant.
+        """
+        labels = commitment.labels
+        count = min(self.policy.challenge_size, commitment.size)
+        trials = count * trials_per_trigger(labels)
+        if decision_threshold(trials, null_match_probability(labels), alpha) > trials:
+            # specs/statistics.md 4: such a dispute must not run; it would only burn triggers.
+            raise ProtocolError(
+                f"even {trials} matches of {trials} trials would not be significant at alpha = "
+                f"{alpha}: the commitment's N = {commitment.size} is too small for this "
+                "arbiter's challenge size, or its earlier challenges here spent its budget"
+            )
+
     def _trusted_time(self, evidence_bytes: bytes, subject: str) -> datetime:
         evidence = TimestampEvidence.from_json(evidence_bytes)
         if evidence.subject != subject:
             raise ProtocolError(f"the timestamp evidence dates {evidence.subject}, not {subject}")
-        return evidence.check(self.trust).require_trusted_time()
+        return evidence.check(self.trust, now=self._clock()).require_trusted_time()
 
     def case(self, claim_id: str) -> Case:
         return Case.load(self.folder / "cases" / claim_id)
@@ -220,18 +293,39 @@ class Arbiter:
         return len(self._registry().get(commitment_id, {}))
 
     def challenge(self, case: Case) -> bytes:
-        """Issue the case's challenge (signed bytes). Re-filed claims on the
-        same commitment and suspect get the same indices by construction."""
+        """Issue the case's challenge (signed bytes).
+
+        Indices revealed by earlier challenges of the same commitment are
+        excluded, and the test level halves with every earlier challenge of
+        the commitment (``prior_challenges``). Re-filed claims on the same
+        commitment and suspect get the same indices as long as no reveal
+        came in between.
+
+        Raises:
+            ProtocolError: the case is not at "claimed"; too few unrevealed
+                triggers are left, or the budget of levels is spent.
+        """
         case.require("claimed", "issuing a challenge")
         commitment = self.commitment_of(case)
         size = commitment.document.size
         count = min(self.policy.challenge_size, size)
-        proof, indices = prove_challenge(
-            self.keys.vrf, commitment.digest, case.record["suspect"], size, count
-        )
         registry = self._registry()
         issued_for_commitment = registry.setdefault(commitment.digest, {})
         prior = len([claim for claim in issued_for_commitment if claim != case.name])
+        if prior > _MAX_PRIOR_CHALLENGES:
+            raise ProtocolError(
+                f"commitment {commitment.digest} has been challenged {prior} times here: "
+                "its budget of significance levels is spent"
+            )
+        alpha = alpha_budget(self.policy.alpha, prior)
+        self._require_decidable(commitment.document, alpha)
+        excluded = self._revealed_indices(commitment.digest, case)
+        try:
+            proof, indices = prove_challenge(
+                self.keys.vrf, commitment.digest, case.record["suspect"], size, count, excluded
+            )
+        except EncodingError as error:
+            raise ProtocolError(str(error)) from None
         now = self._clock()
         challenge = Challenge(
             claim_id=case.name,
@@ -243,6 +337,8 @@ class Arbiter:
             prior_challenges=prior,
             issued=now,
             expires=now + self.policy.challenge_lifetime,
+            alpha=alpha,
+            excluded=excluded,
         )
         signed = sign_document(challenge, self.keys)
         case.write("challenge.json", signed.to_json())
@@ -255,6 +351,25 @@ class Arbiter:
         )
         case.advance("challenged", challenge_id=signed.digest, prior_challenges=prior)
         return signed.to_json()
+
+    def _revealed_indices(self, commitment_id: str, case: Case) -> tuple[int, ...]:
+        """The indices that other cases of the commitment have had revealed."""
+        revealed: set[int] = set()
+        for other in self._cases():
+            if (
+                other.name != case.name
+                and other.record["commitment_id"] == commitment_id
+                and other.at_least("revealed")
+            ):
+                revealed.update(self._challenge(other).document.indices)
+        return tuple(sorted(revealed))
+
+    def _cases(self) -> list[Case]:
+        return [
+            Case.load(folder)
+            for folder in sorted((self.folder / "cases").iterdir())
+            if (folder / "state.json").exists()
+        ]
 
     def _challenge(self, case: Case) -> SignedDocument[Challenge]:
         return open_challenge(case.read("challenge.json"), self.keys.public_keys)
@@ -278,6 +393,17 @@ class Arbiter:
                 f"the challenge expired at {format_time(challenge.document.expires)}; file a new claim (with a fresh nonce)"
             )
         commitment = self.commitment_of(case)
+        overlap = set(challenge.document.indices) & set(
+            self._revealed_indices(commitment.digest, case)
+        )
+        if overlap:
+            # Another case of this commitment revealed some of these indices
+            # after this challenge was issued: once its bundle is out, a
+            # suspect could answer them with anything.
+            raise ProtocolError(
+                f"{len(overlap)} of the challenged indices were revealed in another case since "
+                "this challenge was issued; file a new claim (with a fresh nonce)"
+            )
         reveal = open_reveal(data, commitment.document.owner)
         if reveal.document.challenge_id != challenge.digest:
             raise ProofError("the reveal answers another challenge (a replay from another case?)")
@@ -299,29 +425,112 @@ class Arbiter:
 
     # -- query ------------------------------------------------------------
 
-    def _query(self, case: Case, suspect: Suspect, decoys: int) -> BlackBoxResult:
+    def _decoys(
+        self,
+        case: Case,
+        triggers: list[Trigger],
+        count: int,
+        decoy_pool: Sequence[npt.NDArray[Any]] | None,
+    ) -> npt.NDArray[Any]:
+        """Fresh decoys that equal no trigger input nor, for pool families,
+        any pool item a trigger was made from."""
+        commitment = self.commitment_of(case)
+        exclude = [trigger.input for trigger in triggers]
+        if commitment.document.pool_root is not None:
+            contents = RevealContents.from_json(case.read("reveal-contents.json"))
+            exclude += revealed_pool_items(commitment.document, contents)
+            if decoy_pool is None and count:
+                raise ProtocolError(
+                    f"decoys of the {commitment.document.family.NAME} family are drawn from "
+                    "unrevealed items of the same distribution: give the arbiter a decoy pool"
+                )
+        return generate_decoys(commitment.document, count, items=decoy_pool, exclude=exclude)
+
+    def _query(
+        self,
+        case: Case,
+        suspect: Suspect,
+        decoys: int,
+        decoy_pool: Sequence[npt.NDArray[Any]] | None = None,
+    ) -> BlackBoxResult:
         commitment = self.commitment_of(case)
         triggers = self.triggers_of(case)
-        items = None
-        if commitment.document.pool_root is not None:
-            items = [trigger.input for trigger in triggers]
+        challenge = self._challenge(case).document
         return query_suspect(
             suspect,
             commitment.document.labels,
             [trigger.index for trigger in triggers],
             np.stack([trigger.input for trigger in triggers]),
             [trigger.label for trigger in triggers],
-            generate_decoys(commitment.document, decoys, items=items),
-            alpha=self.policy.alpha,
+            self._decoys(case, triggers, decoys, decoy_pool),
+            alpha=challenge.alpha,
         )
 
-    def query(self, case: Case, suspect: Suspect) -> BlackBoxResult:
-        """Query the suspect with the case's triggers among fresh decoys and
-        write the signed transcript."""
+    def _query_plan(
+        self, case: Case, triggers: list[Trigger], decoy_pool: Sequence[npt.NDArray[Any]] | None
+    ) -> QueryPlan:
+        """The case's stored query plan, or a new one, stored before use."""
+        decoys = self._challenge(case).document.decoys
+        if (case.folder / QUERY_PLAN_FILE).exists():
+            plan = QueryPlan.from_bytes(case.read(QUERY_PLAN_FILE))
+            plan.check_triggers({t.index: t.input for t in triggers}, decoys)
+            return plan
+        plan = QueryPlan.shuffled(
+            [trigger.index for trigger in triggers],
+            np.stack([trigger.input for trigger in triggers]),
+            self._decoys(case, triggers, decoys, decoy_pool),
+        )
+        case.write(QUERY_PLAN_FILE, plan.to_bytes())
+        return plan
+
+    def query(
+        self,
+        case: Case,
+        suspect: Suspect,
+        *,
+        decoy_pool: Sequence[npt.NDArray[Any]] | None = None,
+    ) -> BlackBoxResult:
+        """Query the suspect with the case's triggers among decoys and write
+        the signed transcript.
+
+        The inputs and their order are fixed once per case (the query plan)
+        and answers are stored as they come, so a query step that stopped
+        resumes where it stopped, with the same decoys in the same order.
+        ``decoy_pool`` holds the candidates that decoys of the pool and
+        overlay families are drawn from (unrevealed items of the same
+        distribution; never the triggers); it is read only when the plan is
+        first made.
+
+        Raises:
+            ProtocolError: the case is not at "revealed"; the suspect queries
+                another model than the claim names
+                (:func:`~secmark.protocol.suspects.bind_suspect`); or a pool
+                family and no decoy pool.
+            SuspectError: too many queries failed
+                (:func:`secmark.protocol.querying.failure_budget`); the
+                answers so far are kept and the case stays at "revealed",
+                to be queried again.
+        """
         case.require("revealed", "querying the suspect")
+        # What is queried must be what the claim names, before any query.
+        queried = bind_suspect(case.record["suspect"], suspect)
         challenge = self._challenge(case)
-        started = self._clock()
-        result = self._query(case, suspect, challenge.document.decoys)
+        commitment = self.commitment_of(case)
+        triggers = self.triggers_of(case)
+        plan = self._query_plan(case, triggers, decoy_pool)
+        started, answered = self._progress(case)
+        records = dict(answered)
+
+        def keep(batch: Sequence[QueryRecord]) -> None:
+            records.update((record.position, record) for record in batch)
+            self._save_progress(case, started, records.values())
+
+        result = score_answers(
+            commitment.document.labels,
+            [trigger.label for trigger in triggers],
+            run_plan(suspect, commitment.document.labels, plan, answered=answered, on_batch=keep),
+            alpha=challenge.document.alpha,
+        )
         transcript = Transcript(
             challenge_id=challenge.digest,
             suspect=case.record["suspect"],
@@ -331,6 +540,7 @@ class Arbiter:
                 TranscriptEntry(r.position, r.input_sha256, r.trigger_index, r.answer, r.error)
                 for r in result.records
             ),
+            queried=queried,
         )
         signed = sign_document(transcript, self.keys)
         case.write("transcript.json", signed.to_json())
@@ -341,6 +551,34 @@ class Arbiter:
             test=_figures(result).to_fields(),
         )
         return result
+
+    def _progress(self, case: Case) -> tuple[datetime, dict[int, QueryRecord]]:
+        """When the case's query step first started, and the answers stored since."""
+        if not (case.folder / QUERY_PROGRESS_FILE).exists():
+            return self._clock(), {}
+        value = parse_canonical_json(
+            case.read(QUERY_PROGRESS_FILE), max_size=_MAX_PROGRESS_SIZE, what="query progress"
+        )
+        fields = Fields(value, context="query progress")
+        started = fields.time("started")
+        entries = fields.objects("answers", TranscriptEntry.from_fields, max_items=MAX_QUERIES)
+        fields.finish()
+        return started, {
+            e.position: QueryRecord(e.position, e.input_sha256, e.trigger_index, e.answer, e.error)
+            for e in entries
+        }
+
+    def _save_progress(self, case: Case, started: datetime, records: Iterable[QueryRecord]) -> None:
+        answers = [
+            TranscriptEntry(r.position, r.input_sha256, r.trigger_index, r.answer, r.error)
+            for r in sorted(records, key=lambda r: r.position)
+            if r.error is None
+        ]
+        progress = {
+            "answers": [entry.to_fields() for entry in answers],
+            "started": format_time(started),
+        }
+        case.write(QUERY_PROGRESS_FILE, canonical_json(progress))
 
     # -- decision ---------------------------------------------------------
 
@@ -373,26 +611,35 @@ class Arbiter:
         *,
         released_models: Mapping[str, Path] | None = None,
         load_model: Callable[[Path], Suspect] | None = None,
+        decoy_pools: Mapping[str, Sequence[npt.NDArray[Any]]] | None = None,
     ) -> bytes:
         """Sign the verdict of a queried case and write its bundle.
 
         When the claim holds and rival claims on the same suspect hold too,
         each holding claimant's registered released model (a file, by claim
         id in ``released_models``, opened with ``load_model``) is queried for
-        every holding claimant's watermark; see ``specs/dispute.md`` for the
-        rule that picks a winner.
+        every holding claimant's watermark. The claim is then upheld only if
+        those cross-checks prove it the origin over every holding rival, and
+        ambiguous unless they prove a rival the origin over it; time plays no
+        part (``specs/dispute.md`` 8.7,
+        :func:`secmark.messages.verdict.outcome_of`). The decoys of a
+        cross-check on a pool-family watermark are drawn from
+        ``decoy_pools[claim id]`` (as :meth:`query` draws them).
 
         Raises:
-            ProtocolError: the case is not queried, or a deposited model
-                file is not the registered release.
+            ProtocolError: the case is not queried, a deposited model file
+                is not the registered release, or a pool-family watermark
+                to cross-check has no decoy pool.
         """
         case.require("queried", "deciding")
         rivals = self.rivals(case)
         holding = [case] + [rival for rival in rivals if rival.record["holds"]]
         cross_checks: list[CrossCheck] = []
         if case.record["holds"] and len(holding) > 1:
-            cross_checks = self._cross_check(holding, released_models or {}, load_model)
-        outcome, reason = self._outcome(case, holding, cross_checks)
+            cross_checks = self._cross_check(
+                holding, released_models or {}, load_model, decoy_pools or {}
+            )
+        outcome, reason = self._outcome(case, rivals, cross_checks)
         commitment_id = case.record["commitment_id"]
         release = case.record["release"]
         verdict = Verdict(
@@ -429,21 +676,39 @@ class Arbiter:
         holding: list[Case],
         released_models: Mapping[str, Path],
         load_model: Callable[[Path], Suspect] | None,
+        decoy_pools: Mapping[str, Sequence[npt.NDArray[Any]]],
     ) -> list[CrossCheck]:
+        """Query each holding claimant's registered, deposited release for
+        every holding claimant's watermark, with at least one decoy per
+        trigger for the control (:class:`CrossCheck`).
+
+        A release that is not registered or not deposited is not checked,
+        nor one that fails more queries than the failure budget allows: no
+        pair of cross-checks, and so no proof of origin, can rest on it.
+        """
         checks = []
+        labels: dict[str, list[Any]] = {}
         for model_case in holding:
             release = model_case.record["release"]
             path = released_models.get(model_case.name)
             if release is None or path is None or load_model is None:
-                continue  # no registered, deposited release: this claimant cannot prevail
+                continue  # no registered, deposited release: nothing is proved with it
             if model_file_digest(path) != release["model_digest"]:
                 raise ProtocolError(
                     f"the model deposited for claim {model_case.name} is not its registered release"
                 )
             model = load_model(path)
             for mark_case in holding:
-                challenge = self._challenge(mark_case)
-                result = self._query(mark_case, model, challenge.document.decoys)
+                challenge = self._challenge(mark_case).document
+                decoys = max(challenge.decoys, len(challenge.indices))
+                try:
+                    result = self._query(mark_case, model, decoys, decoy_pools.get(mark_case.name))
+                except SuspectError:
+                    continue  # not measured: it proves nothing either way
+                if mark_case.name not in labels:
+                    labels[mark_case.name] = [t.label for t in self.triggers_of(mark_case)]
+                space = self.commitment_of(mark_case).document.labels
+                control = _control(space, labels[mark_case.name], result.records)
                 checks.append(
                     CrossCheck(
                         model_of=model_case.name,
@@ -452,54 +717,90 @@ class Arbiter:
                         matches=result.matches,
                         threshold=result.test.threshold,
                         log2_p_value=result.test.log2_p_value,
+                        trigger_errors=result.trigger_errors,
+                        decoy_errors=result.decoy_errors,
+                        control_trials=control[0],
+                        control_matches=control[1],
+                        control_threshold=control[2],
                     )
                 )
         return checks
 
-    def _outcome(
-        self, case: Case, holding: list[Case], checks: list[CrossCheck]
-    ) -> tuple[str, str]:
+    def _outcome(self, case: Case, rivals: list[Case], checks: list[CrossCheck]) -> tuple[str, str]:
         test = case.record["test"]
+        outcome, origin = outcome_of(
+            case.name, case.record["holds"], [_rival(rival) for rival in rivals], checks
+        )
+        holding = [rival for rival in rivals if rival.record["holds"]]
         if not case.record["holds"]:
-            return "rejected", (
+            return outcome, (
                 f"{test['matches']} of {test['trials']} trials matched; at least {test['threshold']} "
                 f"are needed at alpha = {test['alpha']}: the suspect does not show this watermark"
             )
-        if len(holding) == 1:
-            return "upheld", (
+        if not holding:
+            return outcome, (
                 f"{test['matches']} of {test['trials']} trials matched (threshold {test['threshold']}, "
                 f"p = 2^{test['log2_p_value']:.1f}); no other claim on this suspect holds"
             )
-        winners = [c.name for c in holding if _prevails(c, holding, checks)]
-        if winners == [case.name]:
-            return "upheld", (
-                "several claims hold on the suspect; this claimant's registered release carries its "
-                "own watermark and no other, and was committed before the others' releases"
+        if outcome == "upheld":
+            return outcome, (
+                f"this claim and {len(holding)} other(s) hold on the suspect; the registered "
+                "releases prove this claimant the origin over each of them: every rival's release "
+                "carries this claimant's watermark (and not as any model would), and this "
+                "claimant's release carries none of theirs"
             )
-        if len(winners) == 1:
-            return "rejected", f"claim {winners[0]} prevails on the cross-check of released models"
-        return "ambiguous", (
-            "several claims hold on the suspect and the cross-check of released models singles "
-            "out none of them"
+        if outcome == "rejected":
+            return outcome, (
+                f"the registered releases prove claim {origin} the origin over this one: this "
+                f"claimant's release carries the watermark of {origin} (and not as any model "
+                f"would), and the release of {origin} does not carry this claimant's"
+            )
+        return outcome, (
+            f"this claim and {len(holding)} other(s) hold on the suspect, and the cross-checks of "
+            "registered releases prove none of them the origin over this one nor this one over "
+            "all of them. Only a pair of cross-checks proves origin; commitment times do not, and "
+            "a release that is not registered or deposited, whose queries failed, or that does "
+            "not carry the other's watermark (or carries it as any model would) proves nothing"
         )
 
 
-def _prevails(candidate: Case, holding: list[Case], checks: list[CrossCheck]) -> bool:
-    """The rule of ``specs/dispute.md``: own mark on own release, no other
-    mark there, and committed before every rival's release."""
-    carries = {(c.model_of, c.watermark_of): c.carries for c in checks}
-    if not carries.get((candidate.name, candidate.name), False):
-        return False
-    committed = parse_time(candidate.record["commitment_time"])
-    for rival in holding:
-        if rival is candidate:
-            continue
-        if carries.get((candidate.name, rival.name), True):
-            return False
-        rival_release = rival.record["release"]
-        if rival_release is not None and not committed < parse_time(rival_release["trusted_time"]):
-            return False
-    return True
+_CONTROL_ALPHA = Fraction(1, 1 << 16)
+"""Level of the cross-check control. Far laxer than any verdict's alpha on
+purpose: a control that fires only withdraws a proof (the outcome becomes
+ambiguous, never upheld or rejected), so an honest release loses a proof
+with probability at most about 2^-16, while a lax control catches a
+watermark that models carry only moderately more often than its stated p0
+(at k = 48 and p0 = 1/10 the control fires at 16 matches, the test needs
+32: a model matching half the labels without being made with them passes
+the test and misses the control with probability below 2^-13). It is a
+second line: a label space whose stated p0 is wrong is refused at commit
+time (DESIGN, first soundness rule)."""
+
+
+def _control(
+    space: LabelSpace, labels: Sequence[Any], records: Sequence[QueryRecord]
+) -> tuple[int, int, int]:
+    """(trials, matches, threshold) of the cross-check control.
+
+    The first decoys in the order sent (at most one per trigger) are each
+    scored against the label of a distinct trigger drawn by the operating
+    system's CSPRNG, so no model can know which label a decoy is scored
+    against; the threshold is the exact one at ``_CONTROL_ALPHA`` and the
+    watermark's stated p0. A model that was not made with the secret
+    labels matches them on decoys as often as on triggers.
+    """
+    decoys = [record for record in records if not record.is_trigger][: len(labels)]
+    drawn = secrets.SystemRandom().sample(range(len(labels)), len(decoys))
+    matches = sum(
+        answer_matches(space, labels[j], record.answer)
+        for record, j in zip(decoys, drawn)
+        if record.answer is not None
+    )
+    trials = len(decoys) * trials_per_trigger(space)
+    if not trials:
+        return 0, 0, 1
+    threshold = decision_threshold(trials, null_match_probability(space), _CONTROL_ALPHA)
+    return trials, matches, threshold
 
 
 def _rival(case: Case) -> RivalClaim:

@@ -12,6 +12,9 @@ derivation and the match count and statistics recomputed from the
 transcript. What it cannot re-check, and says so: that the suspect really
 gave the answers in the transcript (the arbiter's signature attests them),
 and the rival claims and cross-checks a verdict lists (attested likewise).
+Trust is never self-asserted silently: without the judge's own TSA roots the
+report's times are :attr:`TimeTrust.SELF_ASSERTED`, and without a pinned
+arbiter key id the report says any arbiter's signature was accepted.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime
-from fractions import Fraction
+from enum import Enum
 from typing import Any, ClassVar
 
 from cryptography import x509
@@ -27,7 +30,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from secmark.encoding import format_time
+from secmark.encoding import format_time, utc_now
 from secmark.errors import EncodingError, ProofError, ProtocolError, SignatureError
 from secmark.messages.challenge import open_challenge
 from secmark.messages.claim import MAX_CLAIM_SIZE, Claim, evidence_kinds_for
@@ -51,7 +54,14 @@ from secmark.protocol.suspects import canonical_suspect
 from secmark.timestamp import TrustStore
 from secmark.timestamp.evidence import TimestampEvidence
 
-__all__ = ["MAX_BUNDLE_SIZE", "Bundle", "BundleReport", "build_bundle", "verify_bundle"]
+__all__ = [
+    "MAX_BUNDLE_SIZE",
+    "Bundle",
+    "BundleReport",
+    "TimeTrust",
+    "build_bundle",
+    "verify_bundle",
+]
 
 MAX_BUNDLE_SIZE = 1024 * 1024 * 1024
 """Transcripts of large challenges dominate; a gigabyte is far beyond them."""
@@ -119,21 +129,68 @@ def build_bundle(arbiter_identity: bytes, trust: TrustStore, case: Case, verdict
     return encode_payload(bundle)
 
 
+class TimeTrust(str, Enum):
+    """Whose word the trusted times of a verified bundle rest on."""
+
+    JUDGE_ROOTS = "judge-roots"
+    """The timestamps verify against TSA roots the judge gave."""
+    SELF_ASSERTED = "self-asserted"
+    """The timestamps verify only against the TSA roots inside the bundle,
+    which whoever made the bundle may have made: the times, and so the
+    verdict, are the bundle's own assertion."""
+
+
 @dataclass(frozen=True)
 class BundleReport:
-    """What a judge reads: every fact re-checked, and what rests on trust."""
+    """What a judge reads: every fact re-checked, and what rests on trust.
+
+    ``outcome`` is the verdict's outcome, re-checked. It is only as good as
+    ``time_trust`` (self-asserted without the judge's own TSA roots) and
+    ``arbiter_pinned`` (whether the judge named the arbiter's key id; if not,
+    any arbiter's signature, the bundle maker's own included, was accepted).
+    """
 
     outcome: str
     commitment_time: datetime
     lines: tuple[str, ...]
+    time_trust: TimeTrust
+    arbiter_key_id: str
+    arbiter_pinned: bool
+
+    @property
+    def fully_trusted(self) -> bool:
+        """True when the times rest on the judge's roots and the arbiter is pinned."""
+        return self.time_trust is TimeTrust.JUDGE_ROOTS and self.arbiter_pinned
 
 
-def _time(evidence_text: bytes, subject: str, trust: TrustStore) -> tuple[datetime, list[str]]:
+def _time(
+    evidence_text: bytes, subject: str, trust: TrustStore, now: datetime | None
+) -> tuple[datetime, list[str]]:
     evidence = TimestampEvidence.from_json(evidence_text)
     if evidence.subject != subject:
         raise ProtocolError(f"timestamp evidence dates {evidence.subject}, not {subject}")
-    check = evidence.check(trust)
+    check = evidence.check(trust, now=now)
     return check.require_trusted_time(), evidence.describe(check)
+
+
+def _trust_lines(time_trust: TimeTrust, arbiter_key_id: str, *, pinned: bool) -> list[str]:
+    """What the report's facts rest on: whose TSA roots, and which arbiter."""
+    if time_trust is TimeTrust.JUDGE_ROOTS:
+        time_line = "  time: verified against the judge's own TSA roots (listed above)"
+    else:
+        time_line = (
+            "  time: SELF-ASSERTED: the timestamps verify only against TSA roots inside the "
+            "bundle, which whoever made the bundle may have made, and with them every time "
+            "in it; the verdict rests on those roots. Verify with your own TSA roots."
+        )
+    if pinned:
+        arbiter_line = f"  arbiter: {arbiter_key_id}, pinned by the judge"
+    else:
+        arbiter_line = (
+            f"  arbiter: {arbiter_key_id}, NOT pinned: a bundle signed by any arbiter, the "
+            "bundle maker's own included, verifies. Pin the arbiter's key id you trust."
+        )
+    return ["trust:", time_line, arbiter_line]
 
 
 def _bundle_roots(texts: tuple[str, ...]) -> TrustStore:
@@ -172,47 +229,59 @@ def _bundle_roots(texts: tuple[str, ...]) -> TrustStore:
     return TrustStore(roots=tuple(roots))
 
 
-def _fraction(text: str) -> Fraction:
-    """A significance level written as the statistics write it ("n/d").
-
-    Raises:
-        EncodingError: not a fraction in (0, 1) in that spelling.
-    """
-    try:
-        value = Fraction(text)
-    except (ValueError, ZeroDivisionError):
-        value = None
-    if value is None or str(value) != text or not 0 < value < 1:
-        raise EncodingError(f"the verdict's alpha {text[:64]!r} is not a fraction n/d in (0, 1)")
-    return value
-
-
 def _require(condition: bool, message: str) -> None:
     if not condition:
         raise ProofError(message)
 
 
-def verify_bundle(data: bytes, trust: TrustStore | None = None) -> BundleReport:
+def verify_bundle(
+    data: bytes,
+    trust: TrustStore | None = None,
+    *,
+    arbiter_key_id: str | None = None,
+    now: datetime | None = None,
+) -> BundleReport:
     """Re-check a bundle offline; return the report, or raise at the first failure.
 
     ``trust`` is the judge's own trust store; without it the TSA roots in
-    the bundle are used, and the report names their fingerprints so the
-    judge can compare them with roots they trust.
+    the bundle are used, the report's ``time_trust`` is
+    :attr:`TimeTrust.SELF_ASSERTED` and its lines say so and name the roots'
+    fingerprints so the judge can compare them with roots they trust.
+    ``arbiter_key_id`` pins the arbiter (its identity key id, 64 lowercase hex
+    digits): a bundle signed by another arbiter is refused; without it the
+    report says the arbiter is not pinned. ``now`` is the verifier's clock
+    (tz-aware; default: the real UTC clock): tokens dated after it by more
+    than :data:`~secmark.timestamp.MAX_CLOCK_SKEW` do not verify.
 
     Raises:
         EncodingError, SignatureError, ProofError, TimestampError,
-        ProtocolError: the check that failed, named in the message.
+        ProtocolError: the check that failed, named in the message
+        (``SignatureError`` for a bundle of another arbiter than the pinned one;
+        ``EncodingError`` for a pin that is not a key id).
     """
+    if arbiter_key_id is not None:
+        pin = Fields({"key_id": arbiter_key_id}, context="the pinned arbiter")
+        arbiter_key_id = pin.hex_digest("key_id")
+    now = utc_now() if now is None else now
     bundle = decode_payload(data, Bundle, MAX_BUNDLE_SIZE)
     bundle_roots = _bundle_roots(bundle.tsa_roots)
+    time_trust = TimeTrust.JUDGE_ROOTS
     roots_note = "the judge's trust store"
     if trust is None:
         trust = bundle_roots
+        time_trust = TimeTrust.SELF_ASSERTED
         roots_note = (
-            "the TSA roots inside the bundle (compare their fingerprints with roots you trust)"
+            "the TSA roots inside the bundle, not the judge's, so the times are "
+            "SELF-ASSERTED; compare their fingerprints with roots you trust"
         )
 
     arbiter = open_identity(bundle.arbiter_identity.encode()).document
+    # The pin is checked before anything the arbiter signed is read further.
+    if arbiter_key_id is not None and arbiter.key_id != arbiter_key_id:
+        raise SignatureError(
+            f"the bundle is signed by arbiter {arbiter.key_id}, not by the pinned arbiter "
+            f"{arbiter_key_id}"
+        )
     envelope, claim = read_unverified_payload(bundle.claim.encode(), Claim, max_size=MAX_CLAIM_SIZE)
     commitment = open_commitment(claim.commitment)
     owner = commitment.document.owner
@@ -225,7 +294,9 @@ def verify_bundle(data: bytes, trust: TrustStore | None = None) -> BundleReport:
     )
     if canonical_suspect(claim.suspect) != claim.suspect:
         raise ProtocolError("the claim's suspect reference is not canonical")
-    commitment_time, commitment_lines = _time(claim.commitment_evidence, commitment.digest, trust)
+    commitment_time, commitment_lines = _time(
+        claim.commitment_evidence, commitment.digest, trust, now
+    )
 
     release_lines: list[str] = []
     release_time = None
@@ -235,7 +306,7 @@ def verify_bundle(data: bytes, trust: TrustStore | None = None) -> BundleReport:
             release.document.commitment_id == commitment.digest,
             "the release names another commitment",
         )
-        release_time, release_lines = _time(claim.release_evidence, release.digest, trust)
+        release_time, release_lines = _time(claim.release_evidence, release.digest, trust, now)
         _require(commitment_time < release_time, "the release is timestamped before its commitment")
 
     challenge = open_challenge(bundle.challenge.encode(), arbiter.public_keys)
@@ -278,7 +349,12 @@ def verify_bundle(data: bytes, trust: TrustStore | None = None) -> BundleReport:
         )
 
     verdict = open_verdict(bundle.verdict.encode(), arbiter.public_keys).document
-    alpha = _fraction(verdict.test.alpha)
+    # The level is the challenge's (halved for each earlier challenge of the
+    # commitment, bounded by MAX_ALPHA); the verdict must test at exactly it.
+    alpha = document.alpha
+    _require(
+        verdict.test.alpha == str(alpha), "the verdict tests at another level than its challenge"
+    )
     records = [
         QueryRecord(e.position, e.input_sha256, e.trigger_index, e.answer, e.error) for e in entries
     ]
@@ -337,6 +413,13 @@ def verify_bundle(data: bytes, trust: TrustStore | None = None) -> BundleReport:
         _require(
             verdict.outcome == "upheld", "the verdict rejects a claim that holds with no rival"
         )
+    # specs/dispute.md 8.7: the outcome is a function of the verdict's own
+    # rivals and cross-checks (attested by the arbiter), re-derived here.
+    _require(
+        verdict.outcome == verdict.outcome_given(holds),
+        f"the verdict's outcome {verdict.outcome!r} is not the "
+        f"{verdict.outcome_given(holds)!r} that its test, rivals and cross-checks give",
+    )
 
     model = commitment.document
     lines = [
@@ -350,6 +433,7 @@ def verify_bundle(data: bytes, trust: TrustStore | None = None) -> BundleReport:
             f"  TSA root SHA-256 {root.fingerprint(hashes.SHA256()).hex()} ({root.subject.rfc4514_string()})"
             for root in trust.roots
         ),
+        *_trust_lines(time_trust, arbiter.key_id, pinned=arbiter_key_id is not None),
     ]
     if release_time is not None:
         lines += ["released (registered model):", *(f"  {line}" for line in release_lines)]
@@ -385,4 +469,11 @@ def verify_bundle(data: bytes, trust: TrustStore | None = None) -> BundleReport:
             f"({c.matches}/{c.trials})"
             for c in verdict.cross_checks
         ]
-    return BundleReport(verdict.outcome, commitment_time, tuple(lines))
+    return BundleReport(
+        verdict.outcome,
+        commitment_time,
+        tuple(lines),
+        time_trust=time_trust,
+        arbiter_key_id=arbiter.key_id,
+        arbiter_pinned=arbiter_key_id is not None,
+    )

@@ -10,20 +10,29 @@ were triggers.
 A trigger the suspect refused or answered malformed counts as a trial that
 did not match: refusing cannot help an owner, and under the null hypothesis a
 non-match only makes the test more conservative. Errors are counted and
-reported, never dropped.
+reported, never dropped. But a suspect that fails more than a few queries
+(:func:`failure_budget`) was not really queried: the query step then stops
+with a :class:`~secmark.errors.SuspectError` and gives no figures at all,
+so an unreachable or misdescribed endpoint never becomes a "rejected".
+
+What is sent is fixed first, as a :class:`QueryPlan` (inputs and order), so
+that a query step that stopped can be resumed with exactly the same inputs
+in the same order: a suspect that sees a query step twice sees every input
+twice, and repetition tells it nothing about which inputs are triggers.
 """
 
 from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import safetensors.numpy
 
 from secmark.errors import EncodingError, SuspectError
 from secmark.messages.labels import ClassLabels, LabelSpace, RegressionLabels, TokenLabels
@@ -32,14 +41,27 @@ from secmark.stats import DEFAULT_ALPHA, BinomialTestResult, binomial_test, null
 
 __all__ = [
     "BlackBoxResult",
+    "QueryPlan",
     "QueryRecord",
     "answer_matches",
+    "failure_budget",
     "input_digest",
     "query_suspect",
+    "run_plan",
     "score_answers",
 ]
 
 DEFAULT_QUERY_BATCH = 64
+
+MIN_FAILURE_BUDGET = 8
+"""Failed queries a query step always tolerates (a few refusals or timeouts)."""
+
+FAILURE_FRACTION = 16
+"""Beyond the minimum, one failed query in this many is tolerated."""
+
+# Bound on a stored plan: MAX_QUERIES inputs of up to 16 MiB each would be
+# absurd; a plan is the inputs of one challenge and its decoys.
+_MAX_PLAN_SIZE = 1 << 32
 
 
 @dataclass(frozen=True)
@@ -82,11 +104,67 @@ def input_digest(value: npt.NDArray[Any]) -> str:
 
 
 def _json_answer(value: Any, space: LabelSpace) -> int | float | list[int]:
+    """``value`` as the JSON answer a transcript records, if it is an answer
+    of the label space's kind: an int in [0, K) for classes, a finite binary64
+    number for a regression target, ``length`` ints in [0, V) for tokens.
+
+    Raises:
+        SuspectError: an answer of the wrong kind (an integer or a bool for a
+            regression target, a float or a bool for a class or a token id),
+            NaN or an infinity, a class outside [0, K), a token id outside
+            [0, V), a token sequence of another length than the labels', or
+            anything else no transcript could hold. The caller records it as
+            the query's error: it matches nothing, so it is never converted
+            into an answer of another kind (class 3 into the value 3.0), and
+            it cannot leave a transcript unwritable (2^60 is no JSON number).
+    """
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value[()]
+    boolean = isinstance(value, (bool, np.bool_))
+    integer = not boolean and isinstance(value, (int, np.integer))
     if isinstance(space, ClassLabels):
+        if not integer:
+            raise SuspectError(
+                f"the suspect answered {type(value).__name__} {value!r:.40} where a class "
+                f"label is asked: an integer in [0, {space.num_classes})"
+            )
+        if not 0 <= int(value) < space.num_classes:
+            raise SuspectError(
+                f"the suspect answered class {int(value)!r:.40}, outside [0, {space.num_classes})"
+            )
         return int(value)
     if isinstance(space, RegressionLabels):
-        return float(value)
-    return [int(token) for token in np.asarray(value).reshape(-1)]
+        if boolean or not isinstance(value, (float, np.floating)):
+            raise SuspectError(
+                f"the suspect answered {type(value).__name__} {value!r:.40} where a regression "
+                "value is asked: a float (an integer answer is a class, not a value)"
+            )
+        number = float(value)
+        if not np.isfinite(number) or (type(value) is not float and type(value)(number) != value):
+            raise SuspectError(
+                f"the suspect answered {value!r:.40}, which is not a finite binary64 number"
+            )
+        return number
+    try:
+        tokens = np.asarray(value)
+    except (ValueError, TypeError):
+        tokens = np.asarray(None)
+    if tokens.dtype.kind not in "iu":
+        raise SuspectError(
+            f"the suspect answered {type(value).__name__} (dtype {tokens.dtype}) where token "
+            "ids are asked: integers"
+        )
+    flat = tokens.reshape(-1)
+    if len(flat) != space.length:
+        raise SuspectError(
+            f"the suspect answered {len(flat)} token ids where the labels have {space.length}"
+        )
+    if len(flat) and not (0 <= flat.min() and flat.max() < space.vocab_size):
+        raise SuspectError(
+            f"the suspect answered a token id outside [0, {space.vocab_size}): "
+            f"{int(flat.min())} to {int(flat.max())}"
+        )
+    return [int(token) for token in flat]
 
 
 def answer_matches(space: LabelSpace, label: Any, answer: float | list[int]) -> int:
@@ -95,11 +173,15 @@ def answer_matches(space: LabelSpace, label: Any, answer: float | list[int]) -> 
     An answer of the wrong kind for the label space (a float or a list for
     classes, a list for a regression target, a scalar for token labels)
     matches nothing: a transcript is data, not a promise of well-typed answers.
+    A regression answer may be an int: canonical JSON writes the float 3.0 as
+    ``3``, which reads back as the int 3 (the query step records no int for a
+    regression target, :func:`_json_answer`). A non-finite number matches
+    nothing.
     """
     if isinstance(space, ClassLabels):
         return int(type(answer) is int and answer == int(label))
     if isinstance(space, RegressionLabels):
-        if type(answer) not in (int, float):
+        if type(answer) not in (int, float) or (type(answer) is float and not np.isfinite(answer)):
             return 0
         # Exact rational comparison: no rounding can turn a miss into a match.
         distance = abs(Fraction(answer) - Fraction(float(label)))  # type: ignore[arg-type]
@@ -151,20 +233,163 @@ def score_answers(
     )
 
 
-def _ask(suspect: Suspect, batch: npt.NDArray[Any]) -> list[tuple[Any, str | None]]:
-    """Answers for a batch; on failure, each input alone, to isolate errors."""
-    try:
-        return [(answer, None) for answer in suspect.predict(batch)]
-    except SuspectError as error:
-        if len(batch) == 1:
-            return [(None, str(error))]
-    results: list[tuple[Any, str | None]] = []
-    for row in batch:
+def failure_budget(queries: int) -> int:
+    """The failed queries a query step of ``queries`` queries tolerates:
+    ``max(MIN_FAILURE_BUDGET, queries // FAILURE_FRACTION)``."""
+    return max(MIN_FAILURE_BUDGET, queries // FAILURE_FRACTION)
+
+
+@dataclass(frozen=True)
+class QueryPlan:
+    """Every input a suspect is sent, in the order sent.
+
+    ``inputs[p]`` is sent at position ``p``; ``roles[p]`` is its trigger
+    index, or None for a decoy.
+    """
+
+    inputs: npt.NDArray[Any]
+    roles: tuple[int | None, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.inputs) != len(self.roles) or not self.roles:
+            raise EncodingError("a query plan holds one role per input, at least one")
+        indices = [role for role in self.roles if role is not None]
+        if len(indices) != len(set(indices)) or any(i < 0 for i in indices):
+            raise EncodingError("a query plan names each trigger index once")
+
+    @classmethod
+    def shuffled(
+        cls,
+        trigger_indices: Sequence[int],
+        trigger_inputs: npt.NDArray[Any],
+        decoys: npt.NDArray[Any],
+    ) -> QueryPlan:
+        """Triggers and decoys in an order drawn from ``secrets.SystemRandom``.
+
+        Raises:
+            EncodingError: mismatched lengths, shapes or dtypes.
+        """
+        if len(trigger_inputs) != len(trigger_indices) or not len(trigger_indices):
+            raise EncodingError("give one input per trigger index, at least one")
+        if len(decoys) and (
+            decoys.shape[1:] != trigger_inputs.shape[1:] or decoys.dtype != trigger_inputs.dtype
+        ):
+            raise EncodingError("decoys must have the triggers' shape and dtype")
+        inputs = np.concatenate([trigger_inputs, decoys]) if len(decoys) else trigger_inputs
+        roles: list[int | None] = [int(i) for i in trigger_indices] + [None] * len(decoys)
+        order = list(range(len(inputs)))
+        secrets.SystemRandom().shuffle(order)
+        return cls(np.ascontiguousarray(inputs[order]), tuple(roles[i] for i in order))
+
+    def to_bytes(self) -> bytes:
+        """The plan as safetensors bytes (decoys have role -1)."""
+        roles = np.array([-1 if r is None else r for r in self.roles], dtype=np.int64)
+        return safetensors.numpy.save({"inputs": np.ascontiguousarray(self.inputs), "roles": roles})
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> QueryPlan:
+        """Raises:
+        EncodingError: not a plan this module wrote."""
+        if len(data) > _MAX_PLAN_SIZE:
+            raise EncodingError("the stored query plan is too large")
         try:
-            results.append((suspect.predict(row[None, ...])[0], None))
+            tensors = safetensors.numpy.load(data)
+        except Exception:  # noqa: BLE001 - the safetensors parser fails in many ways on bad bytes
+            raise EncodingError("the stored query plan is damaged") from None
+        if set(tensors) != {"inputs", "roles"} or tensors["roles"].dtype != np.int64:
+            raise EncodingError("the stored query plan is damaged")
+        roles = tensors["roles"]
+        if roles.ndim != 1 or len(roles) != len(tensors["inputs"]) or (roles < -1).any():
+            raise EncodingError("the stored query plan is damaged")
+        return cls(tensors["inputs"], tuple(None if r < 0 else int(r) for r in roles))
+
+    def check_triggers(self, inputs_by_index: Mapping[int, npt.NDArray[Any]], decoys: int) -> None:
+        """Check that the plan sends exactly these triggers and ``decoys`` decoys.
+
+        Raises:
+            EncodingError: another set of triggers, other inputs, or another
+                number of decoys.
+        """
+        planned = {role: p for p, role in enumerate(self.roles) if role is not None}
+        if set(planned) != set(inputs_by_index) or len(self.roles) - len(planned) != decoys:
+            raise EncodingError("the stored query plan is for other triggers or decoys")
+        for index, value in inputs_by_index.items():
+            if input_digest(self.inputs[planned[index]]) != input_digest(value):
+                raise EncodingError(f"the stored query plan sends another input as trigger {index}")
+
+
+def run_plan(
+    suspect: Suspect,
+    space: LabelSpace,
+    plan: QueryPlan,
+    *,
+    answered: Mapping[int, QueryRecord] | None = None,
+    batch_size: int = DEFAULT_QUERY_BATCH,
+    on_batch: Callable[[Sequence[QueryRecord]], None] | None = None,
+) -> tuple[QueryRecord, ...]:
+    """Send the plan's inputs that ``answered`` has no answer for; return
+    one record per position.
+
+    A batch the suspect fails is retried one input at a time, to isolate
+    the inputs that fail; ``on_batch`` receives each batch's new records
+    (to store them, so a resumed step does not pay for them twice).
+
+    Raises:
+        SuspectError: more queries failed than :func:`failure_budget`
+            allows; the message quotes the first failure. No figures can be
+            drawn from such a step: query again once the suspect answers.
+    """
+    records: dict[int, QueryRecord] = {p: r for p, r in (answered or {}).items() if r.error is None}
+    budget = failure_budget(len(plan.roles))
+    failures: list[str] = []
+
+    def record(position: int, answer: Any, error: str | None) -> QueryRecord:
+        if error is None:
+            try:
+                answer = _json_answer(answer, space)
+            except SuspectError as wrong:
+                answer, error = None, str(wrong)
+        if error is not None:
+            failures.append(error)
+        return QueryRecord(
+            position=position,
+            input_sha256=input_digest(plan.inputs[position]),
+            trigger_index=plan.roles[position],
+            answer=answer,
+            error=error,
+        )
+
+    def stop() -> SuspectError:
+        return SuspectError(
+            f"{len(failures)} queries failed, more than the {budget} a query step of "
+            f"{len(plan.roles)} queries tolerates; the first failure: {failures[0]}. "
+            "Nothing was decided: fix the suspect's description or wait for it, then query again"
+        )
+
+    pending = [p for p in range(len(plan.roles)) if p not in records]
+    for start in range(0, len(pending), batch_size):
+        chosen = pending[start : start + batch_size]
+        fresh: list[QueryRecord] = []
+        try:
+            answers = suspect.predict(plan.inputs[chosen])
+            fresh = [record(p, answer, None) for p, answer in zip(chosen, answers)]
         except SuspectError as error:
-            results.append((None, str(error)))
-    return results
+            if len(chosen) == 1:
+                fresh = [record(chosen[0], None, str(error))]
+            else:
+                for p in chosen:
+                    try:
+                        fresh.append(record(p, suspect.predict(plan.inputs[p][None, ...])[0], None))
+                    except SuspectError as row_error:
+                        fresh.append(record(p, None, str(row_error)))
+                    if len(failures) > budget:
+                        break
+        records.update((r.position, r) for r in fresh)
+        if on_batch is not None:
+            on_batch([r for r in fresh if r.error is None])
+        if len(failures) > budget:
+            raise stop()
+    return tuple(records[p] for p in range(len(plan.roles)))
 
 
 def query_suspect(
@@ -183,36 +408,16 @@ def query_suspect(
     ``trigger_indices[j]``, ``trigger_inputs[j]``, ``trigger_labels[j]``
     describe trigger j (indices ascending). Decoys must have the triggers'
     shape and dtype. The order is a uniformly random permutation from
-    ``secrets.SystemRandom``.
+    ``secrets.SystemRandom`` (:meth:`QueryPlan.shuffled`).
 
     Raises:
         EncodingError: mismatched lengths, shapes or dtypes.
+        SuspectError: too many queries failed (:func:`run_plan`).
     """
-    count = len(trigger_indices)
-    if not (len(trigger_inputs) == len(trigger_labels) == count) or count == 0:
+    if len(trigger_labels) != len(trigger_indices):
         raise EncodingError("give one input and one label per trigger index, at least one")
     if list(trigger_indices) != sorted(set(trigger_indices)):
         raise EncodingError("trigger indices must be distinct and ascending")
-    if len(decoys) and (
-        decoys.shape[1:] != trigger_inputs.shape[1:] or decoys.dtype != trigger_inputs.dtype
-    ):
-        raise EncodingError("decoys must have the triggers' shape and dtype")
-    inputs = np.concatenate([trigger_inputs, decoys]) if len(decoys) else trigger_inputs
-    roles: list[int | None] = [int(i) for i in trigger_indices] + [None] * len(decoys)
-    order = list(range(len(inputs)))
-    secrets.SystemRandom().shuffle(order)
-    records: list[QueryRecord] = []
-    for start in range(0, len(order), batch_size):
-        chosen = order[start : start + batch_size]
-        batch = inputs[chosen]
-        for offset, (row, (answer, error)) in enumerate(zip(chosen, _ask(suspect, batch))):
-            records.append(
-                QueryRecord(
-                    position=start + offset,
-                    input_sha256=input_digest(inputs[row]),
-                    trigger_index=roles[row],
-                    answer=None if answer is None else _json_answer(answer, space),
-                    error=error,
-                )
-            )
+    plan = QueryPlan.shuffled(trigger_indices, trigger_inputs, decoys)
+    records = run_plan(suspect, space, plan, batch_size=batch_size)
     return score_answers(space, trigger_labels, records, alpha=alpha)

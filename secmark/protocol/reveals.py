@@ -15,7 +15,7 @@ from secmark.messages.families import OverlayFamily, PoolFamily
 from secmark.messages.reveal import RevealContents
 from secmark.triggers import Trigger, verify_trigger
 
-__all__ = ["revealed_triggers"]
+__all__ = ["revealed_pool_items", "revealed_triggers"]
 
 
 def _item_array(item: bytes, commitment: Commitment) -> npt.NDArray[Any]:
@@ -26,6 +26,19 @@ def _item_array(item: bytes, commitment: Commitment) -> npt.NDArray[Any]:
     if len(item) != math.prod(shape) * dtype.itemsize:
         raise ProofError("a revealed pool item has the wrong size for the committed item shape")
     return np.frombuffer(item, dtype=dtype).reshape(shape)
+
+
+def revealed_pool_items(commitment: Commitment, contents: RevealContents) -> list[npt.NDArray[Any]]:
+    """The pool items a reveal opens (pool and overlay families), as arrays.
+
+    Raises:
+        ProofError: an item of the wrong size, or a family without a pool.
+    """
+    return [
+        _item_array(entry.pool_item, commitment)
+        for entry in contents.triggers
+        if entry.pool_item is not None
+    ]
 
 
 def revealed_triggers(

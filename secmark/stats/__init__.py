@@ -12,6 +12,7 @@ normative description.
 from __future__ import annotations
 
 from secmark.stats.binomial import (
+    MAX_TRIALS,
     binomial_tail,
     clopper_pearson,
     decision_threshold,
@@ -49,6 +50,7 @@ __all__ = [
     "DEFAULT_RETENTIONS",
     "DEFAULT_TARGET_POWER",
     "MAX_CHALLENGES",
+    "MAX_TRIALS",
     "BinomialTestResult",
     "Plan",
     "binomial_tail",

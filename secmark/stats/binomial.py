@@ -30,6 +30,7 @@ import numpy as np
 import numpy.typing as npt
 
 __all__ = [
+    "MAX_TRIALS",
     "binomial_tail",
     "clopper_pearson",
     "decision_threshold",
@@ -39,12 +40,26 @@ __all__ = [
 
 _FloatArray = npt.NDArray[np.float64]
 
+MAX_TRIALS = 1 << 16
+"""Bound on k, the trials of one test (challenged triggers times labels per
+trigger). DoS: the exact threshold costs about min(tau, k - tau) steps on
+integers of k * log2(denominator of p0) bits, so it grows as k^2. Measured
+(one core, alpha = 2^-64): k = 2^16 takes 1.4 s at p0 = 1/3 and 1.1 s at
+1/2 (the costliest token spaces, p0 = 1/V); a regression p0 near 1/2 with a
+9-bit denominator takes 2.1 s at k = 2^14, the most a regression or class
+space reaches (one trial per trigger, k <= MAX_CHALLENGED). At k = 2^18
+the same thresholds take 20 to 30 s. A commitment refuses a token space
+whose challenges could exceed this bound."""
+
 
 def _check_trials(k: int) -> None:
     if isinstance(k, bool) or not isinstance(k, int):
         raise TypeError(f"k must be an int, not {type(k).__name__}")
-    if k < 1:
-        raise ValueError(f"k must be at least 1 (got {k})")
+    if not 1 <= k <= MAX_TRIALS:
+        raise ValueError(
+            f"k must be in [1, {MAX_TRIALS}] (got {k}): an exact test over more trials "
+            "would take minutes"
+        )
 
 
 def _check_integer(value: int, name: str) -> None:
@@ -141,7 +156,8 @@ def log2_binomial_tail(k: int, m: int, p0: Fraction | float) -> float:
     Raises:
         TypeError: ``k`` or ``m`` is not an int, or ``p0`` is neither a
             Fraction nor a float.
-        ValueError: ``k < 1``, or ``p0`` is not strictly between 0 and 1.
+        ValueError: ``k`` is not in [1, MAX_TRIALS], or ``p0`` is not strictly
+            between 0 and 1.
     """
     _check_trials(k)
     _check_integer(m, "m")
@@ -185,7 +201,8 @@ def exact_binomial_tail(k: int, m: int, p0: Fraction) -> Fraction:
 
     Raises:
         TypeError: ``k`` or ``m`` is not an int, or ``p0`` is not a Fraction.
-        ValueError: ``k < 1``, or ``p0`` is not strictly between 0 and 1.
+        ValueError: ``k`` is not in [1, MAX_TRIALS], or ``p0`` is not strictly
+            between 0 and 1.
     """
     _check_trials(k)
     _check_integer(m, "m")
@@ -219,23 +236,43 @@ def decision_threshold(k: int, p0: Fraction, alpha: Fraction | float) -> int:
     significant at this alpha (p0^k > alpha): k is too small to ever decide,
     and the dispute needs more challenges.
 
-    The tail is accumulated from m = k downward and stops at the boundary, so
-    the cost is about k - threshold steps; k = 10,000 takes well under a
-    second.
+    The tail is accumulated term by term from the nearer end (from m = 0
+    upward when p0 <= 1/2, else from m = k downward) and stops at the
+    boundary, so the cost is about min(threshold, k - threshold) steps on
+    integers of k * log2(denominator of p0) bits: k = 10,000 takes well
+    under a second, and :data:`MAX_TRIALS` bounds k.
 
     Raises:
         TypeError: ``k`` is not an int, ``p0`` is not a Fraction, or
             ``alpha`` is neither a Fraction nor a float.
-        ValueError: ``k < 1``, or ``p0`` or ``alpha`` is not strictly between
-            0 and 1.
+        ValueError: ``k`` is not in [1, MAX_TRIALS], or ``p0`` or ``alpha``
+            is not strictly between 0 and 1.
     """
     _check_trials(k)
     _check_exact_p0(p0)
     level = _exact_probability(alpha, "alpha")
     n, d = p0.numerator, p0.denominator
     q = d - n
+    # Both loops decide on the integers scaled by d^k: term(i) = C(k, i) n^i
+    # q^(k-i) is d^k P[Binom(k, p0) = i], and each term follows from its
+    # neighbour by one exact integer division (the quotient is that integer).
+    # They give the same threshold; the cost is the number of terms visited,
+    # so the tail is summed from whichever end lies nearer: the threshold lies
+    # above the mean k * p0, so from below when p0 <= 1/2.
+    if 2 * p0 <= 1:
+        # tail(m) <= alpha  <=>  cdf(m - 1) * alpha.den >= (alpha.den - alpha.num) * d^k,
+        # where cdf(j) = sum over i <= j of term(i); cdf(k) = d^k ends the loop.
+        target = (level.denominator - level.numerator) * d**k
+        threshold = 1  # tail(0) = 1 > alpha
+        term = q**k  # term(threshold - 1)
+        scaled_cdf = term
+        while scaled_cdf * level.denominator < target:
+            term = term * (k - threshold + 1) * n // (threshold * q)
+            scaled_cdf += term
+            threshold += 1
+        return threshold
     # tail(m) <= alpha  <=>  scaled_tail(m) * alpha.den <= alpha.num * d^k,
-    # where scaled_tail(m) = sum over i >= m of C(k, i) n^i q^(k-i).
+    # where scaled_tail(m) = sum over i >= m of term(i).
     bound = level.numerator * d**k
     threshold = k + 1
     scaled_tail = 0
@@ -279,8 +316,8 @@ def clopper_pearson(k: int, m: int, confidence: Fraction | float = 0.95) -> tupl
     Raises:
         TypeError: ``k`` or ``m`` is not an int, or ``confidence`` is neither
             a Fraction nor a float.
-        ValueError: ``k < 1``, ``m`` is not in [0, k], or ``confidence`` is
-            not strictly between 0 and 1.
+        ValueError: ``k`` is not in [1, MAX_TRIALS], ``m`` is not in [0, k],
+            or ``confidence`` is not strictly between 0 and 1.
     """
     _check_trials(k)
     _check_count(k, m)

@@ -59,7 +59,7 @@ def classification_p0(num_classes: int) -> Fraction:
 def regression_p0(
     lo: Fraction | float, hi: Fraction | float, tolerance: Fraction | float
 ) -> Fraction:
-    """min(1, 2 * tolerance / (hi - lo)): an upper bound on the chance of a match.
+    """min(1, 2 * tolerance / (hi - lo)): the chance of a match for a continuous target.
 
     The target is uniform on [lo, hi] and a prediction y matches when
     |y - target| <= tolerance, so for a y that does not depend on the target
@@ -68,10 +68,11 @@ def regression_p0(
     2 * tolerance / (hi - lo) when the window fits inside the range, and less
     when y lies near or beyond an edge; the bound holds for every model.
 
-    The bound assumes a continuous uniform target. If the label sampler
-    draws from G equally spaced values instead, a window can hold one value
-    more than its length suggests, and the bound grows by up to 1/G: use a
-    sampler with G far above (hi - lo) / tolerance. A result of 1 means every
+    The bound assumes a continuous uniform target. secmark's sampler draws
+    binary64 numbers, whose rounding can push the match probability far
+    above this (a range a few ulps wide makes it near 1): the p0 of a
+    committed space is :func:`null_match_probability`, proven for the
+    sampler as implemented, never this function. A result of 1 means every
     prediction may match and no test is possible; the binomial functions
     reject it.
 
@@ -110,11 +111,20 @@ def token_p0(vocab_size: int) -> Fraction:
 
 
 def null_match_probability(space: LabelSpace) -> Fraction:
-    """p0 for a committed label space (per position for token labels)."""
+    """p0 for a committed label space (per position for token labels).
+
+    It bounds ``max_y P[label matches y]`` for the labels the derivation
+    really draws (``specs/statistics.md`` 2): exactly 1/K and 1/V for classes
+    and tokens, whose labels are drawn by rejection sampling, and for a
+    regression space :meth:`RegressionLabels.p0_bound`, which adds the
+    float64 sampler's rounding to :func:`regression_p0` and rounds the sum up
+    to a short fraction.
+    """
     if isinstance(space, ClassLabels):
         return classification_p0(space.num_classes)
     if isinstance(space, RegressionLabels):
-        return regression_p0(space.lo, space.hi, space.tolerance)
+        # Not regression_p0: the bound for the float64 sampler as implemented.
+        return space.p0_bound()
     if isinstance(space, TokenLabels):
         return token_p0(space.vocab_size)
     raise TypeError(f"unknown label space {type(space).__name__}")

@@ -99,8 +99,9 @@ def binomial_test(
     Raises:
         TypeError: ``k`` or ``m`` is not an int, ``p0`` is not a Fraction, or
             ``alpha`` or ``confidence`` is not a Fraction or a float.
-        ValueError: ``k < 1``, ``m`` is not in [0, k], or ``p0``, ``alpha`` or
-            ``confidence`` is not strictly between 0 and 1.
+        ValueError: ``k`` is not in [1, MAX_TRIALS], ``m`` is not in [0, k],
+            or ``p0``, ``alpha`` or ``confidence`` is not strictly between 0
+            and 1.
     """
     # These two validate every argument.
     threshold = decision_threshold(k, p0, alpha)

@@ -4,7 +4,8 @@
   returns the token (the DER of the whole TimeStampResp);
   :func:`request_timestamp_from` does the same with an in-process authority.
 - :func:`verify_timestamp` checks a token against a :class:`TrustStore` and
-  returns a :class:`VerifiedTimestamp`.
+  returns a :class:`VerifiedTimestamp` (a genTime in the future of the
+  verifier's clock, beyond :data:`MAX_CLOCK_SKEW`, is refused).
 - :class:`TimestampAuthority` is a small TSA for parties that run their own;
   :class:`TimestampServer` serves it over HTTP.
 
@@ -25,12 +26,13 @@ from secmark.timestamp.authority import DEFAULT_POLICY_OID, TimestampAuthority
 from secmark.timestamp.client import DEFAULT_TIMEOUT, request_timestamp, request_timestamp_from
 from secmark.timestamp.server import TimestampServer
 from secmark.timestamp.trust import TrustStore
-from secmark.timestamp.verify import VerifiedTimestamp, verify_timestamp
+from secmark.timestamp.verify import MAX_CLOCK_SKEW, VerifiedTimestamp, verify_timestamp
 
 __all__ = [
     "DEFAULT_POLICY_OID",
     "DEFAULT_TIMEOUT",
     "HASH_ALGORITHMS",
+    "MAX_CLOCK_SKEW",
     "MAX_TOKEN_SIZE",
     "QUERY_MEDIA_TYPE",
     "REPLY_MEDIA_TYPE",

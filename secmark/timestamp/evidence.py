@@ -7,9 +7,10 @@ message every token dates is the subject's 32 raw bytes. Tokens authenticate
 themselves, so the evidence is not signed.
 
 Verification checks every token against the verifier's own trust store and
-reports each one: the document's trusted time is the earliest genTime among
-tokens that verify, and a token that does not verify is listed with the
-reason, never dropped in silence.
+clock and reports each one: the document's trusted time is the earliest
+genTime among tokens that verify, and a token that does not verify (a token
+dated in the future of the verifier's clock among them) is listed with the
+reason, never dropped in silence, and never hides one that verifies.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from secmark.messages.document import Fields, decode_payload, encode_payload
 from secmark.timestamp._tsp import MAX_TOKEN_SIZE
 from secmark.timestamp.client import DEFAULT_TIMEOUT, request_timestamp, request_timestamp_from
 from secmark.timestamp.trust import TrustStore
-from secmark.timestamp.verify import VerifiedTimestamp, verify_timestamp
+from secmark.timestamp.verify import VerifiedTimestamp, _verifier_time, verify_timestamp
 
 __all__ = [
     "MAX_EVIDENCE_TOKENS",
@@ -141,12 +142,23 @@ class TimestampEvidence:
         """
         return decode_payload(data, cls, _MAX_EVIDENCE_SIZE)
 
-    def check(self, trust_store: TrustStore) -> EvidenceCheck:
-        """Verify every token against ``trust_store``; see :class:`EvidenceCheck`."""
+    def check(self, trust_store: TrustStore, *, now: datetime | None = None) -> EvidenceCheck:
+        """Verify every token against ``trust_store``; see :class:`EvidenceCheck`.
+
+        ``now`` is the verifier's clock (tz-aware; default: the real UTC
+        clock, read once for all tokens): a token whose genTime is later than
+        it by more than :data:`~secmark.timestamp.verify.MAX_CLOCK_SKEW` is
+        refused, alone, like any token that does not verify.
+
+        Raises:
+            TimestampError: ``now`` is naive (a token that fails is reported
+                in the result, not raised).
+        """
+        now = _verifier_time(now)
         results = []
         for entry in self.tokens:
             try:
-                verified = verify_timestamp(entry.token, self.message, trust_store)
+                verified = verify_timestamp(entry.token, self.message, trust_store, now=now)
             except TimestampError as error:
                 results.append(TokenCheck(entry.source, None, str(error)))
             else:

@@ -7,6 +7,9 @@ section "Verification" in order and stops at the first that fails, with a
 here, so that the error says precisely what is wrong; step 12 hands the token
 to rfc3161-client, which builds the chain with OpenSSL at genTime and
 re-checks status, signature, nonce, policy, extended key usage and imprint.
+Step 8 also refuses a genTime later than the verifier's clock by more than
+:data:`MAX_CLOCK_SKEW`: a token from the future is forged or from a TSA whose
+clock is wrong, and either way dates nothing.
 
 What the caller must still check: that ``message`` is the bytes it means to
 date (a commitment id), and what genTime means for its protocol.
@@ -33,7 +36,13 @@ from secmark.errors import TimestampError
 from secmark.timestamp._tsp import HASH_ALGORITHMS, describe_status, imprint, load_response
 from secmark.timestamp.trust import TrustStore
 
-__all__ = ["VerifiedTimestamp", "verify_timestamp"]
+__all__ = ["MAX_CLOCK_SKEW", "VerifiedTimestamp", "verify_timestamp"]
+
+MAX_CLOCK_SKEW: Final = datetime.timedelta(minutes=5)
+"""How far a genTime may lie after the verifier's clock and still be accepted:
+clocks of honest TSAs and verifiers drift by seconds, and the built-in TSA
+backdates its certificates by the same five minutes. More is a token from the
+future (a forger's or a TSA with a wrong clock), which is refused."""
 
 # Digests accepted in the CMS layer (message-digest attribute, signature):
 # SHA-1 is collision-broken, and a signer can always use SHA-256.
@@ -86,31 +95,49 @@ def verify_timestamp(
     trust_store: TrustStore,
     *,
     nonce: int | None = None,
+    now: datetime.datetime | None = None,
 ) -> VerifiedTimestamp:
     """Check that ``token_der`` dates ``message`` and was issued by a trusted TSA.
 
     ``nonce``, when given, must be the nonce of the request that obtained the
     token (only its requester knows it; a stored token is verified without).
+    ``now`` is the verifier's clock (tz-aware; default: the real UTC clock):
+    a genTime later than ``now + MAX_CLOCK_SKEW`` is refused.
 
     Raises:
         TimestampError: the token is malformed or oversized, or one of the
-            steps of ``specs/timestamp.md`` fails; the message names the step.
+            steps of ``specs/timestamp.md`` fails; the message names the step;
+            or ``now`` is naive.
     """
+    now = _verifier_time(now)
     try:
-        return _verify(token_der, message, trust_store, nonce)
+        return _verify(token_der, message, trust_store, nonce, now)
     except (ValueError, TypeError, KeyError, IndexError) as error:
         # asn1crypto and cryptography parse some fields lazily (certificate
         # extensions, names); what they refuse there is a malformed token.
         raise TimestampError(f"the timestamp token is malformed: {error}") from None
 
 
+def _verifier_time(now: datetime.datetime | None) -> datetime.datetime:
+    if now is None:
+        return datetime.datetime.now(datetime.timezone.utc)
+    if now.tzinfo is None:
+        raise TimestampError("the verifier's clock gave a naive datetime; it must be tz-aware")
+    return now
+
+
 def _verify(
-    token_der: bytes, message: bytes, trust_store: TrustStore, nonce: int | None
+    token_der: bytes,
+    message: bytes,
+    trust_store: TrustStore,
+    nonce: int | None,
+    now: datetime.datetime,
 ) -> VerifiedTimestamp:
     token = _parse(token_der)
     _check_signature(token)
     _check_ess_binding(token)
     _check_tsa_certificate(token)
+    _check_not_future(token, now)
     tst_info = token.tst_info
     gen_time: datetime.datetime = tst_info["gen_time"].native
     algorithm = tst_info["message_imprint"]["hash_algorithm"]["algorithm"].native
@@ -334,6 +361,22 @@ def _check_tsa_certificate(token: _Token) -> None:
             f"the TSA certificate was not valid at genTime {gen_time.isoformat()}: it is "
             f"valid from {certificate.not_valid_before_utc.isoformat()} to "
             f"{certificate.not_valid_after_utc.isoformat()}"
+        )
+
+
+def _check_not_future(token: _Token, now: datetime.datetime) -> None:
+    """Step 8, second part: genTime is not after the verifier's clock (beyond the skew).
+
+    A token dated in the future cannot date anything yet; accepting it would
+    let whoever holds a TSA key (or a TSA with a wrong clock) issue tokens that
+    become "valid" later, and rfc3161-client checks the chain at genTime only.
+    """
+    gen_time: datetime.datetime = token.tst_info["gen_time"].native
+    if gen_time > now + MAX_CLOCK_SKEW:
+        raise TimestampError(
+            f"the token's genTime {gen_time.isoformat()} lies in the future of the "
+            f"verifier's clock {now.isoformat()} (more than "
+            f"{int(MAX_CLOCK_SKEW.total_seconds())} s of clock skew)"
         )
 
 

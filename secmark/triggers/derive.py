@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cached_property, partial
 from typing import Any
 
 import numpy as np
@@ -59,6 +61,10 @@ DEFAULT_BATCH_SIZE = 256
 """Triggers per batch: a batch of 3x224x224 float32 inputs is about 150 MiB."""
 
 _MAX_DECOYS = MAX_COMMITTED_TRIGGERS
+# Draws per decoy before a family is declared too small to give distinct
+# inputs; a family with at least twice as many inputs as decoys and
+# triggers fails this with probability below 2^-64.
+_MAX_DECOY_DRAWS = 64
 
 
 def trigger_alpha(commitment_id: bytes, index: int) -> bytes:
@@ -194,19 +200,28 @@ class TriggerBatch:
 
     ``indices`` int64 ``(B,)``; ``inputs`` ``(B, *input shape)``; ``labels``
     ``(B,)`` int64 or float64, or ``(B, length)`` int64 for tokens;
-    ``proofs`` uint8 ``(B, 80)``; ``betas`` uint8 ``(B, 64)``;
-    ``pool_indices`` int64 ``(B,)`` for pool families, else ``None``.
+    ``betas`` uint8 ``(B, 64)``; ``pool_indices`` int64 ``(B,)`` for pool
+    families, else ``None``; ``proofs`` uint8 ``(B, 80)``.
+
+    The proofs are made when ``proofs`` is first read, with the owner's VRF
+    key, which the batch keeps until then: a proof costs about as much as
+    the rest of a trigger, and embedding needs only inputs and labels.
     """
 
     indices: npt.NDArray[np.int64]
     inputs: npt.NDArray[Any]
     labels: npt.NDArray[Any]
-    proofs: npt.NDArray[np.uint8]
     betas: npt.NDArray[np.uint8]
     pool_indices: npt.NDArray[np.int64] | None
+    _prove: Callable[[], npt.NDArray[np.uint8]] = field(repr=False)
 
     def __len__(self) -> int:
         return len(self.indices)
+
+    @cached_property
+    def proofs(self) -> npt.NDArray[np.uint8]:
+        """The VRF proof of each row, uint8 ``(B, 80)``: ``derive_trigger``'s ``proof``."""
+        return self._prove()
 
 
 def _commitment_id(signed: SignedDocument[Commitment]) -> bytes:
@@ -242,15 +257,22 @@ def _expand(
     fetch: Callable[[int], npt.NDArray[Any]] | None,
 ) -> Trigger:
     """``specs/derivation.md`` 7.2, 7.4 and 7.5: beta to input and label."""
+    value, label, pool_index = _draw(commitment, beta, fetch)
+    value.flags.writeable = False
+    if isinstance(label, np.ndarray):
+        label.flags.writeable = False
+    return Trigger(index, value, label, proof, beta, pool_index)
+
+
+def _draw(
+    commitment: Commitment, beta: bytes, fetch: Callable[[int], npt.NDArray[Any]] | None
+) -> tuple[npt.NDArray[Any], Label, int | None]:
+    """The input, label and pool index that ``beta`` expands to."""
     input_key, label_key = stream_keys(beta)
     family = commitment.family
     pool_size = family.pool_size if isinstance(family, (PoolFamily, OverlayFamily)) else 0
     value, pool_index = draw_input(family, KeyStream(input_key), pool_size=pool_size, fetch=fetch)
-    value.flags.writeable = False
-    label = draw_label(commitment.labels, KeyStream(label_key))
-    if isinstance(label, np.ndarray):
-        label.flags.writeable = False
-    return Trigger(index, value, label, proof, beta, pool_index)
+    return value, draw_label(commitment.labels, KeyStream(label_key)), pool_index
 
 
 def derive_trigger(
@@ -322,19 +344,20 @@ def _batches(
         size = len(chunk)
         inputs = np.empty((size, *input_shape), dtype=input_dtype)
         labels: list[Label] = []
-        proofs: list[bytes] = []
+        alphas: list[bytes] = []
         betas: list[bytes] = []
         pool_indices: list[int | None] = []
         for row, index in enumerate(chunk):
             if not 0 <= index < commitment.size:
                 raise EncodingError(f"trigger index {index} is outside [0, {commitment.size})")
-            proof, beta = secret.prove_and_hash(trigger_alpha(commitment_id, index))
-            trigger = _expand(commitment, index, proof, beta, fetch)
-            inputs[row] = trigger.input
-            labels.append(trigger.label)
-            proofs.append(proof)
+            alpha = trigger_alpha(commitment_id, index)
+            # beta alone (no proof): the batch makes its proofs if asked.
+            beta = secret.hash(alpha)
+            inputs[row], label, pool_index = _draw(commitment, beta, fetch)
+            labels.append(label)
+            alphas.append(alpha)
             betas.append(beta)
-            pool_indices.append(trigger.pool_index)
+            pool_indices.append(pool_index)
         # Per-row values are gathered in lists and converted once per batch:
         # one numpy call per row and field would cost more than the rest of
         # the expansion.
@@ -342,10 +365,15 @@ def _batches(
             indices=np.array(chunk, dtype=np.int64),
             inputs=inputs,
             labels=np.array(labels, dtype=label_dtype).reshape(size, *label_shape),
-            proofs=np.frombuffer(b"".join(proofs), dtype=np.uint8).reshape(size, PROOF_SIZE).copy(),
             betas=np.frombuffer(b"".join(betas), dtype=np.uint8).reshape(size, OUTPUT_SIZE).copy(),
             pool_indices=np.array(pool_indices, dtype=np.int64) if uses_pool else None,
+            _prove=partial(_prove_rows, secret, alphas),
         )
+
+
+def _prove_rows(secret: VrfSecretKey, alphas: list[bytes]) -> npt.NDArray[np.uint8]:
+    proofs = b"".join(secret.prove(alpha) for alpha in alphas)
+    return np.frombuffer(proofs, dtype=np.uint8).reshape(len(alphas), PROOF_SIZE).copy()
 
 
 def _verify(
@@ -419,46 +447,76 @@ def verify_trigger(
     return _verify(signed_commitment, index, proof, fetch)
 
 
+def _input_bytes(value: npt.NDArray[Any]) -> bytes:
+    return np.ascontiguousarray(value, dtype=value.dtype.newbyteorder("<")).tobytes()
+
+
 def generate_decoys(
     commitment: Commitment,
     count: int,
     *,
     items: Sequence[npt.NDArray[Any]] | None = None,
+    exclude: Iterable[npt.NDArray[Any]] = (),
 ) -> npt.NDArray[Any]:
-    """``count`` decoy inputs: the family's generator keyed by fresh randomness.
+    """``count`` distinct decoy inputs, none equal to an input in ``exclude``.
 
     Each decoy's input stream is keyed by 32 bytes from ``os.urandom``
     instead of a VRF output; the code that turns the stream into an input
     is the triggers', so without the proofs a decoy cannot be told from a
-    trigger by its distribution. Returns an array ``(count, *input shape)``.
+    trigger by its distribution. A draw that repeats an earlier decoy or an
+    excluded input (the triggers) is drawn again: a repeated input would
+    tell a suspect something. Returns an array ``(count, *input shape)``.
 
     The pool and overlay families draw from the owner's pool, which an
-    arbiter does not hold: ``items`` are the candidates to draw from instead
-    (for example the items revealed with the proofs). Decoys are then as
-    indistinguishable as those candidates are from the rest of the pool; for
-    the pool family a decoy *is* one of the candidates, so candidates that
-    are trigger inputs make decoys that repeat triggers. Supply unrevealed
-    in-distribution items where that matters.
+    arbiter does not hold: ``items`` are the candidates to draw from instead,
+    unrevealed items of the same distribution (the owner's other pool items,
+    or held-out inputs of the task). Decoys take distinct candidates, never
+    one equal to an excluded input: pass the trigger inputs and, for the
+    overlay family, the pool items the triggers were made from.
 
     Raises:
-        EncodingError: ``count`` out of range; ``items`` missing, empty or of
-            the wrong shape or dtype for a pool family, or given for another.
+        EncodingError: ``count`` out of range; ``items`` missing, of the
+            wrong shape or dtype, or too few distinct non-excluded ones for
+            a pool family, or given for another; a family whose inputs
+            cannot supply ``count`` distinct decoys.
     """
     if not 0 <= count <= _MAX_DECOYS:
         raise EncodingError(f"the number of decoys must be in [0, {_MAX_DECOYS}]")
     family = commitment.family
-    fetch: Callable[[int], npt.NDArray[Any]] | None = None
-    pool_size = 0
-    if isinstance(family, (PoolFamily, OverlayFamily)):
-        if not items:
-            raise EncodingError(f"decoys of the {family.NAME} family need candidate items")
-        candidates = [checked_item(item, family) for item in items]
-        fetch, pool_size = candidates.__getitem__, len(candidates)
-    elif items is not None:
-        raise EncodingError(f"the {family.NAME} family draws from no pool")
     shape, dtype = input_layout(family)
     decoys = np.empty((count, *shape), dtype=dtype)
+    seen = {_input_bytes(value) for value in exclude}
+    if isinstance(family, (PoolFamily, OverlayFamily)):
+        if items is None:
+            raise EncodingError(f"decoys of the {family.NAME} family need candidate items")
+        candidates: dict[bytes, npt.NDArray[Any]] = {}
+        for item in items:
+            checked = checked_item(item, family)
+            candidates.setdefault(item_leaf(checked), checked)
+        eligible = [item for leaf, item in candidates.items() if leaf not in seen]
+        if len(eligible) < count:
+            raise EncodingError(
+                f"{count} decoys of the {family.NAME} family need {count} distinct candidate "
+                f"items that are not triggers; {len(eligible)} were given: give the arbiter "
+                "more unrevealed items of the same distribution"
+            )
+        chosen = secrets.SystemRandom().sample(eligible, count)
+        for row, item in enumerate(chosen):
+            stream = KeyStream(os.urandom(KeyStream.KEY_SIZE))
+            decoys[row], _ = draw_input(family, stream, pool_size=1, fetch=[item].__getitem__)
+        return decoys
+    if items is not None:
+        raise EncodingError(f"the {family.NAME} family draws from no pool")
     for row in range(count):
-        stream = KeyStream(os.urandom(KeyStream.KEY_SIZE))
-        decoys[row], _ = draw_input(family, stream, pool_size=pool_size, fetch=fetch)
+        for _ in range(_MAX_DECOY_DRAWS):
+            stream = KeyStream(os.urandom(KeyStream.KEY_SIZE))
+            decoys[row], _ = draw_input(family, stream)
+            drawn = _input_bytes(decoys[row])
+            if drawn not in seen:
+                seen.add(drawn)
+                break
+        else:
+            raise EncodingError(
+                f"the {family.NAME} family has too few distinct inputs for {count} decoys"
+            )
     return decoys

@@ -141,3 +141,24 @@ def test_sklearn_string_classes_are_refused() -> None:
     model = linear_model.LogisticRegression().fit(inputs, ["cat", "cat", "dog", "dog"])
     with pytest.raises(SuspectError, match=r"integers or floats, got dtype <U3"):
         EstimatorSuspect(model).predict(inputs)
+
+
+def test_callable_and_estimator_describe_the_reference_they_are_given() -> None:
+    reference = "sha256:" + "ab" * 32
+    assert CallableSuspect(row_sum_label, reference=reference).describe() == reference
+    estimator = EstimatorSuspect(ThresholdEstimator(), reference=reference)
+    assert estimator.describe() == reference
+
+
+@pytest.mark.parametrize(
+    "reference",
+    ["sha256:" + "AB" * 32, "sha256:" + "ab" * 31, "label:mine", "oip:http://h/v2/models/m", ""],
+)
+def test_a_given_reference_must_be_a_canonical_model_file_digest(reference: str) -> None:
+    """An in-process model is named by the digest of its weights file only:
+    a free label, or an endpoint it is not, would be a reference of another
+    thing than what is queried."""
+    with pytest.raises(SuspectError, match="not a model file reference"):
+        CallableSuspect(row_sum_label, reference=reference)
+    with pytest.raises(SuspectError, match="not a model file reference"):
+        EstimatorSuspect(ThresholdEstimator(), reference=reference)

@@ -508,7 +508,16 @@ def test_integer_batches_are_sent_as_integers(fake_oip: FakeOipServer) -> None:
             "2",
             "oip:https://example.com/prefix/v2/models/m/versions/2",
         ),
-        ("http://[::1]:8080", "a/b c", None, "oip:http://[::1]:8080/v2/models/a%2Fb%20c"),
+        ("http://[::1]:8080", "a:b c", None, "oip:http://[::1]:8080/v2/models/a%3Ab%20c"),
+        ("http://[0:0::0:1]:08080/", "m", "1", "oip:http://[::1]:8080/v2/models/m/versions/1"),
+        ("http://[::FFFF:127.0.0.1]", "m", None, "oip:http://127.0.0.1/v2/models/m"),
+        ("http://LocalHost.:80/a/%7e/%70", "m", None, "oip:http://localhost/a/~/p/v2/models/m"),
+        (
+            "https://XN--BCHER-KVA.example",
+            "é",
+            None,
+            "oip:https://xn--bcher-kva.example/v2/models/%C3%A9",
+        ),
     ],
 )
 def test_reference_is_canonical(
@@ -534,6 +543,17 @@ def test_reference_is_canonical(
         (("http://h", "m"), {"batch_size": 0}, r"batch_size must be a positive integer"),
         (("http://h", "m"), {"output": "softmax"}, r"unknown output kind 'softmax'"),
         (("http://h", "m"), {"max_response_bytes": 0}, r"max_response_bytes"),
+        (("http://127.1", "m"), {}, r"four decimal numbers"),
+        (("http://0x7f000001", "m"), {}, r"four decimal numbers"),
+        (("http://h/./p", "m"), {}, r"'\.' or '\.\.'"),
+        (("http://h/%2e%2E", "m"), {}, r"'\.' or '\.\.'"),
+        (("http://h/a%2Fb", "m"), {}, r"decoded into separators"),
+        (("http://h\\p", "m"), {}, r"backslash"),
+        (("http://h", "a/b"), {}, r"the model name 'a/b'.*separators"),
+        (("http://h", ".."), {}, r"the model name '\.\.'"),
+        (("http://h", "m;v=1"), {}, r"path parameters"),
+        (("http://h", "m"), {"model_version": "01"}, r"without leading zeros: 1"),
+        (("http://h", " m"), {}, r"white space"),
     ],
 )
 def test_invalid_configuration_is_refused(

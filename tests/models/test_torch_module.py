@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -187,3 +190,33 @@ def test_describe_names_the_module_class() -> None:
         TorchSuspect(linear_module()).describe()
         == "label:torch torch.nn.modules.container.Sequential"
     )
+
+
+def test_from_file_is_described_by_the_files_digest(tmp_path: Path) -> None:
+    from secmark.embed import save_state
+
+    path = tmp_path / "model.safetensors"
+    save_state(linear_module(), path)
+    module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10))
+    suspect = TorchSuspect.from_file(module, path, output="argmax")
+    assert suspect.describe() == "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
+    inputs = digit_like_inputs(6)
+    np.testing.assert_array_equal(suspect.predict(inputs), linear_logits(inputs).argmax(axis=1))
+
+
+def test_from_file_refuses_a_file_that_does_not_fit(tmp_path: Path) -> None:
+    from secmark.embed import save_state
+
+    path = tmp_path / "other.safetensors"
+    save_state(torch.nn.Linear(3, 2), path)
+    with pytest.raises(SuspectError, match="does not fit the model"):
+        TorchSuspect.from_file(linear_module(), path)
+    with pytest.raises(SuspectError, match="cannot read model file"):
+        TorchSuspect.from_file(linear_module(), tmp_path / "missing.safetensors")
+
+
+def test_a_given_reference_must_be_a_model_file_digest() -> None:
+    reference = "sha256:" + "0f" * 32
+    assert TorchSuspect(Recorder(), reference=reference).describe() == reference
+    with pytest.raises(SuspectError, match="not a model file reference"):
+        TorchSuspect(Recorder(), reference="label:the thief's model")

@@ -66,7 +66,8 @@ CHALLENGE_SIZE = 48
 POLICY = ArbiterPolicy(challenge_size=CHALLENGE_SIZE, decoys_per_trigger=1)
 FAMILY = NoiseFamily((1, 8, 8), "float32", 0.0, 1.0)
 LABELS = ClassLabels(10)
-SUSPECT = "label:suspect model"
+SUSPECT = "sha256:" + hashlib.sha256(b"suspect model").hexdigest()
+"""The suspect every case names: a model file, by its digest."""
 """The canonical reference the claims name unless a test says otherwise."""
 
 
@@ -119,10 +120,13 @@ def _fallback(row: npt.NDArray[Any], otherwise: int | str) -> int:
     return int(otherwise)
 
 
-def memorising_suspect(*marks: Committed, otherwise: int | str = 0) -> CallableSuspect:
+def memorising_suspect(
+    *marks: Committed, otherwise: int | str = 0, reference: str = SUSPECT
+) -> CallableSuspect:
     """A model carrying the watermarks of ``marks`` perfectly: every trigger
     of each answered with its committed label; every other input with class
-    ``otherwise`` (or, with ``"random"``, a class drawn from the input's hash)."""
+    ``otherwise`` (or, with ``"random"``, a class drawn from the input's hash).
+    It describes itself as ``reference``, the file it stands for."""
     table: dict[bytes, int] = {}
     for mark in marks:
         table.update(mark.answers)
@@ -136,7 +140,7 @@ def memorising_suspect(*marks: Committed, otherwise: int | str = 0) -> CallableS
             dtype=np.int64,
         )
 
-    return CallableSuspect(model)
+    return CallableSuspect(model, reference=reference)
 
 
 @dataclass
@@ -148,7 +152,7 @@ class CaseRun:
     claim: bytes
     challenge: bytes
     reveal: bytes
-    result: BlackBoxResult
+    result: BlackBoxResult | None
     verdict: bytes | None = None
 
     @property
@@ -170,7 +174,9 @@ class World:
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
-        self.tsa_clock = Clock(utc_now())
+        # Tokens dated after the verifier's clock are refused: start in the past,
+        # since every timestamp moves the clock on (an hour by default).
+        self.tsa_clock = Clock(utc_now() - timedelta(days=30))
         self.tsa = TimestampAuthority.initialize(
             folder / "tsa", passphrase=None, allow_unencrypted=True, clock=self.tsa_clock
         )
@@ -256,12 +262,13 @@ class World:
         arbiter: Arbiter | None = None,
         suspect: str = SUSPECT,
         with_release: bool = True,
+        query: bool = True,
         decide: bool = True,
         released_models: Mapping[str, Path] | None = None,
         load_model: Callable[[Path], Suspect] | None = None,
     ) -> CaseRun:
-        """File a claim and take it through challenge, reveal, query and
-        (unless ``decide`` is false) the verdict."""
+        """File a claim and take it through challenge, reveal, query (unless
+        ``query`` is false) and (unless ``decide`` is false) the verdict."""
         arbiter = arbiter or self.arbiter()
         claim = self.claim(
             committed, suspect=suspect, arbiter=arbiter.identity, with_release=with_release
@@ -270,9 +277,9 @@ class World:
         challenge = arbiter.challenge(case)
         reveal = answer_challenge(committed.keys, committed.signed, challenge, arbiter.identity)
         arbiter.receive_reveal(case, reveal)
-        result = arbiter.query(case, model)
+        result = arbiter.query(case, model) if query else None
         run = CaseRun(arbiter, case, claim, challenge, reveal, result)
-        if decide:
+        if query and decide:
             run.verdict = arbiter.decide(
                 case, released_models=released_models, load_model=load_model
             )

@@ -198,21 +198,26 @@ def test_filing_the_same_claim_again_returns_the_same_case(
     assert len(list((arbiter.folder / "cases").iterdir())) == 1
 
 
-def test_a_new_claim_on_the_same_commitment_and_suspect_gets_the_same_indices(
+def test_a_claim_after_a_reveal_gets_fresh_indices_at_half_the_level(
     world: World, owner_mark: Committed, stolen_model: CallableSuspect
 ) -> None:
+    """Once a case's triggers are revealed (and its bundle may be public), a
+    later challenge of the commitment excludes them and spends half the
+    level of the one before: re-challenging costs the claimant alpha."""
     arbiter = world.arbiter()
     first = world.run_case(owner_mark, stolen_model, arbiter=arbiter)
     second = world.run_case(owner_mark, stolen_model, arbiter=arbiter)
     assert first.case.name != second.case.name
-    assert first.challenge_document.digest != second.challenge_document.digest
-    assert first.challenge_document.document.indices == second.challenge_document.document.indices
-    assert first.challenge_document.document.prior_challenges == 0
-    assert second.challenge_document.document.prior_challenges == 1
+    one, two = first.challenge_document.document, second.challenge_document.document
+    assert not set(one.indices) & set(two.indices)
+    assert two.excluded == one.indices and one.excluded == ()
+    assert (one.prior_challenges, two.prior_challenges) == (0, 1)
+    assert (one.alpha, two.alpha) == (POLICY.alpha, POLICY.alpha / 2)
     assert arbiter.challenges_issued(owner_mark.digest) == 2
 
     verdict = second.decision
     assert verdict.prior_challenges == 1
+    assert verdict.test.alpha == str(POLICY.alpha / 2)
     # An earlier claim on the same commitment is the same claimant's, not a rival.
     assert (verdict.outcome, verdict.rivals) == ("upheld", ())
     report = verify_bundle(second.bundle)

@@ -1,0 +1,438 @@
+"""Suspect references: one spelling for one suspect.
+
+The arbiter draws a claim's challenge indices from its VRF on the suspect
+reference, so a suspect with two accepted spellings hands its claimant two
+challenges to choose from. :func:`canonical_reference` gives each suspect a
+claim may name exactly one spelling, and refuses every form whose meaning
+depends on who reads it, with an :class:`~secmark.errors.EncodingError`
+saying which rule was broken and what to write instead. The rules are
+normative in ``specs/dispute.md`` 8.3. A claim names one of:
+
+``oip:<scheme>://<host>[:<port>]<path>/v2/models/<name>[/versions/<version>]``
+    An Open Inference Protocol model endpoint, as the URL the arbiter posts
+    ``/infer`` to. ``scheme`` is ``http`` or ``https`` (lower case); the
+    port is dropped when it is the scheme's default and written in decimal
+    without leading zeros otherwise; no credentials, query or fragment.
+    ``host`` is one of: a host name in lower case without a trailing dot,
+    labels of ``a-z 0-9 - _`` (an internationalised name as its A-label,
+    ``xn--...``); an IPv4 address as four decimal numbers without leading
+    zeros; an IPv6 address in brackets in RFC 5952 form, an IPv4-mapped one
+    (``::ffff:a.b.c.d``) written as its IPv4 address. Every path segment is
+    written as ``urllib.parse.quote(text, safe="")`` of its UTF-8 text: the
+    unreserved characters plain, everything else as upper-case ``%XX``.
+``sha256:<hex>``
+    A model file, by the SHA-256 of its bytes in lower-case hex.
+
+Refused, because clients or servers read them as another spelling of some
+endpoint: the IPv4 forms resolvers accept besides the dotted quad
+(``127.1``, ``2130706433``, ``0x7f000001``, ``0177.0.0.1``); a host that
+ends in a number but is not such an address; IPv6 zone identifiers and the
+NAT64 prefix ``64:ff9b::/96``; ``0.0.0.0``, ``::`` and loopback addresses
+other than ``127.0.0.1`` and ``::1`` (a server on all interfaces answers on
+every one); names under ``.localhost`` (RFC 6761); path segments that are
+empty, ``.`` or ``..`` (also percent-encoded), or whose text holds ``/`` or
+``\\`` (``%2F``, ``%5C``), ``;`` (path parameters, stripped by some
+servers), control characters, leading or trailing white space, or text not
+in Unicode NFC; percent-escapes that are not UTF-8; white space, control
+and non-ASCII characters, backslashes, ``?`` and ``#`` anywhere.
+
+Host names are not resolved: ``localhost`` and ``127.0.0.1`` are two
+references, as are two DNS names of one server. What the arbiter actually
+queried is bound to the claim's reference by
+:func:`secmark.protocol.suspects.bind_suspect`.
+
+``label:<text>`` (:func:`arbiter_label`) is how an adapter describes an
+in-process model that was not loaded from a file: the arbiter's own name for
+it. No claim may name one, since its claimant would choose the text, and
+with it the challenge, freely.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import unicodedata
+from typing import Final
+from urllib.parse import quote, unquote_to_bytes
+
+from secmark.errors import EncodingError
+
+__all__ = [
+    "CLAIMABLE_KINDS",
+    "MAX_LABEL_LENGTH",
+    "MAX_REFERENCE_LENGTH",
+    "arbiter_label",
+    "canonical_base_url",
+    "canonical_reference",
+    "check_file_reference",
+    "model_path",
+]
+
+MAX_REFERENCE_LENGTH: Final = 1024
+"""Longest suspect reference: a claim holds at most this many characters
+(``secmark.messages.claim``), and parsing stops before reading more."""
+
+MAX_LABEL_LENGTH: Final = 256
+"""Longest text of an arbiter's ``label:``."""
+
+CLAIMABLE_KINDS: Final = ("oip", "sha256")
+"""The kinds of reference a claim may name."""
+
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443}
+_MAX_HOST_LENGTH = 253  # RFC 1035 2.3.4, without the trailing dot
+_HEX64 = re.compile(r"[0-9a-fA-F]{64}")
+_PCHARS = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,;=:@]|%[0-9A-Fa-f]{2})*")  # RFC 3986 pchar
+_HOST_LABEL = re.compile(r"[a-z0-9_-]{1,63}")
+# A host whose last label is one of these is read as an IPv4 address by
+# WHATWG URL parsers (browsers, curl in part) and by inet_aton (glibc, BSD).
+_NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
+_PORT = re.compile(r"[0-9]{1,8}")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix
+_CANONICAL_LOOPBACK = (ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv6Address("::1"))
+_CREDENTIALS_RULE = (
+    "must not hold credentials, a query or a fragment "
+    "(the arbiter passes credentials in headers; an endpoint has no query)"
+)
+_OIP_FORM = "<base>/v2/models/<name>[/versions/<version>]"
+
+
+def _shown(text: str) -> str:
+    """``text`` quoted, cut to 80 characters: error messages stay short."""
+    return repr(text) if len(text) <= 80 else repr(text[:80]) + "..."
+
+
+def canonical_reference(reference: str) -> str:
+    """The canonical spelling of a reference a claim may name (module docstring).
+
+    ``label:`` references are refused: they are the arbiter's to assign.
+
+    Raises:
+        EncodingError: not a string, longer than :data:`MAX_REFERENCE_LENGTH`,
+            of no claimable form, or a form whose meaning depends on who
+            reads it; the message says which rule and what to write instead.
+    """
+    if not isinstance(reference, str):
+        raise EncodingError(f"a suspect reference is a string, not {type(reference).__name__}")
+    if not 0 < len(reference) <= MAX_REFERENCE_LENGTH:
+        raise EncodingError(
+            f"a suspect reference has 1 to {MAX_REFERENCE_LENGTH} characters, not {len(reference)}"
+        )
+    kind, separator, rest = reference.partition(":")
+    if separator and kind == "sha256":
+        if not _HEX64.fullmatch(rest):
+            raise EncodingError(
+                f"{_shown(reference)}: a model file is named sha256: and the 64 hex digits "
+                "of the SHA-256 of its bytes"
+            )
+        return "sha256:" + rest.lower()
+    if separator and kind == "oip":
+        origin, segments = _split_url(rest, _shown(reference), strip_trailing_slashes=False)
+        if not _is_model_path(segments):
+            raise EncodingError(
+                f"{_shown(reference)}: an oip: reference is the URL of a model, {_OIP_FORM}"
+            )
+        if segments[-2] == "versions":  # "models" there in the form without a version
+            _check_version(segments[-1], _shown(reference))
+        return "oip:" + origin + "".join("/" + segment for segment in segments)
+    if separator and kind == "label":
+        raise EncodingError(
+            f"{_shown(reference)}: a label: reference is the arbiter's own name for an "
+            "in-process model, and no claim may name one (its claimant would choose the "
+            "challenge by choosing the text); name the suspect by its endpoint (oip:URL) or "
+            "by the SHA-256 of its weights file (sha256:HEX)"
+        )
+    raise EncodingError(
+        f"{_shown(reference)} is not a suspect reference: a claim names an Open Inference "
+        "Protocol endpoint (oip:URL) or a model file (sha256:HEX)"
+    )
+
+
+def canonical_base_url(base_url: str) -> str:
+    """``scheme://host[:port][/path]`` of a server root, canonical as in an
+    ``oip:`` reference, trailing slashes dropped.
+
+    Raises:
+        EncodingError: as :func:`canonical_reference` for an ``oip:`` URL.
+    """
+    if not isinstance(base_url, str):
+        raise EncodingError(f"a base URL is a string, not {type(base_url).__name__}")
+    if len(base_url) > MAX_REFERENCE_LENGTH:
+        raise EncodingError(f"a base URL has at most {MAX_REFERENCE_LENGTH} characters")
+    origin, segments = _split_url(base_url, _shown(base_url), strip_trailing_slashes=True)
+    return origin + "".join("/" + segment for segment in segments)
+
+
+def model_path(name: str, version: str | None = None) -> str:
+    """``/v2/models/<name>[/versions/<version>]``, each part (plain text, not
+    percent-encoded) written as one canonical path segment.
+
+    Raises:
+        EncodingError: a part is empty or breaks a rule of the module
+            docstring (``/``, ``;``, ``.``, ``..``, a decimal version with
+            leading zeros, ...).
+    """
+    path = "/v2/models/" + _text_segment(name, "the model name")
+    if version is not None:
+        segment = _text_segment(version, "the model version")
+        _check_version(segment, f"the model version {_shown(version)}")
+        path += "/versions/" + segment
+    return path
+
+
+def _text_segment(text: str, what: str) -> str:
+    if not isinstance(text, str) or not text:
+        raise EncodingError(f"{what} must be a non-empty string")
+    _check_segment_text(text, f"{what} {_shown(text)}")
+    return quote(text, safe="")
+
+
+def arbiter_label(text: str) -> str:
+    """``label:<text>``: the arbiter's name for an in-process model, which no
+    claim can name. ``text`` has 1 to :data:`MAX_LABEL_LENGTH` printable
+    characters without leading or trailing white space.
+
+    Raises:
+        EncodingError: ``text`` breaks that rule.
+    """
+    if not (
+        isinstance(text, str)
+        and 0 < len(text) <= MAX_LABEL_LENGTH
+        and text.isprintable()
+        and text.strip() == text
+    ):
+        raise EncodingError(
+            f"a label has 1 to {MAX_LABEL_LENGTH} printable characters without leading or "
+            "trailing white space"
+        )
+    return "label:" + text
+
+
+def check_file_reference(reference: str) -> str:
+    """``reference`` if it is a canonical ``sha256:`` reference of a model file.
+
+    Raises:
+        EncodingError: anything else (upper-case hex included: write it in lower case).
+    """
+    if not (
+        isinstance(reference, str)
+        and reference.startswith("sha256:")
+        and _HEX64.fullmatch(reference[7:])
+        and reference == reference.lower()
+    ):
+        raise EncodingError(
+            f"{_shown(str(reference))} is not a model file reference: write sha256: and the "
+            "64 lower-case hex digits of the SHA-256 of the file's bytes"
+        )
+    return reference
+
+
+# -- parsing -------------------------------------------------------------------
+
+
+def _is_model_path(segments: list[str]) -> bool:
+    """Whether the canonical ``segments`` end in a model's path. At most one
+    of the two forms fits: the next-to-last segment is ``models`` in the
+    first, ``versions`` in the second."""
+    if len(segments) >= 3 and segments[-3:-1] == ["v2", "models"]:
+        return True
+    return len(segments) >= 5 and segments[-5:-3] == ["v2", "models"] and segments[-2] == "versions"
+
+
+def _check_version(segment: str, context: str) -> None:
+    """A decimal version is written without leading zeros: Triton reads the
+    version as an integer, so ``01`` and ``1`` are one model version there."""
+    if segment.isdigit() and segment.isascii() and segment != str(int(segment)):
+        raise EncodingError(
+            f"{context}: a decimal model version is read as an integer by servers (Triton), "
+            f"so write it without leading zeros: {int(segment)}"
+        )
+
+
+def _check_characters(url: str, context: str) -> None:
+    for char in url:
+        if "!" <= char <= "~" and char not in "\\?#":
+            continue
+        if char in "?#":
+            raise EncodingError(f"{context}: the URL {_CREDENTIALS_RULE}")
+        if char == "\\":
+            raise EncodingError(
+                f"{context}: a backslash is read as '/' by some URL parsers and as a "
+                "character by others; write '/'"
+            )
+        if not char.isascii():
+            raise EncodingError(
+                f"{context}: non-ASCII character {char!r}: write an internationalised host "
+                "name as its A-label (xn--...) and percent-encode path text as UTF-8"
+            )
+        raise EncodingError(
+            f"{context}: white space and control characters ({char!r}) are stripped or "
+            "encoded differently by different clients; remove them or percent-encode them "
+            "inside a path segment"
+        )
+
+
+def _split_url(url: str, context: str, *, strip_trailing_slashes: bool) -> tuple[str, list[str]]:
+    """The canonical ``scheme://host[:port]`` of ``url`` and its canonical
+    path segments. A reference may end in one slash, a base URL in any number."""
+    _check_characters(url, context)
+    scheme, separator, rest = url.partition("://")
+    scheme = scheme.lower()
+    if not separator or scheme not in _DEFAULT_PORTS:
+        raise EncodingError(f"{context}: the URL must be http(s)://host[:port][/path]")
+    authority, slash, path = rest.partition("/")
+    origin = f"{scheme}://{_canonical_authority(authority, scheme, context)}"
+    parts = path.split("/") if slash else []
+    if strip_trailing_slashes:
+        while parts and parts[-1] == "":
+            parts.pop()
+    elif parts and parts[-1] == "":
+        parts.pop()
+    if "" in parts:
+        raise EncodingError(
+            f"{context}: an empty path segment ('//'): some servers and proxies merge "
+            "slashes and others do not; write one '/'"
+        )
+    return origin, [_canonical_segment(part, context) for part in parts]
+
+
+def _canonical_segment(raw: str, context: str) -> str:
+    if not _PCHARS.fullmatch(raw):
+        if re.search(r"%(?![0-9A-Fa-f]{2})", raw):
+            raise EncodingError(
+                f"{context}: a '%' must begin a %XX escape (write a literal '%' as %25)"
+            )
+        char = next(c for c in raw if not _PCHARS.fullmatch(c))
+        raise EncodingError(f"{context}: {char!r} must be percent-encoded in a path")
+    try:
+        text = unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise EncodingError(
+            f"{context}: the percent-escapes of path segment {raw!r} are not UTF-8 text"
+        ) from None
+    _check_segment_text(text, context)
+    return quote(text, safe="")
+
+
+def _check_segment_text(text: str, context: str) -> None:
+    """The rules on the text of one path segment (decoded)."""
+    if text in (".", ".."):
+        raise EncodingError(
+            f"{context}: a '.' or '..' path segment (%2E included) is resolved away by "
+            "clients and servers; name the path it leads to"
+        )
+    if "/" in text or "\\" in text:
+        raise EncodingError(
+            f"{context}: '/' and '\\' (%2F, %5C) inside a path segment are decoded into "
+            "separators by some servers; a name or path segment must not hold them"
+        )
+    if ";" in text:
+        raise EncodingError(
+            f"{context}: ';' (%3B) begins path parameters, which some servers strip "
+            "(so /m;x reaches /m); a name or path segment must not hold it"
+        )
+    if not text.isprintable() or text.strip() != text:
+        raise EncodingError(
+            f"{context}: a path segment must not hold control characters or leading or "
+            "trailing white space"
+        )
+    if not unicodedata.is_normalized("NFC", text):
+        raise EncodingError(
+            f"{context}: the text of a path segment must be in Unicode NFC "
+            f"({unicodedata.normalize('NFC', text)!r})"
+        )
+
+
+def _canonical_authority(authority: str, scheme: str, context: str) -> str:
+    if not authority:
+        raise EncodingError(f"{context}: the URL has no host")
+    if "@" in authority:
+        raise EncodingError(f"{context}: the URL {_CREDENTIALS_RULE}")
+    port: str | None
+    if authority.startswith("["):
+        literal, bracket, after = authority[1:].partition("]")
+        if not bracket or (after and not after.startswith(":")):
+            raise EncodingError(f"{context}: an IPv6 host is written [address][:port]")
+        host = _ipv6_host(literal, context)
+        port = after[1:] if after else None
+    else:
+        name, colon, port = authority.partition(":")
+        if ":" in port or "[" in authority or "]" in authority:
+            raise EncodingError(f"{context}: an IPv6 address is written in brackets, [::1]")
+        host = _named_host(name, context)
+        if not colon:
+            port = None
+    return host + _canonical_port(port, scheme, context)
+
+
+def _canonical_port(port: str | None, scheme: str, context: str) -> str:
+    if not port:  # absent, or empty: the default port (RFC 3986 6.2.3)
+        return ""
+    if not _PORT.fullmatch(port) or not 0 < int(port) < 65536:
+        raise EncodingError(f"{context}: the port must be a decimal number from 1 to 65535")
+    number = int(port)
+    return "" if number == _DEFAULT_PORTS[scheme] else f":{number}"
+
+
+def _ipv6_host(literal: str, context: str) -> str:
+    if "%" in literal:
+        raise EncodingError(
+            f"{context}: an IPv6 zone identifier (%25...) names an interface of the client, "
+            "not the server; remove it"
+        )
+    try:
+        address = ipaddress.IPv6Address(literal)
+    except ValueError:
+        raise EncodingError(f"{context}: [{literal}] is not an IPv6 address") from None
+    return _ip_host(address, context)
+
+
+def _named_host(name: str, context: str) -> str:
+    host = name.lower().removesuffix(".")  # a trailing dot: the fully qualified form
+    labels = host.split(".")
+    if _NUMERIC_LABEL.fullmatch(labels[-1]):
+        try:  # four decimal numbers; leading zeros are refused (Python >= 3.9.5)
+            address = ipaddress.IPv4Address(host)
+        except ValueError:
+            raise EncodingError(
+                f"{context}: a host ending in a number is read as an IPv4 address, and "
+                "resolvers accept many spellings of one (127.1, 2130706433, 0x7f000001, "
+                "0177.0.0.1): write it as four decimal numbers from 0 to 255 without leading "
+                "zeros, like 127.0.0.1"
+            ) from None
+        return _ip_host(address, context)
+    if len(host) > _MAX_HOST_LENGTH or not all(_HOST_LABEL.fullmatch(label) for label in labels):
+        raise EncodingError(
+            f"{context}: a host name is dot-separated labels of 1 to 63 of a-z, 0-9, '-' and "
+            f"'_', at most {_MAX_HOST_LENGTH} characters in all, without percent-escapes "
+            "(an internationalised name is written as its A-label, xn--...)"
+        )
+    if host.endswith(".localhost"):
+        raise EncodingError(
+            f"{context}: every name under .localhost is the local host (RFC 6761 6.3); "
+            "write localhost"
+        )
+    return host
+
+
+def _ip_host(address: ipaddress.IPv4Address | ipaddress.IPv6Address, context: str) -> str:
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        elif address in _NAT64:
+            raise EncodingError(
+                f"{context}: a NAT64 address (64:ff9b::/96) reaches the IPv4 address it "
+                "embeds; write that address"
+            )
+    if address.is_unspecified:
+        raise EncodingError(
+            f"{context}: {address} names no host (a client connecting to it reaches the "
+            "local host); write 127.0.0.1 or [::1]"
+        )
+    if address.is_loopback and address not in _CANONICAL_LOOPBACK:
+        raise EncodingError(
+            f"{context}: a server listening on every interface answers on every loopback "
+            "address; write 127.0.0.1 or [::1]"
+        )
+    if isinstance(address, ipaddress.IPv4Address):
+        return str(address)
+    return f"[{address.compressed}]"
