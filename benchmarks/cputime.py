@@ -44,9 +44,10 @@ class Ratio:
 
     def describe(self, name: str, target: float | None = None) -> str:
         rounds = sorted(self.ratios(name))
-        verdict = "" if target is None else (
-            f"  target <= {target}: {'met' if self.median(name) <= target else 'NOT MET'}"
-        )
+        verdict = ""
+        if target is not None:
+            met = "met" if self.median(name) <= target else "NOT MET"
+            verdict = f"  target <= {target}: {met}"
         return (
             f"{self.median(name):.3f}x {name} ({self.per_item_us(name):.1f} us; "
             f"rounds {rounds[0]:.3f}..{rounds[-1]:.3f}){verdict}"

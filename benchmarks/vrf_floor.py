@@ -122,7 +122,9 @@ def prepare(secret: VrfSecretKey, alphas: Sequence[bytes], proofs: Sequence[byte
     # The challenge's SHA-512 input has the right length (its contents do
     # not change the cost); beta's is built as the code must build it.
     challenge_input = bytes(2 + 5 * 32 + 1)
-    nonces = [_scalar(int.from_bytes(_sha512(nonce_key + s.point).digest(), "little")) for s in steps]
+    nonces = [
+        _scalar(int.from_bytes(_sha512(nonce_key + s.point).digest(), "little")) for s in steps
+    ]
     decoded = [
         (
             proof[:32],

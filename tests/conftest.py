@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from secmark.cli.evaluate import torch_threads
 from secmark.crypto import IdentityKeys
 
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
@@ -42,3 +45,18 @@ def owner_keys() -> IdentityKeys:
 @pytest.fixture
 def other_keys() -> IdentityKeys:
     return fixed_keys("other")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def one_torch_thread() -> Iterator[None]:
+    """Run torch on one thread when a collected test module imported it.
+
+    Two intra-op threads beside any other busy process on a small machine
+    wait on each other (PITFALLS: the demo took 87-195 s against 18 s). A
+    run that imports no torch while collecting does not pay for importing it.
+    """
+    if "torch" not in sys.modules:
+        yield
+        return
+    with torch_threads(1):
+        yield

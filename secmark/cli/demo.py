@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from secmark.cli.evaluate import add_threads_argument, torch_threads
 from secmark.cli.extras import require_torch
 
 
@@ -21,6 +22,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     demo.add_argument(
         "--out", type=Path, default=Path("secmark-demo"), help="folder for the documents"
     )
+    add_threads_argument(demo)
     demo.set_defaults(handler=_demo)
 
 
@@ -28,7 +30,8 @@ def _demo(args: argparse.Namespace) -> int:
     require_torch("the demo")
     from secmark.examples.demo import run_demo
 
-    outcome = run_demo(args.out)
+    with torch_threads(args.threads):
+        outcome = run_demo(args.out)
     success = (
         outcome.owner_outcome == "upheld"
         and outcome.thief_outcome == "rejected"

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from secmark.cli.dispute import read_file
+from secmark.cli.evaluate import add_threads_argument, torch_threads
 from secmark.cli.extras import require_torch
 from secmark.cli.output import add_json_flag, emit
 from secmark.cli.suspects import add_suspect_arguments, build_suspect, import_callable
@@ -44,6 +45,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     embed.add_argument("--seed", type=int, default=0)
     embed.add_argument("--device", help="cpu, cuda or cuda:N (default: cuda if available)")
+    add_threads_argument(embed)
     embed.add_argument("--out", required=True, type=Path, help="where to write the weights")
     add_json_flag(embed)
     embed.set_defaults(handler=_embed)
@@ -75,17 +77,18 @@ def _embed(args: argparse.Namespace) -> int:
         load_state(args.weights, model)
     train_loader, holdout = import_callable(args.data)()
     trigger_set = read_trigger_set(args.triggers)
-    report = embed(
-        model,
-        train_loader,
-        TriggerDataset(trigger_set.inputs, trigger_set.labels),
-        epochs=args.epochs,
-        lr=args.lr,
-        seed=args.seed,
-        per_batch=args.per_batch,
-        device=args.device,
-        holdout=holdout,
-    )
+    with torch_threads(args.threads):
+        report = embed(
+            model,
+            train_loader,
+            TriggerDataset(trigger_set.inputs, trigger_set.labels),
+            epochs=args.epochs,
+            lr=args.lr,
+            seed=args.seed,
+            per_batch=args.per_batch,
+            device=args.device,
+            holdout=holdout,
+        )
     save_state(model, args.out)
     data: dict[str, Any] = {
         "clean_accuracy_after": report.clean_accuracy_after,

@@ -10,6 +10,8 @@ command line works without them.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,40 @@ from secmark.errors import EncodingError
 _DEFAULT_DATASETS = "digits,breast_cancer,diabetes"
 _DEFAULT_SEEDS = 3
 _QUICK_SEEDS = 1
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    """``--threads N`` (default 1) for a command that trains or runs torch models."""
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: more is slower beside any other busy process)",
+    )
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """torch's CPU threads set to ``count`` inside the block, then put back.
+
+    Set explicitly because torch's default, one thread per core, is what
+    makes small models slow on a small shared machine: two threads on two
+    busy cores wait on each other (the demo took 87-195 s with two threads,
+    18 s with one).
+
+    Raises:
+        EncodingError: ``count`` is below 1.
+    """
+    if count < 1:
+        raise EncodingError(f"--threads must be at least 1, not {count}")
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -46,12 +82,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"seeds 1..N (default {_DEFAULT_SEEDS}, or {_QUICK_SEEDS} with --quick)",
     )
     evaluate.add_argument("--quick", action="store_true", help="a reduced attack grid")
-    evaluate.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="torch CPU threads (default 1: more is slower beside any other busy process)",
-    )
+    add_threads_argument(evaluate)
     evaluate.add_argument("--out", required=True, type=Path, help="folder for the report")
     evaluate.add_argument(
         "--overwrite", action="store_true", help="replace an earlier report there"
@@ -63,8 +94,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _evaluate(args: argparse.Namespace) -> int:
     require_torch("secmark evaluate")
-    import torch
-
     from secmark.evaluate import (
         default_config,
         quick_config,
@@ -78,15 +107,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     if seeds < 1:
         raise EncodingError(f"--seeds must be at least 1, not {seeds}")
-    if args.threads < 1:
-        raise EncodingError(f"--threads must be at least 1, not {args.threads}")
     config = (quick_config if args.quick else default_config)(datasets, seeds)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(args.threads)
-    try:
+    with torch_threads(args.threads):
         result = run_evaluation(config, progress=not args.no_progress)
-    finally:
-        torch.set_num_threads(threads)
     files = write_report(result, args.out, overwrite=args.overwrite)
     rows = result.summary()
     failing = [row for row in rows if not row.survives]

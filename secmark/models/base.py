@@ -181,6 +181,13 @@ def check_answers(
         )
     if array.size == 0:
         raise SuspectError(f"{source}: answers hold no values (shape {array.shape})")
+    if output == "values" and array.dtype.kind in "iu":
+        # A model that answers integers is a classifier: its class index is
+        # not a value, and must never be compared with a regression target.
+        raise SuspectError(
+            f"{source}: output 'values' needs floating-point answers, got dtype {array.dtype} "
+            "(a class index is not a regression value)"
+        )
     if array.dtype.kind == "f" and not np.isfinite(array).all():
         bad = int(np.argmax(~np.isfinite(array).reshape(rows, -1).all(axis=1)))
         raise SuspectError(f"{source}: the answer to input {bad} is not finite (NaN or infinity)")

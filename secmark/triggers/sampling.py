@@ -287,39 +287,42 @@ def uniform_float32(
     out = np.empty(count, dtype=np.float32)
     width = high - low
     # Skipping "* 1.0" never changes a binary64 value; skipping "0.0 +" does
-    # not when the product cannot be -0.0, i.e. when width > 0. On [0, 1)
-    # every step is exact, in binary32 too: float32(u) * 2^-24 is the value.
+    # not when the product cannot be -0.0, i.e. when width > 0. With neither
+    # (the range [0, 1)) every step is exact in binary32 too: the value is
+    # float32(u) * 2^-24.
     scaled = width != 1.0
     shifted = not (low == 0.0 and width > 0.0)
-    exact32 = not scaled and not shifted
     block = min(count, _FLOAT_BLOCK)
-    # Decoded a block at a time into two reused buffers: float64 temporaries
-    # of a whole input (1.2 MB for 3x224x224) cost more in page faults than
-    # the arithmetic.
+    # Decoded a block at a time into reused buffers: float64 temporaries of a
+    # whole input (1.2 MB for 3x224x224) cost more in page faults than the
+    # arithmetic.
     u = np.empty(block, dtype=np.uint32)
-    value = np.empty(0 if exact32 else block, dtype=np.float64)
+    value = np.empty(block, dtype=np.float64) if scaled or shifted else None
     for chunk in range(0, count, _MAX_BLOCK):
         values = min(_MAX_BLOCK, count - chunk)
         # Value i is the little-endian 4-byte word at byte 3i, masked to 24
         # bits: a strided view of the keystream, which needs one byte past
         # the last value (peeked, not consumed).
-        words = np.ndarray((values,), dtype="<u4", buffer=stream.peek(3 * values + 1), strides=(3,))
+        raw = stream.peek(3 * values + 1)
+        words = np.ndarray((values,), dtype="<u4", buffer=raw, strides=(3,))
         for start in range(0, values, block):
-            size = min(block, values - start)
-            np.bitwise_and(words[start : start + size], 0xFFFFFF, out=u[:size])
-            if exact32:
-                target = out[chunk + start : chunk + start + size]
-                target[...] = u[:size]
+            stop = min(start + block, values)
+            ints = u[: stop - start]
+            target = out[chunk + start : chunk + stop]
+            np.bitwise_and(words[start:stop], 0xFFFFFF, out=ints)
+            if value is None:
+                target[...] = ints
                 np.multiply(target, _FLOAT32_UNIT, out=target)
                 continue
             # u / 2^24 exactly, then width * that and low + that, each rounded
             # in binary64, and one rounding to binary32 on the assignment.
-            np.multiply(u[:size], 1.0 / (1 << 24), out=value[:size])
+            part = value[: stop - start]
+            np.multiply(ints, 1.0 / (1 << 24), out=part)
             if scaled:
-                np.multiply(value[:size], width, out=value[:size])
+                np.multiply(part, width, out=part)
             if shifted:
-                np.add(value[:size], low, out=value[:size])
-            out[chunk + start : chunk + start + size] = value[:size]
+                np.add(part, low, out=part)
+            target[...] = part
         stream.advance(3 * values)
     return out
 

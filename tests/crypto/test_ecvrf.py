@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nacl import bindings as sodium
+from nacl.exceptions import RuntimeError as SodiumRuntimeError
 
 from secmark.crypto import VrfPublicKey, VrfSecretKey, ecvrf, proof_to_hash
 from secmark.errors import KeyMaterialError, ProofError
@@ -156,3 +157,57 @@ def test_ell2_encode_to_curve_is_in_the_prime_order_subgroup() -> None:
     for counter in range(16):
         point = ecvrf.ELL2.encode_to_curve(bytes.fromhex(RFC_VECTORS[0]["pk"]), bytes([counter]))
         assert sodium.crypto_core_ed25519_is_valid_point(point)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.binary(min_size=32, max_size=32),
+    alpha=st.binary(max_size=96),
+    suite=st.sampled_from([ecvrf.TAI, ecvrf.ELL2]),
+)
+def test_hash_is_the_output_a_proof_proves(seed: bytes, alpha: bytes, suite: ecvrf.Suite) -> None:
+    secret = VrfSecretKey(seed)
+    assert secret.hash(alpha, suite=suite) == secret.prove_and_hash(alpha, suite=suite)[1]
+
+
+@pytest.mark.parametrize("vector", RFC_VECTORS, ids=lambda v: f"example-{v['example']}")
+def test_hash_matches_rfc_beta(vector: dict[str, str]) -> None:
+    secret = VrfSecretKey(bytes.fromhex(vector["sk"]))
+    assert secret.hash(bytes.fromhex(vector["alpha"])).hex() == vector["beta"]
+
+
+def _off_curve_encoding() -> bytes:
+    for y in range(2, 100):
+        encoded = y.to_bytes(32, "little")
+        try:
+            sodium.crypto_core_ed25519_add(encoded, encoded)
+        except SodiumRuntimeError:
+            return encoded
+    raise AssertionError("no encoding off the curve below y = 100")
+
+
+def _bad_gammas() -> dict[str, bytes]:
+    gamma = bytes.fromhex(RFC_VECTORS[0]["pi"])[:32]
+    order_2 = (P - 1).to_bytes(32, "little")
+    return {
+        "identity": (1).to_bytes(32, "little"),
+        "order 2": order_2,
+        "order 4": bytes(32),
+        "torsion component": sodium.crypto_core_ed25519_add(gamma, order_2),
+        "non-canonical": (P + 1).to_bytes(32, "little"),
+        "off the curve": _off_curve_encoding(),
+    }
+
+
+@pytest.mark.parametrize("c", [0, 1, 2**128 - 1], ids=["c=0", "c=1", "c=max"])
+@pytest.mark.parametrize("name", list(_bad_gammas()))
+def test_invalid_gamma_is_refused_once_checked_by_the_multiplication(name: str, c: int) -> None:
+    # verify leaves Gamma's check to the scalar multiplication c * Gamma; for
+    # c = 0 there is no multiplication, and Gamma is checked on its own.
+    vector = RFC_VECTORS[0]
+    public = VrfPublicKey.from_public_bytes(bytes.fromhex(vector["pk"]))
+    proof = _bad_gammas()[name] + c.to_bytes(16, "little") + bytes.fromhex(vector["pi"])[48:]
+    with pytest.raises(ProofError, match="Gamma"):
+        public.verify(bytes.fromhex(vector["alpha"]), proof)
+    with pytest.raises(ProofError, match="Gamma"):
+        proof_to_hash(proof)

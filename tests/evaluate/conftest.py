@@ -1,9 +1,9 @@
-"""Fixtures of the evaluation tests: one torch thread, and one tiny evaluation
-of every attack on every data set, run once for the whole package."""
+"""Fixtures of the evaluation tests: one tiny evaluation of every attack on
+every data set, run once for the whole package (on one torch thread, as
+every test: ``tests/conftest.py``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import pytest
@@ -13,18 +13,6 @@ if TYPE_CHECKING:
 
 pytest.importorskip("torch")
 pytest.importorskip("sklearn")
-
-
-@pytest.fixture(scope="package", autouse=True)
-def one_torch_thread() -> Iterator[None]:
-    """Train on one thread: two intra-op threads beside another busy process
-    make these tiny models tens of times slower."""
-    import torch
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_config(

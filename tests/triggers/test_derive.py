@@ -101,6 +101,26 @@ def test_batches_equal_single_derivations(name: str) -> None:
             assert batch.pool_indices[row] == single.pool_index
 
 
+def test_batches_make_their_proofs_only_when_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    _, signed, _, _ = _setup("noise-float32")
+    proved: list[bytes] = []
+    prove = type(OWNER.vrf).prove
+
+    def counting_prove(self: Any, alpha: bytes, **kwargs: Any) -> bytes:
+        proved.append(alpha)
+        return prove(self, alpha, **kwargs)
+
+    monkeypatch.setattr(type(OWNER.vrf), "prove", counting_prove)
+    batches = list(iter_triggers(OWNER, signed, range(6), batch_size=4))
+    assert proved == []  # inputs, labels and betas need no proof
+    first = batches[0].proofs
+    assert len(proved) == 4
+    assert batches[0].proofs is first  # made once
+    commitment_id = bytes.fromhex(signed.digest)
+    for index in range(4):
+        assert first[index].tobytes() == OWNER.vrf.prove(trigger_alpha(commitment_id, index))
+
+
 def test_triggers_are_read_only() -> None:
     _, signed, _, _ = _setup("tokens")
     trigger = derive_trigger(OWNER, signed, 0)

@@ -154,6 +154,28 @@ def test_float32_values_equal_the_definition_and_stay_in_range(
     assert np.all((drawn >= np.float32(low)) & (drawn <= np.float32(high)))
 
 
+@pytest.mark.parametrize(
+    ("low", "high"), [(0.0, 1.0), (-0.0, 1.0), (-1.0, 1.0), (0.0, 255.0), (0.25, 0.5)]
+)
+@pytest.mark.parametrize("count", [0, 1, 4, 5, 6, 23, 300])
+def test_float32_blocks_and_chunks_equal_the_definition(
+    monkeypatch: pytest.MonkeyPatch, low: float, high: float, count: int
+) -> None:
+    # Tiny blocks and chunks: every value is decoded through block and chunk
+    # boundaries, on the exact binary32 path ([0, 1)) and the binary64 one.
+    monkeypatch.setattr(sampling, "_FLOAT_BLOCK", 5)
+    monkeypatch.setattr(sampling, "_MAX_BLOCK", 11)
+    key = hashlib.sha256(f"float32 {low} {high} {count}".encode()).digest()
+    stream, expected = KeyStream(key), reference.Stream(key)
+    stream.read(1)
+    expected.read(1)
+    drawn = uniform_float32(stream, low, high, count)
+    reference_values = [reference.f32(expected, low, high) for _ in range(count)]
+    assert drawn.tobytes() == np.array(reference_values, dtype=np.float32).tobytes()
+    # The byte peeked past the last value is not consumed.
+    assert stream.read(8).tobytes() == expected.read(8)
+
+
 @given(
     key=keys_32,
     bounds=st.tuples(st.floats(-1e300, 1e300), st.floats(-1e300, 1e300)).filter(
