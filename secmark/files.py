@@ -1,17 +1,106 @@
-"""Writing files so that a crash or a concurrent reader never sees half of one."""
+"""Writing files so that a crash or a concurrent reader never sees half of
+one, and reading them so that a path to something else than a regular file
+(a FIFO, a device, a directory) is refused before any read can block."""
 
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
+from typing import BinaryIO
 
-from secmark.errors import SecmarkError
+from secmark.errors import EncodingError, SecmarkError
 
-__all__ = ["PUBLIC_FILE_MODE", "SECRET_FILE_MODE", "write_atomic"]
+__all__ = [
+    "MAX_READ_SIZE",
+    "PUBLIC_FILE_MODE",
+    "SECRET_FILE_MODE",
+    "open_regular_file",
+    "read_regular_file",
+    "write_atomic",
+]
 
 SECRET_FILE_MODE = 0o600
 PUBLIC_FILE_MODE = 0o644
+
+MAX_READ_SIZE = 1024 * 1024 * 1024
+"""Default bound on a file read whole: the largest document secmark reads (a
+verdict bundle, ``secmark.protocol.bundle.MAX_BUNDLE_SIZE``). Each parser
+applies its own, smaller limit; this one keeps a path to a huge file from
+being read into memory at all (denial of service)."""
+
+_OPEN_FLAGS = os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def open_regular_file(path: str | os.PathLike[str]) -> tuple[BinaryIO, os.stat_result]:
+    """Open ``path`` for reading if it is a regular file; return the handle
+    and its ``fstat`` (of the file opened, not of a name that may change).
+
+    The file is opened non-blocking and checked before anything is read: a
+    FIFO would otherwise block the reader until someone writes to it, a
+    device such as ``/dev/zero`` never ends.
+
+    Raises:
+        SecmarkError: ``path`` cannot be opened or is not a regular file.
+    """
+    target = Path(path)
+    try:
+        descriptor = os.open(target, _OPEN_FLAGS)
+    except OSError as error:
+        raise SecmarkError(f"cannot read {target}: {error.strerror}") from None
+    try:
+        info = os.fstat(descriptor)
+        if not stat.S_ISREG(info.st_mode):
+            raise SecmarkError(
+                f"cannot read {target}: it is {_kind(info.st_mode)}; give the path of a file"
+            )
+        os.set_blocking(descriptor, True)
+        return os.fdopen(descriptor, "rb"), info
+    except BaseException:
+        os.close(descriptor)
+        raise
+
+
+def read_regular_file(
+    path: str | os.PathLike[str], *, max_size: int = MAX_READ_SIZE, what: str = "file"
+) -> bytes:
+    """The bytes of the regular file ``path``, at most ``max_size`` of them.
+
+    Every command-line read of a document goes through here (one helper:
+    the checks cannot be forgotten in one command).
+
+    Raises:
+        SecmarkError: as :func:`open_regular_file`, or a read error.
+        EncodingError: the file is larger than ``max_size`` (checked before
+            reading it, and again on the bytes read).
+    """
+    handle, info = open_regular_file(path)
+    with handle:
+        if info.st_size > max_size:
+            raise EncodingError(
+                f"{what} {path} is {info.st_size} bytes, over the limit of {max_size}"
+            )
+        try:
+            data = handle.read(max_size + 1)
+        except OSError as error:
+            raise SecmarkError(f"cannot read {path}: {error.strerror}") from None
+    if len(data) > max_size:
+        raise EncodingError(f"{what} {path} is over the limit of {max_size} bytes")
+    return data
 
 
 def write_atomic(

@@ -10,7 +10,7 @@ from secmark.cli.derive import open_pool
 from secmark.cli.output import add_json_flag, emit
 from secmark.cli.passphrase import open_key_file
 from secmark.errors import SecmarkError
-from secmark.files import PUBLIC_FILE_MODE, write_atomic
+from secmark.files import PUBLIC_FILE_MODE, read_regular_file, write_atomic
 from secmark.messages.commitment import open_commitment
 from secmark.messages.identity import open_identity
 from secmark.messages.release import create_release, model_file_digest
@@ -46,10 +46,9 @@ exit status:
 
 
 def read_file(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as error:
-        raise SecmarkError(f"cannot read {path}: {error.strerror}") from None
+    """The bytes of a document the user named (a regular file, refused
+    before reading when it is a FIFO, a device or over 1 GiB)."""
+    return read_regular_file(path)
 
 
 def write_new(path: Path, data: bytes) -> None:
@@ -84,7 +83,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     claim.add_argument("--release", type=Path, help="the registered release")
     claim.add_argument("--release-evidence", type=Path, help="the release's timestamp evidence")
     claim.add_argument(
-        "--suspect", required=True, help="suspect reference: oip:URL, sha256:HEX or label:TEXT"
+        "--suspect",
+        required=True,
+        help="suspect reference: oip:URL (an endpoint) or sha256:HEX (its weights file)",
     )
     claim.add_argument(
         "--arbiter", required=True, type=Path, help="the arbiter's identity document"

@@ -10,8 +10,9 @@ from secmark.cli.passphrase import read_passphrase
 from secmark.crypto import IdentityKeys, write_key_file
 from secmark.encoding import format_time
 from secmark.errors import SecmarkError
-from secmark.files import PUBLIC_FILE_MODE, write_atomic
+from secmark.files import PUBLIC_FILE_MODE, read_regular_file, write_atomic
 from secmark.messages import create_identity, open_identity
+from secmark.messages.identity import MAX_IDENTITY_SIZE
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -82,11 +83,7 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _identity_show(args: argparse.Namespace) -> int:
-    try:
-        data = args.file.read_bytes()
-    except OSError as error:
-        raise SecmarkError(f"cannot read {args.file}: {error.strerror}") from None
-    signed = open_identity(data)
+    signed = open_identity(read_regular_file(args.file, max_size=MAX_IDENTITY_SIZE))
     identity = signed.document
     fields = identity.public_keys.canonical_fields()
     emit(

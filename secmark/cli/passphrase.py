@@ -5,14 +5,16 @@ from __future__ import annotations
 import getpass
 import os
 import sys
-from pathlib import Path
-
 from secmark.crypto import IdentityKeys, read_key_file
-from secmark.errors import KeyMaterialError
+from secmark.errors import KeyMaterialError, SecmarkError
+from secmark.files import read_regular_file
 
 __all__ = ["PASSPHRASE_ENV", "open_key_file", "read_passphrase"]
 
 PASSPHRASE_ENV = "SECMARK_PASSPHRASE"
+
+# A passphrase is a line of text; a larger file is not a passphrase file.
+_MAX_PASSPHRASE_FILE = 64 * 1024
 
 
 def read_passphrase(
@@ -31,10 +33,17 @@ def read_passphrase(
     """
     if passphrase_file is not None:
         try:
-            text = Path(passphrase_file).read_text(encoding="utf-8")
-        except OSError as error:
+            data = read_regular_file(
+                passphrase_file, max_size=_MAX_PASSPHRASE_FILE, what="passphrase file"
+            )
+        except SecmarkError as error:
+            raise KeyMaterialError(str(error)) from None
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as error:
             raise KeyMaterialError(
-                f"cannot read passphrase file {passphrase_file}: {error.strerror}"
+                f"passphrase file {passphrase_file} is not UTF-8 text (byte {error.start}); "
+                "write the passphrase as UTF-8"
             ) from None
         passphrase = text.splitlines()[0] if text else ""
     elif os.environ.get(variable):

@@ -29,8 +29,8 @@ from secmark.crypto.passphrase_box import (
     seal_box,
 )
 from secmark.encoding import b64url_decode, b64url_encode, canonical_json, parse_canonical_json
-from secmark.errors import EncodingError, KeyMaterialError
-from secmark.files import SECRET_FILE_MODE, write_atomic
+from secmark.errors import EncodingError, KeyMaterialError, SecmarkError
+from secmark.files import SECRET_FILE_MODE, open_regular_file, write_atomic
 
 __all__ = [
     "decode_key_file",
@@ -111,8 +111,13 @@ def decode_key_file(data: bytes, passphrase: bytes | None) -> IdentityKeys:
         document = parse_canonical_json(data, max_size=_MAX_FILE_SIZE, what="key file")
         if not isinstance(document, dict):
             raise EncodingError("a key file must be a JSON object")
-        if document.get("type") != _TYPE or document.get("version") != _VERSION:
+        version = document.get("version")
+        # type() first: true == 1 in Python, but "version": true is not 1.
+        if document.get("type") != _TYPE or type(version) is not int or version != _VERSION:
             raise EncodingError(f"not a {_TYPE} version {_VERSION} file")
+        suite = document.get("suite")
+        if suite != SUITE:
+            raise EncodingError(f"unsupported suite {suite!r:.80} (this secmark implements {SUITE})")
         protection = document.get("protection")
         common = {"key_id", "protection", "suite", "type", "version"}
         if protection == UNPROTECTED:
@@ -160,11 +165,14 @@ def read_key_file(
     """
     target = Path(path)
     try:
-        with open(target, "rb") as handle:
-            mode = os.fstat(handle.fileno()).st_mode
+        handle, info = open_regular_file(target)
+        with handle:
             data = handle.read(_MAX_FILE_SIZE + 1)
     except OSError as error:
         raise KeyMaterialError(f"cannot read key file {target}: {error.strerror}") from None
+    except SecmarkError as error:
+        raise KeyMaterialError(f"key file: {error}") from None
+    mode = info.st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyMaterialError(
             f"key file {target} is accessible by other users; run: chmod 600 {target}"

@@ -39,6 +39,7 @@ BOX_FIELDS = frozenset({"protection", "kdf", "nonce", "ciphertext"})
 _SALT_SIZE = pwhash.argon2id.SALTBYTES
 _NONCE_SIZE = sodium.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES
 _KEY_SIZE = sodium.crypto_aead_xchacha20poly1305_ietf_KEYBYTES
+_TAG_SIZE = sodium.crypto_aead_xchacha20poly1305_ietf_ABYTES
 # A hostile file could otherwise ask Argon2id for gigabytes of memory.
 _MAX_OPSLIMIT = pwhash.argon2id.OPSLIMIT_SENSITIVE
 _MAX_MEMLIMIT = pwhash.argon2id.MEMLIMIT_SENSITIVE
@@ -117,6 +118,12 @@ def open_box(document: dict[str, Any], passphrase: bytes | None, *, what: str) -
     salt = b64url_decode(kdf["salt"], what=f"{what} KDF salt", size=_SALT_SIZE)
     nonce = b64url_decode(document.get("nonce"), what=f"{what} nonce", size=_NONCE_SIZE)
     ciphertext = b64url_decode(document.get("ciphertext"), what=f"{what} ciphertext")
+    if len(ciphertext) < _TAG_SIZE:
+        # libsodium's binding fails on these with a bare ValueError.
+        raise EncodingError(
+            f"{what}: the ciphertext is {len(ciphertext)} bytes, shorter than the "
+            f"{_TAG_SIZE}-byte Poly1305 tag every sealed secret carries"
+        )
     if not passphrase:
         raise KeyMaterialError(f"{what} is encrypted: a passphrase is required")
     associated = {name: value for name, value in document.items() if name != "ciphertext"}

@@ -208,7 +208,10 @@ def run_demo(folder: Path, say: Callable[[str], None] = print) -> DemoOutcome:
         challenge = arbiter.challenge(case)
         reveal = answer_challenge(keys, signed, challenge, arbiter_identity, pool=pool)
         arbiter.receive_reveal(case, reveal)
-        arbiter.query(case, suspect)
+        # Decoys of a pool family are other items of the pool, never the
+        # revealed ones (the arbiter leaves those out itself).
+        decoy_pool = None if pool is None else [pool.item(i) for i in range(len(pool))]
+        arbiter.query(case, suspect, decoy_pool=decoy_pool)
         return arbiter.case(case.name)
 
     say(

@@ -235,7 +235,9 @@ def decode_payload(payload: bytes, document_type: type[D], max_size: int) -> D:
     if found_type != document_type.TYPE:
         raise EncodingError(f"expected a {document_type.TYPE} document, found {found_type!r}")
     found_version = value.get("version")
-    if found_version != document_type.VERSION:
+    # type() first: true == 1 in Python, and "version": true is another
+    # payload (another id) that a schema-following reader refuses.
+    if type(found_version) is not int or found_version != document_type.VERSION:
         raise EncodingError(
             f"unsupported {document_type.TYPE} version {found_version!r} "
             f"(this secmark reads version {document_type.VERSION})"

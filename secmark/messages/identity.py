@@ -30,6 +30,20 @@ MAX_IDENTITY_SIZE = 8192
 _MAX_NAME_LENGTH = 256
 
 
+def _check_name(name: str) -> str:
+    """A name is shown to people beside a key id: 1 to 256 printable
+    characters, no newline, escape sequence, bidirectional override or
+    other control that could make it display as something else."""
+    if not 0 < len(name) <= _MAX_NAME_LENGTH:
+        raise EncodingError(f"an identity name must have 1 to {_MAX_NAME_LENGTH} characters")
+    if not name.isprintable():
+        raise EncodingError(
+            "an identity name must be printable text: no newline, tab, escape sequence "
+            f"or other control or format character (found {name!r:.80})"
+        )
+    return name
+
+
 def _public_key_object(fields: Fields) -> PublicKeys:
     suite = fields.text("suite")
     if suite != SUITE:
@@ -83,8 +97,10 @@ class Identity:
     @classmethod
     def from_fields(cls, fields: Fields) -> Identity:
         name = fields.text("name", max_length=_MAX_NAME_LENGTH)
-        if not name:
-            raise EncodingError("secmark.identity: the name must not be empty")
+        try:
+            _check_name(name)
+        except EncodingError as error:
+            raise EncodingError(f"secmark.identity: {error}") from None
         created = fields.time("created")
         return cls(name, created, public_keys_from_fields(fields))
 
@@ -95,11 +111,11 @@ def create_identity(
     """The identity document of ``keys``, signed by its own signing key.
 
     Raises:
-        EncodingError: ``name`` is empty or longer than 256 characters.
+        EncodingError: ``name`` is empty, longer than 256 characters, or holds
+            a character that is not printable (a newline, an escape, a
+            bidirectional override: ``str.isprintable``).
     """
-    if not name or len(name) > _MAX_NAME_LENGTH:
-        raise EncodingError(f"an identity name must have 1 to {_MAX_NAME_LENGTH} characters")
-    identity = Identity(name, created or utc_now(), keys.public_keys)
+    identity = Identity(_check_name(name), created or utc_now(), keys.public_keys)
     return sign_document(identity, keys)
 
 

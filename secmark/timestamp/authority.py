@@ -314,7 +314,7 @@ def decode_tsa_key(
         document = parse_canonical_json(data, max_size=_MAX_KEY_FILE_SIZE, what=what)
         if not isinstance(document, dict) or (
             document.get("type"),
-            document.get("version"),
+            document.get("version") if type(document.get("version")) is int else None,
         ) != (_KEY_TYPE, _KEY_VERSION):
             raise EncodingError(f"not a {_KEY_TYPE} version {_KEY_VERSION} file")
         protection = document.get("protection")

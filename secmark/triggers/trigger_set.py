@@ -28,6 +28,7 @@ import numpy.typing as npt
 from secmark.crypto.ecvrf import PROOF_SIZE
 from secmark.encoding import canonical_json, parse_canonical_json
 from secmark.errors import EncodingError, ProofError, SecmarkError
+from secmark.files import open_regular_file
 from secmark.messages.commitment import MAX_COMMITTED_TRIGGERS, Commitment
 from secmark.messages.document import Fields, SignedDocument
 from secmark.messages.families import TriggerFamily, family_from_fields
@@ -257,10 +258,13 @@ def write_trigger_set(
 
 def _read_file(path: Path, *, max_size: int | None = None) -> bytes:
     try:
-        with open(path, "rb") as handle:
+        handle, _ = open_regular_file(path)
+        with handle:
             return handle.read() if max_size is None else handle.read(max_size + 1)
     except OSError as error:
         raise EncodingError(f"cannot read {path}: {error.strerror}") from None
+    except SecmarkError as error:
+        raise EncodingError(str(error)) from None
 
 
 def read_trigger_set(directory: str | os.PathLike[str]) -> TriggerSet:

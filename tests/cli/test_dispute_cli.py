@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -120,7 +121,7 @@ def test_whole_dispute_from_the_command_line(
         "--release-evidence",
         files["release.evidence.json"],
         "--suspect",
-        "label:a local copy",
+        "sha256:" + hashlib.sha256(Path(files["model.safetensors"]).read_bytes()).hexdigest(),
         "--arbiter",
         arbiter_identity,
         "--out",

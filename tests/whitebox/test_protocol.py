@@ -135,7 +135,7 @@ def test_the_owner_claims_white_box_for_weights_and_black_box_otherwise(
     )
     for signed, kinds in ((weights, ("white-box",)), (noise, ("black-box",))):
         assert evidence_kinds_for(signed.document.family) == kinds
-        claim = claim_for(owner, signed, "label:suspect", arbiter, authority)
+        claim = claim_for(owner, signed, "sha256:" + "5" * 64, arbiter, authority)
         assert open_claim(claim, owner.public_keys).document.evidence_kinds == kinds
         arbiter.file_claim(claim)
 
@@ -151,7 +151,7 @@ def test_a_weights_claim_offering_other_evidence_is_refused(
         owner,
         commitment=signed.to_json(),
         commitment_evidence=authority.evidence(signed.digest),
-        suspect="label:suspect",
+        suspect="sha256:" + "5" * 64,
         arbiter=arbiter.keys.key_id,
         evidence_kinds=kinds,
     ).to_json()
@@ -173,7 +173,7 @@ def test_a_black_box_commitment_cannot_be_claimed_white_box(
         owner,
         commitment=signed.to_json(),
         commitment_evidence=authority.evidence(signed.digest),
-        suspect="label:suspect",
+        suspect="sha256:" + "5" * 64,
         arbiter=arbiter.keys.key_id,
         evidence_kinds=("white-box",),
     ).to_json()
@@ -238,10 +238,11 @@ def test_one_owner_files_one_claim_per_kind_and_gets_two_verdicts(
         for batch in iter_triggers(marked.keys, noise, range(128))
         for row, label in zip(batch.inputs, batch.labels)
     }
-    answering = CallableSuspect(
-        lambda batch: np.array([table.get(row.tobytes(), 0) for row in batch])
-    )
     weights = WeightsSuspect.from_family(model_file, FAMILY)
+    answering = CallableSuspect(
+        lambda batch: np.array([table.get(row.tobytes(), 0) for row in batch]),
+        reference=weights.describe(),  # the black-box suspect is the model of that file
+    )
     black = arbiter.file_claim(
         claim_for(marked.keys, noise, weights.describe(), arbiter, authority)
     )
