@@ -46,7 +46,9 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def open_regular_file(path: str | os.PathLike[str]) -> tuple[BinaryIO, os.stat_result]:
+def open_regular_file(
+    path: str | os.PathLike[str], *, what: str = "file"
+) -> tuple[BinaryIO, os.stat_result]:
     """Open ``path`` for reading if it is a regular file; return the handle
     and its ``fstat`` (of the file opened, not of a name that may change).
 
@@ -61,12 +63,13 @@ def open_regular_file(path: str | os.PathLike[str]) -> tuple[BinaryIO, os.stat_r
     try:
         descriptor = os.open(target, _OPEN_FLAGS)
     except OSError as error:
-        raise SecmarkError(f"cannot read {target}: {error.strerror}") from None
+        raise SecmarkError(f"cannot read {what} {target}: {error.strerror}") from None
     try:
         info = os.fstat(descriptor)
         if not stat.S_ISREG(info.st_mode):
             raise SecmarkError(
-                f"cannot read {target}: it is {_kind(info.st_mode)}; give the path of a file"
+                f"cannot read {what} {target}: it is {_kind(info.st_mode)}; "
+                "give the path of a regular file"
             )
         os.set_blocking(descriptor, True)
         return os.fdopen(descriptor, "rb"), info
@@ -88,7 +91,7 @@ def read_regular_file(
         EncodingError: the file is larger than ``max_size`` (checked before
             reading it, and again on the bytes read).
     """
-    handle, info = open_regular_file(path)
+    handle, info = open_regular_file(path, what=what)
     with handle:
         if info.st_size > max_size:
             raise EncodingError(
@@ -97,7 +100,7 @@ def read_regular_file(
         try:
             data = handle.read(max_size + 1)
         except OSError as error:
-            raise SecmarkError(f"cannot read {path}: {error.strerror}") from None
+            raise SecmarkError(f"cannot read {what} {path}: {error.strerror}") from None
     if len(data) > max_size:
         raise EncodingError(f"{what} {path} is over the limit of {max_size} bytes")
     return data

@@ -10,6 +10,7 @@ and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from collections.abc import Sequence
 
@@ -27,6 +28,7 @@ from secmark.cli import (
     timestamping,
     tsa,
 )
+from secmark.cli.output import printable
 from secmark.errors import SecmarkError
 
 _COMMAND_MODULES = (
@@ -61,7 +63,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status: int = args.handler(args)
     except SecmarkError as error:
-        print(f"secmark: error: {error}", file=sys.stderr)
+        print(f"secmark: error: {printable(str(error))}", file=sys.stderr)
+        if getattr(args, "json", False):
+            # A script reading --json output learns of the failure there too.
+            failure = {"error": type(error).__name__, "exit_code": error.exit_code}
+            json.dump({**failure, "message": str(error)}, sys.stdout, indent=2, sort_keys=True)
+            sys.stdout.write("\n")
         return error.exit_code
     except KeyboardInterrupt:
         print("secmark: interrupted", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import getpass
 import os
 import sys
+
 from secmark.crypto import IdentityKeys, read_key_file
 from secmark.errors import KeyMaterialError, SecmarkError
 from secmark.files import read_regular_file

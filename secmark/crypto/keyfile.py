@@ -117,7 +117,9 @@ def decode_key_file(data: bytes, passphrase: bytes | None) -> IdentityKeys:
             raise EncodingError(f"not a {_TYPE} version {_VERSION} file")
         suite = document.get("suite")
         if suite != SUITE:
-            raise EncodingError(f"unsupported suite {suite!r:.80} (this secmark implements {SUITE})")
+            raise EncodingError(
+                f"unsupported suite {suite!r:.80} (this secmark implements {SUITE})"
+            )
         protection = document.get("protection")
         common = {"key_id", "protection", "suite", "type", "version"}
         if protection == UNPROTECTED:
@@ -165,13 +167,13 @@ def read_key_file(
     """
     target = Path(path)
     try:
-        handle, info = open_regular_file(target)
+        handle, info = open_regular_file(target, what="key file")
         with handle:
             data = handle.read(_MAX_FILE_SIZE + 1)
     except OSError as error:
         raise KeyMaterialError(f"cannot read key file {target}: {error.strerror}") from None
     except SecmarkError as error:
-        raise KeyMaterialError(f"key file: {error}") from None
+        raise KeyMaterialError(str(error)) from None
     mode = info.st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyMaterialError(

@@ -17,11 +17,12 @@ import os
 from dataclasses import dataclass
 from typing import ClassVar
 
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from nacl import bindings as sodium
-from nacl.exceptions import BadSignatureError
 from nacl.exceptions import RuntimeError as SodiumRuntimeError
 from nacl.public import PrivateKey as X25519PrivateKey
-from nacl.signing import SigningKey, VerifyKey
+from nacl.signing import SigningKey
 
 from secmark.crypto.ecvrf import VrfPublicKey, VrfSecretKey
 from secmark.encoding import b64url_encode, canonical_json
@@ -59,16 +60,34 @@ def _check_encryption_key(data: bytes) -> bytes:
 
 
 def verify_ed25519(public_key: bytes, message: bytes, signature: bytes) -> None:
-    """Verify an Ed25519 signature (libsodium's strict verification).
+    """Verify an Ed25519 signature, with libsodium's strict rules.
+
+    The equation ``[S]B = R + [H(R || A || M)]A`` (cofactorless, RFC 8032
+    5.1.7) is checked by OpenSSL through ``cryptography``, which reads
+    ``message`` where it lies: libsodium's only binding here
+    (``crypto_sign_open``) needs signature and message concatenated and
+    writes the message out again, three copies of what may be a
+    half-gigabyte transcript. libsodium's further rules are kept: S must be
+    below the group order (OpenSSL checks it too), A a canonical point of
+    the prime-order subgroup, and R canonical and not of small order; here R
+    must be in the prime-order subgroup, as the R = [r]B of every honestly
+    made signature is. So a signature is accepted only if libsodium's
+    strict verification accepts it too.
 
     Raises:
         SignatureError: the signature is malformed or does not verify.
     """
     if len(signature) != 64:
         raise SignatureError("an Ed25519 signature must be exactly 64 bytes long")
+    if not (
+        len(public_key) == _KEY_SIZE
+        and sodium.crypto_core_ed25519_is_valid_point(public_key)
+        and sodium.crypto_core_ed25519_is_valid_point(signature[:32])
+    ):
+        raise SignatureError("the Ed25519 signature does not verify")
     try:
-        VerifyKey(public_key).verify(message, signature)
-    except BadSignatureError:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, message)
+    except InvalidSignature:
         raise SignatureError("the Ed25519 signature does not verify") from None
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from secmark.encoding.b64 import (
     b64_decode,
+    b64_decode_ascii,
     b64_encode,
     b64url_decode,
     b64url_encode,
@@ -13,6 +14,7 @@ from secmark.encoding.times import format_time, parse_time, utc_now
 
 __all__ = [
     "b64_decode",
+    "b64_decode_ascii",
     "b64_encode",
     "b64url_decode",
     "b64url_encode",

@@ -15,10 +15,11 @@ import re
 
 from secmark.errors import EncodingError
 
-__all__ = ["b64_decode", "b64_encode", "b64url_decode", "b64url_encode"]
+__all__ = ["b64_decode", "b64_decode_ascii", "b64_encode", "b64url_decode", "b64url_encode"]
 
 _URL_ALPHABET = re.compile(r"[A-Za-z0-9_-]*")
 _STD_ALPHABET = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+_STD_ALPHABET_BYTES = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
 
 
 def b64url_encode(data: bytes) -> str:
@@ -66,3 +67,29 @@ def b64_decode(text: str, *, what: str = "value") -> bytes:
     if b64_encode(data) != text:
         raise EncodingError(f"{what} is not canonical base64 (stray trailing bits)")
     return data
+
+
+def b64_decode_ascii(data: bytes | memoryview, *, what: str = "value") -> bytes:
+    """:func:`b64_decode` for base64 given as ASCII bytes (a slice of a larger
+    buffer), without making a text or re-encoded copy of it.
+
+    Every group of four characters but the last decodes to three bytes and
+    back to itself; only the last (padded) group can carry stray bits, so
+    only it is re-encoded to check the spelling is canonical.
+
+    Raises:
+        EncodingError: as :func:`b64_decode`.
+    """
+    if len(data) % 4 or not _STD_ALPHABET_BYTES.fullmatch(data):
+        raise EncodingError(f"{what} must be padded standard base64 text")
+    try:
+        decoded = binascii.a2b_base64(data)
+        last = bytes(data[-4:])
+        canonical = (
+            not last or binascii.b2a_base64(binascii.a2b_base64(last), newline=False) == last
+        )
+    except (binascii.Error, ValueError):
+        raise EncodingError(f"{what} is not valid base64") from None
+    if not canonical:
+        raise EncodingError(f"{what} is not canonical base64 (stray trailing bits)")
+    return decoded

@@ -83,6 +83,36 @@ def _parse_integer(text: str) -> int | float:
     return nearest
 
 
+class _CompareSink:
+    """A write-only stream that compares what is written with ``expected``,
+    so the canonical form is checked without being held in memory."""
+
+    def __init__(self, expected: bytes) -> None:
+        self._expected = memoryview(expected)
+        self._position = 0
+        self.equal = True
+
+    def write(self, chunk: bytes) -> int:
+        end = self._position + len(chunk)
+        if self.equal and self._expected[self._position : end] != chunk:
+            self.equal = False
+        self._position = end
+        return len(chunk)
+
+    def complete(self) -> bool:
+        return self.equal and self._position == len(self._expected)
+
+
+def _is_canonical(value: Any, data: bytes) -> bool:
+    """Whether ``data`` is exactly the canonical encoding of ``value``."""
+    sink = _CompareSink(data)
+    try:
+        rfc8785.dump(value, sink)  # type: ignore[arg-type]
+    except (rfc8785.CanonicalizationError, TypeError, ValueError) as error:
+        raise EncodingError(f"value cannot be encoded as canonical JSON: {error}") from None
+    return sink.complete()
+
+
 def parse_canonical_json(data: bytes, *, max_size: int, what: str = "document") -> Any:
     """Parse ``data``, which must be canonical JSON of at most ``max_size`` bytes.
 
@@ -95,9 +125,8 @@ def parse_canonical_json(data: bytes, *, max_size: int, what: str = "document") 
     if len(data) > max_size:
         raise EncodingError(f"{what} is {len(data)} bytes, over the limit of {max_size}")
     try:
-        text = data.decode("utf-8")
         value = json.loads(
-            text,
+            data.decode("utf-8"),
             object_pairs_hook=_reject_duplicates,
             parse_constant=_reject_constant,
             parse_int=_parse_integer,
@@ -108,10 +137,11 @@ def parse_canonical_json(data: bytes, *, max_size: int, what: str = "document") 
         raise EncodingError(f"{what} is nested too deeply") from None
     except json.JSONDecodeError as error:
         raise EncodingError(f"{what} is not valid JSON: {error.msg} at byte {error.pos}") from None
+    # Compared as it is written: a second copy of the document is never held.
     try:
-        canonical = canonical_json(value)
+        canonical = _is_canonical(value, data)
     except EncodingError as error:
         raise EncodingError(f"{what} holds a value outside canonical JSON: {error}") from None
-    if canonical != data:
+    if not canonical:
         raise EncodingError(f"{what} is not in RFC 8785 canonical form")
     return value

@@ -13,7 +13,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from secmark.crypto.keys import IdentityKeys, PublicKeys, verify_ed25519
-from secmark.encoding import b64_decode, b64_encode, canonical_json, parse_canonical_json
+from secmark.encoding import (
+    b64_decode,
+    b64_decode_ascii,
+    b64_encode,
+    canonical_json,
+    parse_canonical_json,
+)
 from secmark.errors import EncodingError, SignatureError
 
 __all__ = ["MAX_ENVELOPE_SIZE", "MAX_SIGNATURES", "Envelope", "EnvelopeSignature", "pae"]
@@ -25,6 +31,10 @@ MAX_SIGNATURES = 4
 """Every secmark document has one signer; a few more are tolerated, not hundreds."""
 
 _MAX_KEYID_LENGTH = 128
+
+# Canonical JSON sorts an envelope's keys: payload, payloadType, signatures.
+_PAYLOAD_START = b'{"payload":"'
+_PAYLOAD_END = b'","payloadType":'
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:
@@ -66,15 +76,37 @@ class Envelope:
     def from_json(cls, data: bytes, *, max_size: int = MAX_ENVELOPE_SIZE) -> Envelope:
         """Parse an envelope without verifying it.
 
+        The payload, nearly all of a large envelope, is never parsed as JSON:
+        canonical JSON puts it first, and base64 text needs no escaping, so it
+        runs from the opening quote to the next one. It is decoded from the
+        bytes in place, and only the rest of the envelope (its type and
+        signatures) is parsed as canonical JSON. The envelope is canonical
+        exactly when that rest is and the base64 is (peak memory: the input
+        and the decoded payload, no text copy of either).
+
         Raises:
             EncodingError: the bytes are over ``max_size``, not canonical JSON,
                 lack or add fields, or carry bad base64 or too many signatures.
         """
-        value = parse_canonical_json(data, max_size=max_size, what="DSSE envelope")
-        if not isinstance(value, dict) or set(value) != {"payload", "payloadType", "signatures"}:
+        if not isinstance(data, bytes):
+            raise EncodingError("a DSSE envelope must be bytes")
+        if len(data) > max_size:
+            raise EncodingError(f"DSSE envelope is {len(data)} bytes, over the limit of {max_size}")
+        end = data.find(b'"', len(_PAYLOAD_START))
+        if not data.startswith(_PAYLOAD_START) or end < 0 or not data.startswith(_PAYLOAD_END, end):
+            raise EncodingError(
+                "a DSSE envelope must be a canonical JSON object of exactly payload, "
+                "payloadType and signatures, in that order"
+            )
+        # The rest, from "payloadType" on, as an object of its own.
+        value = parse_canonical_json(
+            b"{" + data[end + len(b'",') :], max_size=max_size, what="DSSE envelope"
+        )
+        if not isinstance(value, dict) or set(value) != {"payloadType", "signatures"}:
             raise EncodingError(
                 "a DSSE envelope must be an object with exactly payload, payloadType, signatures"
             )
+        payload = b64_decode_ascii(memoryview(data)[len(_PAYLOAD_START) : end], what="DSSE payload")
         payload_type = value["payloadType"]
         if not isinstance(payload_type, str):
             raise EncodingError("DSSE payloadType must be a string")
@@ -89,7 +121,7 @@ class Envelope:
             if not isinstance(keyid, str) or not 0 < len(keyid) <= _MAX_KEYID_LENGTH:
                 raise EncodingError("a DSSE keyid must be a non-empty short string")
             parsed.append(EnvelopeSignature(keyid, b64_decode(entry["sig"], what="DSSE sig")))
-        return cls(payload_type, b64_decode(value["payload"], what="DSSE payload"), tuple(parsed))
+        return cls(payload_type, payload, tuple(parsed))
 
     def verify(self, signer: PublicKeys) -> None:
         """Check that ``signer`` signed this envelope.

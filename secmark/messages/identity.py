@@ -34,7 +34,9 @@ def _check_name(name: str) -> str:
     """A name is shown to people beside a key id: 1 to 256 printable
     characters, no newline, escape sequence, bidirectional override or
     other control that could make it display as something else."""
-    if not 0 < len(name) <= _MAX_NAME_LENGTH:
+    if not name:
+        raise EncodingError("the name must not be empty")
+    if len(name) > _MAX_NAME_LENGTH:
         raise EncodingError(f"an identity name must have 1 to {_MAX_NAME_LENGTH} characters")
     if not name.isprintable():
         raise EncodingError(

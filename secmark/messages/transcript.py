@@ -6,7 +6,7 @@ none). The arbiter signs it: the suspect's answers are attested by the
 arbiter, and a third party re-counts the matches from it. ``queried`` is
 the reference of what the arbiter actually queried (the canonical URL it
 posted to, the digest of the weights file it loaded), bound to the claim's
-reference before the first query; when recorded it equals ``suspect``.
+reference before the first query; it equals ``suspect``.
 """
 
 from __future__ import annotations
@@ -76,8 +76,7 @@ class Transcript:
     """``secmark.transcript`` version 1, signed by the arbiter.
 
     ``queried``: the reference of what the arbiter actually queried
-    (``secmark.protocol.suspects.bind_suspect``), or None where the
-    transcript does not record it; when given it must equal ``suspect``.
+    (``secmark.protocol.suspects.bind_suspect``); it must equal ``suspect``.
     """
 
     TYPE: ClassVar[str] = "secmark.transcript"
@@ -88,19 +87,22 @@ class Transcript:
     started: datetime
     finished: datetime
     entries: tuple[TranscriptEntry, ...]
-    queried: str | None = None
+    queried: str
 
     def __post_init__(self) -> None:
-        if self.queried is not None and self.queried != self.suspect:
+        if self.queried != self.suspect:
             raise EncodingError(
                 f"the transcript records queries of {self.queried!r}, not of its suspect "
                 f"{self.suspect!r}: the arbiter queried another model than the claim names"
             )
-        if [entry.position for entry in self.entries] != list(range(len(self.entries))):
+        if any(entry.position != i for i, entry in enumerate(self.entries)):
             raise EncodingError("transcript entries must be in the order sent, positions 0, 1, ...")
-        indices = [e.trigger_index for e in self.entries if e.trigger_index is not None]
-        if len(indices) != len(set(indices)):
-            raise EncodingError("a trigger index appears twice in the transcript")
+        seen: set[int] = set()
+        for entry in self.entries:
+            if entry.trigger_index is not None:
+                if entry.trigger_index in seen:
+                    raise EncodingError("a trigger index appears twice in the transcript")
+                seen.add(entry.trigger_index)
 
     def to_fields(self) -> dict[str, Any]:
         return {
@@ -122,9 +124,7 @@ class Transcript:
             entries=tuple(
                 fields.objects("entries", TranscriptEntry.from_fields, max_items=MAX_QUERIES)
             ),
-            queried=None
-            if fields.is_null("queried")
-            else fields.text("queried", max_length=MAX_SUSPECT_REFERENCE),
+            queried=fields.text("queried", max_length=MAX_SUSPECT_REFERENCE),
         )
 
 

@@ -10,6 +10,7 @@ so a judge can re-derive the outcome from the verdict alone
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -42,6 +43,22 @@ _MAX_VERDICT_SIZE = 4 * 1024 * 1024
 _MAX_RIVALS = 256
 _MAX_REASON = 4096
 _MAX_COUNT = 1 << 40
+
+
+# str(Fraction) of a probability in (0, 1): "n/d", digits only. Matched, never
+# parsed: Fraction("1e-99999999") would compute 10^99999999, and a verifier
+# compares these as text with the figures it recomputes.
+_FRACTION_SPELLING = re.compile(r"[1-9][0-9]{0,127}/[1-9][0-9]{0,127}")
+
+
+def _fraction_text(fields: Fields, name: str) -> str:
+    text = fields.text(name, max_length=257)
+    if not _FRACTION_SPELLING.fullmatch(text):
+        raise EncodingError(
+            f"secmark.verdict: field {name!r} must be a fraction n/d written with digits "
+            f"only, as str(Fraction) writes it, not {text[:64]!r}"
+        )
+    return text
 
 
 @dataclass(frozen=True)
@@ -85,8 +102,8 @@ class TestFigures:
         return cls(
             trials=fields.integer("trials", **count),
             matches=fields.integer("matches", **count),
-            p0=fields.text("p0", max_length=128),
-            alpha=fields.text("alpha", max_length=128),
+            p0=_fraction_text(fields, "p0"),
+            alpha=_fraction_text(fields, "alpha"),
             threshold=fields.integer("threshold", **count),
             p_value=fields.number("p_value"),
             log2_p_value=fields.number("log2_p_value"),

@@ -21,6 +21,8 @@ before acting and writes its result before moving the case on:
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -34,8 +36,14 @@ import numpy.typing as npt
 
 from secmark.crypto.keys import IdentityKeys
 from secmark.encoding import canonical_json, format_time, parse_canonical_json, parse_time, utc_now
-from secmark.errors import EncodingError, ProofError, ProtocolError, SuspectError
-from secmark.files import PUBLIC_FILE_MODE, write_atomic
+from secmark.errors import (
+    EncodingError,
+    ProofError,
+    ProtocolError,
+    SecmarkError,
+    SuspectError,
+)
+from secmark.files import PUBLIC_FILE_MODE, read_regular_file, write_atomic
 from secmark.messages.challenge import (
     MAX_ALPHA,
     MAX_CHALLENGED,
@@ -81,6 +89,13 @@ from secmark.timestamp.evidence import TimestampEvidence
 from secmark.triggers import Trigger, generate_decoys
 
 __all__ = ["Arbiter", "ArbiterPolicy"]
+
+_LOG = logging.getLogger("secmark.arbiter")
+
+
+def _is_hex_digest(value: object) -> bool:
+    return isinstance(value, str) and len(value) == 64 and value.strip("0123456789abcdef") == ""
+
 
 REGISTRY_FILE = "registry.json"
 QUERY_PLAN_FILE = "query-plan.safetensors"
@@ -172,6 +187,13 @@ class Arbiter:
         self.folder = folder
         self.policy = policy
         self._clock = clock
+        # Triggers whose proofs this arbiter verified, by case and by the
+        # digest of the reveal contents they came from: a case's steps and
+        # cross-checks re-read them many times, and each check costs a VRF
+        # verification per trigger.
+        self._verified: dict[tuple[str, str], list[Trigger]] = {}
+        self.damaged_cases: dict[str, str] = {}
+        """Cases skipped because their state is damaged: folder name -> why."""
         (folder / "cases").mkdir(parents=True, exist_ok=True)
 
     # -- claims -----------------------------------------------------------
@@ -279,14 +301,34 @@ class Arbiter:
     # -- challenge --------------------------------------------------------
 
     def _registry(self) -> dict[str, dict[str, str]]:
+        """Commitment id -> claim id -> challenge id of every challenge issued.
+
+        It counts the earlier challenges of a commitment (its alpha budget),
+        so a damaged registry is refused, never read as empty.
+
+        Raises:
+            EncodingError: the registry file is damaged (named in the message).
+        """
         path = self.folder / REGISTRY_FILE
         if not path.exists():
             return {}
+        what = f"the arbiter registry {path}"
         value = parse_canonical_json(
-            path.read_bytes(), max_size=_MAX_REGISTRY_SIZE, what="registry"
+            read_regular_file(path, max_size=_MAX_REGISTRY_SIZE, what=what),
+            max_size=_MAX_REGISTRY_SIZE,
+            what=what,
         )
-        if not isinstance(value, dict):
-            raise EncodingError("the arbiter registry is damaged")
+        if not isinstance(value, dict) or not all(
+            _is_hex_digest(commitment)
+            and isinstance(issued, dict)
+            and all(_is_hex_digest(k) and _is_hex_digest(v) for k, v in issued.items())
+            for commitment, issued in value.items()
+        ):
+            raise EncodingError(
+                f"{what} is damaged: it must map commitment ids to objects mapping claim ids "
+                "to challenge ids (restore it from a backup; it counts each commitment's "
+                "challenges, so it cannot be rebuilt empty)"
+            )
         return value
 
     def challenges_issued(self, commitment_id: str) -> int:
@@ -364,12 +406,23 @@ class Arbiter:
                 revealed.update(self._challenge(other).document.indices)
         return tuple(sorted(revealed))
 
-    def _cases(self) -> list[Case]:
-        return [
-            Case.load(folder)
-            for folder in sorted((self.folder / "cases").iterdir())
-            if (folder / "state.json").exists()
-        ]
+    def _cases(self, *, besides: str | None = None) -> list[Case]:
+        """Every case in the folder (but ``besides``) whose state loads.
+
+        A damaged case is skipped and reported (:attr:`damaged_cases`, and a
+        warning on the ``secmark.arbiter`` logger) rather than failing every
+        step of every other case.
+        """
+        found = []
+        for folder in sorted((self.folder / "cases").iterdir()):
+            if folder.name == besides or not (folder / "state.json").exists():
+                continue
+            try:
+                found.append(Case.load(folder))
+            except SecmarkError as error:
+                self.damaged_cases[folder.name] = str(error)
+                _LOG.warning("skipping damaged case %s: %s", folder.name, error)
+        return found
 
     def _challenge(self, case: Case) -> SignedDocument[Challenge]:
         return open_challenge(case.read("challenge.json"), self.keys.public_keys)
@@ -410,18 +463,26 @@ class Arbiter:
         contents = reveal.document.open(self.keys.encryption_key)
         triggers = revealed_triggers(commitment, contents, challenge.document.indices)
         case.write("reveal.json", data)
-        case.write("reveal-contents.json", contents.to_json())
+        stored = contents.to_json()
+        case.write("reveal-contents.json", stored)
+        self._verified[(case.name, hashlib.sha256(stored).hexdigest())] = triggers
         case.advance("revealed")
         return triggers
 
     def triggers_of(self, case: Case) -> list[Trigger]:
-        """The case's revealed triggers, re-derived from the stored reveal."""
+        """The case's revealed triggers, re-derived from the stored reveal
+        (once per stored reveal and arbiter: later calls reuse them)."""
         if not case.at_least("revealed"):
             raise ProtocolError(f"case {case.name} has no reveal yet")
-        contents = RevealContents.from_json(case.read("reveal-contents.json"))
-        return revealed_triggers(
-            self.commitment_of(case), contents, self._challenge(case).document.indices
-        )
+        data = case.read("reveal-contents.json")
+        key = (case.name, hashlib.sha256(data).hexdigest())
+        if key not in self._verified:
+            self._verified[key] = revealed_triggers(
+                self.commitment_of(case),
+                RevealContents.from_json(data),
+                self._challenge(case).document.indices,
+            )
+        return self._verified[key]
 
     # -- query ------------------------------------------------------------
 
@@ -590,20 +651,18 @@ class Arbiter:
         a rival; nor is a claim of the same owner on another of its
         commitments (a black-box and a white-box claim on one model get a
         verdict each, not an ambiguity between themselves).
+
+        A case whose state is damaged is skipped and reported
+        (:meth:`_cases`): one damaged folder must not block every decision.
         """
-        found = []
-        for folder in sorted((self.folder / "cases").iterdir()):
-            if folder.name == case.name or not (folder / "state.json").exists():
-                continue
-            other = Case.load(folder)
-            if (
-                other.record["suspect"] == case.record["suspect"]
-                and other.record["commitment_id"] != case.record["commitment_id"]
-                and other.record["owner"] != case.record["owner"]
-                and other.at_least("queried")
-            ):
-                found.append(other)
-        return found
+        return [
+            other
+            for other in self._cases(besides=case.name)
+            if other.record["suspect"] == case.record["suspect"]
+            and other.record["commitment_id"] != case.record["commitment_id"]
+            and other.record["owner"] != case.record["owner"]
+            and other.at_least("queried")
+        ]
 
     def decide(
         self,

@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from secmark.encoding import canonical_json, parse_canonical_json
-from secmark.errors import ProtocolError, SecmarkError
-from secmark.files import PUBLIC_FILE_MODE, write_atomic
+from secmark.errors import EncodingError, ProtocolError, SecmarkError
+from secmark.files import PUBLIC_FILE_MODE, read_regular_file, write_atomic
+from secmark.messages.claim import MAX_SUSPECT_REFERENCE
+from secmark.messages.document import Fields
+from secmark.messages.verdict import OUTCOMES, TestFigures
 
 __all__ = ["STAGES", "Case"]
 
@@ -25,6 +28,49 @@ STAGES = ("claimed", "challenged", "revealed", "queried", "decided")
 
 STATE_FILE = "state.json"
 _MAX_STATE_SIZE = 1 << 20
+_MAX_PRIOR_CHALLENGES = 64
+
+
+def _release_record(fields: Fields) -> None:
+    fields.hex_digest("model_digest")
+    fields.hex_digest("release_id")
+    fields.time("trusted_time")
+
+
+def _test_record(fields: Fields) -> None:
+    TestFigures.from_fields(fields)
+
+
+def check_record(stage: str, record: Any, *, what: str) -> None:
+    """Check that ``record`` holds, with the right types, every fact the
+    steps after ``stage`` read (fields it does not know are left alone).
+
+    Raises:
+        EncodingError: a fact is missing or of the wrong type; the message
+            names ``what`` and the field.
+    """
+    if not isinstance(record, dict):
+        raise EncodingError(f"{what}: the record must be a JSON object")
+    fields = Fields(record, context=what)
+    fields.hex_digest("claim_id")
+    fields.hex_digest("commitment_id")
+    fields.time("commitment_time")
+    fields.hex_digest("owner")
+    if not fields.is_null("release"):
+        fields.nested("release", _release_record)
+    fields.text("suspect", max_length=MAX_SUSPECT_REFERENCE)
+    reached = STAGES.index(stage)
+    if reached >= STAGES.index("challenged"):
+        fields.hex_digest("challenge_id")
+        fields.integer("prior_challenges", minimum=0, maximum=_MAX_PRIOR_CHALLENGES)
+    if reached >= STAGES.index("queried"):
+        fields.hex_digest("transcript_id")
+        fields.boolean("holds")
+        fields.nested("test", _test_record)
+    if reached >= STAGES.index("decided"):
+        fields.hex_digest("verdict_id")
+        if fields.text("outcome") not in OUTCOMES:
+            raise EncodingError(f"{what}: field 'outcome' must be one of {OUTCOMES}")
 
 
 @dataclass
@@ -44,16 +90,38 @@ class Case:
 
     @classmethod
     def load(cls, folder: Path) -> Case:
-        """Raises:
-        SecmarkError: no case in ``folder``, or a damaged state file."""
+        """Load the case and check its state file (:func:`check_record`).
+
+        Raises:
+            SecmarkError: no case in ``folder``.
+            EncodingError: a damaged state file (not canonical JSON, an
+                unknown stage, a fact missing or of the wrong type, or a
+                claim id other than the folder's name), naming the file.
+        """
+        path = folder / STATE_FILE
+        if not path.exists():
+            raise SecmarkError(f"no case in {folder}: it has no {STATE_FILE}")
+        what = f"the case state {path}"
+        data = read_regular_file(path, max_size=_MAX_STATE_SIZE, what=what)
         try:
-            data = (folder / STATE_FILE).read_bytes()
-        except OSError as error:
-            raise SecmarkError(f"no case in {folder}: {error.strerror}") from None
-        value = parse_canonical_json(data, max_size=_MAX_STATE_SIZE, what="case state")
-        if not isinstance(value, dict) or value.get("stage") not in STAGES:
-            raise SecmarkError(f"the case state in {folder} is damaged")
-        return cls(folder, value["stage"], value["record"])
+            value = parse_canonical_json(data, max_size=_MAX_STATE_SIZE, what=what)
+            if not isinstance(value, dict) or set(value) != {"record", "stage"}:
+                raise EncodingError(f"{what} must be an object with exactly record and stage")
+            stage = value["stage"]
+            if not isinstance(stage, str) or stage not in STAGES:
+                raise EncodingError(f"{what} names an unknown stage {stage!r:.40}")
+            check_record(stage, value["record"], what=what)
+            if value["record"]["claim_id"] != folder.name:
+                raise EncodingError(
+                    f"{what} is the state of claim {value['record']['claim_id']}, not of the "
+                    f"folder's claim {folder.name}"
+                )
+        except EncodingError as error:
+            raise EncodingError(
+                f"{error} (the case is damaged: restore {path} from a backup, or move the "
+                "case folder out of the arbiter's cases)"
+            ) from None
+        return cls(folder, stage, value["record"])
 
     @property
     def name(self) -> str:
@@ -80,10 +148,10 @@ class Case:
         write_atomic(self.folder / name, data, mode=PUBLIC_FILE_MODE, overwrite=True)
 
     def read(self, name: str) -> bytes:
-        try:
-            return (self.folder / name).read_bytes()
-        except OSError as error:
-            raise SecmarkError(f"case {self.name} lacks {name}: {error.strerror}") from None
+        path = self.folder / name
+        if not path.exists():
+            raise SecmarkError(f"case {self.name} lacks {name}")
+        return read_regular_file(path, what=f"case {self.name} file")
 
     def advance(self, stage: str, **facts: Any) -> None:
         """Record ``facts`` and move to ``stage`` (the next one)."""

@@ -487,10 +487,10 @@ def generate_decoys(
     decoys = np.empty((count, *shape), dtype=dtype)
     seen = {_input_bytes(value) for value in exclude}
     if isinstance(family, (PoolFamily, OverlayFamily)):
-        if items is None:
+        if items is None and count:
             raise EncodingError(f"decoys of the {family.NAME} family need candidate items")
         candidates: dict[bytes, npt.NDArray[Any]] = {}
-        for item in items:
+        for item in items or ():
             checked = checked_item(item, family)
             candidates.setdefault(item_leaf(checked), checked)
         eligible = [item for leaf, item in candidates.items() if leaf not in seen]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import shutil
 import tempfile
@@ -145,12 +146,7 @@ class _NpyWriter:
         self._row_shape = shape[1:]
         self._dtype = dtype
         self._digest = hashlib.sha256()
-        header = io.BytesIO()
-        np.lib.format.write_array_header_1_0(
-            header,
-            {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape},
-        )
-        self._write(header.getvalue())
+        self._write(_npy_header(shape, dtype))
 
     def _write(self, data: bytes) -> None:
         self._handle.write(data)
@@ -267,6 +263,34 @@ def _read_file(path: Path, *, max_size: int | None = None) -> bytes:
         raise EncodingError(str(error)) from None
 
 
+def _npy_header(shape: tuple[int, ...], dtype: np.dtype[Any]) -> bytes:
+    """The exact ``.npy`` header :class:`_NpyWriter` writes for an array."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        header,
+        {"descr": np.lib.format.dtype_to_descr(dtype), "fortran_order": False, "shape": shape},
+    )
+    return header.getvalue()
+
+
+def _parse_npy(
+    data: bytes, shape: tuple[int, ...], dtype: np.dtype[Any], *, what: str
+) -> npt.NDArray[Any]:
+    """The array of a ``.npy`` file that must be exactly what the writer
+    writes for ``shape`` and ``dtype``: its header byte for byte, then the
+    values. The header is compared, never evaluated (numpy's reader runs
+    ``ast.literal_eval`` on it and fails on hostile headers with errors of
+    many kinds)."""
+    header = _npy_header(shape, dtype)
+    expected = len(header) + math.prod(shape) * dtype.itemsize
+    if not data.startswith(header) or len(data) != expected:
+        raise EncodingError(
+            f"{what} is not a plain .npy file of a {dtype} array of shape {shape} "
+            f"(header or length differ: {len(data)} bytes, expected {expected})"
+        )
+    return np.frombuffer(data, dtype=dtype, offset=len(header)).reshape(shape).copy()
+
+
 def read_trigger_set(directory: str | os.PathLike[str]) -> TriggerSet:
     """Read a trigger set and check it against its manifest.
 
@@ -291,16 +315,7 @@ def read_trigger_set(directory: str | os.PathLike[str]) -> TriggerSet:
         data = _read_file(root / name)
         if hashlib.sha256(data).hexdigest() != manifest.digests[name]:
             raise EncodingError(f"{root / name} does not match the digest in the manifest")
-        try:
-            array = np.load(io.BytesIO(data), allow_pickle=False)
-        except ValueError as error:
-            raise EncodingError(f"{root / name} is not a plain .npy array: {error}") from None
-        shape, dtype = layouts[name]
-        if array.shape != shape or array.dtype != dtype:
-            raise EncodingError(
-                f"{root / name} holds {array.dtype} {array.shape}, not {dtype} {shape}"
-            )
-        arrays[name] = array
+        arrays[name] = _parse_npy(data, *layouts[name], what=str(root / name))
     indices = arrays["indices.npy"]
     if np.any((indices < 0) | (indices >= MAX_COMMITTED_TRIGGERS)) or len(
         np.unique(indices)

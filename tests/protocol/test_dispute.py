@@ -271,3 +271,22 @@ def test_answers_of_the_wrong_kind_match_nothing() -> None:
     assert answer_matches(RegressionLabels(0.0, 10.0, 0.5), 2.0, [2.0]) == 0  # type: ignore[list-item]
     assert answer_matches(TokenLabels(100, 2), [5, 6], [5, 7]) == 1
     assert answer_matches(TokenLabels(100, 2), [5, 6], 5) == 0
+
+
+def test_each_revealed_proof_is_verified_once_per_case(
+    world: World, owner_mark: Committed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Querying and deciding re-read the triggers; the VRF proofs behind
+    them are checked when the reveal arrives, not again at every step."""
+    import secmark.protocol.reveals as reveals
+
+    checked: list[int] = []
+    original = reveals.verify_trigger
+
+    def counting(*args: object, **kwargs: object) -> object:
+        checked.append(1)
+        return original(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(reveals, "verify_trigger", counting)
+    world.run_case(owner_mark, memorising_suspect(owner_mark))
+    assert len(checked) == CHALLENGE_SIZE

@@ -311,15 +311,17 @@ def test_overlay_patterns_differ_between_triggers() -> None:
 @pytest.mark.parametrize("name", [case[0] for case in CASES])
 def test_decoys_have_the_shape_dtype_and_range_of_triggers(name: str) -> None:
     family, signed, pool, _ = _setup(name)
-    items = list(pool[:3]) if pool is not None else None
-    decoys = generate_decoys(signed.document, 20, items=items)
+    items = list(pool) if pool is not None else None
+    count = 20 if pool is None else len(pool)
+    decoys = generate_decoys(signed.document, count, items=items)
+    assert len({d.tobytes() for d in decoys}) == count  # distinct: no input is sent twice
     trigger = derive_trigger(
         OWNER,
         signed,
         0,
         pool=CommittedPool.open(pool, signed.document) if pool is not None else None,
     )
-    assert decoys.shape == (20, *trigger.input.shape) and decoys.dtype == trigger.input.dtype
+    assert decoys.shape == (count, *trigger.input.shape) and decoys.dtype == trigger.input.dtype
     assert len({d.tobytes() for d in decoys}) > 1 or isinstance(family, PoolFamily)
     if isinstance(family, NoiseFamily):
         assert decoys.min() >= family.low and decoys.max() <= family.high
@@ -336,6 +338,11 @@ def test_uint8_decoys_stay_in_any_committed_range(low: int, span: int, count: in
     high = min(255, low + span)
     family = NoiseFamily((7,), "uint8", low, high)
     signed = commit(OWNER, family, ClassLabels(2))
+    if high == low and count > 1:
+        # One possible input: distinct decoys cannot exist, and are refused.
+        with pytest.raises(EncodingError, match="too few distinct inputs"):
+            generate_decoys(signed.document, count)
+        return
     decoys = generate_decoys(signed.document, count)
     assert decoys.shape == (count, 7)
     assert np.all((decoys >= low) & (decoys <= high))
@@ -353,6 +360,13 @@ def test_decoys_need_candidates_exactly_for_pool_families() -> None:
         generate_decoys(noise_signed.document, 1, items=[pool[0]])
     with pytest.raises(EncodingError):
         generate_decoys(noise_signed.document, -1)
+    # Never a trigger: candidates equal to an excluded input are not drawn,
+    # and too few others are refused rather than repeated.
+    with pytest.raises(EncodingError, match="not triggers"):
+        generate_decoys(pool_signed.document, 2, items=list(pool[:3]), exclude=list(pool[:2]))
+    drawn = generate_decoys(pool_signed.document, 1, items=list(pool[:3]), exclude=list(pool[:2]))
+    assert drawn[0].tobytes() == pool[2].tobytes()
+    assert len(generate_decoys(pool_signed.document, 0)) == 0
 
 
 def test_token_labels_lie_in_the_vocabulary() -> None:
