@@ -278,7 +278,7 @@ def test_each_revealed_proof_is_verified_once_per_case(
 ) -> None:
     """Querying and deciding re-read the triggers; the VRF proofs behind
     them are checked when the reveal arrives, not again at every step."""
-    import secmark.protocol.reveals as reveals
+    from secmark.protocol import reveals
 
     checked: list[int] = []
     original = reveals.verify_trigger
