@@ -148,29 +148,24 @@ class Challenge:
             claim_id=fields.hex_digest("claim_id"),
             commitment_id=fields.hex_digest("commitment_id"),
             suspect=fields.text("suspect", max_length=MAX_SUSPECT_REFERENCE),
-            indices=tuple(
-                fields.integer_list(
-                    "indices",
-                    minimum=0,
-                    maximum=MAX_COMMITTED_TRIGGERS - 1,
-                    max_items=MAX_CHALLENGED,
-                )
-            ),
+            indices=_indices(fields, "indices", MAX_CHALLENGED),
             vrf_proof=fields.raw_bytes("vrf_proof", size=PROOF_SIZE),
             decoys=fields.integer("decoys", minimum=0, maximum=MAX_DECOYS),
             prior_challenges=fields.integer("prior_challenges", minimum=0, maximum=64),
             issued=fields.time("issued"),
             expires=fields.time("expires"),
             alpha=parse_alpha(fields.text("alpha", max_length=256)),
-            excluded=tuple(
-                fields.integer_list(
-                    "excluded",
-                    minimum=0,
-                    maximum=MAX_COMMITTED_TRIGGERS - 1,
-                    max_items=MAX_EXCLUDED,
-                )
-            ),
+            excluded=_indices(fields, "excluded", MAX_EXCLUDED),
         )
+
+
+def _indices(fields: Fields, name: str, max_items: int) -> tuple[int, ...]:
+    """A list of trigger indices of a commitment (each below its largest N)."""
+    return tuple(
+        fields.integer_list(
+            name, minimum=0, maximum=MAX_COMMITTED_TRIGGERS - 1, max_items=max_items
+        )
+    )
 
 
 def open_challenge(data: bytes, arbiter: PublicKeys) -> SignedDocument[Challenge]:

@@ -11,12 +11,15 @@ from collections.abc import Callable
 from typing import Final
 
 from asn1crypto import cms, core, tsp
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.x509 import InvalidVersion
 from rfc3161_client import decode_timestamp_response
 
 from secmark.errors import TimestampError
 
 __all__ = [
     "HASH_ALGORITHMS",
+    "MALFORMED_INPUT_ERRORS",
     "MAX_TOKEN_SIZE",
     "QUERY_MEDIA_TYPE",
     "REPLY_MEDIA_TYPE",
@@ -24,6 +27,7 @@ __all__ = [
     "describe_status",
     "imprint",
     "load_response",
+    "token_as_response",
 ]
 
 QUERY_MEDIA_TYPE: Final = "application/timestamp-query"
@@ -48,6 +52,33 @@ MAX_TOKEN_SIZE: Final = 64 * 1024
 A token with a chain of three RSA-4096 certificates is under 8 KiB; the bound
 stops a hostile TSA or bundle from making the parser allocate without limit.
 """
+
+MALFORMED_INPUT_ERRORS: Final[tuple[type[Exception], ...]] = (
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    OverflowError,
+    RecursionError,
+    UnsupportedAlgorithm,
+    InvalidVersion,
+)
+"""What asn1crypto, cryptography and rfc3161-client raise on hostile bytes.
+
+asn1crypto parses lazily and raises ``AttributeError`` or ``IndexError`` for
+some unknown tags; cryptography raises ``InvalidVersion`` for a certificate
+version it does not know and ``UnsupportedAlgorithm`` for an unknown curve or
+key type. The client, the verifier and the authority turn each of them into
+a :class:`~secmark.errors.TimestampError` (or a rejection), never let it
+escape. Measured by flipping every bit of tokens and requests
+(``tests/timestamp/test_timestamp_hostile.py``).
+"""
+
+# The SET OFs of a SignedData that no signature covers (RFC 5652 section 5.1):
+# their order carries no meaning, so re-encoding them in DER order changes no
+# signed byte.
+_UNSIGNED_SETS: Final = ("digest_algorithms", "certificates", "crls")
 
 _STATUS_NAMES: Final = {
     "granted": "granted",
@@ -99,13 +130,19 @@ def imprint(message: bytes, hash_algorithm: str) -> bytes:
     return hash_function(message).digest()
 
 
-def load_response(response_der: bytes, *, what: str) -> TimeStampResp:
-    """Parse a TimeStampResp completely, so that no later access fails lazily.
+def load_response(response_der: bytes, *, what: str) -> tuple[bytes, TimeStampResp]:
+    """Parse a TimeStampResp; return its DER (unsigned SETs in DER order) and the parse.
 
-    Both parsers must accept it: asn1crypto, which the checks here walk, and
-    rfc3161-client (strict DER), which verification ends with, so a token
-    accepted from a TSA is one that can be verified later. ``what`` names
-    the bytes in the error message ("the TSA's answer", "the token").
+    OpenSSL-based TSAs (FreeTSA among them) write the SignedData's
+    certificate SET in the order of their configuration, not in the sorted
+    order DER requires, and rfc3161-client (strict DER), which verification
+    ends with, refuses such a token. The SETs of :data:`_UNSIGNED_SETS` are
+    covered by no signature, so they are re-encoded here in DER order (with
+    asn1crypto; every other byte is kept as received) and the returned bytes
+    are what is stored and verified. Both parsers must then accept the bytes:
+    asn1crypto, which the checks walk (lazily: a later access may still raise
+    one of :data:`MALFORMED_INPUT_ERRORS`), and rfc3161-client. ``what``
+    names the bytes in error messages ("the TSA's answer", "the token").
 
     Raises:
         TimestampError: the bytes are oversized or not a TimeStampResp.
@@ -116,32 +153,63 @@ def load_response(response_der: bytes, *, what: str) -> TimeStampResp:
         )
     try:
         response = TimeStampResp.load(response_der, strict=True)
-        _parse_eagerly(response)
-        decode_timestamp_response(response_der)
-    except (ValueError, TypeError, KeyError) as error:
+        canonical = _sort_unsigned_sets(response, response_der)
+        if canonical != response_der:
+            response = TimeStampResp.load(canonical, strict=True)
+        decode_timestamp_response(canonical)
+    except MALFORMED_INPUT_ERRORS as error:
         raise TimestampError(f"{what} is not a DER TimeStampResp: {error}") from None
-    return response
+    return canonical, response
 
 
-def _parse_eagerly(response: TimeStampResp) -> None:
-    """Walk every field the checks read, so malformed bytes fail here.
-
-    asn1crypto parses lazily; ``response.native`` would do the same but
-    re-parses the nested content many times over (70 ms a token).
-    """
-    response["status"].native  # noqa: B018
+def _sort_unsigned_sets(response: TimeStampResp, response_der: bytes) -> bytes:
+    """``response_der``, with the unsigned SETs of its SignedData in DER order."""
     token = response["time_stamp_token"]
     if isinstance(token, core.Void) or token["content_type"].native != "signed_data":
-        return
+        return response_der
     signed_data = token["content"]
-    signed_data["version"].native  # noqa: B018
-    signed_data["certificates"].native  # noqa: B018
-    signed_data["signer_infos"].native  # noqa: B018
-    encapsulated = signed_data["encap_content_info"]
-    if encapsulated["content_type"].native == "tst_info" and not isinstance(
-        encapsulated["content"], core.Void
-    ):
-        encapsulated["content"].parsed.native  # noqa: B018
+    changed = False
+    for name in _UNSIGNED_SETS:
+        value = signed_data[name]
+        if isinstance(value, core.Void):
+            continue
+        encodings = [element.dump() for element in value]
+        if encodings != sorted(encodings):
+            # A new SET OF of the same elements: asn1crypto encodes a SET OF
+            # with its elements' encodings sorted, each kept as received.
+            signed_data[name] = type(value)(list(value))
+            changed = True
+    if not changed:
+        return response_der
+    token["content"] = signed_data
+    response["time_stamp_token"] = token
+    return response.dump()
+
+
+def token_as_response(data: bytes, *, what: str) -> bytes:
+    """A TimeStampResp from a token file: a TimeStampResp, or a bare TimeStampToken.
+
+    Tools write either: ``openssl ts -reply`` the whole TimeStampResp, ``-token_out``
+    and signature formats (CAdES, PAdES) only the TimeStampToken (a CMS
+    ContentInfo). A bare token is wrapped in a TimeStampResp with status
+    ``granted`` (with asn1crypto; the signed bytes are unchanged). Nothing is
+    verified here.
+
+    Raises:
+        TimestampError: the bytes are neither, or oversized.
+    """
+    if len(data) > MAX_TOKEN_SIZE:
+        raise TimestampError(f"{what} is {len(data)} bytes, more than the {MAX_TOKEN_SIZE} allowed")
+    try:
+        content_info = cms.ContentInfo.load(data, strict=True)
+        is_token = content_info["content_type"].native == "signed_data"
+    except MALFORMED_INPUT_ERRORS:
+        is_token = False
+    if not is_token:
+        return data
+    return TimeStampResp(
+        {"status": tsp.PKIStatusInfo({"status": "granted"}), "time_stamp_token": content_info}
+    ).dump()
 
 
 def describe_status(status_info: tsp.PKIStatusInfo) -> str:

@@ -19,9 +19,11 @@ from typing import Any
 
 from secmark.messages import sign_document
 from secmark.messages.challenge import Challenge, open_challenge
+from secmark.messages.document import decode_payload, encode_payload
 from secmark.messages.reveal import Reveal, RevealContents, RevealedTrigger, open_reveal
 from secmark.messages.transcript import Transcript, TranscriptEntry, open_transcript
 from secmark.messages.verdict import CrossCheck, RivalClaim, TestFigures, Verdict, open_verdict
+from secmark.protocol.bundle import MAX_BUNDLE_SIZE, Bundle
 from tests.conftest import fixed_keys
 
 _NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -116,7 +118,7 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0, help="multiply every size")
     args = parser.parse_args()
     owner, arbiter = fixed_keys("owner"), fixed_keys("arbiter")
-    n = lambda count: max(1, int(count * args.scale))  # noqa: E731
+    n = lambda count: max(1, int(count * args.scale))
     cases = [
         (
             f"transcript ({n(200_000)} entries)",
@@ -141,6 +143,39 @@ def main() -> None:
             lambda d: open_verdict(d, arbiter.public_keys),
         ),
     ]
+    transcript = cases[0][1]
+    bundle = encode_payload(
+        Bundle(
+            arbiter_identity="{}",
+            claim="{}",
+            challenge=cases[2][1].decode(),
+            reveal=cases[1][1].decode(),
+            reveal_contents="{}",
+            transcript=transcript.decode(),
+            verdict=cases[3][1].decode(),
+            tsa_roots=(),
+        )
+    )
+    cases.append(
+        (
+            "bundle container (the members above)",
+            bundle,
+            lambda d: [
+                m.encode()
+                for m in decode_payload(d, Bundle, MAX_BUNDLE_SIZE).to_fields().values()
+                if isinstance(m, str)
+            ],
+        )
+    )
+    cases.append(
+        (
+            "bundle: container, then its transcript opened",
+            bundle,
+            lambda d: open_transcript(
+                decode_payload(d, Bundle, MAX_BUNDLE_SIZE).transcript.encode(), arbiter.public_keys
+            ),
+        )
+    )
     print(f"{'document':<44} {'bytes':>12} {'peak / size':>12}")
     for label, data, open_ in cases:
         label, size, ratio = measure(label, data, open_)

@@ -41,7 +41,7 @@ from secmark.messages import (
 )
 from secmark.messages.challenge import Challenge, open_challenge
 from secmark.messages.commitment import Commitment, create_commitment
-from secmark.messages.families import NoiseFamily
+from secmark.messages.families import NoiseFamily, OverlayFamily, PoolFamily
 from secmark.messages.identity import Identity
 from secmark.messages.labels import ClassLabels
 from secmark.messages.release import create_release, model_file_digest
@@ -54,7 +54,13 @@ from secmark.protocol.owner import answer_challenge, file_claim
 from secmark.protocol.querying import BlackBoxResult
 from secmark.timestamp import TimestampAuthority, TrustStore
 from secmark.timestamp.evidence import collect_evidence
-from secmark.triggers import derive_trigger, iter_triggers, trigger_alpha
+from secmark.triggers import (
+    CommittedPool,
+    derive_trigger,
+    iter_triggers,
+    pool_root,
+    trigger_alpha,
+)
 from tests.conftest import fixed_keys
 
 SIZE = 256
@@ -201,6 +207,22 @@ class World:
             keys, family=FAMILY, labels=LABELS, size=size, model_label="model", created=created
         )
         return Committed(keys, signed, self.timestamp(signed.digest))
+
+    def commit_pool(
+        self, family: PoolFamily | OverlayFamily, items: npt.NDArray[Any]
+    ) -> tuple[Committed, CommittedPool]:
+        """The owner's timestamped commitment to a pool-family trigger set over
+        ``items``, and the pool opened against it."""
+        signed = create_commitment(
+            self.owner,
+            family=family,
+            labels=LABELS,
+            size=SIZE,
+            model_label="pool",
+            pool_root=pool_root(items, family),
+        )
+        committed = Committed(self.owner, signed, self.timestamp(signed.digest))
+        return committed, CommittedPool.open(items, signed.document)
 
     def model_file(self, name: str) -> Path:
         """A small file whose bytes identify a released model."""

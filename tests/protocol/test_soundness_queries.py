@@ -16,21 +16,18 @@ import numpy.typing as npt
 import pytest
 
 from secmark.errors import EncodingError, ProtocolError, SuspectError
-from secmark.messages.commitment import create_commitment
 from secmark.messages.families import OverlayFamily, PoolFamily
 from secmark.messages.reveal import RevealContents
 from secmark.messages.transcript import open_transcript
 from secmark.models import CallableSuspect, OipSuspect
 from secmark.protocol.arbiter import QUERY_PLAN_FILE, Arbiter
+from secmark.protocol.case import Case
 from secmark.protocol.owner import answer_challenge
 from secmark.protocol.querying import QueryPlan, failure_budget, input_digest
 from secmark.protocol.reveals import revealed_pool_items
-from secmark.triggers import CommittedPool, pool_root
 from tests.protocol.conftest import (
     CHALLENGE_SIZE,
-    LABELS,
     POLICY,
-    SIZE,
     SUSPECT,
     Committed,
     World,
@@ -40,28 +37,18 @@ from tests.protocol.conftest import (
 POOL_SIZE = 64
 
 
-def _digest(value: npt.NDArray[Any]) -> str:
-    return input_digest(value)
-
-
-def _pool_case(world: World, family: PoolFamily | OverlayFamily) -> tuple[Arbiter, Any, Any]:
+def _pool_case(
+    world: World, family: PoolFamily | OverlayFamily
+) -> tuple[Arbiter, Case, npt.NDArray[Any]]:
     """A revealed case on a pool-family commitment, and the owner's pool."""
     items = np.random.default_rng(7).random((POOL_SIZE, 1, 8, 8), dtype=np.float32)
-    signed = create_commitment(
-        world.owner,
-        family=family,
-        labels=LABELS,
-        size=SIZE,
-        model_label="pool",
-        pool_root=pool_root(items, family),
-    )
-    committed = Committed(world.owner, signed, world.timestamp(signed.digest))
+    committed, pool = world.commit_pool(family, items)
     arbiter = world.arbiter()
     case = arbiter.file_claim(world.claim(committed))
     challenge = arbiter.challenge(case)
-    pool = CommittedPool.open(items, signed.document)
     arbiter.receive_reveal(
-        case, answer_challenge(world.owner, signed, challenge, arbiter.identity, pool=pool)
+        case,
+        answer_challenge(world.owner, committed.signed, challenge, arbiter.identity, pool=pool),
     )
     return arbiter, case, items
 
@@ -81,10 +68,10 @@ def test_pool_decoys_that_are_copies_of_the_revealed_triggers(
     decoys come from a decoy pool, never a trigger or a trigger's pool item."""
     arbiter, case, items = _pool_case(world, family)
     triggers = arbiter.triggers_of(case)
-    trigger_inputs = {_digest(t.input) for t in triggers}
+    trigger_inputs = {input_digest(t.input) for t in triggers}
     contents = RevealContents.from_json(case.read("reveal-contents.json"))
     used_items = {
-        _digest(item)
+        input_digest(item)
         for item in revealed_pool_items(arbiter.commitment_of(case).document, contents)
     }
     answer = CallableSuspect(lambda batch: np.zeros(len(batch), dtype=np.int64), reference=SUSPECT)
@@ -93,7 +80,7 @@ def test_pool_decoys_that_are_copies_of_the_revealed_triggers(
         arbiter.query(case, answer)
     # The revealed items alone cannot supply a single decoy.
     revealed = [t.input for t in triggers] + [
-        items[i] for i in range(POOL_SIZE) if _digest(items[i]) in used_items
+        items[i] for i in range(POOL_SIZE) if input_digest(items[i]) in used_items
     ]
     with pytest.raises(EncodingError, match="not triggers"):
         arbiter.query(case, answer, decoy_pool=revealed)
@@ -103,7 +90,7 @@ def test_pool_decoys_that_are_copies_of_the_revealed_triggers(
     plan = QueryPlan.from_bytes(case.read(QUERY_PLAN_FILE))
     decoys = [plan.inputs[p] for p, role in enumerate(plan.roles) if role is None]
     assert len(decoys) == CHALLENGE_SIZE * POLICY.decoys_per_trigger
-    decoy_digests = [_digest(d) for d in decoys]
+    decoy_digests = [input_digest(d) for d in decoys]
     assert len(set(decoy_digests)) == len(decoys)  # no decoy twice
     assert not set(decoy_digests) & (trigger_inputs | used_items)
     entries = open_transcript(
@@ -126,19 +113,19 @@ def test_a_resumed_query_step_sends_the_same_plan(world: World, owner_mark: Comm
     second: list[str] = []
 
     def flaky(batch: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
-        first.extend(_digest(row) for row in batch)
+        first.extend(input_digest(row) for row in batch)
         if len(first) > 64:  # the connection drops after the first batch
             raise ConnectionError("connection reset by peer")
         return watermarked.predict(batch)
 
     def steady(batch: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
-        second.extend(_digest(row) for row in batch)
+        second.extend(input_digest(row) for row in batch)
         return watermarked.predict(batch)
 
     with pytest.raises(SuspectError, match="connection reset"):
         arbiter.query(run.case, CallableSuspect(flaky, reference=SUSPECT))
     plan = QueryPlan.from_bytes(run.case.read(QUERY_PLAN_FILE))
-    order = [_digest(value) for value in plan.inputs]
+    order = [input_digest(value) for value in plan.inputs]
     assert first[:64] == order[:64]
     arbiter.query(run.case, CallableSuspect(steady, reference=SUSPECT))
     assert second == order[64:]  # the same inputs, in the same order
