@@ -338,8 +338,21 @@ def run_plan(
         SuspectError: more queries failed than :func:`failure_budget`
             allows; the message quotes the first failure. No figures can be
             drawn from such a step: query again once the suspect answers.
+        EncodingError: an answer in ``answered`` is not for the input the
+            plan sends at its position.
     """
     records: dict[int, QueryRecord] = {p: r for p, r in (answered or {}).items() if r.error is None}
+    for position, kept in records.items():
+        if (
+            position != kept.position
+            or not 0 <= position < len(plan.roles)
+            or kept.trigger_index != plan.roles[position]
+            or kept.input_sha256 != input_digest(plan.inputs[position])
+        ):
+            raise EncodingError(
+                f"the stored answer at position {position} is not for the input the plan "
+                "sends there: the stored query progress is damaged"
+            )
     budget = failure_budget(len(plan.roles))
     failures: list[str] = []
 

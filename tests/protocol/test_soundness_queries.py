@@ -8,6 +8,7 @@ removed.
 
 from __future__ import annotations
 
+import json
 import socket
 from typing import Any
 
@@ -15,12 +16,13 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
+from secmark.encoding import canonical_json
 from secmark.errors import EncodingError, ProtocolError, SuspectError
 from secmark.messages.families import OverlayFamily, PoolFamily
 from secmark.messages.reveal import RevealContents
 from secmark.messages.transcript import open_transcript
 from secmark.models import CallableSuspect, OipSuspect
-from secmark.protocol.arbiter import QUERY_PLAN_FILE, Arbiter
+from secmark.protocol.arbiter import QUERY_PLAN_FILE, QUERY_PROGRESS_FILE, Arbiter
 from secmark.protocol.case import Case
 from secmark.protocol.owner import answer_challenge
 from secmark.protocol.querying import QueryPlan, failure_budget, input_digest
@@ -188,3 +190,25 @@ def test_an_unreachable_suspect_is_not_rejected(world: World, owner_mark: Commit
 
 def test_the_failure_budget() -> None:
     assert [failure_budget(q) for q in (1, 96, 128, 144, 384, 4096)] == [8, 8, 8, 9, 24, 256]
+
+
+def test_stored_answers_for_other_inputs_are_refused(world: World, owner_mark: Committed) -> None:
+    """An answer stored for one position cannot stand for another input:
+    a progress file that pairs answers with other inputs is damaged."""
+    arbiter = world.arbiter()
+    run = world.run_case(owner_mark, memorising_suspect(owner_mark), arbiter=arbiter, query=False)
+    watermarked = memorising_suspect(owner_mark)
+
+    def dropping(batch: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+        if len(batch) < 64:
+            raise ConnectionError("connection reset by peer")
+        return watermarked.predict(batch)
+
+    with pytest.raises(SuspectError):
+        arbiter.query(run.case, CallableSuspect(dropping, reference=SUSPECT))
+    progress = json.loads(run.case.read(QUERY_PROGRESS_FILE))
+    first, second = progress["answers"][:2]
+    first["input_sha256"], second["input_sha256"] = second["input_sha256"], first["input_sha256"]
+    run.case.write(QUERY_PROGRESS_FILE, canonical_json(progress))
+    with pytest.raises(EncodingError, match="query progress is damaged"):
+        arbiter.query(run.case, watermarked)
