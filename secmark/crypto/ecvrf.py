@@ -210,6 +210,21 @@ class VrfPublicKey:
     SIZE: ClassVar[int] = _POINT_SIZE
     _encoded: bytes
 
+    def __post_init__(self) -> None:
+        """Every key is validated, however it is built: a key that could
+        reach :meth:`verify` unchecked would make libsodium raise there.
+
+        Raises:
+            KeyMaterialError: as :meth:`from_public_bytes`.
+        """
+        if not isinstance(self._encoded, bytes) or len(self._encoded) != self.SIZE:
+            raise KeyMaterialError(f"a VRF public key must be exactly {self.SIZE} bytes long")
+        if not sodium.crypto_core_ed25519_is_valid_point(self._encoded):
+            raise KeyMaterialError(
+                "the VRF public key is not the canonical encoding of a point of the "
+                "prime-order subgroup (small-order, torsion or non-canonical)"
+            )
+
     @classmethod
     def from_public_bytes(cls, data: bytes) -> VrfPublicKey:
         """Validate and wrap a 32-byte encoded public key.
@@ -221,13 +236,6 @@ class VrfPublicKey:
         Raises:
             KeyMaterialError: the bytes are not such a key.
         """
-        if not isinstance(data, bytes) or len(data) != cls.SIZE:
-            raise KeyMaterialError(f"a VRF public key must be exactly {cls.SIZE} bytes long")
-        if not sodium.crypto_core_ed25519_is_valid_point(data):
-            raise KeyMaterialError(
-                "the VRF public key is not the canonical encoding of a point of the "
-                "prime-order subgroup (small-order, torsion or non-canonical)"
-            )
         return cls(data)
 
     def public_bytes_raw(self) -> bytes:

@@ -211,3 +211,14 @@ def test_invalid_gamma_is_refused_once_checked_by_the_multiplication(name: str, 
         public.verify(bytes.fromhex(vector["alpha"]), proof)
     with pytest.raises(ProofError, match="Gamma"):
         proof_to_hash(proof)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"\x00" * 31, bytes(32), bytes([1]) + bytes(31), b"\xff" * 32, "not bytes"],
+)
+def test_the_public_constructor_validates_like_from_public_bytes(raw: object) -> None:
+    """VrfPublicKey(raw) is public: it refuses what from_public_bytes does,
+    so no unchecked key reaches libsodium in verify."""
+    with pytest.raises(KeyMaterialError):
+        VrfPublicKey(raw)  # type: ignore[arg-type]
