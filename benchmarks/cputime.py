@@ -9,12 +9,20 @@ both, and the reported ratio is the median of the per-round ratios.
 
 from __future__ import annotations
 
+import os
 import statistics
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["Ratio", "compare", "cpu_seconds"]
+__all__ = ["Ratio", "compare", "cpu_seconds", "load_average"]
+
+
+def load_average() -> str:
+    """The machine's 1-minute load average and core count, to print beside
+    figures: contention inflates Python code's CPU time more than
+    libsodium's, so ratios measured on a busy machine come out higher."""
+    return f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
 
 
 def cpu_seconds(run: Callable[[], object]) -> float:

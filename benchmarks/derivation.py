@@ -43,7 +43,7 @@ from collections.abc import Callable
 from datetime import datetime, timezone
 
 import numpy as np
-from cputime import compare
+from cputime import compare, load_average
 from vrf_floor import prepare
 
 from secmark.crypto import IdentityKeys
@@ -157,10 +157,11 @@ def main() -> None:
     keys = IdentityKeys(seed("signing"), seed("vrf"), seed("encryption"))
     print(
         f"{ROUNDS} interleaved rounds, CPU time (process_time), median of per-round ratios; "
-        "per-item times are medians"
+        f"per-item times are medians; {load_average()}"
     )
     for name, family in FAMILIES.items():
         measure_family(keys, name, family)
+    print(f"after (a) and (b): {load_average()}")
 
     signed = create_commitment(
         keys,

@@ -9,11 +9,14 @@ trigger set mixed in (watermarked), with the default recipe of
   drop <= 0.5 percentage points (one test image is 0.28 points);
 - watermark accuracy on all 256 triggers: >= 99 % for every watermarked model;
 - training time with triggers vs without, same epochs: <= 1.3x, the median
-  over seeds of each pair's ratio of CPU times (``time.process_time``: a
-  shared machine's other jobs do not count), the two runs of a pair in
-  alternating order from seed to seed. A marked batch carries 64 + 8
-  samples against 64, so about 1.1x is expected; less than 1 would mean
-  the clock measured something else;
+  over seeds of each pair's ratio of CPU times (``time.process_time``: the
+  time a shared machine gives other jobs is not counted), the two runs of a
+  pair in alternating order from seed to seed. A marked batch carries
+  64 + 8 samples against 64, so a ratio above 1x is expected; below 1
+  would mean the clock measured something else. The embedding side
+  includes ``embed``'s four evaluation passes (milliseconds); one untimed
+  short run of each loop first takes torch's one-off start-up cost off
+  the first pair;
 - the false-claim check: each unmarked model's matches with the 256 secret
   labels (about 1/K = 10 % expected) and the exact p-value P[Binom(256, 1/10)
   >= m]: none may reach alpha = 2^-64.
@@ -32,14 +35,13 @@ import argparse
 import hashlib
 import statistics
 import sys
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from fractions import Fraction
 
 import numpy as np
 import torch
+from cputime import cpu_seconds, load_average
 
 from secmark.crypto import IdentityKeys
 from secmark.embed import (
@@ -105,12 +107,6 @@ class Pair:
     @property
     def cpu_ratio(self) -> float:
         return self.marked_cpu / self.clean_cpu
-
-
-def cpu_seconds(run: Callable[[], object]) -> float:
-    started = time.process_time()
-    run()
-    return time.process_time() - started
 
 
 def run_pair(seed: int, data: digits.DigitsData, triggers: TriggerDataset) -> Pair:
@@ -206,7 +202,7 @@ def main() -> int:
         f"embedding / clean training CPU time, median of per-seed ratios: {ratio:.3f}x "
         f"(range {min(p.cpu_ratio for p in pairs):.3f}..{max(p.cpu_ratio for p in pairs):.3f}; "
         f"median CPU {embed_median:.2f} s / {clean_median:.2f} s; "
-        f"{DEFAULT_PER_BATCH} triggers per batch of {digits.BATCH_SIZE})"
+        f"{DEFAULT_PER_BATCH} triggers per batch of {digits.BATCH_SIZE}; {load_average()})"
     )
     false_claim_text = (
         f"unmarked models rejected at alpha = 2^-64: {false_claims} of {len(pairs)} "

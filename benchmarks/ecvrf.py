@@ -23,7 +23,7 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from cputime import compare
+from cputime import compare, load_average
 from vrf_floor import prepare
 
 from secmark.crypto import VrfSecretKey, ecvrf
@@ -77,7 +77,8 @@ def main() -> None:
             public.verify(alpha, proof)
 
     print(
-        f"{items} inputs, {ROUNDS} interleaved rounds, CPU time; median of per-round ratios\n"
+        f"{items} inputs, {ROUNDS} interleaved rounds, CPU time; median of per-round ratios; "
+        f"{load_average()}\n"
         "libsodium calls per operation (encode_to_curve's attempts included):"
     )
     encode = (

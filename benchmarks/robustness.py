@@ -20,7 +20,8 @@ seeds each, and prints the worst match count per attack (about four
 minutes): how the default recipe of ``secmark.examples.digits`` was chosen.
 
 Run: python3 benchmarks/robustness.py [--threads N] [--out DIR] [--recipe-sweep]
-(about four minutes on one thread; --out also writes the HTML report).
+(about three minutes of CPU time on one thread, longer in wall time on a busy
+machine; --out also writes the HTML report).
 """
 
 from __future__ import annotations

@@ -67,8 +67,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "data set and seed, attacks it (fine-tuning, pruning, fine-pruning, quantisation, "
             "input noise, distillation, overwriting) over a grid of strengths, and judges each "
             "attacked model with the exact binomial test on an arbiter's challenge. Writes "
-            "report.html, summary.md and summary.json. The full grid takes about four minutes on "
-            "one CPU thread; --quick runs a reduced grid on one seed in under a minute."
+            "report.html, summary.md and summary.json. The full grid takes about three minutes "
+            "of CPU time on one thread (167-195 s measured; 5 to 15 minutes of wall time on a "
+            "busy two-core machine); --quick runs a reduced grid on one seed in under a minute."
         ),
     )
     evaluate.add_argument(

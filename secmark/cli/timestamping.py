@@ -3,19 +3,36 @@
 from __future__ import annotations
 
 import argparse
+import datetime
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from secmark.cli.output import add_json_flag, emit
 from secmark.encoding import format_time
-from secmark.errors import EncodingError, SecmarkError
+from secmark.errors import EncodingError, SecmarkError, TimestampError
 from secmark.files import PUBLIC_FILE_MODE, write_atomic
 from secmark.messages import PAYLOAD_TYPE, Envelope
 from secmark.messages.commitment import open_commitment
-from secmark.timestamp import DEFAULT_TIMEOUT, TrustStore
-from secmark.timestamp.evidence import TimestampEvidence, collect_evidence
+from secmark.timestamp import (
+    DEFAULT_TIMEOUT,
+    MAX_TOKEN_SIZE,
+    TrustStore,
+    normalize_token,
+    verify_timestamp,
+    verify_timestamp_unanchored,
+)
+from secmark.timestamp.evidence import (
+    MAX_EVIDENCE_TOKENS,
+    EvidenceToken,
+    TimestampEvidence,
+    collect_evidence,
+)
+
+_MAX_SOURCE_LENGTH: Final = 512
+_EXPORT_SUFFIX: Final = ".tsr"
+_EXPORT_MESSAGE: Final = "message"
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,20 +40,67 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "timestamp",
         help="obtain RFC 3161 timestamps of a document (a commitment, a release) from TSAs",
         description=(
-            "Asks every --tsa to timestamp the document's id (the SHA-256 of its payload) "
-            "and writes the tokens as evidence. Nothing is written unless every TSA "
-            "answered correctly. The document is not verified here: timestamp only your own."
+            "Asks every --tsa to timestamp the document's id (the SHA-256 of its payload), "
+            "adds every --import token file, verifies every token, and writes them as "
+            "evidence. Nothing is written unless every TSA answered and every token "
+            "verifies: against the --trust roots when given; without --trust only the "
+            "token's own signature and the certificate chain it embeds are checked, which "
+            "anyone can produce, and the output says so. With --export, writes the tokens "
+            "of existing evidence as DER files for other tools (openssl ts -verify). "
+            "The document is not verified here: timestamp only your own."
         ),
     )
     timestamp.add_argument("document", type=Path, help="a secmark document (DSSE envelope)")
     timestamp.add_argument(
-        "--tsa", action="append", required=True, metavar="URL", help="a TSA URL (repeatable)"
+        "--tsa", action="append", default=[], metavar="URL", help="a TSA URL (repeatable)"
+    )
+    timestamp.add_argument(
+        "--import",
+        dest="imports",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="TOKEN",
+        help=(
+            "a token another tool obtained for the document (a DER TimeStampResp such as "
+            "`openssl ts -reply` writes, or a bare TimeStampToken); repeatable"
+        ),
+    )
+    timestamp.add_argument(
+        "--export",
+        type=Path,
+        metavar="EVIDENCE",
+        help="write the tokens of this evidence (of the document) as DER files into --out DIR",
+    )
+    timestamp.add_argument(
+        "--trust",
+        action="append",
+        default=[],
+        metavar="PEM",
+        help="trusted TSA root certificates to verify the tokens against (repeatable)",
+    )
+    timestamp.add_argument(
+        "--intermediate",
+        action="append",
+        default=[],
+        metavar="PEM",
+        help="intermediate certificates (with --trust)",
     )
     timestamp.add_argument(
         "--hash", choices=("sha256", "sha512"), default="sha256", help="imprint algorithm"
     )
-    timestamp.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, help="seconds per TSA")
-    timestamp.add_argument("--out", required=True, type=Path, help="where to write the evidence")
+    timestamp.add_argument(
+        "--timeout",
+        type=float,
+        default=DEFAULT_TIMEOUT,
+        help=f"seconds the whole exchange with each TSA may take ({DEFAULT_TIMEOUT:g})",
+    )
+    timestamp.add_argument(
+        "--out",
+        required=True,
+        type=Path,
+        help="where to write the evidence (with --export: a directory for the token files)",
+    )
     add_json_flag(timestamp)
     timestamp.set_defaults(handler=_timestamp)
 
@@ -77,15 +141,135 @@ def _timestamp(args: argparse.Namespace) -> int:
     if envelope.payload_type != PAYLOAD_TYPE:
         raise EncodingError(f"{args.document} is not a secmark document")
     subject = hashlib.sha256(envelope.payload).hexdigest()
+    if args.export is not None:
+        if args.tsa or args.imports:
+            raise SecmarkError("--export writes existing evidence out; give no --tsa or --import")
+        return _export(args, subject)
+    if not args.tsa and not args.imports:
+        raise SecmarkError("give at least one --tsa URL or --import TOKEN file")
+    if args.intermediate and not args.trust:
+        raise SecmarkError("--intermediate helps only with --trust roots")
+    if not 1 <= len(args.tsa) + len(args.imports) <= MAX_EVIDENCE_TOKENS:
+        raise SecmarkError(f"evidence holds at most {MAX_EVIDENCE_TOKENS} tokens")
     if args.out.exists():
         raise SecmarkError(f"{args.out} already exists; choose another path")
-    evidence = collect_evidence(subject, args.tsa, hash_algorithm=args.hash, timeout=args.timeout)
+    trust = TrustStore.from_pem_files(args.trust, args.intermediate) if args.trust else None
+    imported = [_import_token(path) for path in args.imports]
+    tokens: list[EvidenceToken] = []
+    if args.tsa:
+        obtained = collect_evidence(
+            subject, args.tsa, hash_algorithm=args.hash, timeout=args.timeout
+        )
+        tokens.extend(obtained.tokens)
+    evidence = TimestampEvidence(subject, (*tokens, *imported))
+    checks = _check_before_storing(evidence, trust)
     write_atomic(args.out, evidence.to_json(), mode=PUBLIC_FILE_MODE)
+    lines = [f"timestamped {subject} by {len(evidence.tokens)} token(s)"]
+    lines.extend(f"  {check['line']}" for check in checks)
+    if trust is None:
+        lines.append(
+            "NOT verified against trusted roots (no --trust): only each token's signature "
+            "and the certificates it embeds were checked, which anyone can produce; "
+            "give --trust ROOT.pem to check who issued it"
+        )
+    lines.append(f"evidence: {args.out}")
     emit(
         args,
-        [f"timestamped {subject} by {len(args.tsa)} TSA(s)", f"evidence: {args.out}"],
-        {"subject": subject, "evidence": str(args.out), "tokens": len(args.tsa)},
+        lines,
+        {
+            "subject": subject,
+            "evidence": str(args.out),
+            "tokens": len(evidence.tokens),
+            "verified_against_trust": trust is not None,
+            "checks": [{k: v for k, v in check.items() if k != "line"} for check in checks],
+        },
     )
+    return 0
+
+
+def _import_token(path: Path) -> EvidenceToken:
+    """A token file as evidence: a TimeStampResp (or bare token), unsigned SETs in DER order."""
+    try:
+        size = path.stat().st_size
+    except OSError as error:
+        raise SecmarkError(f"cannot read {path}: {error.strerror}") from None
+    if size > MAX_TOKEN_SIZE:
+        raise TimestampError(f"{path} is {size} bytes, more than the {MAX_TOKEN_SIZE} allowed")
+    token = normalize_token(_read(path), what=f"the token file {path}")
+    return EvidenceToken(f"imported from {path.name}"[:_MAX_SOURCE_LENGTH], token)
+
+
+def _check_before_storing(
+    evidence: TimestampEvidence, trust: TrustStore | None
+) -> list[dict[str, Any]]:
+    """Verify every token as it will be stored; TimestampError for the first that fails.
+
+    Against ``trust`` when given (the full check of specs/timestamp.md 5.3);
+    otherwise the token's own signature and its embedded chain
+    (:func:`verify_timestamp_unanchored`).
+    """
+    now = datetime.datetime.now(datetime.timezone.utc)
+    checks = []
+    for entry in evidence.tokens:
+        try:
+            if trust is not None:
+                verified = verify_timestamp(entry.token, evidence.message, trust, now=now)
+                checks.append(
+                    {
+                        "source": entry.source,
+                        "gen_time": format_time(verified.gen_time),
+                        "tsa": verified.tsa_subject,
+                        "root_sha256": verified.root_certificate_sha256,
+                        "line": f"{format_time(verified.gen_time)}  verified  {entry.source} "
+                        f"({verified.tsa_subject}, root SHA-256 "
+                        f"{verified.root_certificate_sha256})",
+                    }
+                )
+            else:
+                intact = verify_timestamp_unanchored(entry.token, evidence.message, now=now)
+                checks.append(
+                    {
+                        "source": entry.source,
+                        "gen_time": format_time(intact.gen_time),
+                        "tsa": intact.tsa_subject,
+                        "chain": list(intact.chain),
+                        "self_signed_top": intact.self_signed_top,
+                        "line": f"{format_time(intact.gen_time)}  intact, NOT anchored  "
+                        f"{entry.source}: chain {intact.describe_chain()}",
+                    }
+                )
+        except TimestampError as error:
+            against = "against the --trust roots" if trust is not None else "(signature, chain)"
+            raise TimestampError(
+                f"nothing written: the token of {entry.source} does not verify {against}: {error}"
+            ) from None
+    return checks
+
+
+def _export(args: argparse.Namespace, subject: str) -> int:
+    """Write the message and each token of the evidence (``N.tsr``) into ``--out``."""
+    evidence = TimestampEvidence.from_json(_read(args.export))
+    if evidence.subject != subject:
+        raise SecmarkError(f"{args.export} dates {evidence.subject}, not {args.document}")
+    directory: Path = args.out
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise SecmarkError(f"cannot create {directory}: {error.strerror}") from None
+    message_path = directory / _EXPORT_MESSAGE
+    write_atomic(message_path, evidence.message, mode=PUBLIC_FILE_MODE)
+    written = []
+    lines = [f"{message_path}  the message every token dates (the 32 bytes of {subject})"]
+    for number, entry in enumerate(evidence.tokens, start=1):
+        path = directory / f"{number}{_EXPORT_SUFFIX}"
+        write_atomic(path, entry.token, mode=PUBLIC_FILE_MODE)
+        written.append({"file": str(path), "source": entry.source})
+        lines.append(f"{path}  {entry.source}")
+    lines.append(
+        "written as stored, not verified here; with OpenSSL: openssl ts -verify "
+        f"-data {message_path} -in {directory / ('N' + _EXPORT_SUFFIX)} -CAfile ROOT.pem"
+    )
+    emit(args, lines, {"subject": subject, "message": str(message_path), "tokens": written})
     return 0
 
 

@@ -1,8 +1,9 @@
 """What an evaluation runs: data sets, seeds, the attack grid and the rules.
 
 :func:`default_config` is the configuration ``secmark evaluate`` and
-``benchmarks/robustness.py`` run (about four minutes on one CPU thread for the
-three data sets and three seeds, 369 training or measuring runs);
+``benchmarks/robustness.py`` run (about three minutes of CPU time on one
+thread, 167-195 s measured, for the three data sets and three seeds, 369
+training or measuring runs);
 :func:`quick_config` is a reduced grid on one seed (under a minute). Tests
 build smaller ones directly.
 """

@@ -135,7 +135,9 @@ class Envelope:
         """
         matching = [s for s in self.signatures if s.keyid == signer.key_id]
         if not matching:
-            names = ", ".join(s.keyid for s in self.signatures)
+            # ascii(): a keyid is any short string a stranger wrote; the
+            # message is printed, and must not carry escapes or newlines.
+            names = ", ".join(ascii(s.keyid) for s in self.signatures)
             raise SignatureError(
                 f"the document is not signed by the expected key {signer.key_id} "
                 f"(signed by: {names})"

@@ -10,6 +10,7 @@ so a judge can re-derive the outcome from the verdict alone
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -53,10 +54,11 @@ _FRACTION_SPELLING = re.compile(r"[1-9][0-9]{0,127}/[1-9][0-9]{0,127}")
 
 def _fraction_text(fields: Fields, name: str) -> str:
     text = fields.text(name, max_length=257)
-    if not _FRACTION_SPELLING.fullmatch(text):
+    # int() of at most 128 digits each: bounded work, checked after the spelling.
+    if not _FRACTION_SPELLING.fullmatch(text) or math.gcd(*map(int, text.split("/"))) != 1:
         raise EncodingError(
-            f"secmark.verdict: field {name!r} must be a fraction n/d written with digits "
-            f"only, as str(Fraction) writes it, not {text[:64]!r}"
+            f"secmark.verdict: field {name!r} must be a fraction n/d in lowest terms "
+            f"written with digits only, as str(Fraction) writes it, not {text[:64]!r}"
         )
     return text
 

@@ -10,9 +10,9 @@ import hashlib
 from collections.abc import Callable
 from typing import Final
 
-from asn1crypto import cms, core, tsp
+from asn1crypto import cms, core, parser, tsp
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.x509 import InvalidVersion
+from cryptography.x509 import DuplicateExtension, InvalidVersion, UnsupportedGeneralNameType
 from rfc3161_client import decode_timestamp_response
 
 from secmark.errors import TimestampError
@@ -27,6 +27,7 @@ __all__ = [
     "describe_status",
     "imprint",
     "load_response",
+    "normalize_token",
     "token_as_response",
 ]
 
@@ -63,13 +64,16 @@ MALFORMED_INPUT_ERRORS: Final[tuple[type[Exception], ...]] = (
     RecursionError,
     UnsupportedAlgorithm,
     InvalidVersion,
+    DuplicateExtension,
+    UnsupportedGeneralNameType,
 )
 """What asn1crypto, cryptography and rfc3161-client raise on hostile bytes.
 
 asn1crypto parses lazily and raises ``AttributeError`` or ``IndexError`` for
 some unknown tags; cryptography raises ``InvalidVersion`` for a certificate
 version it does not know and ``UnsupportedAlgorithm`` for an unknown curve or
-key type. The client, the verifier and the authority turn each of them into
+key type, ``DuplicateExtension`` for a certificate that repeats an
+extension. The client, the verifier and the authority turn each of them into
 a :class:`~secmark.errors.TimestampError` (or a rejection), never let it
 escape. Measured by flipping every bit of tokens and requests
 (``tests/timestamp/test_timestamp_hostile.py``).
@@ -152,38 +156,73 @@ def load_response(response_der: bytes, *, what: str) -> tuple[bytes, TimeStampRe
             f"{what} is {len(response_der)} bytes, more than the {MAX_TOKEN_SIZE} allowed"
         )
     try:
-        response = TimeStampResp.load(response_der, strict=True)
-        canonical = _sort_unsigned_sets(response, response_der)
-        if canonical != response_der:
-            response = TimeStampResp.load(canonical, strict=True)
-        decode_timestamp_response(canonical)
+        try:
+            decode_timestamp_response(response_der)
+            canonical = response_der
+        except ValueError:
+            # Strict DER refused it: perhaps only for unsorted SETs (re-encoded,
+            # then parsed again), else for a reason the second parse gives.
+            canonical = _sort_unsigned_sets(TimeStampResp.load(response_der), response_der)
+            decode_timestamp_response(canonical)
+        response = TimeStampResp.load(canonical, strict=True)
     except MALFORMED_INPUT_ERRORS as error:
         raise TimestampError(f"{what} is not a DER TimeStampResp: {error}") from None
     return canonical, response
 
 
 def _sort_unsigned_sets(response: TimeStampResp, response_der: bytes) -> bytes:
-    """``response_der``, with the unsigned SETs of its SignedData in DER order."""
+    """``response_der``, with the unsigned SETs of its SignedData in DER order.
+
+    Done on the encoding with asn1crypto's parser and emitter, not by
+    re-encoding the parsed value: asn1crypto re-encodes every value whose
+    length byte happens to end in 0x80 (taking it for an indefinite length),
+    which could change signed bytes (and costs milliseconds each). Here every
+    element keeps its bytes; only the SETs' order and the enclosing lengths
+    change.
+    """
     token = response["time_stamp_token"]
     if isinstance(token, core.Void) or token["content_type"].native != "signed_data":
         return response_der
-    signed_data = token["content"]
+    status, content_info = _elements(response_der)
+    content_type, explicit = _elements(content_info)
+    (signed_data,) = _elements(explicit)
+    fields = _elements(signed_data)
     changed = False
-    for name in _UNSIGNED_SETS:
-        value = signed_data[name]
-        if isinstance(value, core.Void):
+    for index, encoded in enumerate(fields):
+        class_, method, tag, _, _, _ = parser.parse(encoded)
+        # digestAlgorithms is the second field; certificates [0] and crls [1].
+        if method != _CONSTRUCTED or not (index == 1 or (class_ == _CONTEXT and tag in (0, 1))):
             continue
-        encodings = [element.dump() for element in value]
-        if encodings != sorted(encodings):
-            # A new SET OF of the same elements: asn1crypto encodes a SET OF
-            # with its elements' encodings sorted, each kept as received.
-            signed_data[name] = type(value)(list(value))
+        members = _elements(encoded)
+        if members != sorted(members):
+            fields[index] = parser.emit(class_, method, tag, b"".join(sorted(members)))
             changed = True
     if not changed:
         return response_der
-    token["content"] = signed_data
-    response["time_stamp_token"] = token
-    return response.dump()
+    signed_data = _reemit(signed_data, b"".join(fields))
+    content_info = _reemit(content_info, content_type + _reemit(explicit, signed_data))
+    return _reemit(response_der, status + content_info)
+
+
+_CONSTRUCTED: Final = 1
+_CONTEXT: Final = 2
+
+
+def _elements(encoded: bytes) -> list[bytes]:
+    """The encodings of the elements inside one constructed encoding."""
+    contents = parser.parse(encoded, strict=True)[4]
+    elements = []
+    while contents:
+        length = parser.peek(contents)
+        elements.append(contents[:length])
+        contents = contents[length:]
+    return elements
+
+
+def _reemit(encoded: bytes, contents: bytes) -> bytes:
+    """``encoded``'s class and tag around new ``contents`` (definite length)."""
+    class_, method, tag, _, _, _ = parser.parse(encoded, strict=True)
+    return parser.emit(class_, method, tag, contents)
 
 
 def token_as_response(data: bytes, *, what: str) -> bytes:
@@ -210,6 +249,19 @@ def token_as_response(data: bytes, *, what: str) -> bytes:
     return TimeStampResp(
         {"status": tsp.PKIStatusInfo({"status": "granted"}), "time_stamp_token": content_info}
     ).dump()
+
+
+def normalize_token(data: bytes, *, what: str = "the token") -> bytes:
+    """A token file's bytes as secmark stores a token, nothing verified.
+
+    ``data`` is a DER TimeStampResp or a bare TimeStampToken (see
+    :func:`token_as_response`); the result is the TimeStampResp DER with the
+    unsigned SETs of its SignedData in DER order (see :func:`load_response`).
+
+    Raises:
+        TimestampError: neither a TimeStampResp nor a token, or oversized.
+    """
+    return load_response(token_as_response(data, what=what), what=what)[0]
 
 
 def describe_status(status_info: tsp.PKIStatusInfo) -> str:

@@ -31,6 +31,7 @@ from typing import Final
 from asn1crypto import algos, cms, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -47,7 +48,7 @@ from secmark.crypto.passphrase_box import (
 from secmark.encoding import b64url_decode, b64url_encode, canonical_json, parse_canonical_json
 from secmark.errors import EncodingError, KeyMaterialError, SecmarkError, TimestampError
 from secmark.files import PUBLIC_FILE_MODE, SECRET_FILE_MODE, write_atomic
-from secmark.timestamp._tsp import HASH_ALGORITHMS, TimeStampResp
+from secmark.timestamp._tsp import HASH_ALGORITHMS, MALFORMED_INPUT_ERRORS, TimeStampResp
 
 __all__ = [
     "CONFIG_FILE",
@@ -338,6 +339,11 @@ def decode_tsa_key(
         key = serialization.load_der_private_key(der, password=None)
     except ValueError:
         raise KeyMaterialError(f"{what} does not hold a private key") from None
+    except UnsupportedAlgorithm:
+        raise KeyMaterialError(
+            f"{what} holds a private key of an algorithm this system does not know; "
+            "a TSA key is an EC key (P-256): restore the file from a backup"
+        ) from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise KeyMaterialError(f"{what} holds no EC private key")
     return key
@@ -533,9 +539,12 @@ class TimestampAuthority:
         try:
             request = tsp.TimeStampReq.load(request_der, strict=True)
             request.native  # noqa: B018  (forces the lazy parse of every field)
-        except (ValueError, TypeError, KeyError) as error:
+        except MALFORMED_INPUT_ERRORS as error:
+            # asn1crypto raises AttributeError or IndexError for some unknown
+            # tags: a hostile request must get a rejection, not kill the thread.
+            reason = str(error) or type(error).__name__
             raise _RequestRefused(
-                "bad_data_format", f"the request is not a DER TimeStampReq: {error}"
+                "bad_data_format", f"the request is not a DER TimeStampReq: {reason}"
             ) from None
         if request["version"].native != "v1":
             raise _RequestRefused("bad_request", "only TimeStampReq version 1 is supported")

@@ -6,14 +6,22 @@ that ``verify_timestamp(token, message, ...)`` and rfc3161-client's
 ``verify_message(response, message)`` work on the message itself.
 
 The answer is checked before it is returned: granted status, the imprint and
-the nonce of this request, and parsable by both asn1crypto and rfc3161-client.
-It is *not* checked against any trust store; that is
-:func:`secmark.timestamp.verify_timestamp`'s job, done where the token is used.
+the nonce of this request, and parsable by both asn1crypto and rfc3161-client
+(after the SignedData's unsigned SETs, such as the certificates, are
+re-encoded in DER order: OpenSSL-based TSAs write them unsorted). It is
+*not* checked against any trust store; that is
+:func:`secmark.timestamp.verify_timestamp`'s job, done where the token is used
+(``secmark timestamp`` does it before it stores the token).
+
+``timeout`` bounds the whole exchange with a TSA, not each read: a TSA that
+drips its answer a byte at a time is cut off at the deadline.
 """
 
 from __future__ import annotations
 
 import secrets
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -23,6 +31,7 @@ from asn1crypto import core, tsp
 
 from secmark.errors import TimestampError
 from secmark.timestamp._tsp import (
+    MALFORMED_INPUT_ERRORS,
     MAX_TOKEN_SIZE,
     QUERY_MEDIA_TYPE,
     REPLY_MEDIA_TYPE,
@@ -34,7 +43,12 @@ from secmark.timestamp._tsp import (
 __all__ = ["DEFAULT_TIMEOUT", "request_timestamp", "request_timestamp_from"]
 
 DEFAULT_TIMEOUT: Final = 10.0
-"""Seconds to wait for a TSA to connect, and then for each read."""
+"""Seconds the whole exchange with a TSA may take: connecting, sending the
+request and receiving the whole answer (a deadline, not a per-read timeout)."""
+
+# After the deadline, how long the exchange's thread gets to notice that its
+# connection was closed before it is left to finish on its own (daemon).
+_ABANDON_GRACE: Final = 1.0
 
 _NONCE_BITS: Final = 64
 
@@ -65,15 +79,16 @@ def _build_request(message: bytes, hash_algorithm: str) -> _Request:
 
 
 def _check_answer(request: _Request, answer: bytes, source: str) -> bytes:
-    """The answer, if it grants this very request; else TimestampError."""
+    """The answer (unsigned SETs in DER order), if it grants this very request."""
     try:
         return _check_grant(request, answer, source)
-    except (ValueError, TypeError, KeyError) as error:
-        raise TimestampError(f"the answer of {source} is malformed: {error}") from None
+    except MALFORMED_INPUT_ERRORS as error:
+        reason = str(error) or type(error).__name__
+        raise TimestampError(f"the answer of {source} is malformed: {reason}") from None
 
 
 def _check_grant(request: _Request, answer: bytes, source: str) -> bytes:
-    response = load_response(answer, what=f"the answer of {source}")
+    answer, response = load_response(answer, what=f"the answer of {source}")
     status = response["status"]
     if status["status"].native != "granted":
         # grantedWithMods is refused too: verifiers (rfc3161-client among them)
@@ -121,17 +136,90 @@ def request_timestamp(
             status, failure bits and text), or grants something other than
             this request.
     """
+    if not timeout > 0:
+        raise TimestampError(f"the timeout must be a positive number of seconds, not {timeout}")
     request = _build_request(message, hash_algorithm)
     source = f"the TSA at {url}"
     http = client if client is not None else httpx.Client()
-    body = bytearray()
+    exchange = _Exchange(http, url, request.der, source, time.monotonic() + timeout)
+    worker = threading.Thread(target=exchange.run, name="secmark-tsa-request", daemon=True)
     try:
-        with http.stream(
+        worker.start()
+        worker.join(timeout)
+        if worker.is_alive():
+            # Past the deadline: stop the exchange. Closing our own client
+            # closes its socket; a caller's client is left open, and the
+            # exchange thread stops at its next read (each is bounded too).
+            exchange.cancelled.set()
+            if client is None:
+                http.close()
+                worker.join(_ABANDON_GRACE)
+            raise TimestampError(
+                f"{source} did not answer within {timeout} s; retry later or raise the timeout"
+            )
+    finally:
+        if client is None:
+            http.close()
+    if exchange.error is not None:
+        raise exchange.error
+    return _check_answer(request, exchange.body, source)
+
+
+class _Exchange:
+    """One POST to a TSA, run in a thread so that the caller can stop waiting.
+
+    httpx bounds each network operation, not the whole exchange; the caller
+    joins this thread until the deadline. The body is read in chunks, and
+    the deadline and :attr:`cancelled` are checked between them.
+    """
+
+    def __init__(
+        self, http: httpx.Client, url: str, request_der: bytes, source: str, deadline: float
+    ) -> None:
+        self._http = http
+        self._url = url
+        self._request_der = request_der
+        self._source = source
+        self._deadline = deadline
+        self.cancelled = threading.Event()
+        self.body = b""
+        # A TimestampError, or anything else (a bug) to re-raise as it is.
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.body = self._post()
+        except TimestampError as error:
+            self.error = error
+        except httpx.TimeoutException:
+            self.error = TimestampError(
+                f"{self._source} did not answer in time; retry later or raise the timeout"
+            )
+        except httpx.ConnectError as error:
+            self.error = TimestampError(
+                f"cannot connect to {self._source}: {error}; check the URL and that the TSA "
+                "is running"
+            )
+        except (httpx.HTTPError, httpx.InvalidURL) as error:
+            self.error = TimestampError(f"the HTTP exchange with {self._source} failed: {error}")
+        except BaseException as error:  # noqa: BLE001 (re-raised in the caller's thread)
+            self.error = error
+
+    def _remaining(self) -> float:
+        remaining = self._deadline - time.monotonic()
+        if remaining <= 0 or self.cancelled.is_set():
+            raise TimestampError(f"{self._source} did not answer in time")
+        return remaining
+
+    def _post(self) -> bytes:
+        source = self._source
+        body = bytearray()
+        with self._http.stream(
             "POST",
-            url,
-            content=request.der,
+            self._url,
+            content=self._request_der,
             headers={"Content-Type": QUERY_MEDIA_TYPE, "Accept": REPLY_MEDIA_TYPE},
-            timeout=timeout,
+            timeout=self._remaining(),
         ) as response:
             if response.status_code != 200:
                 raise TimestampError(
@@ -150,20 +238,8 @@ def request_timestamp(
                     raise TimestampError(
                         f"{source} sent more than {MAX_TOKEN_SIZE} bytes; it is not a TSA answer"
                     )
-    except httpx.TimeoutException:
-        raise TimestampError(
-            f"{source} did not answer within {timeout} s; retry later or raise the timeout"
-        ) from None
-    except httpx.ConnectError as error:
-        raise TimestampError(
-            f"cannot connect to {source}: {error}; check the URL and that the TSA is running"
-        ) from None
-    except (httpx.HTTPError, httpx.InvalidURL) as error:
-        raise TimestampError(f"the HTTP exchange with {source} failed: {error}") from None
-    finally:
-        if client is None:
-            http.close()
-    return _check_answer(request, bytes(body), source)
+                self._remaining()
+        return bytes(body)
 
 
 def request_timestamp_from(

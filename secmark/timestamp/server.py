@@ -9,7 +9,10 @@ another content type, 411 without a length, 413 for a body over
 authority cannot grant is answered 200 with a rejection TimeStampResp, as
 the RFC wants.
 
-The server is plain HTTP on the stdlib's threading server: bind it to
+The server is plain HTTP on the stdlib's threading server, one thread a
+connection, with a listen backlog of :data:`LISTEN_BACKLOG` so that a burst
+of clients is queued, not reset. Should ``respond`` ever raise, the client
+gets HTTP 500 and the error is logged; the server keeps serving. Bind it to
 localhost, or put a TLS-terminating proxy in front. TLS is not needed for
 the tokens' integrity (they are signed), only for privacy of the imprints.
 """
@@ -27,13 +30,20 @@ from typing import Final
 from secmark.timestamp._tsp import QUERY_MEDIA_TYPE, REPLY_MEDIA_TYPE
 from secmark.timestamp.authority import MAX_REQUEST_SIZE
 
-__all__ = ["CONNECTION_TIMEOUT", "DEFAULT_PORT", "TimestampServer"]
+__all__ = ["CONNECTION_TIMEOUT", "DEFAULT_PORT", "LISTEN_BACKLOG", "TimestampServer"]
 
 DEFAULT_PORT: Final = 3180
 """Port of ``secmark tsa serve`` unless told otherwise (none is registered)."""
 
 CONNECTION_TIMEOUT: Final = 10.0
 """Seconds a client may take to send its request: a slow client holds a thread."""
+
+LISTEN_BACKLOG: Final = 1024
+"""Connections the kernel queues before the server accepts them.
+
+The stdlib's default of 5 made 91 to 117 of 200 simultaneous clients see a
+reset; 1024 absorbs such bursts (Linux caps it at ``net.core.somaxconn``,
+4096 by default). Queued clients wait, within their own timeout."""
 
 _logger = logging.getLogger(__name__)
 
@@ -61,7 +71,13 @@ class _Handler(BaseHTTPRequestHandler):
                 f"requests are at most {MAX_REQUEST_SIZE} bytes",
             )
             return
-        answer = self.server.respond(self.rfile.read(length))
+        request = self.rfile.read(length)
+        try:
+            answer = self.server.respond(request)
+        except Exception:  # a bug must not leave the client without an answer
+            _logger.exception("the timestamp authority failed on a request")
+            self.send_error(HTTPStatus.INTERNAL_SERVER_ERROR, "the authority failed")
+            return
         self.send_response(HTTPStatus.OK)
         self.send_header("Content-Type", REPLY_MEDIA_TYPE)
         self.send_header("Content-Length", str(len(answer)))
@@ -82,6 +98,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _HttpServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, address: tuple[str, int], respond: Callable[[bytes], bytes]) -> None:
         super().__init__(address, _Handler)

@@ -33,14 +33,14 @@ def main() -> None:
     def one(data: bytes) -> None:
         stats = Stats(target.name)
         if data[:1] == b"\x00":
-            data, origin, kind = data[1:], b"", "bytes"
-            baseline.setdefault(origin, object())
+            data, origin, kind = data[1:], seeds[0], "raw"
         else:
             data, origin, kind = generate(target, random.Random(data), seeds)
         run_one(target, data, origin, kind, baseline, stats)
         if stats.failures:
             raise AssertionError("\n".join(f"{f.kind}: {f.detail}" for f in stats.findings))
 
+    atheris.instrument_all()
     atheris.Setup([sys.argv[0], *sys.argv[2:]], one)
     atheris.Fuzz()
 

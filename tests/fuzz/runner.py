@@ -113,7 +113,11 @@ def run_one(
             )
         )
     else:
-        if data == seed or accepted == baseline[seed]:
+        if (
+            data == seed
+            or accepted == baseline[seed]
+            or (kind == "raw" and any(accepted == value for value in baseline.values()))
+        ):
             stats.accepted_same += 1
         elif kind == "resigned":
             stats.accepted_resigned += 1

@@ -342,3 +342,60 @@ def test_trigger_set_array_with_an_unparsable_header_is_an_encoding_error() -> N
         (root / "labels.npy").write_bytes(original)
         (root / "manifest.json").write_bytes(manifest)
     assert np.array_equal(read_trigger_set(root).labels, np.load(io.BytesIO(original)))
+
+
+# -- memory: sizes and signatures before deep parsing ------------------------------
+
+
+def _peak_ratio(call: Callable[[], Any], size: int) -> float:
+    import gc
+    import tracemalloc
+
+    gc.collect()
+    tracemalloc.start()
+    base, _ = tracemalloc.get_traced_memory()
+    kept = call()
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    del kept
+    return (peak - base) / size
+
+
+def test_envelope_payload_is_decoded_in_place_not_parsed_as_json() -> None:
+    keys = fixed_keys("memory")
+    data = Envelope.sign(PAYLOAD_TYPE, b"x" * 3_000_000, keys).to_json()
+    # The decoded payload (3/4 of the envelope) and nothing else of its size:
+    # parsing the envelope as JSON held a text copy and a re-encoded one too.
+    assert _peak_ratio(lambda: Envelope.from_json(data), len(data)) < 0.8
+
+
+def test_signature_is_checked_before_the_payload_is_parsed() -> None:
+    keys, other = fixed_keys("memory"), fixed_keys("other")
+    data = Envelope.sign(PAYLOAD_TYPE, b"[" * 100_000, other).to_json()
+    from secmark.errors import SignatureError
+    from secmark.messages.document import open_document
+    from secmark.messages.release import Release
+
+    with pytest.raises(SignatureError):
+        open_document(data, Release, keys.public_keys)
+
+
+def test_canonical_check_holds_no_second_copy_of_the_document() -> None:
+    from secmark.encoding import parse_canonical_json
+
+    data = canonical_json({"a": "x" * 4_000_000})
+    # The text (freed after parsing) and the value: re-encoding the whole
+    # document to compare it held two more copies.
+    assert _peak_ratio(lambda: parse_canonical_json(data, max_size=1 << 30), len(data)) < 2.3
+
+
+def test_signature_verification_reads_the_message_in_place() -> None:
+    from secmark.crypto import verify_ed25519
+
+    keys = fixed_keys("memory")
+    message = b"m" * 4_000_000
+    signature = keys.sign(message)
+    ratio = _peak_ratio(
+        lambda: verify_ed25519(keys.public_keys.signing_key, message, signature), len(message)
+    )
+    assert ratio < 0.2  # crypto_sign_open copied the message three times

@@ -5,7 +5,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -208,3 +209,138 @@ def test_http_failures(status: int, content_type: str, body: bytes, error: str) 
 def test_invalid_url() -> None:
     with pytest.raises(TimestampError, match="HTTP exchange with the TSA at"):
         request_timestamp("ftp://127.0.0.1/", MESSAGE)
+
+
+# --- The deadline: a TSA that drips its answer --------------------------------
+
+
+@contextmanager
+def _dripping_server(
+    respond: Callable[[bytes], bytes], *, delay: float, chunk: int, drip_headers: bool
+) -> Iterator[str]:
+    """A real TSA on 127.0.0.1 that sends a valid answer ``chunk`` bytes every ``delay`` s."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.1)
+    stop = threading.Event()
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.settimeout(5)
+                received = b""
+                while b"\r\n\r\n" not in received:
+                    received += connection.recv(4096)
+                head, body = received.split(b"\r\n\r\n", 1)
+                length = int(
+                    next(
+                        line.split(b":")[1]
+                        for line in head.split(b"\r\n")
+                        if line.lower().startswith(b"content-length:")
+                    )
+                )
+                while len(body) < length:
+                    body += connection.recv(4096)
+                answer = respond(body)
+                data = (
+                    b"HTTP/1.1 200 OK\r\nContent-Type: " + REPLY_MEDIA_TYPE.encode()
+                    + b"\r\nContent-Length: " + str(len(answer)).encode() + b"\r\n\r\n" + answer
+                )  # fmt: skip
+                start = 0 if drip_headers else len(data) - len(answer)
+                try:
+                    connection.sendall(data[:start])
+                    for index in range(start, len(data), chunk):
+                        if stop.is_set():
+                            break
+                        connection.sendall(data[index : index + chunk])
+                        time.sleep(delay)
+                except OSError:
+                    continue  # the client hung up
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/"
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+        listener.close()
+
+
+@pytest.mark.parametrize("drip_headers", [False, True], ids=["body-drips", "headers-drip"])
+@pytest.mark.parametrize("own_client", [True, False], ids=["own-client", "caller-client"])
+def test_dripping_tsa_is_cut_off_at_the_deadline(
+    authority: TimestampAuthority, drip_headers: bool, own_client: bool
+) -> None:
+    """Each read arrives in time, the whole answer never would: about 40 s at one byte a 50 ms."""
+    with (
+        _dripping_server(authority.respond, delay=0.05, chunk=1, drip_headers=drip_headers) as url,
+        httpx.Client() as client,
+    ):
+        started = time.monotonic()
+        with pytest.raises(TimestampError, match="did not answer within 1.0 s"):
+            request_timestamp(url, MESSAGE, timeout=1.0, client=None if own_client else client)
+        assert time.monotonic() - started < 3.0
+
+
+def test_answer_in_chunks_within_the_deadline(
+    authority: TimestampAuthority, trust: TrustStore
+) -> None:
+    """Control: the same server, faster, is a working TSA."""
+    with _dripping_server(authority.respond, delay=0.01, chunk=64, drip_headers=True) as url:
+        token = request_timestamp(url, MESSAGE, timeout=10.0)
+    assert verify_timestamp(token, MESSAGE, trust).serial_number == 1
+
+
+def test_timeout_must_be_positive() -> None:
+    with pytest.raises(TimestampError, match="positive number of seconds"):
+        request_timestamp("http://127.0.0.1:1/", MESSAGE, timeout=0)
+
+
+# --- Bursts: the listen backlog --------------------------------------------------
+
+
+def test_200_simultaneous_connections_all_get_answers(authority: TimestampAuthority) -> None:
+    """With the stdlib's backlog of 5, 91 to 117 of them were reset."""
+    answer = request_timestamp_from(authority.respond, MESSAGE)
+    request = tsp.TimeStampReq(
+        {
+            "version": "v1",
+            "message_imprint": {
+                "hash_algorithm": {"algorithm": "sha256"},
+                "hashed_message": bytes(32),
+            },
+        }
+    ).dump()
+    http_request = (
+        b"POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: " + QUERY_MEDIA_TYPE.encode()
+        + b"\r\nContent-Length: " + str(len(request)).encode() + b"\r\nConnection: close\r\n\r\n"
+        + request
+    )  # fmt: skip
+    clients = 200
+    start = threading.Barrier(clients)
+    outcomes: list[str] = ["not run"] * clients
+
+    def one(index: int, port: int) -> None:
+        try:
+            start.wait(timeout=30)
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+                connection.sendall(http_request)
+                received = b""
+                while chunk := connection.recv(65536):
+                    received += chunk
+            outcomes[index] = "answered" if received.endswith(answer) else received[:40].decode()
+        except OSError as error:
+            outcomes[index] = type(error).__name__
+
+    with TimestampServer(lambda body: answer, port=0) as server:
+        port = int(server.url.rstrip("/").rsplit(":", 1)[1])
+        threads = [threading.Thread(target=one, args=(i, port)) for i in range(clients)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert outcomes == ["answered"] * clients, Counter(outcomes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import shutil
 import subprocess
@@ -9,15 +10,26 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from asn1crypto import cms, tsp
+from asn1crypto import x509 as asn1_x509
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import Encoding
+from cryptography.x509.oid import NameOID
+from rfc3161_client import decode_timestamp_response
 
 from secmark.errors import TimestampError
 from secmark.timestamp import (
     TimestampAuthority,
     TrustStore,
+    normalize_token,
     request_timestamp_from,
     verify_timestamp,
+    verify_timestamp_unanchored,
 )
 from tests.timestamp.conftest import MESSAGE, OTHER_MESSAGE
+from tests.timestamp.openssl_tsa import make_chain_tsa, reply_with, run_openssl, token_for
 
 OPENSSL = shutil.which("openssl")
 pytestmark = pytest.mark.skipif(OPENSSL is None, reason="needs the openssl command")
@@ -221,3 +233,103 @@ def test_builtin_token_verifies_with_openssl(
         check=False,
     )
     assert refused.returncode != 0 and b"message imprint mismatch" in refused.stderr
+
+
+# --- OpenSSL TSAs that embed their chain (FreeTSA and the like) ---------------
+
+
+@pytest.fixture(
+    scope="module",
+    params=[("ec", "sha256"), ("ec", "sha1"), ("rsa", "sha1")],
+    ids=["ec-ess-v2", "ec-ess-v1", "rsa-ess-v1"],
+)
+def chain_tsa(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    key, ess_alg = request.param
+    return make_chain_tsa(
+        tmp_path_factory.mktemp(f"chain-{key}-{ess_alg}"), key=key, ess_alg=ess_alg
+    )
+
+
+def test_chain_in_non_der_order_is_re_encoded_on_receipt(chain_tsa: Path) -> None:
+    raw: list[bytes] = []
+
+    def recording(request: bytes) -> bytes:
+        raw.append(reply_with(chain_tsa)(request))
+        return raw[-1]
+
+    token = request_timestamp_from(recording, MESSAGE)
+    # The TSA's own answer is refused by strict DER; the stored token is not.
+    with pytest.raises(ValueError, match="InvalidSetOrdering"):
+        decode_timestamp_response(raw[0])
+    decode_timestamp_response(token)
+    assert token != raw[0] and sorted(token) == sorted(raw[0]) and len(token) == len(raw[0])
+    certificates = tsp.TimeStampResp.load(token)["time_stamp_token"]["content"]["certificates"]
+    assert len(certificates) == 3  # TSA, intermediate, root
+    # The intermediate comes from the token; the root alone is trusted.
+    trust = TrustStore.from_pem_files([chain_tsa / "root.pem"], policy_oid=OPENSSL_POLICY)
+    assert verify_timestamp(token, MESSAGE, trust).tsa_subject == "CN=openssl chain test tsa"
+    assert verify_timestamp(raw[0], MESSAGE, trust).tsa_subject == "CN=openssl chain test tsa"
+    intact = verify_timestamp_unanchored(token, MESSAGE)
+    assert intact.chain == (
+        "CN=openssl chain test tsa",
+        "CN=openssl chain test intermediate",
+        "CN=openssl chain test root",
+    )
+    assert intact.self_signed_top
+    # OpenSSL still accepts the re-encoded token.
+    (chain_tsa / "stored.tsr").write_bytes(token)
+    (chain_tsa / "message.bin").write_bytes(MESSAGE)
+    output = run_openssl(
+        "ts", "-verify", "-data", "message.bin", "-in", "stored.tsr", "-CAfile", "root.pem",
+        cwd=chain_tsa,
+    )  # fmt: skip
+    assert b"Verification: OK" in output
+
+
+def test_bare_token_from_openssl_is_wrapped(chain_tsa: Path) -> None:
+    bare = token_for(chain_tsa, MESSAGE, token_only=True)
+    stored = normalize_token(bare)
+    decode_timestamp_response(stored)
+    trust = TrustStore.from_pem_files([chain_tsa / "root.pem"])
+    assert verify_timestamp(stored, MESSAGE, trust).policy_oid == OPENSSL_POLICY
+
+
+def test_impostor_intermediate_breaks_the_embedded_chain(chain_tsa: Path) -> None:
+    """The certificate SET is unsigned: an intermediate swapped for a look-alike is caught."""
+    token = normalize_token(token_for(chain_tsa, MESSAGE))
+    response = tsp.TimeStampResp.load(token)
+    signed_data = response["time_stamp_token"]["content"]
+    impostor_key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "openssl chain test intermediate")])
+    impostor = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(impostor_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(impostor_key, hashes.SHA256())
+    )
+    kept = [
+        choice
+        for choice in signed_data["certificates"]
+        if choice.chosen.subject.human_friendly != "Common Name: openssl chain test intermediate"
+    ]
+    signed_data["certificates"] = [
+        *kept,
+        cms.CertificateChoices.load(
+            cms.CertificateChoices(
+                name="certificate",
+                value=asn1_x509.Certificate.load(impostor.public_bytes(Encoding.DER)),
+            ).dump()
+        ),
+    ]
+    forged = normalize_token(response.dump(force=True))
+    with pytest.raises(TimestampError, match="not signed by its issuer"):
+        verify_timestamp_unanchored(forged, MESSAGE)
+    trust = TrustStore.from_pem_files([chain_tsa / "root.pem"])
+    with pytest.raises(TimestampError, match="does not chain to a trusted root"):
+        verify_timestamp(forged, MESSAGE, trust)
