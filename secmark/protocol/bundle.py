@@ -466,7 +466,16 @@ def verify_bundle(
         ]
         lines += [
             f"    release of {c.model_of[:16]} carries mark of {c.watermark_of[:16]}: {c.carries} "
-            f"({c.matches}/{c.trials})"
+            f"({c.matches}/{c.trials}, threshold {c.threshold}; control {c.control_matches}/"
+            f"{c.control_trials}, fires at {c.control_threshold}; "
+            f"{c.trigger_errors + c.decoy_errors} queries failed): "
+            + (
+                "proves a copy"
+                if c.proves_copy
+                else "proves absence"
+                if c.proves_absence
+                else "proves nothing"
+            )
             for c in verdict.cross_checks
         ]
     return BundleReport(
