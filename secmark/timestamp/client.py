@@ -46,6 +46,10 @@ DEFAULT_TIMEOUT: Final = 10.0
 """Seconds the whole exchange with a TSA may take: connecting, sending the
 request and receiving the whole answer (a deadline, not a per-read timeout)."""
 
+# An exchange longer than an hour is a hang, not a slow TSA (and the thread
+# join cannot wait for ever: threading.TIMEOUT_MAX).
+_MAX_TIMEOUT: Final = 3600.0
+
 # After the deadline, how long the exchange's thread gets to notice that its
 # connection was closed before it is left to finish on its own (daemon).
 _ABANDON_GRACE: Final = 1.0
@@ -136,12 +140,15 @@ def request_timestamp(
             status, failure bits and text), or grants something other than
             this request.
     """
-    if not timeout > 0:
-        raise TimestampError(f"the timeout must be a positive number of seconds, not {timeout}")
+    if not 0 < timeout <= _MAX_TIMEOUT:
+        raise TimestampError(
+            f"the timeout must be a positive number of seconds up to {_MAX_TIMEOUT:g}, "
+            f"not {timeout}"
+        )
     request = _build_request(message, hash_algorithm)
     source = f"the TSA at {url}"
     http = client if client is not None else httpx.Client()
-    exchange = _Exchange(http, url, request.der, source, time.monotonic() + timeout)
+    exchange = _Exchange(http, url, request.der, source, timeout)
     worker = threading.Thread(target=exchange.run, name="secmark-tsa-request", daemon=True)
     try:
         worker.start()
@@ -154,9 +161,7 @@ def request_timestamp(
             if client is None:
                 http.close()
                 worker.join(_ABANDON_GRACE)
-            raise TimestampError(
-                f"{source} did not answer within {timeout} s; retry later or raise the timeout"
-            )
+            raise exchange.too_late()
     finally:
         if client is None:
             http.close()
@@ -174,13 +179,14 @@ class _Exchange:
     """
 
     def __init__(
-        self, http: httpx.Client, url: str, request_der: bytes, source: str, deadline: float
+        self, http: httpx.Client, url: str, request_der: bytes, source: str, timeout: float
     ) -> None:
         self._http = http
         self._url = url
         self._request_der = request_der
         self._source = source
-        self._deadline = deadline
+        self._timeout = timeout
+        self._deadline = time.monotonic() + timeout
         self.cancelled = threading.Event()
         self.body = b""
         # A TimestampError, or anything else (a bug) to re-raise as it is.
@@ -192,9 +198,7 @@ class _Exchange:
         except TimestampError as error:
             self.error = error
         except httpx.TimeoutException:
-            self.error = TimestampError(
-                f"{self._source} did not answer in time; retry later or raise the timeout"
-            )
+            self.error = self.too_late()
         except httpx.ConnectError as error:
             self.error = TimestampError(
                 f"cannot connect to {self._source}: {error}; check the URL and that the TSA "
@@ -205,10 +209,17 @@ class _Exchange:
         except BaseException as error:  # noqa: BLE001 (re-raised in the caller's thread)
             self.error = error
 
+    def too_late(self) -> TimestampError:
+        """The error for an exchange past its deadline (the same from either thread)."""
+        return TimestampError(
+            f"{self._source} did not answer within {self._timeout} s; "
+            "retry later or raise the timeout"
+        )
+
     def _remaining(self) -> float:
         remaining = self._deadline - time.monotonic()
         if remaining <= 0 or self.cancelled.is_set():
-            raise TimestampError(f"{self._source} did not answer in time")
+            raise self.too_late()
         return remaining
 
     def _post(self) -> bytes:

@@ -138,8 +138,8 @@ def main() -> None:
             lambda d: open_challenge(d, arbiter.public_keys),
         ),
         (
-            f"verdict ({n(128)} rivals, {n(128) ** 2} cross-checks)",
-            sign_document(_verdict(n(128)), arbiter).to_json(),
+            f"verdict ({n(64)} rivals, {n(64) ** 2} cross-checks)",
+            sign_document(_verdict(n(64)), arbiter).to_json(),
             lambda d: open_verdict(d, arbiter.public_keys),
         ),
     ]

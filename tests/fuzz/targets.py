@@ -193,8 +193,25 @@ def _keyfile_seeds() -> list[bytes]:
     ]
 
 
+def _clamped(scalar: bytes) -> bytes:
+    """An X25519 secret as X25519 uses it (RFC 7748 5): bits 0-2 and 255
+    cleared, bit 254 set. Secrets that differ only in those five bits are
+    one key; an unprotected key file's integrity check (the key id) cannot
+    and need not tell them apart (found by the key-file-path target)."""
+    clamped = bytearray(scalar)
+    clamped[0] &= 248
+    clamped[31] = (clamped[31] & 127) | 64
+    return bytes(clamped)
+
+
 def _keys_content(keys: IdentityKeys) -> tuple[Any, ...]:
-    return (keys.key_id, tuple(sorted(keys.secret_fields().items())))
+    secrets = keys.secret_fields()
+    return (
+        keys.key_id,
+        secrets["signing_seed"],
+        secrets["vrf_seed"],
+        _clamped(secrets["encryption_key"]),
+    )
 
 
 def _keyfile(data: bytes) -> tuple[Any, ...]:

@@ -283,7 +283,7 @@ def test_dripping_tsa_is_cut_off_at_the_deadline(
         started = time.monotonic()
         with pytest.raises(TimestampError, match="did not answer within 1.0 s"):
             request_timestamp(url, MESSAGE, timeout=1.0, client=None if own_client else client)
-        assert time.monotonic() - started < 3.0
+        assert time.monotonic() - started < 5.0  # not the ~40 s of the whole drip
 
 
 def test_answer_in_chunks_within_the_deadline(
@@ -295,9 +295,10 @@ def test_answer_in_chunks_within_the_deadline(
     assert verify_timestamp(token, MESSAGE, trust).serial_number == 1
 
 
-def test_timeout_must_be_positive() -> None:
-    with pytest.raises(TimestampError, match="positive number of seconds"):
-        request_timestamp("http://127.0.0.1:1/", MESSAGE, timeout=0)
+@pytest.mark.parametrize("timeout", [0, -1, float("nan"), float("inf"), 1e12])
+def test_timeout_must_be_positive_and_bounded(timeout: float) -> None:
+    with pytest.raises(TimestampError, match="positive number of seconds up to 3600"):
+        request_timestamp("http://127.0.0.1:1/", MESSAGE, timeout=timeout)
 
 
 # --- Bursts: the listen backlog --------------------------------------------------
