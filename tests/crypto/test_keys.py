@@ -166,3 +166,48 @@ def test_failed_write_leaves_nothing_behind(tmp_path: Path, owner_keys: Identity
     with pytest.raises(KeyMaterialError):
         write_key_file(tmp_path / "owner.key", owner_keys, None)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_ed25519_verification_agrees_with_libsodium_strict_verification() -> None:
+    """verify_ed25519 reads the message in place (OpenSSL) and keeps libsodium's
+    rules: on valid, tampered, non-canonical-S and small-order-R signatures it
+    accepts exactly what libsodium's crypto_sign_open accepts."""
+    import random
+
+    from nacl.signing import SigningKey, VerifyKey
+
+    from secmark.crypto import verify_ed25519
+    from secmark.errors import SignatureError
+
+    order = 2**252 + 27742317777372353535851937790883648493
+    rng = random.Random(7)
+
+    def libsodium(key: bytes, message: bytes, signature: bytes) -> bool:
+        try:
+            VerifyKey(key).verify(message, signature)
+        except Exception:  # noqa: BLE001 - any refusal
+            return False
+        return True
+
+    def ours(key: bytes, message: bytes, signature: bytes) -> bool:
+        try:
+            verify_ed25519(key, message, signature)
+        except SignatureError:
+            return False
+        return True
+
+    for _ in range(200):
+        signing = SigningKey(rng.randbytes(32))
+        key, message = bytes(signing.verify_key), rng.randbytes(rng.randrange(64))
+        signature = signing.sign(message).signature
+        flipped = bytearray(signature)
+        flipped[rng.randrange(64)] ^= 1 << rng.randrange(8)
+        s = int.from_bytes(signature[32:], "little")
+        for candidate in (
+            signature,
+            bytes(flipped),
+            signature[:32] + (s + order).to_bytes(32, "little"),  # non-canonical S
+            bytes(32) + signature[32:],  # R of small order
+            b"\x01" + bytes(31) + signature[32:],  # R the identity
+        ):
+            assert ours(key, message, candidate) == libsodium(key, message, candidate)
