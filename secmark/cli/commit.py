@@ -11,7 +11,7 @@ from typing import Any
 from secmark.cli.output import add_json_flag, emit
 from secmark.cli.passphrase import open_key_file
 from secmark.errors import EncodingError, SecmarkError
-from secmark.files import PUBLIC_FILE_MODE, write_atomic
+from secmark.files import PUBLIC_FILE_MODE, read_regular_file, write_atomic
 from secmark.messages.commitment import create_commitment
 from secmark.messages.document import Fields
 from secmark.messages.families import family_from_fields
@@ -63,12 +63,17 @@ def _integer(text: str) -> int | float:
     return float(value)
 
 
+# A label space or family is a few hundred bytes; a megabyte is far beyond.
+_MAX_ARGUMENT_FILE = 1 << 20
+
+
 def _json_argument(text: str, what: str) -> Fields:
     if text.startswith("@"):
+        data = read_regular_file(text[1:], max_size=_MAX_ARGUMENT_FILE, what=f"--{what} file")
         try:
-            text = Path(text[1:]).read_text(encoding="utf-8")
-        except OSError as error:
-            raise SecmarkError(f"cannot read {text[1:]}: {error.strerror}") from None
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raise EncodingError(f"--{what} file {text[1:]} is not UTF-8 text") from None
     try:
         value: Any = json.loads(text, parse_int=_integer)
     except json.JSONDecodeError as error:

@@ -12,7 +12,7 @@ from typing import Any, Final
 from secmark.cli.output import add_json_flag, emit
 from secmark.encoding import format_time
 from secmark.errors import EncodingError, SecmarkError, TimestampError
-from secmark.files import PUBLIC_FILE_MODE, write_atomic
+from secmark.files import PUBLIC_FILE_MODE, read_regular_file, write_atomic
 from secmark.messages import PAYLOAD_TYPE, Envelope
 from secmark.messages.commitment import open_commitment
 from secmark.timestamp import (
@@ -130,10 +130,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _read(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as error:
-        raise SecmarkError(f"cannot read {path}: {error.strerror}") from None
+    return read_regular_file(path)
 
 
 def _timestamp(args: argparse.Namespace) -> int:

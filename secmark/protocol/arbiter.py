@@ -395,7 +395,11 @@ class Arbiter:
         return signed.to_json()
 
     def _revealed_indices(self, commitment_id: str, case: Case) -> tuple[int, ...]:
-        """The indices that other cases of the commitment have had revealed."""
+        """The indices that other cases of the commitment have had revealed.
+
+        A case whose state is damaged still counts when its signed challenge
+        is of this commitment and it holds a reveal: its indices may be out.
+        """
         revealed: set[int] = set()
         for other in self._cases():
             if (
@@ -404,6 +408,17 @@ class Arbiter:
                 and other.at_least("revealed")
             ):
                 revealed.update(self._challenge(other).document.indices)
+        for name in self.damaged_cases:
+            folder = self.folder / "cases" / name
+            if name == case.name or not (folder / "reveal.json").exists():
+                continue
+            try:
+                data = read_regular_file(folder / "challenge.json", what="challenge")
+                challenge = open_challenge(data, self.keys.public_keys).document
+            except SecmarkError:
+                continue  # no challenge of ours: nothing of it can have been revealed
+            if challenge.commitment_id == commitment_id:
+                revealed.update(challenge.indices)
         return tuple(sorted(revealed))
 
     def _cases(self, *, besides: str | None = None) -> list[Case]:

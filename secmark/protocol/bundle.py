@@ -225,6 +225,9 @@ def _bundle_roots(texts: tuple[str, ...]) -> TrustStore:
             raise SignatureError(
                 f"TSA root {position} of the bundle is not validly self-signed"
             ) from None
+        if root in roots:
+            # One root twice would be another spelling of the same bundle.
+            raise EncodingError(f"TSA root {position} of the bundle repeats an earlier one")
         roots.append(root)
     return TrustStore(roots=tuple(roots))
 

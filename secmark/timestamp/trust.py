@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 from cryptography import x509
 
 from secmark.errors import EncodingError
+from secmark.files import read_regular_file
 
 __all__ = ["TrustStore"]
 
@@ -28,13 +28,14 @@ def _load_pem(data: bytes, what: str) -> tuple[x509.Certificate, ...]:
     return certificates
 
 
+# A PEM file of a few roots and intermediates; far beyond any real one.
+_MAX_PEM_FILE = 16 << 20
+
+
 def _read(paths: Iterable[str | os.PathLike[str]]) -> bytes:
     chunks = []
     for path in paths:
-        try:
-            chunks.append(Path(path).read_bytes())
-        except OSError as error:
-            raise EncodingError(f"cannot read certificate file {path}: {error}") from None
+        chunks.append(read_regular_file(path, max_size=_MAX_PEM_FILE, what="certificate file"))
     return b"\n".join(chunks)
 
 

@@ -34,7 +34,7 @@ from typing import Final
 from asn1crypto import cms, core, parser, tsp
 from asn1crypto import x509 as asn1_x509
 from cryptography import x509
-from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -558,7 +558,7 @@ def _check_issued_by(certificate: x509.Certificate, issuer: x509.Certificate) ->
     subject = certificate.subject.rfc4514_string()
     try:
         certificate.verify_directly_issued_by(issuer)
-    except (InvalidSignature, ValueError, TypeError, UnsupportedAlgorithm):
+    except (InvalidSignature, *MALFORMED_INPUT_ERRORS):
         raise TimestampError(
             f"the certificate {subject} in the token is not signed by its issuer "
             f"{issuer.subject.rfc4514_string()}: the token's certificate chain is broken"
@@ -608,8 +608,8 @@ def _check_chain(
         ).build()
         try:
             verifier.verify_message(response, message)
-        except (VerificationError, ValueError) as error:
-            failure = str(error)
+        except (VerificationError, *MALFORMED_INPUT_ERRORS) as error:
+            failure = str(error) or type(error).__name__
             continue
         return root
     raise TimestampError(

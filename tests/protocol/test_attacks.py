@@ -1155,3 +1155,10 @@ def test_adversarial_examples_as_pool_items_outside_the_merkle_tree(
         world.owner, signed, arbiter.challenge(second), arbiter.identity, pool=pool
     )
     assert len(arbiter.receive_reveal(second, honest)) == len(indices)
+
+
+def test_a_bundle_repeating_a_tsa_root(decided: CaseRun) -> None:
+    """The same root twice would be a second spelling of one bundle."""
+    roots = bundle_members(decided.bundle)["tsa_roots"]
+    with pytest.raises(EncodingError, match="repeats an earlier one"):
+        verify_bundle(bundle_with(decided.bundle, tsa_roots=roots * 2))  # type: ignore[arg-type]

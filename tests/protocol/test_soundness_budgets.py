@@ -130,3 +130,17 @@ def test_the_level_of_a_policy_is_bounded() -> None:
     assert ArbiterPolicy(alpha=MAX_ALPHA).alpha == Fraction(1, 2**20)
     with pytest.raises(ValueError, match="alpha"):
         ArbiterPolicy(alpha=MAX_ALPHA * 2)
+
+
+def test_a_damaged_case_still_withholds_its_revealed_indices(
+    world: World, owner_mark: Committed
+) -> None:
+    """A case whose state file is damaged is skipped as a rival, but the
+    indices its signed challenge asked for, once revealed, stay excluded."""
+    arbiter = world.arbiter()
+    first = world.run_case(owner_mark, memorising_suspect(owner_mark), arbiter=arbiter)
+    (first.case.folder / "state.json").write_bytes(b'{"record":{},"stage":"decided"}')
+    _, challenge = _challenge(world, arbiter, owner_mark, "oip:http://next.example/v2/models/m")
+    document = open_challenge(challenge, arbiter.keys.public_keys).document
+    assert first.case.name in arbiter.damaged_cases
+    assert set(document.excluded) == set(first.challenge_document.document.indices)
