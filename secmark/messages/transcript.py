@@ -22,13 +22,14 @@ from secmark.messages.claim import MAX_SUSPECT_REFERENCE
 from secmark.messages.commitment import MAX_COMMITTED_TRIGGERS
 from secmark.messages.document import Fields, SignedDocument, open_document
 
-__all__ = ["MAX_QUERIES", "Transcript", "TranscriptEntry", "open_transcript"]
+__all__ = ["MAX_ERROR_TEXT", "MAX_QUERIES", "Transcript", "TranscriptEntry", "open_transcript"]
 
 MAX_QUERIES = 1 << 21
 """Challenged triggers plus decoys, with room to spare."""
 
 _MAX_TRANSCRIPT_SIZE = 512 * 1024 * 1024
-_MAX_ERROR_TEXT = 2048
+MAX_ERROR_TEXT = 2048
+"""Longest error text an entry holds; a recorder cuts longer ones to it."""
 _MAX_TOKENS = 1 << 16
 
 Answer = int | float | list[int] | None
@@ -45,6 +46,10 @@ class TranscriptEntry:
     def __post_init__(self) -> None:
         if (self.answer is None) == (self.error is None):
             raise EncodingError("a transcript entry holds an answer or an error, exactly one")
+
+    @property
+    def is_trigger(self) -> bool:
+        return self.trigger_index is not None
 
     def to_fields(self) -> dict[str, Any]:
         return {
@@ -65,9 +70,7 @@ class TranscriptEntry:
             else fields.integer("trigger_index", minimum=0, maximum=MAX_COMMITTED_TRIGGERS - 1)
         )
         answer = fields.answer("answer", max_items=_MAX_TOKENS)
-        error = (
-            None if fields.is_null("error") else fields.text("error", max_length=_MAX_ERROR_TEXT)
-        )
+        error = None if fields.is_null("error") else fields.text("error", max_length=MAX_ERROR_TEXT)
         return cls(position, digest, index, answer, error)
 
 

@@ -401,12 +401,8 @@ class Arbiter:
         is of this commitment and it holds a reveal: its indices may be out.
         """
         revealed: set[int] = set()
-        for other in self._cases():
-            if (
-                other.name != case.name
-                and other.record["commitment_id"] == commitment_id
-                and other.at_least("revealed")
-            ):
+        for other in self._cases(besides=case.name):
+            if other.record["commitment_id"] == commitment_id and other.at_least("revealed"):
                 revealed.update(self._challenge(other).document.indices)
         for name in self.damaged_cases:
             folder = self.folder / "cases" / name
@@ -612,10 +608,7 @@ class Arbiter:
             suspect=case.record["suspect"],
             started=started,
             finished=self._clock(),
-            entries=tuple(
-                TranscriptEntry(r.position, r.input_sha256, r.trigger_index, r.answer, r.error)
-                for r in result.records
-            ),
+            entries=result.records,
             queried=queried,
         )
         signed = sign_document(transcript, self.keys)
@@ -639,16 +632,13 @@ class Arbiter:
         started = fields.time("started")
         entries = fields.objects("answers", TranscriptEntry.from_fields, max_items=MAX_QUERIES)
         fields.finish()
-        return started, {
-            e.position: QueryRecord(e.position, e.input_sha256, e.trigger_index, e.answer, e.error)
-            for e in entries
-        }
+        return started, {entry.position: entry for entry in entries}
 
     def _save_progress(self, case: Case, started: datetime, records: Iterable[QueryRecord]) -> None:
         answers = [
-            TranscriptEntry(r.position, r.input_sha256, r.trigger_index, r.answer, r.error)
-            for r in sorted(records, key=lambda r: r.position)
-            if r.error is None
+            record
+            for record in sorted(records, key=lambda record: record.position)
+            if record.error is None
         ]
         progress = {
             "answers": [entry.to_fields() for entry in answers],

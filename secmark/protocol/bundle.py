@@ -48,7 +48,7 @@ from secmark.messages.transcript import open_transcript
 from secmark.messages.verdict import open_verdict
 from secmark.protocol.case import Case
 from secmark.protocol.challenge import check_challenge_indices
-from secmark.protocol.querying import QueryRecord, input_digest, score_answers
+from secmark.protocol.querying import input_digest, score_answers
 from secmark.protocol.reveals import revealed_triggers
 from secmark.protocol.suspects import canonical_suspect
 from secmark.timestamp import TrustStore
@@ -358,13 +358,10 @@ def verify_bundle(
     _require(
         verdict.test.alpha == str(alpha), "the verdict tests at another level than its challenge"
     )
-    records = [
-        QueryRecord(e.position, e.input_sha256, e.trigger_index, e.answer, e.error) for e in entries
-    ]
     rescored = score_answers(
         commitment.document.labels,
         [trigger.label for trigger in triggers],
-        records,
+        entries,
         alpha=alpha,
     )
     _require(

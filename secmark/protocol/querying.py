@@ -36,6 +36,7 @@ import safetensors.numpy
 
 from secmark.errors import EncodingError, SuspectError
 from secmark.messages.labels import ClassLabels, LabelSpace, RegressionLabels, TokenLabels
+from secmark.messages.transcript import MAX_ERROR_TEXT, TranscriptEntry
 from secmark.models.base import Suspect
 from secmark.stats import DEFAULT_ALPHA, BinomialTestResult, binomial_test, null_match_probability
 
@@ -64,23 +65,11 @@ FAILURE_FRACTION = 16
 _MAX_PLAN_SIZE = 1 << 32
 
 
-@dataclass(frozen=True)
-class QueryRecord:
-    """One query as sent: ``answer`` or ``error`` is set, never both.
-
-    ``answer`` is JSON-ready: an int (class), a float (regression value) or a
-    list of ints (token ids).
-    """
-
-    position: int
-    input_sha256: str
-    trigger_index: int | None
-    answer: int | float | list[int] | None
-    error: str | None
-
-    @property
-    def is_trigger(self) -> bool:
-        return self.trigger_index is not None
+QueryRecord = TranscriptEntry
+"""One query as sent: ``answer`` or ``error`` is set, never both. ``answer``
+is JSON-ready: an int (class), a float (regression value) or a list of ints
+(token ids). It is the transcript's entry itself, so records are written and
+re-read without conversion."""
 
 
 @dataclass(frozen=True)
@@ -363,6 +352,8 @@ def run_plan(
             except SuspectError as wrong:
                 answer, error = None, str(wrong)
         if error is not None:
+            # Cut to what a transcript holds, so any error can be recorded.
+            error = error[:MAX_ERROR_TEXT]
             failures.append(error)
         return QueryRecord(
             position=position,

@@ -15,7 +15,7 @@ import pytest
 from secmark.errors import SuspectError
 from secmark.messages.commitment import create_commitment
 from secmark.messages.labels import RegressionLabels
-from secmark.messages.transcript import open_transcript
+from secmark.messages.transcript import MAX_ERROR_TEXT, open_transcript
 from secmark.models import CallableSuspect
 from secmark.protocol.bundle import verify_bundle
 from secmark.triggers import iter_triggers
@@ -117,3 +117,32 @@ def test_a_suspect_answering_only_out_of_range_classes_leaves_the_case_requeryab
         run.arbiter.query(run.case, garbage)
     run.arbiter.query(run.case, memorising_suspect(owner_mark))
     assert run.arbiter.case(run.case.name).stage == "queried"
+
+
+def test_an_error_longer_than_a_transcript_holds_is_cut_to_fit(
+    world: World, owner_mark: Committed
+) -> None:
+    """A suspect adapter that reports a 10,000-character error cannot make
+    the transcript, and with it the bundle, unreadable."""
+    watermarked = memorising_suspect(owner_mark)
+
+    class Verbose:
+        single = 0
+
+        def predict(self, batch: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+            if len(batch) > 1:
+                raise SuspectError("batch refused")
+            self.single += 1
+            if self.single <= 3:  # three long failures, within the budget
+                raise SuspectError("x" * 10_000)
+            return watermarked.predict(batch)
+
+        def describe(self) -> str:
+            return SUSPECT
+
+    run = world.run_case(owner_mark, Verbose())  # type: ignore[arg-type]
+    entries = open_transcript(
+        run.case.read("transcript.json"), run.arbiter.keys.public_keys
+    ).document.entries
+    assert all(len(e.error or "") <= MAX_ERROR_TEXT for e in entries)
+    assert verify_bundle(run.bundle, world.trust).outcome == run.decision.outcome
