@@ -58,7 +58,7 @@ def steps_above(x: float, steps: int) -> float:
 
 
 SPACES: list[tuple[str, float, float, float]] = [
-    # The degenerate spaces: refused.
+    # Degenerate spaces: refused.
     ("6 ulps at 1, tol 3*2^-201", 1.0, steps_above(1.0, 6), 3 * 2.0**-201),
     ("8 ulps at 1e300, tol 1e-300", 1e300, steps_above(1e300, 8), 1e-300),
     ("[0, 1], tol 1e-300", 0.0, 1.0, 1e-300),

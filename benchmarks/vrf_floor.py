@@ -13,9 +13,8 @@ encode_to_curve (5.4.1.1), in every floor
 beta (5.1 then 5.2, no proof)
     one scalar multiplication ``(8x mod q) * H``, which is ``cofactor * Gamma``
     (H is in the prime-order subgroup and the secret x is at hand), and
-    SHA-512: nothing more can be left out. The issue's definition,
-    ``x * H`` and then three doublings, is printed beside it as
-    ``beta, issue's count``.
+    SHA-512: nothing more can be left out (``x * H`` followed by three
+    doublings does the same work with three more group operations).
 prove (5.1)
     ``Gamma = x * H``, ``k * B``, ``k * H``: three scalar multiplications;
     SHA-512 for the nonce and the challenge.
@@ -106,7 +105,6 @@ class Floors:
     """Floor functions over prepared inputs; each runs once per input."""
 
     beta: Callable[[], None]
-    beta_issue: Callable[[], None]
     prove: Callable[[], None]
     verify: Callable[[], None]
     verify_multiplications: Callable[[], None]
@@ -139,14 +137,6 @@ def prepare(secret: VrfSecretKey, alphas: Sequence[bytes], proofs: Sequence[byte
             _encode_floor(step)
             _sha512(_BETA_PREFIX + _mul(x8_bytes, step.point) + b"\x00").digest()
 
-    def beta_issue() -> None:
-        for step in steps:
-            _encode_floor(step)
-            gamma = _mul(x_bytes, step.point)
-            gamma = _add(gamma, gamma)
-            gamma = _add(gamma, gamma)
-            _sha512(_BETA_PREFIX + _add(gamma, gamma) + b"\x00").digest()
-
     def prove() -> None:
         for step, k in zip(steps, nonces):
             _encode_floor(step)
@@ -174,4 +164,4 @@ def prepare(secret: VrfSecretKey, alphas: Sequence[bytes], proofs: Sequence[byte
             _mul(s, step.point)
             _mul(c, gamma)
 
-    return Floors(beta, beta_issue, prove, verify, verify_multiplications)
+    return Floors(beta, prove, verify, verify_multiplications)

@@ -14,6 +14,7 @@ from tqdm import tqdm
 from secmark.cli.output import add_json_flag, emit
 from secmark.cli.passphrase import open_key_file
 from secmark.errors import EncodingError, KeyMaterialError, SecmarkError
+from secmark.files import open_regular_file, read_regular_file
 from secmark.messages.commitment import MAX_COMMITMENT_SIZE, Commitment, open_commitment
 from secmark.messages.families import OverlayFamily, PoolFamily
 from secmark.triggers import (
@@ -113,19 +114,19 @@ def open_pool(path: Path | None, commitment: Commitment) -> CommittedPool | None
         return None
     if path is None:
         raise SecmarkError(f"the {commitment.family.NAME} family needs its pool: add --pool")
+    # The type is checked first (a FIFO would block np.load forever); a
+    # memory map needs the path, not the handle.
+    handle, _ = open_regular_file(path, what="pool")
+    handle.close()
     try:
         items = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as error:
+    except (OSError, ValueError, EOFError) as error:
         raise EncodingError(f"cannot read the pool {path}: {error}") from None
     return CommittedPool.open(items, commitment)
 
 
 def _derive(args: argparse.Namespace) -> int:
-    try:
-        with open(args.commitment, "rb") as handle:
-            data = handle.read(MAX_COMMITMENT_SIZE + 1)
-    except OSError as error:
-        raise SecmarkError(f"cannot read {args.commitment}: {error.strerror}") from None
+    data = read_regular_file(args.commitment, max_size=MAX_COMMITMENT_SIZE, what="commitment")
     signed = open_commitment(data)
     commitment = signed.document
     if args.out.exists():

@@ -311,8 +311,9 @@ def uniform_float32(
             target = out[chunk + start : chunk + stop]
             np.bitwise_and(words[start:stop], 0xFFFFFF, out=ints)
             if value is None:
-                target[...] = ints
-                np.multiply(target, _FLOAT32_UNIT, out=target)
+                # u < 2^24 converts to binary32 exactly and the product by
+                # 2^-24 is exact: one binary32 multiplication gives the value.
+                np.multiply(ints, _FLOAT32_UNIT, out=target, dtype=np.float32)
                 continue
             # u / 2^24 exactly, then width * that and low + that, each rounded
             # in binary64, and one rounding to binary32 on the assignment.

@@ -14,12 +14,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from secmark.cli.derive import open_pool
 from secmark.cli.dispute import read_file
 from secmark.cli.main import main as cli_main
 from secmark.cli.output import emit, printable
@@ -30,6 +32,7 @@ from secmark.crypto.passphrase_box import seal_box
 from secmark.encoding import canonical_json
 from secmark.errors import EncodingError, KeyMaterialError, SecmarkError
 from secmark.messages import PAYLOAD_TYPE, Envelope
+from secmark.messages.families import PoolFamily
 from secmark.messages.identity import create_identity, open_identity
 from secmark.messages.release import open_release
 from secmark.protocol.bundle import verify_bundle
@@ -199,6 +202,21 @@ def test_identity_show_of_a_fifo_exits_with_an_error(fifo: Path) -> None:
         _returns_within(5, lambda: status.append(cli_main(["identity", "show", str(fifo)]))) is None
     )
     assert status and status[0] != 0
+
+
+def test_derive_commitment_that_is_a_fifo_exits_with_an_error(fifo: Path, tmp_path: Path) -> None:
+    status: list[int] = []
+    command = ["derive", str(fifo), "--key", str(tmp_path / "key"), "--out", str(tmp_path / "t")]
+    assert _returns_within(5, lambda: status.append(cli_main(command))) is None
+    assert status and status[0] != 0
+
+
+def test_pool_that_is_a_fifo_is_refused_without_blocking(fifo: Path) -> None:
+    pool_family = PoolFamily(pool_size=4, item_shape=(2,), item_dtype="uint8")
+    commitment = SimpleNamespace(family=pool_family)
+    error = _returns_within(5, lambda: open_pool(fifo, commitment))  # type: ignore[arg-type]
+    assert isinstance(error, SecmarkError)
+    assert "a FIFO" in str(error)
 
 
 def test_passphrase_file_that_is_a_fifo_is_refused_without_blocking(fifo: Path) -> None:
