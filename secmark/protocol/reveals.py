@@ -13,7 +13,7 @@ from secmark.messages.commitment import Commitment
 from secmark.messages.document import SignedDocument
 from secmark.messages.families import OverlayFamily, PoolFamily
 from secmark.messages.reveal import RevealContents
-from secmark.triggers import Trigger, verify_trigger
+from secmark.triggers import Trigger, verify_triggers
 
 __all__ = ["revealed_pool_items", "revealed_triggers"]
 
@@ -60,20 +60,16 @@ def revealed_triggers(
             "a reveal must answer exactly the challenged indices, in order "
             f"(missing {missing[:10]}, not challenged {extra[:10]})"
         )
-    triggers = []
-    for entry in contents.triggers:
-        item = (
-            None
-            if entry.pool_item is None
-            else _item_array(entry.pool_item, signed_commitment.document)
-        )
-        triggers.append(
-            verify_trigger(
-                signed_commitment,
+    commitment = signed_commitment.document
+    return verify_triggers(
+        signed_commitment,
+        [
+            (
                 entry.index,
                 entry.proof,
-                pool_item=item,
-                merkle_path=entry.merkle_path,
+                None if entry.pool_item is None else _item_array(entry.pool_item, commitment),
+                entry.merkle_path,
             )
-        )
-    return triggers
+            for entry in contents.triggers
+        ],
+    )

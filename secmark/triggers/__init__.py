@@ -6,7 +6,8 @@ VRF proof. ``specs/derivation.md`` is the normative definition; the vectors
 in ``vectors/triggers/`` pin it.
 
 - :func:`derive_trigger`, :func:`iter_triggers`: the owner's derivation.
-- :func:`verify_trigger`: check a revealed trigger and re-derive it.
+- :func:`verify_trigger`, :func:`verify_triggers`: check revealed triggers
+  and re-derive them.
 - :func:`generate_decoys`: inputs from the same generator, fresh randomness.
 - :func:`pool_root`, :class:`CommittedPool`: the Merkle-committed pool of the
   pool and overlay families.
@@ -28,6 +29,7 @@ from secmark.triggers.derive import (
     pool_root,
     trigger_alpha,
     verify_trigger,
+    verify_triggers,
 )
 from secmark.triggers.generate import Label, PoolItems
 from secmark.triggers.trigger_set import (
@@ -56,5 +58,6 @@ __all__ = [
     "trigger_alpha",
     "verify_trigger",
     "verify_trigger_set",
+    "verify_triggers",
     "write_trigger_set",
 ]
