@@ -23,6 +23,8 @@ from secmark.errors import EncodingError
 from secmark.messages.document import Fields, SignedDocument, open_document
 
 __all__ = [
+    "MAX_CROSS_CHECKED",
+    "MAX_RIVALS",
     "OUTCOMES",
     "CrossCheck",
     "ReleaseTime",
@@ -40,8 +42,17 @@ not hold, or the releases prove a holding rival the origin over it;
 ambiguous: every other holding claim (:func:`outcome_of`,
 ``specs/dispute.md`` 8.7)."""
 
+MAX_RIVALS = 256
+"""Most rival claims a verdict lists: an arbiter refuses to decide a case
+with more rather than sign a verdict nobody could open."""
+
+MAX_CROSS_CHECKED = 64
+"""Most holding claims (the decided one included) whose registered releases
+are cross-checked: every release against every watermark, so a verdict holds
+at most ``MAX_CROSS_CHECKED ** 2`` cross-checks. With more holding claims
+none is made and the outcome is ambiguous (no proof of origin)."""
+
 _MAX_VERDICT_SIZE = 4 * 1024 * 1024
-_MAX_RIVALS = 256
 _MAX_REASON = 4096
 _MAX_COUNT = 1 << 40
 
@@ -371,9 +382,11 @@ class Verdict:
             else fields.nested("release", ReleaseTime.from_fields),
             test=fields.nested("test", TestFigures.from_fields),
             prior_challenges=fields.integer("prior_challenges", minimum=0, maximum=_MAX_COUNT),
-            rivals=tuple(fields.objects("rivals", RivalClaim.from_fields, max_items=_MAX_RIVALS)),
+            rivals=tuple(fields.objects("rivals", RivalClaim.from_fields, max_items=MAX_RIVALS)),
             cross_checks=tuple(
-                fields.objects("cross_checks", CrossCheck.from_fields, max_items=_MAX_RIVALS**2)
+                fields.objects(
+                    "cross_checks", CrossCheck.from_fields, max_items=MAX_CROSS_CHECKED**2
+                )
             ),
             outcome=fields.text("outcome"),
             reason=fields.text("reason", max_length=_MAX_REASON),

@@ -60,6 +60,8 @@ from secmark.messages.release import model_file_digest, open_release
 from secmark.messages.reveal import RevealContents, open_reveal
 from secmark.messages.transcript import MAX_QUERIES, Transcript, TranscriptEntry
 from secmark.messages.verdict import (
+    MAX_CROSS_CHECKED,
+    MAX_RIVALS,
     CrossCheck,
     ReleaseTime,
     RivalClaim,
@@ -690,16 +692,27 @@ class Arbiter:
         cross-check on a pool-family watermark are drawn from
         ``decoy_pools[claim id]`` (as :meth:`query` draws them).
 
+        More than :data:`~secmark.messages.verdict.MAX_CROSS_CHECKED`
+        holding claims are not cross-checked (that would take their square
+        in checks); the outcome is then ambiguous.
+
         Raises:
             ProtocolError: the case is not queried, a deposited model file
-                is not the registered release, or a pool-family watermark
-                to cross-check has no decoy pool.
+                is not the registered release, a pool-family watermark to
+                cross-check has no decoy pool, or more rival claims than a
+                verdict lists (:data:`~secmark.messages.verdict.MAX_RIVALS`).
         """
         case.require("queried", "deciding")
         rivals = self.rivals(case)
+        if len(rivals) > MAX_RIVALS:
+            raise ProtocolError(
+                f"{len(rivals)} rival claims on this suspect reached the query step; a verdict "
+                f"lists at most {MAX_RIVALS}, so this case cannot be decided (an arbiter that "
+                "admits claims on one suspect should stop before this many reach the query step)"
+            )
         holding = [case] + [rival for rival in rivals if rival.record["holds"]]
         cross_checks: list[CrossCheck] = []
-        if case.record["holds"] and len(holding) > 1:
+        if case.record["holds"] and 1 < len(holding) <= MAX_CROSS_CHECKED:
             cross_checks = self._cross_check(
                 holding, released_models or {}, load_model, decoy_pools or {}
             )
@@ -818,6 +831,12 @@ class Arbiter:
                 f"the registered releases prove claim {origin} the origin over this one: this "
                 f"claimant's release carries the watermark of {origin} (and not as any model "
                 f"would), and the release of {origin} does not carry this claimant's"
+            )
+        if len(holding) + 1 > MAX_CROSS_CHECKED:
+            return outcome, (
+                f"this claim and {len(holding)} other(s) hold on the suspect: more than "
+                f"{MAX_CROSS_CHECKED} holding claims are not cross-checked, so no release proves "
+                "any of them the origin"
             )
         return outcome, (
             f"this claim and {len(holding)} other(s) hold on the suspect, and the cross-checks of "
