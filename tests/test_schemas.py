@@ -1,39 +1,98 @@
-"""The JSON Schemas in specs/schemas/ accept what the code writes and the vectors hold."""
+"""The JSON Schemas shipped in secmark.schemas accept what the code writes and the vectors hold."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 
+from secmark import schemas
 from secmark.crypto import INTERACTIVE_KDF, IdentityKeys, encode_key_file
+from secmark.errors import SecmarkError
 from secmark.messages import Envelope, create_identity
 from tests.conftest import load_vector
 
-SCHEMAS = Path(__file__).resolve().parent.parent / "specs" / "schemas"
+DOCUMENTS = (
+    "bundle",
+    "bundle-report",
+    "challenge",
+    "claim",
+    "commitment",
+    "envelope",
+    "identity",
+    "keyfile",
+    "public-keys",
+    "release",
+    "reveal",
+    "reveal-contents",
+    "timestamp-evidence",
+    "transcript",
+    "verdict",
+)
 
 
 def _registry() -> Registry:
-    resources = []
-    for path in SCHEMAS.glob("*.schema.json"):
-        schema = json.loads(path.read_text())
-        resources.append((schema["$id"], Resource.from_contents(schema)))
-    return Registry().with_resources(resources)
+    return Registry().with_resources(
+        (schema["$id"], Resource.from_contents(schema)) for schema in schemas.load_all().values()
+    )
 
 
 def validator(name: str) -> Draft202012Validator:
-    schema = json.loads((SCHEMAS / f"{name}.schema.json").read_text())
+    schema = schemas.load(name)
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema, registry=_registry())
 
 
+def test_every_document_has_a_shipped_schema() -> None:
+    assert set(schemas.names()) == set(DOCUMENTS)
+
+
 def test_every_schema_is_valid_draft_2020_12() -> None:
-    for path in SCHEMAS.glob("*.schema.json"):
-        Draft202012Validator.check_schema(json.loads(path.read_text()))
+    for name, schema in schemas.load_all().items():
+        Draft202012Validator.check_schema(schema)
+        assert schema["$id"] == f"https://secmark.invalid/schemas/{name}.schema.json"
+
+
+def _references(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, member in value.items():
+            if key == "$ref" and isinstance(member, str):
+                yield member
+            else:
+                yield from _references(member)
+    elif isinstance(value, list):
+        for member in value:
+            yield from _references(member)
+
+
+def test_every_reference_resolves_to_a_shipped_schema() -> None:
+    shipped = schemas.load_all()
+    ids = {schema["$id"] for schema in shipped.values()}
+    for schema in shipped.values():
+        for reference in _references(schema):
+            target = urljoin(schema["$id"], reference).partition("#")[0]
+            assert target in ids, (schema["$id"], reference)
+
+
+@pytest.mark.parametrize("name", ["../envelope", "envelope.schema.json", "", "Envelope"])
+def test_an_unknown_schema_name_is_refused(name: str) -> None:
+    with pytest.raises(SecmarkError, match="no schema is named"):
+        schemas.load(name)
+
+
+def test_the_specification_links_only_to_shipped_schemas() -> None:
+    specs = Path(__file__).resolve().parent.parent / "specs"
+    assert not (specs / "schemas").exists(), "the schemas live in secmark/schemas only"
+    for page in specs.glob("*.md"):
+        for link in page.read_text(encoding="utf-8").split("](../secmark/schemas/")[1:]:
+            target = link.split(")", 1)[0]
+            assert not target or target[: -len(".schema.json")] in schemas.names(), (page, target)
 
 
 def test_identity_vector_matches_schemas() -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import timedelta
+from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,19 @@ import numpy.typing as npt
 from secmark.cli.dispute import read_file, write_new
 from secmark.cli.output import add_json_flag, emit
 from secmark.cli.passphrase import open_key_file
-from secmark.cli.suspects import add_suspect_arguments, build_suspect, torch_model_loader
+from secmark.cli.plan import MIN_LOG2, parse_probability
+from secmark.cli.streams import add_input, add_output, read_input, write_output
+from secmark.cli.suspects import (
+    add_suspect_arguments,
+    open_suspect,
+    requests_sent,
+    torch_model_loader,
+)
 from secmark.errors import EncodingError, SecmarkError
-from secmark.files import PUBLIC_FILE_MODE, write_atomic
+from secmark.messages.challenge import parse_alpha
 from secmark.messages.identity import open_identity
 from secmark.protocol.arbiter import Arbiter, ArbiterPolicy
+from secmark.stats import DEFAULT_ALPHA
 from secmark.timestamp import TrustStore
 
 CONFIG_FILE = "arbiter.json"
@@ -47,6 +56,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     init.add_argument(
         "--challenge-size", type=int, default=128, help="k, triggers per challenge (128)"
     )
+    level = init.add_mutually_exclusive_group()
+    level.add_argument(
+        "--alpha-log2",
+        type=int,
+        metavar="X",
+        help="false-claim level 2^X of a commitment's first challenge here (default -64; "
+        "secmark plan prints the flags to use)",
+    )
+    level.add_argument(
+        "--alpha", metavar="P", help="the level as a number, e.g. 1e-20 (instead of --alpha-log2)"
+    )
     init.add_argument(
         "--decoys-per-trigger", type=int, default=2, help="decoys per challenged trigger (2)"
     )
@@ -69,15 +89,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         step.add_argument("folder", type=Path, help="the arbiter's working folder")
         step.add_argument("--passphrase-file", help="read the key file's passphrase from here")
         if name == "file-claim":
-            step.add_argument("claim", type=Path)
+            add_input(step, "claim", help="the claim to file")
         else:
-            step.add_argument("--case", required=True, help="the case (claim id)")
-        if name == "challenge":
             step.add_argument(
-                "--out", required=True, type=Path, help="where to write the challenge"
+                "--case",
+                required=True,
+                metavar="ID",
+                help="the case: the id file-claim printed, or a unique prefix of it (4+ digits)",
             )
+        if name == "challenge":
+            add_output(step, "--out", required=True, help="where to write the challenge")
         if name == "receive-reveal":
-            step.add_argument("reveal", type=Path)
+            add_input(step, "reveal", help="the owner's reveal")
         if name == "query":
             add_suspect_arguments(step)
             step.add_argument(
@@ -92,8 +115,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                 "--released",
                 action="append",
                 default=[],
-                metavar="CLAIM_ID=FILE",
-                help="a claimant's deposited released model",
+                metavar="CASE_ID=FILE",
+                help="a claimant's deposited released model, by case id (or a unique prefix)",
             )
             step.add_argument(
                 "--torch-factory", metavar="MODULE:FUNCTION", help="builds the released models"
@@ -103,11 +126,30 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _policy(config: dict[str, Any]) -> ArbiterPolicy:
+    # A folder set up before the level was configurable has no "alpha": the default.
+    alpha = config.get("alpha")
     return ArbiterPolicy(
         challenge_size=config["challenge_size"],
         decoys_per_trigger=config["decoys_per_trigger"],
         challenge_lifetime=timedelta(days=config["challenge_days"]),
+        alpha=DEFAULT_ALPHA if alpha is None else parse_alpha(alpha),
     )
+
+
+def _init_alpha(args: argparse.Namespace) -> Fraction:
+    """The level ``--alpha-log2`` or ``--alpha`` gives (spelt as ``secmark plan`` takes it).
+
+    Raises:
+        EncodingError: a spelling :func:`secmark.cli.plan.parse_probability`
+            refuses, or an exponent outside [-1024, -1].
+    """
+    if args.alpha is not None:
+        return parse_probability(args.alpha, what="--alpha")
+    if args.alpha_log2 is None:
+        return DEFAULT_ALPHA
+    if not MIN_LOG2 <= args.alpha_log2 <= -1:
+        raise EncodingError(f"--alpha-log2 must lie in [{MIN_LOG2}, -1], not {args.alpha_log2}")
+    return Fraction(1, 1 << -args.alpha_log2)
 
 
 def _decoy_pool(path: Path | None) -> list[npt.NDArray[Any]] | None:
@@ -126,6 +168,7 @@ def _init(args: argparse.Namespace) -> int:
     config = {
         "challenge_days": args.challenge_days,
         "challenge_size": args.challenge_size,
+        "alpha": str(_init_alpha(args)),
         "decoys_per_trigger": args.decoys_per_trigger,
         "identity": str(args.identity.resolve()),
         "key_file": str(args.key.resolve()),
@@ -160,14 +203,14 @@ def _open_arbiter(folder: Path, passphrase_file: str | None) -> Arbiter:
 def _step(args: argparse.Namespace) -> int:
     arbiter = _open_arbiter(args.folder, args.passphrase_file)
     if args.step == "file-claim":
-        case = arbiter.file_claim(read_file(args.claim))
+        case = arbiter.file_claim(read_input(args.claim, what="claim"))
         emit(
             args,
             [f"case {case.name}: claim accepted (stage {case.stage})"],
             {"case": case.name, "stage": case.stage, **case.record},
         )
         return 0
-    case = arbiter.case(args.case)
+    case = arbiter.find_case(args.case)
     if args.step == "status":
         emit(
             args,
@@ -176,25 +219,24 @@ def _step(args: argparse.Namespace) -> int:
         )
     elif args.step == "challenge":
         challenge = arbiter.challenge(case)
-        write_atomic(args.out, challenge, mode=PUBLIC_FILE_MODE, overwrite=True)
+        write_output(args.out, challenge, overwrite=True)
         emit(
             args,
             [f"challenge written to {args.out}; send it to the claimant"],
             {"case": case.name, "file": str(args.out)},
         )
     elif args.step == "receive-reveal":
-        triggers = arbiter.receive_reveal(case, read_file(args.reveal))
+        triggers = arbiter.receive_reveal(case, read_input(args.reveal, what="reveal"))
         emit(
             args,
             [f"reveal accepted: {len(triggers)} triggers checked"],
             {"case": case.name, "triggers": len(triggers)},
         )
     elif args.step == "query":
-        result = arbiter.query(
-            case,
-            build_suspect(args, arbiter.commitment_of(case).document.family),
-            decoy_pool=_decoy_pool(args.decoy_pool),
-        )
+        family = arbiter.commitment_of(case).document.family
+        with open_suspect(args, family) as suspect:
+            result = arbiter.query(case, suspect, decoy_pool=_decoy_pool(args.decoy_pool))
+        sent = requests_sent(suspect)
         emit(
             args,
             [
@@ -203,8 +245,10 @@ def _step(args: argparse.Namespace) -> int:
                     f"(threshold {result.test.threshold}); "
                     f"{result.trigger_errors + result.decoy_errors} queries failed"
                 ),
+                *([] if sent is None else [f"requests: {sent} sent to {suspect.describe()}"]),
             ],
             {
+                "requests_sent": sent,
                 "case": case.name,
                 "matches": result.matches,
                 "trials": result.trials,
@@ -219,10 +263,10 @@ def _step(args: argparse.Namespace) -> int:
             claim_id, separator, path = entry.partition("=")
             if not separator:
                 raise SecmarkError(f"--released takes CLAIM_ID=FILE, not {entry!r}")
-            released[claim_id] = Path(path)
+            released[arbiter.case_id(claim_id)] = Path(path)
         loader = torch_model_loader(args.torch_factory) if args.torch_factory else None
         arbiter.decide(case, released_models=released, load_model=loader)
-        case = arbiter.case(args.case)
+        case = arbiter.case(case.name)
         emit(
             args,
             [f"verdict: {case.record['outcome']}", f"bundle: {case.folder / 'bundle.json'}"],

@@ -10,8 +10,9 @@ from typing import Any
 
 from secmark.cli.output import add_json_flag, emit
 from secmark.cli.passphrase import open_key_file
+from secmark.cli.streams import add_output, is_stdio, write_output
 from secmark.errors import EncodingError, SecmarkError
-from secmark.files import PUBLIC_FILE_MODE, read_regular_file, write_atomic
+from secmark.files import read_regular_file
 from secmark.messages.commitment import create_commitment
 from secmark.messages.document import Fields
 from secmark.messages.families import family_from_fields
@@ -45,7 +46,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--size", required=True, type=int, help="N, the number of triggers")
     parser.add_argument("--model-label", default="", help="free text naming the model")
     parser.add_argument("--pool-root", help="hex Merkle root of the candidate pool (pool families)")
-    parser.add_argument("--out", required=True, type=Path, help="where to write the commitment")
+    add_output(parser, "--out", required=True, help="where to write the commitment")
     add_json_flag(parser)
     parser.set_defaults(handler=_commit)
 
@@ -95,7 +96,7 @@ def _commit(args: argparse.Namespace) -> int:
         labels = ClassLabels(args.classes)
     else:
         labels = _parsed(_json_argument(args.labels, "labels"), label_space_from_fields)
-    if args.out.exists():
+    if not is_stdio(args.out) and args.out.exists():
         raise SecmarkError(f"{args.out} already exists; choose another path")
     keys = open_key_file(args.key, args.passphrase_file)
     signed = create_commitment(
@@ -106,7 +107,7 @@ def _commit(args: argparse.Namespace) -> int:
         model_label=args.model_label,
         pool_root=args.pool_root,
     )
-    write_atomic(args.out, signed.to_json(), mode=PUBLIC_FILE_MODE)
+    write_output(args.out, signed.to_json())
     emit(
         args,
         [

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from secmark.cli.output import add_json_flag, emit
+from secmark.cli.output import add_json_flag, emit, show_progress
 from secmark.cli.passphrase import open_key_file
+from secmark.cli.streams import add_input, read_input
 from secmark.errors import EncodingError, KeyMaterialError, SecmarkError
-from secmark.files import open_regular_file, read_regular_file
+from secmark.files import open_regular_file
 from secmark.messages.commitment import MAX_COMMITMENT_SIZE, Commitment, open_commitment
 from secmark.messages.families import OverlayFamily, PoolFamily
 from secmark.triggers import (
@@ -42,7 +43,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "--out: inputs.npy, labels.npy, proofs.npy, indices.npy and manifest.json."
         ),
     )
-    derive.add_argument("commitment", type=Path, help="the signed commitment (JSON envelope)")
+    add_input(derive, "commitment", help="the signed commitment (JSON envelope)")
     derive.add_argument("--key", type=Path, required=True, help="the owner's key file")
     derive.add_argument("--out", type=Path, required=True, help="directory to create")
     derive.add_argument(
@@ -78,11 +79,11 @@ def parse_indices(spec: str, size: int) -> list[range]:
             raise EncodingError(f"index range {part.strip()!r} is not within [0, {size})")
         parts.append(range(start, stop + 1))
     merged: list[range] = []
-    for part in sorted(parts, key=lambda r: r.start):
-        if merged and part.start <= merged[-1].stop:
-            merged[-1] = range(merged[-1].start, max(merged[-1].stop, part.stop))
+    for indices in sorted(parts, key=lambda r: r.start):
+        if merged and indices.start <= merged[-1].stop:
+            merged[-1] = range(merged[-1].start, max(merged[-1].stop, indices.stop))
         else:
-            merged.append(part)
+            merged.append(indices)
     return merged
 
 
@@ -91,9 +92,11 @@ def _describe(ranges: list[range]) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _with_progress(batches: Iterable[TriggerBatch], total: int) -> Iterator[TriggerBatch]:
+def _with_progress(
+    batches: Iterable[TriggerBatch], total: int, *, shown: bool
+) -> Iterator[TriggerBatch]:
     # tqdm writes to stderr and stays silent when stderr is not a terminal.
-    with tqdm(total=total, unit="trigger", file=sys.stderr, disable=None) as bar:
+    with tqdm(total=total, unit="trigger", file=sys.stderr, disable=None if shown else True) as bar:
         for batch in batches:
             yield batch
             bar.update(len(batch))
@@ -126,7 +129,7 @@ def open_pool(path: Path | None, commitment: Commitment) -> CommittedPool | None
 
 
 def _derive(args: argparse.Namespace) -> int:
-    data = read_regular_file(args.commitment, max_size=MAX_COMMITMENT_SIZE, what="commitment")
+    data = read_input(args.commitment, max_size=MAX_COMMITMENT_SIZE, what="commitment")
     signed = open_commitment(data)
     commitment = signed.document
     if args.out.exists():
@@ -146,7 +149,9 @@ def _derive(args: argparse.Namespace) -> int:
     count = sum(len(r) for r in ranges)
     indices = (index for r in ranges for index in r)
     batches = iter_triggers(keys, signed, indices, pool=pool)
-    manifest = write_trigger_set(args.out, signed, _with_progress(batches, count), count)
+    manifest = write_trigger_set(
+        args.out, signed, _with_progress(batches, count, shown=show_progress(args)), count
+    )
     family_fields = commitment.family.to_fields()
     emit(
         args,

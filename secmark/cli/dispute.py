@@ -4,18 +4,22 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from secmark.cli.derive import open_pool
-from secmark.cli.output import add_json_flag, emit
+from secmark.cli.output import add_json_flag, emit, printable
 from secmark.cli.passphrase import open_key_file
+from secmark.cli.streams import add_input, add_output, is_stdio, read_input, write_output
 from secmark.errors import SecmarkError
-from secmark.files import PUBLIC_FILE_MODE, read_regular_file, write_atomic
+from secmark.files import read_regular_file
 from secmark.messages.commitment import open_commitment
 from secmark.messages.identity import open_identity
 from secmark.messages.release import create_release, model_file_digest
-from secmark.protocol.bundle import TimeTrust, verify_bundle
+from secmark.protocol.bundle import BundleReport, examine_bundle
+from secmark.protocol.bundle_report import BundleStatus
 from secmark.protocol.owner import answer_challenge, file_claim
+from secmark.report import render_text, report_data
 from secmark.timestamp import MAX_CLOCK_SKEW, TrustStore
 
 EXIT_SELF_ASSERTED = 10
@@ -31,6 +35,11 @@ time is then SELF-ASSERTED, and the command says so and exits with status
 {EXIT_SELF_ASSERTED}. Without --arbiter any arbiter's signature is accepted, and
 the report says the arbiter is not pinned. A timestamp dated more than
 {MAX_CLOCK_SKEW.total_seconds() / 60:g} minutes after this machine's clock does not verify.
+
+The report lists every named check with its result (passed, FAILED, not
+checked) and whose word it rests on; a refused bundle is reported up to its
+failing check, with no outcome. --json prints the same report as one
+secmark.bundle-report object (specs/report.md; schema bundle-report).
 """
 
 _VERIFY_EXIT_STATUSES = f"""\
@@ -52,16 +61,17 @@ def read_file(path: Path) -> bytes:
 
 
 def write_new(path: Path, data: bytes) -> None:
-    if path.exists():
+    """Write a new public document to ``path``, or to standard output for ``-``."""
+    if not is_stdio(path) and path.exists():
         raise SecmarkError(f"{path} already exists; choose another path")
-    write_atomic(path, data, mode=PUBLIC_FILE_MODE)
+    write_output(path, data)
 
 
 def _owner_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--key", required=True, type=Path, help="the owner's key file")
     parser.add_argument("--passphrase-file", help="read the key file's passphrase from here")
-    parser.add_argument("--commitment", required=True, type=Path, help="the signed commitment")
-    parser.add_argument("--out", required=True, type=Path, help="where to write the result")
+    add_input(parser, "--commitment", required=True, help="the signed commitment")
+    add_output(parser, "--out", required=True, help="where to write the result")
     add_json_flag(parser)
 
 
@@ -77,15 +87,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     claim = subparsers.add_parser("claim", help="file a claim against a suspect with an arbiter")
     _owner_options(claim)
-    claim.add_argument(
-        "--evidence", required=True, type=Path, help="the commitment's timestamp evidence"
-    )
-    claim.add_argument("--release", type=Path, help="the registered release")
-    claim.add_argument("--release-evidence", type=Path, help="the release's timestamp evidence")
+    add_input(claim, "--evidence", required=True, help="the commitment's timestamp evidence")
+    add_input(claim, "--release", help="the registered release")
+    add_input(claim, "--release-evidence", help="the release's timestamp evidence")
     claim.add_argument(
         "--suspect",
         required=True,
-        help="suspect reference: oip:URL (an endpoint) or sha256:HEX (its weights file)",
+        help="suspect reference: oip:URL (an inference endpoint), json:URL (another JSON API) "
+        "or sha256:HEX (its weights file)",
     )
     claim.add_argument(
         "--arbiter", required=True, type=Path, help="the arbiter's identity document"
@@ -95,7 +104,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     reveal = subparsers.add_parser(
         "reveal", help="answer a challenge: check it, then reveal exactly its indices, sealed"
     )
-    reveal.add_argument("challenge", type=Path)
+    add_input(reveal, "challenge", help="the arbiter's challenge")
     _owner_options(reveal)
     reveal.add_argument(
         "--arbiter", required=True, type=Path, help="the arbiter's identity document"
@@ -112,7 +121,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         epilog=_VERIFY_EXIT_STATUSES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    verify.add_argument("bundle", type=Path)
+    add_input(verify, "bundle", help="the verdict bundle")
     verify.add_argument(
         "--trust",
         action="append",
@@ -131,7 +140,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _release(args: argparse.Namespace) -> int:
-    commitment = open_commitment(read_file(args.commitment))
+    commitment = open_commitment(read_input(args.commitment, what="commitment"))
     keys = open_key_file(args.key, args.passphrase_file)
     if keys.key_id != commitment.document.owner_key_id:
         raise SecmarkError("this key is not the commitment's owner")
@@ -163,14 +172,14 @@ def _claim(args: argparse.Namespace) -> int:
     arbiter = open_identity(read_file(args.arbiter))
     claim = file_claim(
         keys,
-        commitment=read_file(args.commitment),
-        commitment_evidence=read_file(args.evidence),
+        commitment=read_input(args.commitment, what="commitment"),
+        commitment_evidence=read_input(args.evidence, what="evidence"),
         suspect=args.suspect,
         arbiter=arbiter,
-        release=None if args.release is None else read_file(args.release),
+        release=None if args.release is None else read_input(args.release, what="release"),
         release_evidence=None
         if args.release_evidence is None
-        else read_file(args.release_evidence),
+        else read_input(args.release_evidence, what="release evidence"),
     )
     write_new(args.out, claim)
     emit(args, [f"claim written to {args.out}; send it to the arbiter"], {"file": str(args.out)})
@@ -179,10 +188,13 @@ def _claim(args: argparse.Namespace) -> int:
 
 def _reveal(args: argparse.Namespace) -> int:
     keys = open_key_file(args.key, args.passphrase_file)
-    commitment = open_commitment(read_file(args.commitment), owner_key_id=keys.key_id)
+    commitment = open_commitment(
+        read_input(args.commitment, what="commitment"), owner_key_id=keys.key_id
+    )
     arbiter = open_identity(read_file(args.arbiter))
     pool = open_pool(args.pool, commitment.document)
-    reveal = answer_challenge(keys, commitment, read_file(args.challenge), arbiter, pool=pool)
+    challenge = read_input(args.challenge, what="challenge")
+    reveal = answer_challenge(keys, commitment, challenge, arbiter, pool=pool)
     write_new(args.out, reveal)
     emit(
         args,
@@ -192,39 +204,27 @@ def _reveal(args: argparse.Namespace) -> int:
     return 0
 
 
+def bundle_exit_status(report: BundleReport) -> int:
+    """The status ``verify-bundle`` (and ``report``) exits with for ``report``:
+    0 verified, :data:`EXIT_SELF_ASSERTED` when every check passed on the
+    bundle's own TSA roots, the failed check's error code otherwise."""
+    if report.failure is not None:
+        return report.failure.exit_code
+    return 0 if report.status is BundleStatus.VERIFIED else EXIT_SELF_ASSERTED
+
+
+def print_refusal(report: BundleReport) -> None:
+    """The one error line on standard error for a bundle that failed a check."""
+    if report.failure is not None:
+        print(f"secmark: error: {printable(report.failure.message)}", file=sys.stderr)
+
+
 def _verify_bundle(args: argparse.Namespace) -> int:
     trust = TrustStore.from_pem_files(args.trust) if args.trust else None
-    report = verify_bundle(read_file(args.bundle), trust, arbiter_key_id=args.arbiter)
-    trusted = report.time_trust is TimeTrust.JUDGE_ROOTS
-    if trusted:
-        summary = (
-            "bundle verified: every signature, timestamp, proof and figure re-checked, "
-            "the times against your TSA roots"
-        )
-    else:
-        summary = (
-            "bundle NOT verified against your roots: every check passed, but the time is "
-            "SELF-ASSERTED: the verdict rests on TSA roots inside the bundle, which whoever "
-            "made it may have made; give --trust with TSA roots you trust"
-        )
-    if report.arbiter_pinned:
-        summary += f"; arbiter {report.arbiter_key_id} is the pinned one"
-    else:
-        summary += (
-            f"; the arbiter {report.arbiter_key_id} is NOT pinned: the verdict is the word of "
-            "whoever holds that key (give --arbiter KEY_ID to require the arbiter you trust)"
-        )
-    emit(
-        args,
-        [*report.lines, summary],
-        {
-            "arbiter": report.arbiter_key_id,
-            "arbiter_pinned": report.arbiter_pinned,
-            "checks_passed": True,
-            "outcome": report.outcome,
-            "report": list(report.lines),
-            "time_trust": report.time_trust.value,
-            "verified": trusted,
-        },
-    )
-    return 0 if trusted else EXIT_SELF_ASSERTED
+    bundle = read_input(args.bundle, what="bundle")
+    report = examine_bundle(bundle, trust, arbiter_key_id=args.arbiter)
+    status = bundle_exit_status(report)
+    # A refused bundle is reported too, with its failed check, never as a pass.
+    emit(args, render_text(report), report_data(report, exit_code=status))
+    print_refusal(report)
+    return status

@@ -8,16 +8,25 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from secmark.cli.dispute import read_file
 from secmark.cli.evaluate import add_threads_argument, torch_threads
 from secmark.cli.extras import require_torch
 from secmark.cli.output import add_json_flag, emit
-from secmark.cli.suspects import add_suspect_arguments, build_suspect, import_callable
+from secmark.cli.streams import add_input, read_input
+from secmark.cli.suspects import (
+    add_suspect_arguments,
+    import_callable,
+    open_suspect,
+    requests_sent,
+)
 from secmark.errors import SecmarkError
 from secmark.messages.commitment import open_commitment
 from secmark.protocol.querying import query_suspect
 from secmark.stats import DEFAULT_ALPHA
 from secmark.triggers import generate_decoys, read_trigger_set, verify_trigger_set
+
+# Below this share of triggers learnt, embedding has visibly failed: plans
+# assume retentions of 0.5 to 0.95 after attacks, from a mark learnt whole.
+_WELL_EMBEDDED = 0.95
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -59,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         ),
     )
     check.add_argument("triggers", type=Path, help="a trigger set folder")
-    check.add_argument("--commitment", required=True, type=Path)
+    add_input(check, "--commitment", required=True, help="the signed commitment")
     check.add_argument("--decoys-per-trigger", type=int, default=2)
     add_suspect_arguments(check)
     add_json_flag(check)
@@ -97,6 +106,14 @@ def _embed(args: argparse.Namespace) -> int:
         "watermark_accuracy_after": report.watermark_accuracy_after,
         "weights": str(args.out),
     }
+    lines = []
+    if report.watermark_accuracy_after < _WELL_EMBEDDED:
+        warning = (
+            f"only {report.watermark_accuracy_after:.0%} of the triggers were learnt: a dispute "
+            "needs the retention its plan assumed; raise --per-batch or --epochs and embed again"
+        )
+        data["warning"] = warning
+        lines.append(f"warning: {warning}")
     clean = (
         f"{report.clean_accuracy_before:.2%} -> {report.clean_accuracy_after:.2%}"
         if report.clean_accuracy_after is not None
@@ -109,6 +126,7 @@ def _embed(args: argparse.Namespace) -> int:
             f"clean accuracy:     {clean}",
             f"training:           {report.epochs} epochs, {report.seconds:.1f} s on {report.device}",
             f"weights:            {args.out}",
+            *lines,
         ],
         data,
     )
@@ -116,20 +134,22 @@ def _embed(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    commitment = open_commitment(read_file(args.commitment))
+    commitment = open_commitment(read_input(args.commitment, what="commitment"))
     trigger_set = read_trigger_set(args.triggers)
     verify_trigger_set(trigger_set, commitment)
-    suspect = build_suspect(args, commitment.document.family)
     document = commitment.document
-    result = query_suspect(
-        suspect,
-        document.labels,
-        [int(index) for index in trigger_set.indices],
-        trigger_set.inputs,
-        list(trigger_set.labels),
-        generate_decoys(document, args.decoys_per_trigger * len(trigger_set), items=None),
-        alpha=DEFAULT_ALPHA,
-    )
+    decoys = generate_decoys(document, args.decoys_per_trigger * len(trigger_set), items=None)
+    with open_suspect(args, document.family, total=len(trigger_set) + len(decoys)) as suspect:
+        result = query_suspect(
+            suspect,
+            document.labels,
+            [int(index) for index in trigger_set.indices],
+            trigger_set.inputs,
+            list(trigger_set.labels),
+            decoys,
+            alpha=DEFAULT_ALPHA,
+        )
+    sent = requests_sent(suspect)
     test = result.test
     emit(
         args,
@@ -139,6 +159,7 @@ def _check(args: argparse.Namespace) -> int:
             f"p-value:    2^{test.log2_p_value:.2f}; threshold {test.threshold} at alpha = 2^{test.log2_alpha:.0f}",
             f"interval:   match rate in [{test.ci_low:.3f}, {test.ci_high:.3f}] (95 % Clopper-Pearson)",
             f"errors:     {result.trigger_errors} trigger and {result.decoy_errors} decoy queries failed",
+            *([] if sent is None else [f"requests:   {sent} sent to the suspect"]),
             "decision:   "
             + ("the watermark is present" if test.decision else "no evidence of the watermark"),
         ],
@@ -151,6 +172,7 @@ def _check(args: argparse.Namespace) -> int:
             "decision": test.decision,
             "trigger_errors": result.trigger_errors,
             "decoy_errors": result.decoy_errors,
+            "requests_sent": sent,
         },
     )
     return 0

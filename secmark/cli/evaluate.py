@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from secmark.cli.extras import require_torch
-from secmark.cli.output import add_json_flag, emit
+from secmark.cli.output import add_json_flag, emit, show_progress
 from secmark.errors import EncodingError
 
 _DEFAULT_DATASETS = "digits,breast_cancer,diabetes"
@@ -110,7 +110,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise EncodingError(f"--seeds must be at least 1, not {seeds}")
     config = (quick_config if args.quick else default_config)(datasets, seeds)
     with torch_threads(args.threads):
-        result = run_evaluation(config, progress=not args.no_progress)
+        result = run_evaluation(config, progress=not args.no_progress and show_progress(args))
     files = write_report(result, args.out, overwrite=args.overwrite)
     rows = result.summary()
     failing = [row for row in rows if not row.survives]

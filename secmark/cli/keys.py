@@ -7,10 +7,11 @@ from pathlib import Path
 
 from secmark.cli.output import add_json_flag, emit
 from secmark.cli.passphrase import read_passphrase
+from secmark.cli.streams import add_input, read_input
 from secmark.crypto import IdentityKeys, write_key_file
 from secmark.encoding import format_time
 from secmark.errors import SecmarkError
-from secmark.files import PUBLIC_FILE_MODE, read_regular_file, write_atomic
+from secmark.files import PUBLIC_FILE_MODE, write_atomic
 from secmark.messages import create_identity, open_identity
 from secmark.messages.identity import MAX_IDENTITY_SIZE
 
@@ -40,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     show = identity_commands.add_parser(
         "show", help="verify an identity document's self-signature and print it"
     )
-    show.add_argument("file", type=Path)
+    add_input(show, "file", help="the identity document")
     add_json_flag(show)
     show.set_defaults(handler=_identity_show)
 
@@ -83,7 +84,9 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _identity_show(args: argparse.Namespace) -> int:
-    signed = open_identity(read_regular_file(args.file, max_size=MAX_IDENTITY_SIZE))
+    signed = open_identity(
+        read_input(args.file, max_size=MAX_IDENTITY_SIZE, what="identity document")
+    )
     identity = signed.document
     fields = identity.public_keys.canonical_fields()
     emit(

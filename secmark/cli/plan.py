@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
+import shlex
 from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
 from secmark.cli.output import add_json_flag, emit
+from secmark.errors import EncodingError
+from secmark.messages.challenge import MAX_ALPHA
 from secmark.stats.null import classification_p0
 from secmark.stats.planning import (
     DEFAULT_DISPUTES,
@@ -25,54 +29,134 @@ from secmark.stats.planning import (
     plan_table,
 )
 
-__all__ = ["register"]
+__all__ = ["parse_number", "parse_probability", "register"]
 
 _DEFAULT_ALPHA_LOG2 = -64
 _DEFAULT_MISS_LOG2 = -20
 
+MAX_NUMBER_LENGTH = 40
+"""Longest number argument: "0.000001", "1/1000000" and "2^-64" are short,
+and a longer one is refused before any of it is parsed."""
 
-def _fraction(text: str) -> Fraction:
-    try:
-        return Fraction(text)
-    except (ValueError, ZeroDivisionError):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number such as 0.1 or 1/10") from None
+MIN_LOG2 = -1024
+"""Smallest exponent of a level (``--alpha``, ``--alpha-log2``,
+``--miss-log2``): 2^-1024 is far beyond any level in use, and the exact
+tails slow down with the size of its denominator."""
+
+MAX_DENOMINATOR = 10**6
+"""Largest denominator of a rate (``--p0``, ``--retention``,
+``--max-revealed``): six decimal places are more than any estimate of a
+rate holds, and the exact tails raise the denominator to the power k."""
+
+MIN_REVEALED = Fraction(1, 1 << 20)
+MAX_CLASSES = 1 << 31
+MAX_DISPUTES = 10_000
+MAX_RETENTIONS = 16
+"""Bounds of ``--max-revealed``, ``--classes`` (as a commitment's label
+space), ``--disputes`` and the number of ``--retention`` rates. N grows with
+disputes / max-revealed, and its search with the disputes."""
+
+# Digits and the characters of the three spellings only (ASCII: Fraction
+# itself also takes other scripts' digits and "_"), and an exponent of at
+# most four digits, so that no spelling expands into a number of millions
+# of digits ("1e-99999999").
+_NUMBER = re.compile(
+    r"(?P<numerator>[0-9]+)/(?P<denominator>[0-9]+)"
+    r"|(?P<decimal>(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,4})?)"
+    r"|2\^(?P<power>[+-]?[0-9]{1,4})"
+)
 
 
-def _probability(text: str) -> Fraction:
-    value = _fraction(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"{text} must lie strictly between 0 and 1")
+def _shown(text: str) -> str:
+    """The argument as an error message quotes it: escaped, and cut short."""
+    return repr(text[:MAX_NUMBER_LENGTH]) + ("..." if len(text) > MAX_NUMBER_LENGTH else "")
+
+
+def parse_number(text: str, *, what: str) -> Fraction:
+    """A non-negative number written as a decimal (``0.1``, ``1e-20``), a
+    fraction (``1/10``) or a power of two (``2^-64``), exactly.
+
+    Raises:
+        EncodingError: longer than :data:`MAX_NUMBER_LENGTH`, another
+            spelling (signs, ``nan``, ``inf``, hex, white space inside, other
+            scripts' digits), an exponent of more than four digits, or a zero
+            denominator; the message names ``what``.
+    """
+    shown = _shown(text)
+    if len(text) > MAX_NUMBER_LENGTH:
+        raise EncodingError(f"{what} {shown} is longer than {MAX_NUMBER_LENGTH} characters")
+    match = _NUMBER.fullmatch(text.strip())
+    if match is None:
+        raise EncodingError(f"{what} {shown} is not a number such as 0.1, 1e-20, 1/10 or 2^-64")
+    if match["power"] is not None:
+        return Fraction(2) ** int(match["power"])
+    if match["decimal"] is not None:
+        return Fraction(match["decimal"])
+    if int(match["denominator"]) == 0:
+        raise EncodingError(f"{what} {shown} divides by zero")
+    return Fraction(int(match["numerator"]), int(match["denominator"]))
+
+
+def parse_probability(text: str, *, what: str, allow_one: bool = False) -> Fraction:
+    """A probability in (0, 1) (in (0, 1] with ``allow_one``) spelled as
+    :func:`parse_number` takes it, and at least 2^:data:`MIN_LOG2`.
+
+    Raises:
+        EncodingError: see :func:`parse_number`, or a value out of range.
+    """
+    value = parse_number(text, what=what)
+    interval = "(0, 1]" if allow_one else "(0, 1)"
+    if not (0 < value < 1 or (allow_one and value == 1)):
+        raise EncodingError(f"{what} {_shown(text)} must lie in {interval}")
+    if value < Fraction(1, 1 << -MIN_LOG2):
+        raise EncodingError(f"{what} {_shown(text)} is below 2^{MIN_LOG2}")
     return value
 
 
-def _retention(text: str) -> Fraction:
-    value = _fraction(text)
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"retention {text} must lie in (0, 1]")
-    return value
+def _argument(
+    parse: Callable[..., Fraction], what: str, **options: bool
+) -> Callable[[str], Fraction]:
+    """An argparse type: argparse shows the message of an ArgumentTypeError."""
 
-
-def _at_least(minimum: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
+    def convert(text: str) -> Fraction:
         try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"{text} must be at least {minimum}")
+            return parse(text, what=what, **options)
+        except EncodingError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return convert
+
+
+def _rate(
+    what: str, *, allow_one: bool = False, minimum: Fraction | None = None
+) -> Callable[[str], Fraction]:
+    def parse(text: str, *, what: str) -> Fraction:
+        value = parse_probability(text, what=what, allow_one=allow_one)
+        if value.denominator > MAX_DENOMINATOR:
+            raise EncodingError(
+                f"{what} {_shown(text)} has a denominator above 10^6: round it "
+                "(six decimal places are plenty)"
+            )
+        if minimum is not None and value < minimum:
+            raise EncodingError(f"{what} {_shown(text)} is below {minimum}")
+        return value
+
+    return _argument(parse, what)
+
+
+def _integer_in(low: int, high: int, what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        # A bounded length first: int() of a long digit string is quadratic.
+        value = int(text) if len(text) <= 24 and re.fullmatch(r"\s*-?[0-9]+\s*", text) else None
+        if value is None:
+            raise argparse.ArgumentTypeError(
+                f"{what} {text[:24]!r} is not an integer in [{low}, {high}]"
+            )
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{what} {value} must lie in [{low}, {high}]")
         return value
 
     return parse
-
-
-def _negative_exponent(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value >= 0:
-        raise argparse.ArgumentTypeError(f"the exponent {text} must be negative")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -82,34 +166,44 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=(
             "For each retention rate r (the chance that the attacked model still "
             "answers a trigger's label), print the smallest number k of challenges "
-            "whose exact threshold is reached with the target power, and the "
-            "trigger-set size N."
+            "whose exact threshold is reached with the target power, the "
+            "trigger-set size N, and the flags that put them to use: "
+            "'secmark commit --size N' and 'secmark arbiter init --challenge-size k' "
+            "with the level alpha. Numbers are written 0.1, 1e-20, 1/10 or 2^-64."
         ),
     )
     space = parser.add_mutually_exclusive_group(required=True)
     space.add_argument(
-        "--classes", type=_at_least(2), metavar="K", help="labels uniform over K classes"
+        "--classes",
+        type=_integer_in(2, MAX_CLASSES, "--classes"),
+        metavar="K",
+        help="labels uniform over K classes",
     )
     space.add_argument(
-        "--p0", type=_probability, metavar="P", help="null match probability, e.g. 1/10"
+        "--p0", type=_rate("--p0"), metavar="P", help="null match probability, e.g. 1/10"
     )
-    parser.add_argument(
+    level = parser.add_mutually_exclusive_group()
+    level.add_argument(
         "--alpha-log2",
-        type=_negative_exponent,
-        default=_DEFAULT_ALPHA_LOG2,
+        type=_integer_in(MIN_LOG2, -1, "--alpha-log2"),
         metavar="X",
         help=f"significance level 2^X (default {_DEFAULT_ALPHA_LOG2})",
     )
+    level.add_argument(
+        "--alpha",
+        metavar="P",
+        help="significance level as a number, e.g. 1e-20 (instead of --alpha-log2)",
+    )
     parser.add_argument(
         "--miss-log2",
-        type=_negative_exponent,
+        type=_integer_in(MIN_LOG2, -1, "--miss-log2"),
         default=_DEFAULT_MISS_LOG2,
         metavar="X",
         help=f"target power 1 - 2^X (default {_DEFAULT_MISS_LOG2})",
     )
     parser.add_argument(
         "--retention",
-        type=_retention,
+        type=_rate("--retention", allow_one=True),
         nargs="+",
         default=list(DEFAULT_RETENTIONS),
         metavar="R",
@@ -117,14 +211,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--disputes",
-        type=_at_least(1),
+        type=_integer_in(1, MAX_DISPUTES, "--disputes"),
         default=DEFAULT_DISPUTES,
         metavar="D",
         help=f"disputes the trigger set must serve (default {DEFAULT_DISPUTES})",
     )
     parser.add_argument(
         "--max-revealed",
-        type=_probability,
+        type=_rate("--max-revealed", minimum=MIN_REVEALED),
         default=DEFAULT_MAX_REVEALED_FRACTION,
         metavar="F",
         help=(
@@ -141,7 +235,22 @@ def _finite_or_none(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _row_data(retention: Fraction, result: Plan | None) -> dict[str, Any]:
+def _level_flag(args: argparse.Namespace) -> str:
+    """The arbiter's level as ``secmark arbiter init`` takes it, spelt as given
+    here (``arbiter init`` parses ``--alpha`` as this command does)."""
+    if args.alpha is not None:
+        return f"--alpha {shlex.quote(args.alpha.strip())}"
+    return f"--alpha-log2 {args.alpha_log2}"
+
+
+def _flags(result: Plan, level: str) -> dict[str, str]:
+    return {
+        "commit": f"--size {result.trigger_set_size}",
+        "arbiter_init": f"--challenge-size {result.k} {level}",
+    }
+
+
+def _row_data(retention: Fraction, result: Plan | None, level: str) -> dict[str, Any]:
     if result is None:
         return {"retention": str(retention), "feasible": False}
     return {
@@ -156,6 +265,7 @@ def _row_data(retention: Fraction, result: Plan | None) -> dict[str, Any]:
         "log2_miss": _finite_or_none(result.log2_miss),
         "false_claim": result.false_claim,
         "log2_false_claim": result.log2_false_claim,
+        "flags": _flags(result, level),
     }
 
 
@@ -170,10 +280,22 @@ def _row_line(retention: Fraction, result: Plan | None) -> str:
     )
 
 
+def _log2_text(value: Fraction) -> str:
+    return f"{math.log2(value.numerator) - math.log2(value.denominator):.2f}"
+
+
 def _run(args: argparse.Namespace) -> int:
     p0 = classification_p0(args.classes) if args.classes is not None else args.p0
-    alpha = Fraction(1, 2**-args.alpha_log2)
-    target_power = 1 - Fraction(1, 2**-args.miss_log2)
+    if args.alpha is None and args.alpha_log2 is None:
+        args.alpha_log2 = _DEFAULT_ALPHA_LOG2
+    if args.alpha is not None:
+        alpha = parse_probability(args.alpha, what="--alpha")
+        alpha_text = f"{alpha} (2^{_log2_text(alpha)})"
+    else:
+        alpha, alpha_text = Fraction(1, 1 << -args.alpha_log2), f"2^{args.alpha_log2}"
+    target_power = 1 - Fraction(1, 1 << -args.miss_log2)
+    if len(args.retention) > MAX_RETENTIONS:
+        raise EncodingError(f"give at most {MAX_RETENTIONS} --retention rates")
     retentions = tuple(args.retention)
     results = plan_table(
         p0,
@@ -183,8 +305,9 @@ def _run(args: argparse.Namespace) -> int:
         disputes=args.disputes,
         max_revealed_fraction=args.max_revealed,
     )
+    level = _level_flag(args)
     lines = [
-        f"null match probability p0 = {p0}, false-claim level alpha = 2^{args.alpha_log2}",
+        f"null match probability p0 = {p0}, false-claim level alpha = {alpha_text}",
         (
             f"target power 1 - 2^{args.miss_log2}, {args.disputes} disputes, "
             f"at most {args.max_revealed} of the set revealed before the last"
@@ -192,14 +315,27 @@ def _run(args: argparse.Namespace) -> int:
         "",
         f"{'retention':>9}  {'k':>6}  {'threshold':>9}  {'N':>9}  {'power':>14}  {'false claim':>11}",
     ]
-    lines.extend(_row_line(r, result) for r, result in zip(retentions, results, strict=True))
+    rows = list(zip(retentions, results, strict=True))
+    lines.extend(_row_line(r, result) for r, result in rows)
+    feasible = [(r, result) for r, result in rows if result is not None]
+    if feasible:
+        lines += ["", "the flags to use, for the retention you plan for:"]
+        for retention, result in feasible:
+            flags = _flags(result, level)
+            lines.append(
+                f"  retention {float(retention):g}: secmark commit {flags['commit']}; "
+                f"secmark arbiter init {flags['arbiter_init']}"
+            )
+    if alpha > MAX_ALPHA:
+        lines.append(f"(an arbiter refuses a level above 2^-20: alpha = {alpha_text} is too weak)")
     data = {
         "p0": str(p0),
+        "alpha": str(alpha),
         "alpha_log2": args.alpha_log2,
         "target_power": str(target_power),
         "disputes": args.disputes,
         "max_revealed_fraction": str(args.max_revealed),
-        "plans": [_row_data(r, result) for r, result in zip(retentions, results, strict=True)],
+        "plans": [_row_data(r, result, level) for r, result in rows],
     }
     emit(args, lines, data)
     return 0

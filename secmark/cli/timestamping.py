@@ -10,9 +10,18 @@ from pathlib import Path
 from typing import Any, Final
 
 from secmark.cli.output import add_json_flag, emit
+from secmark.cli.streams import (
+    UsageError,
+    add_input,
+    add_output,
+    describe,
+    is_stdio,
+    read_input,
+    write_output,
+)
 from secmark.encoding import format_time
 from secmark.errors import EncodingError, SecmarkError, TimestampError
-from secmark.files import PUBLIC_FILE_MODE, read_regular_file, write_atomic
+from secmark.files import PUBLIC_FILE_MODE, write_atomic
 from secmark.messages import PAYLOAD_TYPE, Envelope
 from secmark.messages.commitment import open_commitment
 from secmark.timestamp import (
@@ -50,25 +59,25 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "The document is not verified here: timestamp only your own."
         ),
     )
-    timestamp.add_argument("document", type=Path, help="a secmark document (DSSE envelope)")
+    add_input(timestamp, "document", help="a secmark document (DSSE envelope)")
     timestamp.add_argument(
         "--tsa", action="append", default=[], metavar="URL", help="a TSA URL (repeatable)"
     )
-    timestamp.add_argument(
+    add_input(
+        timestamp,
         "--import",
         dest="imports",
         action="append",
         default=[],
-        type=Path,
         metavar="TOKEN",
         help=(
             "a token another tool obtained for the document (a DER TimeStampResp such as "
             "`openssl ts -reply` writes, or a bare TimeStampToken); repeatable"
         ),
     )
-    timestamp.add_argument(
+    add_input(
+        timestamp,
         "--export",
-        type=Path,
         metavar="EVIDENCE",
         help="write the tokens of this evidence (of the document) as DER files into --out DIR",
     )
@@ -95,10 +104,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=DEFAULT_TIMEOUT,
         help=f"seconds the whole exchange with each TSA may take ({DEFAULT_TIMEOUT:g})",
     )
-    timestamp.add_argument(
+    add_output(
+        timestamp,
         "--out",
         required=True,
-        type=Path,
         help="where to write the evidence (with --export: a directory for the token files)",
     )
     add_json_flag(timestamp)
@@ -109,8 +118,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     show = commands.add_parser(
         "show", help="verify a commitment's signature (and timestamps) and print it"
     )
-    show.add_argument("commitment", type=Path)
-    show.add_argument("--evidence", type=Path, help="timestamp evidence to verify")
+    add_input(show, "commitment", help="the signed commitment")
+    add_input(show, "--evidence", help="timestamp evidence to verify")
     show.add_argument(
         "--trust",
         action="append",
@@ -130,7 +139,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _read(path: Path) -> bytes:
-    return read_regular_file(path)
+    return read_input(path)
 
 
 def _timestamp(args: argparse.Namespace) -> int:
@@ -148,7 +157,7 @@ def _timestamp(args: argparse.Namespace) -> int:
         raise SecmarkError("--intermediate helps only with --trust roots")
     if not 1 <= len(args.tsa) + len(args.imports) <= MAX_EVIDENCE_TOKENS:
         raise SecmarkError(f"evidence holds at most {MAX_EVIDENCE_TOKENS} tokens")
-    if args.out.exists():
+    if not is_stdio(args.out) and args.out.exists():
         raise SecmarkError(f"{args.out} already exists; choose another path")
     trust = TrustStore.from_pem_files(args.trust, args.intermediate) if args.trust else None
     imported = [_import_token(path) for path in args.imports]
@@ -160,7 +169,7 @@ def _timestamp(args: argparse.Namespace) -> int:
         tokens.extend(obtained.tokens)
     evidence = TimestampEvidence(subject, (*tokens, *imported))
     checks = _check_before_storing(evidence, trust)
-    write_atomic(args.out, evidence.to_json(), mode=PUBLIC_FILE_MODE)
+    write_output(args.out, evidence.to_json())
     lines = [f"timestamped {subject} by {len(evidence.tokens)} token(s)"]
     lines.extend(f"  {check['line']}" for check in checks)
     if trust is None:
@@ -186,14 +195,17 @@ def _timestamp(args: argparse.Namespace) -> int:
 
 def _import_token(path: Path) -> EvidenceToken:
     """A token file as evidence: a TimeStampResp (or bare token), unsigned SETs in DER order."""
-    try:
-        size = path.stat().st_size
-    except OSError as error:
-        raise SecmarkError(f"cannot read {path}: {error.strerror}") from None
-    if size > MAX_TOKEN_SIZE:
-        raise TimestampError(f"{path} is {size} bytes, more than the {MAX_TOKEN_SIZE} allowed")
-    token = normalize_token(_read(path), what=f"the token file {path}")
-    return EvidenceToken(f"imported from {path.name}"[:_MAX_SOURCE_LENGTH], token)
+    if not is_stdio(path):
+        try:
+            size = path.stat().st_size
+        except OSError as error:
+            raise SecmarkError(f"cannot read {path}: {error.strerror}") from None
+        if size > MAX_TOKEN_SIZE:
+            raise TimestampError(f"{path} is {size} bytes, more than the {MAX_TOKEN_SIZE} allowed")
+    data = read_input(path, max_size=MAX_TOKEN_SIZE, what="token")
+    token = normalize_token(data, what=f"the token file {describe(path)}")
+    name = "standard input" if is_stdio(path) else path.name
+    return EvidenceToken(f"imported from {name}"[:_MAX_SOURCE_LENGTH], token)
 
 
 def _check_before_storing(
@@ -206,7 +218,7 @@ def _check_before_storing(
     (:func:`verify_timestamp_unanchored`).
     """
     now = datetime.datetime.now(datetime.timezone.utc)
-    checks = []
+    checks: list[dict[str, Any]] = []
     for entry in evidence.tokens:
         try:
             if trust is not None:
@@ -245,6 +257,8 @@ def _check_before_storing(
 
 def _export(args: argparse.Namespace, subject: str) -> int:
     """Write the message and each token of the evidence (``N.tsr``) into ``--out``."""
+    if is_stdio(args.out):
+        raise UsageError("--export writes several files: give --out a directory, not -")
     evidence = TimestampEvidence.from_json(_read(args.export))
     if evidence.subject != subject:
         raise SecmarkError(f"{args.export} dates {evidence.subject}, not {args.document}")

@@ -26,7 +26,7 @@ def b64url_encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-def b64url_decode(text: str, *, what: str = "value", size: int | None = None) -> bytes:
+def b64url_decode(text: object, *, what: str = "value", size: int | None = None) -> bytes:
     """Decode unpadded base64url, refusing any non-canonical spelling.
 
     Raises:

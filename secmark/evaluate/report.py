@@ -1,23 +1,26 @@
 """The robustness report: ``report.html`` (self-contained, plots inline as
-base64 PNG), ``summary.md`` and ``summary.json``.
+SVG), ``summary.md`` and ``summary.json``.
 
 The HTML report has, per data set, the setup and baseline (fidelity cost,
 false-claim check on the unmarked model), the summary table, one plot per
 attack (clean score and watermark accuracy against strength; the worst
 p-value on a log scale with the alpha line), the thief's cost of
 distillation, the trigger-safety check, and a list of the settings where the
-watermark did not survive. Plots need matplotlib (drawn off-screen with the
-Agg backend); the JSON and Markdown files do not.
+watermark did not survive. Rows where the watermark was lost are
+highlighted, attacks and settings are named in words, and the plots keep
+their text as text (legends at 10 pt: over 13 px at 100 % zoom). Plots need
+matplotlib (drawn off-screen with the Agg backend); the JSON and Markdown
+files do not.
 """
 
 from __future__ import annotations
 
-import base64
 import dataclasses
 import html
 import io
 import json
 import math
+import re
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,7 +52,19 @@ _SMALLEST_FLOAT_LOG2 = -1000.0
 """Below 2^-1000 a p-value is printed as a power of two (a double ends near 2^-1074)."""
 _CLOSE_TO_ORIGINAL = 0.01
 """A distilled student within one point of the original counts as a full copy."""
-_PLOT_DPI = 80
+_PLOT_STYLE = {
+    "svg.fonttype": "none",
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "xtick.labelsize": 11,
+    "ytick.labelsize": 11,
+    "legend.fontsize": 10,
+    "figure.titlesize": 13,
+}
+"""Text stays text in the SVG (searchable, sharp), and no text is under 10 pt
+(the exponents of log-scale tick labels, at 70 % of 11 pt, are 7.7 pt): a plot
+is drawn at 1 pt = 4/3 px, so its legends are over 13 px at 100 % zoom."""
 _EXTRA_TEXT = {
     "queries": "{:.0f} queries",
     "thief_watermark_accuracy": "thief's own watermark {:.0%}",
@@ -64,6 +79,34 @@ class ReportFiles:
     html: Path
     markdown: Path
     json: Path
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _level(alpha: Fraction) -> str:
+    """A level for people: ``2⁻⁶⁴`` for a power of two, else its value."""
+    if alpha.numerator == 1 and alpha.denominator & (alpha.denominator - 1) == 0:
+        return "2" + str(1 - alpha.denominator.bit_length()).translate(_SUPERSCRIPT)
+    return f"{float(alpha):.3g}"
+
+
+def _words(identifier: str) -> str:
+    """An identifier (``breast_cancer``) as words (``breast cancer``)."""
+    return identifier.replace("_", " ")
+
+
+def _attack_title(name: str) -> str:
+    spec = ATTACKS.get(name)
+    return spec.title if spec is not None else _words(name)
+
+
+def _settings_text(settings: Any) -> str:
+    """The thief's fixed settings in words, never as a Python repr."""
+    return ", ".join(
+        f"{_words(field.name)} {getattr(settings, field.name):g}"
+        for field in dataclasses.fields(settings)
+    )
 
 
 def format_p_value(log2_p: float) -> str:
@@ -136,6 +179,14 @@ def _task(result: EvaluationResult, name: str) -> TaskInfo:
     return next(task for task in result.tasks if task.name == name)
 
 
+def _row_class(row: SummaryRow) -> str:
+    """``lost`` where an attack removed the watermark in some seed, ``broken``
+    where the verdict was lost only together with the model's usefulness."""
+    if not row.survives:
+        return "lost"
+    return "broken" if row.detected < row.seeds else ""
+
+
 def _summary_table(result: EvaluationResult, task: TaskInfo) -> tuple[list[str], list[list[str]]]:
     header = [
         "attack",
@@ -156,7 +207,7 @@ def _summary_table(result: EvaluationResult, task: TaskInfo) -> tuple[list[str],
             continue
         rows.append(
             [
-                row.attack,
+                _attack_title(row.attack),
                 f"{row.strength:g}",
                 f"{row.data_fraction:g}",
                 _score(row.clean_mean, task),
@@ -165,14 +216,40 @@ def _summary_table(result: EvaluationResult, task: TaskInfo) -> tuple[list[str],
                 f"{row.worst_matches}/{row.challenged}; {row.threshold}",
                 format_p_value(row.worst_log2_p_value),
                 f"{row.detected}/{row.seeds}",
-                "yes" if row.survives else "NO",
+                "yes" if row.survives else f"NO: removed in {row.removed}/{row.seeds}",
                 "; ".join(
-                    _EXTRA_TEXT.get(key, key + " {:g}").format(value)
+                    _EXTRA_TEXT.get(key, _words(key) + " {:g}").format(value)
                     for key, value in row.extra.items()
                 ),
             ]
         )
     return header, rows
+
+
+def _summary_classes(result: EvaluationResult, task: TaskInfo) -> list[str]:
+    """The row classes of :func:`_summary_table`, in its order."""
+    return [_row_class(row) for row in result.summary() if row.dataset == task.name]
+
+
+def _baseline_classes(result: EvaluationResult, task: TaskInfo) -> list[str]:
+    """``lost`` where the watermark was not even found before any attack,
+    ``false-claim`` where the unmarked model was (rows of :func:`_baseline_rows`)."""
+    return [
+        "lost"
+        if not record.watermarked.detected
+        else "false-claim"
+        if record.unmarked.detected
+        else ""
+        for record in result.baselines
+        if record.dataset == task.name
+    ]
+
+
+def _distilled(result: EvaluationResult, task: TaskInfo) -> list[SummaryRow]:
+    return sorted(
+        (row for row in result.summary() if row.dataset == task.name and row.attack == "distill"),
+        key=lambda r: (r.data_fraction, r.strength),
+    )
 
 
 def _baseline_rows(result: EvaluationResult, task: TaskInfo) -> tuple[list[str], list[list[str]]]:
@@ -208,7 +285,7 @@ def _baseline_rows(result: EvaluationResult, task: TaskInfo) -> tuple[list[str],
 def _distillation(
     result: EvaluationResult, task: TaskInfo
 ) -> tuple[list[str], list[list[str]], str]:
-    rows = [row for row in result.summary() if row.dataset == task.name and row.attack == "distill"]
+    rows = _distilled(result, task)
     header = [
         "thief's data",
         "queries",
@@ -228,7 +305,7 @@ def _distillation(
             format_p_value(row.worst_log2_p_value),
             f"{row.removed}/{row.seeds} seeds",
         ]
-        for row in sorted(rows, key=lambda r: (r.data_fraction, r.strength))
+        for row in rows
     ]
     if not rows:
         return header, table, ""
@@ -296,7 +373,8 @@ def _not_robust(result: EvaluationResult) -> list[str]:
         task = _task(result, row.dataset)
         if not row.survives:
             lines.append(
-                f"{row.dataset}: {row.attack} at {row.strength:g} (thief data {row.data_fraction:g}) "
+                f"{_words(row.dataset)}: {_attack_title(row.attack)} at {row.strength:g} "
+                f"(thief data {row.data_fraction:g}) "
                 f"removed the watermark in {row.removed} of {row.seeds} seeds: worst {row.worst_matches}/"
                 f"{row.challenged} matches (threshold {row.threshold}), clean {task.metric} "
                 f"{_score(row.clean_mean, task)} (worst drop {_drop(row.worst_clean_drop, task)})"
@@ -310,7 +388,8 @@ def _broken(result: EvaluationResult) -> list[str]:
         task = _task(result, row.dataset)
         if row.survives and row.detected < row.seeds:
             lines.append(
-                f"{row.dataset}: {row.attack} at {row.strength:g} lost the verdict in "
+                f"{_words(row.dataset)}: {_attack_title(row.attack)} at {row.strength:g} lost the "
+                "verdict in "
                 f"{row.seeds - row.detected} of {row.seeds} seeds, but only by ruining the model "
                 f"(worst clean drop {_drop(row.worst_clean_drop, task)})"
             )
@@ -329,7 +408,7 @@ def _setup_line(task: TaskInfo, result: EvaluationResult) -> str:
     return (
         f"{task.kind}, {task.train_size} train / {task.test_size} test; triggers: {task.family}, "
         f"N = {task.triggers}, challenge k = {task.challenges}, p0 = {task.p0}, threshold "
-        f"{task.threshold} matches at alpha = 2^{math.log2(result.config.alpha):.0f}; recipe: Adam lr "
+        f"{task.threshold} matches at alpha = {_level(result.config.alpha)}; recipe: Adam lr "
         f"{recipe.lr:g}, {recipe.epochs} epochs, batch {recipe.batch_size} + {recipe.per_batch} "
         f"triggers{noise}"
     )
@@ -373,7 +452,7 @@ def summary_markdown(result: EvaluationResult) -> str:
 
 
 def _attack_figure(result: EvaluationResult, task: TaskInfo, attack: str) -> str:
-    """One attack's plot as a base64 PNG."""
+    """One attack's plot as an inline ``<svg>`` element (text kept as text)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -386,89 +465,126 @@ def _attack_figure(result: EvaluationResult, task: TaskInfo, attack: str) -> str
     def x_of(record: AttackRecord) -> float:
         return record.strength if swept == "strength" else record.data_fraction
 
-    xs = sorted({x_of(r) for r in records})
-    by_x = {x: [r for r in records if x_of(r) == x] for x in xs}
-    figure, (left, right) = pyplot.subplots(1, 2, figsize=(10, 4.0), dpi=_PLOT_DPI)
-    clean = [statistics.fmean(r.measurement.clean_score for r in by_x[x]) for x in xs]
-    marks = [statistics.fmean(r.measurement.watermark_accuracy for r in by_x[x]) for x in xs]
-    worst_marks = [min(r.measurement.watermark_accuracy for r in by_x[x]) for x in xs]
-    left.plot(xs, clean, "o-", color="tab:blue", label=f"clean {task.metric} (mean)")
-    left.plot(xs, marks, "s-", color="tab:red", label="watermark accuracy (mean)")
-    left.plot(xs, worst_marks, "s:", color="tab:red", alpha=0.6, label="watermark accuracy (worst)")
-    original = statistics.fmean(r.original_score for r in records)
-    left.axhline(original, color="tab:blue", linestyle=":", linewidth=1, label="original clean")
-    left.axhline(
-        task.threshold / task.challenges,
-        color="black",
-        linestyle="--",
-        linewidth=1,
-        label=f"verdict threshold {task.threshold}/{task.challenges}",
-    )
-    left.set_ylim(min(0.0, min(clean) - 0.05), 1.05)
-    left.set_ylabel(
-        "clean accuracy, watermark accuracy"
-        if task.metric == "accuracy"
-        else "clean R², watermark accuracy"
-    )
-    worst_p = [max(r.measurement.log2_p_value for r in by_x[x]) for x in xs]
-    floor = -1000.0
-    right.plot(
-        xs,
-        [2.0 ** max(value, floor) for value in worst_p],
-        "o-",
-        color="tab:purple",
-        label="p-value (worst seed)",
-    )
-    for record in records:
+    alpha = float(result.config.alpha)
+    # Distinct ids per figure: several SVGs share one HTML document.
+    style = {**_PLOT_STYLE, "svg.hashsalt": f"{task.name}/{attack}"}
+    # matplotlib's stubs type each key as a literal; it checks them at run time.
+    with matplotlib.rc_context(style):  # type: ignore[arg-type]
+        xs = sorted({x_of(r) for r in records})
+        by_x = {x: [r for r in records if x_of(r) == x] for x in xs}
+        figure, (left, right) = pyplot.subplots(1, 2, figsize=(11, 4.4))
+        clean = [statistics.fmean(r.measurement.clean_score for r in by_x[x]) for x in xs]
+        marks = [statistics.fmean(r.measurement.watermark_accuracy for r in by_x[x]) for x in xs]
+        worst_marks = [min(r.measurement.watermark_accuracy for r in by_x[x]) for x in xs]
+        left.plot(xs, clean, "o-", color="tab:blue", label=f"clean {task.metric} (mean)")
+        left.plot(xs, marks, "s-", color="tab:red", label="watermark accuracy (mean)")
+        left.plot(
+            xs, worst_marks, "s:", color="tab:red", alpha=0.6, label="watermark accuracy (worst)"
+        )
+        original = statistics.fmean(r.original_score for r in records)
+        left.axhline(
+            original, color="tab:blue", linestyle=":", linewidth=1, label="clean, before the attack"
+        )
+        left.axhline(
+            task.threshold / task.challenges,
+            color="black",
+            linestyle="--",
+            linewidth=1,
+            label=f"verdict threshold: {task.threshold} of {task.challenges} matches",
+        )
+        left.set_ylim(min(0.0, min(clean) - 0.05), 1.05)
+        left.set_ylabel(
+            "clean accuracy, watermark accuracy"
+            if task.metric == "accuracy"
+            else "clean R², watermark accuracy"
+        )
+        worst_p = [max(r.measurement.log2_p_value for r in by_x[x]) for x in xs]
+        floor = -1000.0
         right.plot(
-            x_of(record),
-            2.0 ** max(record.measurement.log2_p_value, floor),
-            ".",
+            xs,
+            [2.0 ** max(value, floor) for value in worst_p],
+            "o-",
             color="tab:purple",
-            alpha=0.35,
+            label="p-value (worst seed)",
         )
-    right.axhline(
-        float(result.config.alpha),
-        color="black",
-        linestyle="--",
-        linewidth=1,
-        label=f"alpha = 2^{math.log2(result.config.alpha):.0f}",
-    )
-    right.set_yscale("log")
-    right.set_ylim(top=2.0)
-    right.set_ylabel("p-value")
-    parameter = (
-        spec.parameter if swept == "strength" else "fraction of training data the thief holds"
-    )
-    for axis in (left, right):
-        axis.set_xlabel(parameter)
-        if spec.log_scale and swept == "strength":
-            axis.set_xscale("log")
-        if attack == "quantize":
-            axis.invert_xaxis()
-        axis.grid(True, alpha=0.3)
-        axis.legend(
-            fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=3, frameon=False
+        for record in records:
+            right.plot(
+                x_of(record),
+                2.0 ** max(record.measurement.log2_p_value, floor),
+                ".",
+                color="tab:purple",
+                alpha=0.35,
+            )
+        right.axhline(
+            alpha,
+            color="black",
+            linestyle="--",
+            linewidth=1.2,
+            label=f"α = {_level(result.config.alpha)}: below it the watermark is shown",
         )
-    figure.suptitle(f"{task.name}: {spec.title}", fontsize=10)
-    figure.tight_layout()
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
-    pyplot.close(figure)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+        right.set_yscale("log")
+        # Alpha is always inside the axis, however far the p-values lie from it.
+        lowest = min([alpha, *(2.0 ** max(value, floor) for value in worst_p)])
+        right.set_ylim(lowest / 2**8, 2.0)
+        right.set_ylabel("p-value (log scale)")
+        parameter = (
+            spec.parameter if swept == "strength" else "fraction of training data the thief holds"
+        )
+        for axis in (left, right):
+            axis.set_xlabel(parameter)
+            if spec.log_scale and swept == "strength":
+                axis.set_xscale("log")
+            if attack == "quantize":
+                axis.invert_xaxis()
+            axis.grid(True, alpha=0.3)
+            axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
+        figure.suptitle(f"{_words(task.name)}: {spec.title}")
+        figure.tight_layout()
+        buffer = io.StringIO()
+        figure.savefig(
+            buffer,
+            format="svg",
+            bbox_inches="tight",
+            metadata={"Creator": None, "Date": None, "Format": None, "Type": None},
+        )
+        pyplot.close(figure)
+    return _inline_svg(buffer.getvalue(), f"{task.name}-{attack}")
 
 
-def _html_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+def _inline_svg(document: str, prefix: str) -> str:
+    """matplotlib's SVG file as an element for an HTML page: from ``<svg`` on
+    (no XML declaration or doctype), without metadata, and with every id and
+    reference to one prefixed, since every figure numbers its groups alike
+    (``figure_1``, ``axes_1``) and ids must be unique in one document."""
+    element = document[document.index("<svg") :]
+    element = re.sub(r"<metadata>.*?</metadata>", "", element, flags=re.DOTALL)
+    element = re.sub(r'\bid="([^"]+)"', rf'id="{prefix}-\1"', element)
+    element = re.sub(r'href="#([^"]+)"', rf'href="#{prefix}-\1"', element)
+    return re.sub(r"url\(#([^)]+)\)", rf"url(#{prefix}-\1)", element)
+
+
+def _html_table(
+    header: Sequence[str], rows: Sequence[Sequence[str]], classes: Sequence[str] = ()
+) -> str:
+    """A table; ``classes[i]`` (``lost``, ``broken``, ``false-claim`` or empty)
+    marks row i."""
     head = "".join(f"<th>{html.escape(cell)}</th>" for cell in header)
+    marks = list(classes) + [""] * (len(rows) - len(classes))
     body = "".join(
-        "<tr"
-        + (' class="fail"' if "NO" in row else "")
-        + ">"
+        (f'<tr class="{mark}">' if mark else "<tr>")
         + "".join(f"<td>{html.escape(cell)}</td>" for cell in row)
         + "</tr>"
-        for row in rows
+        for row, mark in zip(rows, marks)
     )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+_HIGHLIGHTS = (
+    '<p class="note"><span class="key lost"></span> the watermark was lost: an attack removed '
+    'it in at least one seed, or it was never found; <span class="key broken"></span> the '
+    "verdict was lost only together with the model's usefulness; "
+    '<span class="key false-claim"></span> the unmarked model was claimed.</p>'
+)
 
 
 _STYLE = """
@@ -476,8 +592,15 @@ body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; 
 table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.85em; }
 th, td { border: 1px solid #ccc; padding: 0.25em 0.6em; text-align: right; }
 th { background: #f2f2f2; } td:first-child, th:first-child { text-align: left; }
-tr.fail td { background: #fde2e2; }
-img { max-width: 100%; border: 1px solid #eee; margin: 0.4em 0; }
+tr.lost td { background: #fbd5d5; font-weight: 600; }
+tr.broken td { background: #fff1d6; }
+tr.false-claim td { background: #f3d9fa; font-weight: 600; }
+.key { display: inline-block; width: 1.2em; height: 0.9em; vertical-align: middle;
+  border: 1px solid #999; }
+.key.lost { background: #fbd5d5; } .key.broken { background: #fff1d6; }
+.key.false-claim { background: #f3d9fa; }
+figure.plot { margin: 0.4em 0 1.2em; }
+figure.plot svg { max-width: 100%; height: auto; border: 1px solid #eee; }
 .note { color: #555; font-size: 0.9em; }
 """
 
@@ -489,7 +612,7 @@ def render_html(result: EvaluationResult) -> str:
         ImportError: matplotlib is not installed.
     """
     config = result.config
-    alpha_text = f"2^{math.log2(config.alpha):.0f}"
+    alpha_text = _level(config.alpha)
     parts = [
         '<!DOCTYPE html><html><head><meta charset="utf-8">',
         "<title>secmark robustness report</title>",
@@ -506,7 +629,7 @@ def render_html(result: EvaluationResult) -> str:
         ),
         (
             f'<p class="note">Seeds {", ".join(map(str, config.seeds))}; thief settings: '
-            f"{html.escape(str(_plain(config.settings)))}; run time {result.seconds:.0f} s.</p>"
+            f"{html.escape(_settings_text(config.settings))}; run time {result.seconds:.0f} s.</p>"
         ),
     ]
     failures = _not_robust(result)
@@ -524,12 +647,13 @@ def render_html(result: EvaluationResult) -> str:
         )
         parts.append("<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in broken) + "</ul>")
     for task in result.tasks:
-        parts.append(f"<h2>{html.escape(task.name)}</h2>")
+        parts.append(f"<h2>{html.escape(_words(task.name))}</h2>")
         parts.append(f'<p class="note">{html.escape(_setup_line(task, result))}</p>')
         parts.append("<h3>Embedding: fidelity and the false-claim check</h3>")
-        parts.append(_html_table(*_baseline_rows(result, task)))
+        parts.append(_html_table(*_baseline_rows(result, task), _baseline_classes(result, task)))
         parts.append("<h3>Attacks</h3>")
-        parts.append(_html_table(*_summary_table(result, task)))
+        parts.append(_HIGHLIGHTS)
+        parts.append(_html_table(*_summary_table(result, task), _summary_classes(result, task)))
         for attack in ATTACKS:
             if any(r.dataset == task.name and r.attack == attack for r in result.attacks):
                 spec = ATTACKS[attack]
@@ -538,13 +662,14 @@ def render_html(result: EvaluationResult) -> str:
                     f"{html.escape(spec.description)}</p>"
                 )
                 parts.append(
-                    f'<img alt="{html.escape(task.name)} {attack}" '
-                    f'src="data:image/png;base64,{_attack_figure(result, task, attack)}">'
+                    f'<figure class="plot" data-attack="{html.escape(attack)}">'
+                    f"{_attack_figure(result, task, attack)}</figure>"
                 )
         header, rows, text = _distillation(result, task)
         if rows:
             parts.append("<h3>What distillation costs the thief</h3>")
-            parts.append(_html_table(header, rows))
+            lost = ["lost" if row.removed else "" for row in _distilled(result, task)]
+            parts.append(_html_table(header, rows, lost))
             parts.append(f"<p>{html.escape(text)}</p>")
         header, rows = _safety_rows(result, task)
         if rows:

@@ -12,22 +12,30 @@ date; everything else is real):
 4. the arbiter judges all three claims against the thief's deployed model,
    cross-checks the registered released models, and signs the verdicts;
 5. the owner's bundle is re-verified offline.
+
+Every document is left in the demo's folder (:data:`DEMO_FILES` says what
+each is), with the TSA's root certificate a judge re-checks the owner's
+bundle against (:meth:`DemoOutcome.verify_command`).
 """
 
 from __future__ import annotations
 
 import copy
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+from torch import nn
 
 from secmark.crypto.keys import IdentityKeys
 from secmark.embed import embed, save_state
 from secmark.encoding import format_time, utc_now
+from secmark.errors import SecmarkError
 from secmark.examples.digits import (
     IMAGE_SHAPE,
     DigitsData,
@@ -54,19 +62,129 @@ from secmark.timestamp import TimestampAuthority, TrustStore
 from secmark.timestamp.evidence import collect_evidence
 from secmark.triggers import CommittedPool, iter_triggers, pool_root
 
-__all__ = ["DemoOutcome", "run_demo"]
+__all__ = ["DEMO_FILES", "MARKER_FILE", "DemoOutcome", "prepare_folder", "run_demo"]
 
 TRIGGERS = 256
 CHALLENGE = 128
 
+MARKER_FILE = ".secmark-demo"
+"""Written first into the demo's folder: only a folder holding it is ever
+emptied to run the demo again (:func:`prepare_folder`)."""
+
+OWNER_BUNDLE = "owner.bundle.json"
+TSA_ROOT = "tsa/root.pem"
+
+DEMO_FILES: tuple[tuple[str, str], ...] = (
+    ("tsa/", "the demo's timestamp authority (its key is unencrypted: a demo only)"),
+    (TSA_ROOT, "its root certificate: the judge's trust anchor"),
+    ("owner.identity.json", "the owner's public identity"),
+    ("thief.identity.json", "the thief's public identity"),
+    ("arbiter.identity.json", "the arbiter's public identity"),
+    ("thief.commitment.json", "the thief's commitment, made before the theft"),
+    ("thief.commitment.evidence.json", "its RFC 3161 timestamps"),
+    ("owner.commitment.json", "the owner's commitment to 256 triggers"),
+    ("owner.commitment.evidence.json", "its RFC 3161 timestamps"),
+    ("owner-model.safetensors", "the owner's watermarked model, as released"),
+    ("owner.release.json", "the owner's registration of that release"),
+    ("owner.release.evidence.json", "its RFC 3161 timestamps"),
+    ("thief-model.safetensors", "the stolen, fine-tuned, re-marked model the arbiter queries"),
+    ("thief.release.json", "the thief's registration of his copy"),
+    ("thief.release.evidence.json", "its RFC 3161 timestamps"),
+    ("thief.chosen.commitment.json", "the thief's commitment to inputs chosen after the theft"),
+    ("thief.chosen.evidence.json", "its RFC 3161 timestamps"),
+    ("arbiter/", "the arbiter's folder: one case per claim under cases/<claim id>/"),
+    (OWNER_BUNDLE, "the owner's verdict bundle: what a judge re-checks offline"),
+)
+"""Each file (or folder, ending in ``/``) the demo leaves, relative to its
+folder, with what it is."""
+
 
 @dataclass(frozen=True)
 class DemoOutcome:
+    """What the demo found, and where it left its documents.
+
+    ``*_outcome`` are the verdicts of the three claims; ``bundle_verified``
+    says the owner's bundle passed :func:`secmark.protocol.bundle.verify_bundle`
+    against the demo TSA's root; ``arbiter_key_id`` is the arbiter a judge
+    pins; ``cases`` maps ``owner``, ``thief`` and ``chosen inputs`` to
+    their claim ids.
+    """
+
     owner_outcome: str
     thief_outcome: str
     chosen_inputs_outcome: str
     bundle_verified: bool
     seconds: float
+    folder: Path
+    arbiter_key_id: str
+    cases: dict[str, str]
+
+    @property
+    def succeeded(self) -> bool:
+        """The story ended as it should: the owner upheld, both thief's claims
+        rejected, the bundle verified."""
+        return (
+            self.owner_outcome == "upheld"
+            and self.thief_outcome == "rejected"
+            and self.chosen_inputs_outcome == "rejected"
+            and self.bundle_verified
+        )
+
+    @property
+    def bundle(self) -> Path:
+        return self.folder / OWNER_BUNDLE
+
+    @property
+    def trust_root(self) -> Path:
+        return self.folder / TSA_ROOT
+
+    def verify_command(self) -> list[str]:
+        """The command line that re-checks the owner's bundle offline against
+        the demo TSA's root, with the arbiter pinned."""
+        return [
+            "secmark",
+            "verify-bundle",
+            str(self.bundle),
+            "--trust",
+            str(self.trust_root),
+            "--arbiter",
+            self.arbiter_key_id,
+        ]
+
+
+def prepare_folder(folder: Path, *, replace: bool = False) -> None:
+    """Make ``folder`` ready for the demo: created if missing, else empty.
+
+    A folder that is not empty is refused, unless ``replace`` is true and
+    it holds :data:`MARKER_FILE` (an earlier demo made it): its contents are
+    then removed. Nothing else is ever deleted.
+
+    Raises:
+        SecmarkError: ``folder`` is a file, or not empty and either
+            ``replace`` is false or it was not made by the demo.
+    """
+    if folder.exists() and not folder.is_dir():
+        raise SecmarkError(f"{folder} is a file; give the demo a folder with --out")
+    folder.mkdir(parents=True, exist_ok=True)
+    entries = list(folder.iterdir())
+    if not entries:
+        return
+    if not (folder / MARKER_FILE).is_file():
+        raise SecmarkError(
+            f"{folder} is not empty and was not made by secmark demo; "
+            "choose another folder with --out"
+        )
+    if not replace:
+        raise SecmarkError(
+            f"{folder} holds an earlier demo; give --force to replace it, "
+            "or another folder with --out"
+        )
+    for entry in entries:
+        # A link is removed, never followed: only the folder's own entries go.
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 class _Calendar:
@@ -86,10 +204,27 @@ def _derive_all(
     return np.concatenate([b.inputs for b in batches]), np.concatenate([b.labels for b in batches])
 
 
-def run_demo(folder: Path, say: Callable[[str], None] = print) -> DemoOutcome:
-    """Run the dispute, leaving every document under ``folder``."""
+def run_demo(
+    folder: Path, say: Callable[[str], None] = print, *, replace: bool = False
+) -> DemoOutcome:
+    """Run the dispute, leaving every document under ``folder``, and tell
+    the story line by line through ``say``.
+
+    ``folder`` must be missing or empty, or (with ``replace``) hold an
+    earlier demo: see :func:`prepare_folder`. torch runs with its current
+    thread count: set it to one first on a small machine
+    (:func:`secmark.cli.evaluate.torch_threads`).
+
+    Raises:
+        SecmarkError: the folder cannot be used (:func:`prepare_folder`).
+    """
     started = time.monotonic()
-    folder.mkdir(parents=True, exist_ok=True)
+    prepare_folder(folder, replace=replace)
+    write_atomic(
+        folder / MARKER_FILE,
+        b"made by secmark demo; secmark demo --force may empty this folder\n",
+        mode=PUBLIC_FILE_MODE,
+    )
     today = utc_now()
     calendar = _Calendar(today - timedelta(days=365))
     tsa = TimestampAuthority.initialize(
@@ -100,7 +235,7 @@ def run_demo(folder: Path, say: Callable[[str], None] = print) -> DemoOutcome:
     def save(name: str, data: bytes) -> None:
         write_atomic(folder / name, data, mode=PUBLIC_FILE_MODE, overwrite=True)
 
-    def timestamp(name: str, document: SignedDocument[object], days_ago: int) -> bytes:
+    def timestamp(name: str, document: SignedDocument[Any], days_ago: int) -> bytes:
         calendar.now = today - timedelta(days=days_ago)
         evidence = collect_evidence(document.digest, [tsa.respond]).to_json()
         save(name, evidence)
@@ -109,13 +244,13 @@ def run_demo(folder: Path, say: Callable[[str], None] = print) -> DemoOutcome:
     def register(
         keys: IdentityKeys,
         signed: SignedDocument[Commitment],
-        released: object,
+        released: nn.Module,
         path: Path,
         who: str,
         days_ago: int,
     ) -> tuple[SignedDocument[Release], bytes]:
         """Save the model, register it as released and timestamp the registration."""
-        save_state(released, path)  # type: ignore[arg-type]
+        save_state(released, path)
         release = create_release(
             keys,
             commitment_id=signed.digest,
@@ -268,20 +403,30 @@ def run_demo(folder: Path, say: Callable[[str], None] = print) -> DemoOutcome:
 
     bundle_path = owner_case.folder / "bundle.json"
     bundle_report = verify_bundle(bundle_path.read_bytes(), trust)
-    save("owner.bundle.json", bundle_path.read_bytes())
+    save(OWNER_BUNDLE, bundle_path.read_bytes())
     say(
-        f"offline re-verification of {folder / 'owner.bundle.json'}: {bundle_report.outcome}, every check passed"
+        f"offline re-verification of {folder / OWNER_BUNDLE}: {bundle_report.outcome}, "
+        "every check passed"
     )
-    seconds = time.monotonic() - started
-    say(f"documents are in {folder} ({seconds:.0f} s)")
     return DemoOutcome(
-        outcomes["owner"], outcomes["thief"], outcomes["chosen inputs"], True, seconds
+        owner_outcome=outcomes["owner"],
+        thief_outcome=outcomes["thief"],
+        chosen_inputs_outcome=outcomes["chosen inputs"],
+        bundle_verified=True,
+        seconds=time.monotonic() - started,
+        folder=folder,
+        arbiter_key_id=arbiter_keys.key_id,
+        cases={
+            "owner": owner_case.name,
+            "thief": thief_case.name,
+            "chosen inputs": chosen_case.name,
+        },
     )
 
 
 def _steal(
-    model: object, data: DigitsData, thief: IdentityKeys, commitment: SignedDocument[Commitment]
-) -> object:
+    model: nn.Module, data: DigitsData, thief: IdentityKeys, commitment: SignedDocument[Commitment]
+) -> nn.Module:
     """Fine-tune a copy on half the training data with the thief's triggers mixed in."""
     stolen = copy.deepcopy(model)
     half = DigitsData(
@@ -299,7 +444,7 @@ def _steal(
         lr=1e-3,
         seed=2,
         progress=False,
-    )  # type: ignore[arg-type]
+    )
     return stolen
 
 

@@ -9,6 +9,13 @@ which the arbiter binds to the claim's.
 
 - :class:`OipSuspect`: a remote endpoint speaking the Open Inference Protocol
   (KServe v2 REST, as served by KServe, MLServer and Triton).
+- :class:`JsonApiSuspect`: any other JSON endpoint (SageMaker, Vertex AI,
+  Hugging Face Inference Endpoints, ...), through a request template and
+  JSON pointers to the answers.
+- :class:`SuspectConfig`: every setting of a remote suspect, read strictly
+  from one JSON file (``specs/suspects.md``), which builds either adapter.
+  Both remote adapters post through :mod:`secmark.models.http` (bounded
+  retries honouring ``Retry-After``, counted requests, redacted credentials).
 - :class:`CallableSuspect`, :class:`EstimatorSuspect`: a Python function, a
   scikit-learn style estimator.
 - :class:`WeightsSuspect`: a model's weights (a safetensors file or a
@@ -32,17 +39,25 @@ from secmark.models.base import (
     check_reference,
 )
 from secmark.models.callable import CallableSuspect, EstimatorSuspect
+from secmark.models.config import SuspectConfig
+from secmark.models.http import TlsFiles
+from secmark.models.json_api import PLACEHOLDER, JsonApiSuspect, JsonPointer
 from secmark.models.remote import OIP_DATATYPES, OipSuspect
 from secmark.models.weights import WeightsSuspect, reduce_parameter
 
 __all__ = [
     "OIP_DATATYPES",
     "OUTPUTS",
+    "PLACEHOLDER",
     "CallableSuspect",
     "EstimatorSuspect",
+    "JsonApiSuspect",
+    "JsonPointer",
     "OipSuspect",
     "Output",
     "Suspect",
+    "SuspectConfig",
+    "TlsFiles",
     "WeightsSuspect",
     "check_answers",
     "check_batch",

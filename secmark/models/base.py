@@ -77,6 +77,8 @@ class Suspect(Protocol):
 
     - ``oip:<url>``: the canonical URL of the model endpoint requests are
       posted to (:class:`~secmark.models.OipSuspect`);
+    - ``json:<url>``: the canonical URL a JSON API's requests are posted to
+      (:class:`~secmark.models.JsonApiSuspect`);
     - ``sha256:<hex>``: the SHA-256 of the weights file the model was read
       from (:class:`~secmark.models.WeightsSuspect`,
       ``TorchSuspect.from_file``), or the one the builder of an in-process

@@ -22,6 +22,15 @@ normative in ``specs/dispute.md`` 8.3. A claim names one of:
     unreserved characters plain, everything else as upper-case ``%XX``.
 ``sha256:<hex>``
     A model file, by the SHA-256 of its bytes in lower-case hex.
+``json:<scheme>://<host>[:<port>][<path>]``
+    Any other JSON inference endpoint (``specs/suspects.md``), as the URL
+    the arbiter posts to (:func:`canonical_endpoint_url`): scheme, port and
+    host as for ``oip:``; each path segment written as
+    ``urllib.parse.quote(text, safe="!$&'()*+,=:@")``, so that the RFC 3986
+    sub-delimiters, ``:`` and ``@`` are written plain (``e:rawPredict``) and
+    everything else but the unreserved characters as ``%XX``; a trailing
+    slash is kept, since servers route ``/p`` and ``/p/`` apart, except on
+    the root path, which is written without one.
 
 Refused, because clients or servers read them as another spelling of some
 endpoint: the IPv4 forms resolvers accept besides the dotted quad
@@ -63,6 +72,7 @@ __all__ = [
     "MAX_REFERENCE_LENGTH",
     "arbiter_label",
     "canonical_base_url",
+    "canonical_endpoint_url",
     "canonical_reference",
     "check_file_reference",
     "model_path",
@@ -75,7 +85,7 @@ MAX_REFERENCE_LENGTH: Final = 1024
 MAX_LABEL_LENGTH: Final = 256
 """Longest text of an arbiter's ``label:``."""
 
-CLAIMABLE_KINDS: Final = ("oip", "sha256")
+CLAIMABLE_KINDS: Final = ("oip", "sha256", "json")
 """The kinds of reference a claim may name."""
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
@@ -94,6 +104,10 @@ _CREDENTIALS_RULE = (
     "(the arbiter passes credentials in headers; an endpoint has no query)"
 )
 _OIP_FORM = "<base>/v2/models/<name>[/versions/<version>]"
+# RFC 3986 pchar minus the unreserved characters: written plain in the path of
+# a json: reference (Vertex AI's ":rawPredict" is sent with a plain colon).
+# ';' is refused in every path segment, so it is absent.
+_ENDPOINT_SAFE = "!$&'()*+,=:@"
 
 
 def _shown(text: str) -> str:
@@ -134,6 +148,8 @@ def canonical_reference(reference: str) -> str:
         if segments[-2] == "versions":  # "models" there in the form without a version
             _check_version(segments[-1], _shown(reference))
         return "oip:" + origin + "".join("/" + segment for segment in segments)
+    if separator and kind == "json":
+        return "json:" + _endpoint_url(rest, _shown(reference))
     if separator and kind == "label":
         raise EncodingError(
             f"{_shown(reference)}: a label: reference is the arbiter's own name for an "
@@ -143,7 +159,8 @@ def canonical_reference(reference: str) -> str:
         )
     raise EncodingError(
         f"{_shown(reference)} is not a suspect reference: a claim names an Open Inference "
-        "Protocol endpoint (oip:URL) or a model file (sha256:HEX)"
+        "Protocol endpoint (oip:URL), another JSON endpoint (json:URL) or a model file "
+        "(sha256:HEX)"
     )
 
 
@@ -160,6 +177,29 @@ def canonical_base_url(base_url: str) -> str:
         raise EncodingError(f"a base URL has at most {MAX_REFERENCE_LENGTH} characters")
     origin, segments = _split_url(base_url, _shown(base_url), strip_trailing_slashes=True)
     return origin + "".join("/" + segment for segment in segments)
+
+
+def canonical_endpoint_url(url: str) -> str:
+    """``scheme://host[:port][/path]`` of a JSON endpoint, canonical as in a
+    ``json:`` reference (module docstring): the URL requests are posted to.
+
+    Raises:
+        EncodingError: as :func:`canonical_reference` for an ``oip:`` URL
+            (credentials, queries, dot segments, encoded slashes, ...).
+    """
+    if not isinstance(url, str):
+        raise EncodingError(f"an endpoint URL is a string, not {type(url).__name__}")
+    if len(url) > MAX_REFERENCE_LENGTH:
+        raise EncodingError(f"an endpoint URL has at most {MAX_REFERENCE_LENGTH} characters")
+    return _endpoint_url(url, _shown(url))
+
+
+def _endpoint_url(url: str, context: str) -> str:
+    origin, segments = _split_url(url, context, strip_trailing_slashes=False, safe=_ENDPOINT_SAFE)
+    # _split_url drops one trailing slash; on a path other than the root it
+    # names another resource, so it is written back.
+    trailing = "/" if segments and url.endswith("/") else ""
+    return origin + "".join("/" + segment for segment in segments) + trailing
 
 
 def model_path(name: str, version: str | None = None) -> str:
@@ -271,7 +311,9 @@ def _check_characters(url: str, context: str) -> None:
         )
 
 
-def _split_url(url: str, context: str, *, strip_trailing_slashes: bool) -> tuple[str, list[str]]:
+def _split_url(
+    url: str, context: str, *, strip_trailing_slashes: bool, safe: str = ""
+) -> tuple[str, list[str]]:
     """The canonical ``scheme://host[:port]`` of ``url`` and its canonical
     path segments. A reference may end in one slash, a base URL in any number."""
     _check_characters(url, context)
@@ -292,10 +334,10 @@ def _split_url(url: str, context: str, *, strip_trailing_slashes: bool) -> tuple
             f"{context}: an empty path segment ('//'): some servers and proxies merge "
             "slashes and others do not; write one '/'"
         )
-    return origin, [_canonical_segment(part, context) for part in parts]
+    return origin, [_canonical_segment(part, context, safe) for part in parts]
 
 
-def _canonical_segment(raw: str, context: str) -> str:
+def _canonical_segment(raw: str, context: str, safe: str = "") -> str:
     if not _PCHARS.fullmatch(raw):
         if re.search(r"%(?![0-9A-Fa-f]{2})", raw):
             raise EncodingError(
@@ -310,7 +352,7 @@ def _canonical_segment(raw: str, context: str) -> str:
             f"{context}: the percent-escapes of path segment {raw!r} are not UTF-8 text"
         ) from None
     _check_segment_text(text, context)
-    return quote(text, safe="")
+    return quote(text, safe=safe)
 
 
 def _check_segment_text(text: str, context: str) -> None:

@@ -3,23 +3,30 @@
 The Open Inference Protocol is what KServe, MLServer and Triton serve::
 
     POST {base}/v2/models/{name}[/versions/{version}]/infer
-    {"inputs": [{"name": ..., "shape": [N, ...], "datatype": "FP32", "data": [...]}]}
+    {"inputs": [{"name": ..., "shape": [N, ...], "datatype": "FP32", "data": [...]}],
+     "outputs": [{"name": ...}]}            (only when outputs are requested)
     -> 200 {"outputs": [{"name": ..., "shape": [N, ...], "datatype": ..., "data": [...]}]}
 
 The suspect is a party to the dispute, so everything it sends is untrusted.
 A response is accepted only if every step below holds; otherwise the query
 fails with a SuspectError saying which step failed, quoting at most
-``_MAX_ERROR_TEXT`` characters of the server's own error text:
+:data:`~secmark.models.http.MAX_ERROR_TEXT` characters of the server's own
+error text, credentials redacted:
 
-1. the HTTP status is 200 (5xx, timeouts and connection failures are retried
-   ``retries`` times with exponential backoff; any other status is final:
-   a 4xx will not change by asking again, and a 3xx is not followed),
+1. the HTTP status is 200, after the retries, waits and halts of
+   :mod:`secmark.models.http` (5xx, 408, 429, timeouts and connection
+   failures are retried ``retries`` times, honouring ``Retry-After``; any
+   other status is final, a 3xx is not followed, and a failure that does not
+   depend on the inputs, such as a 401 or 404, stops the adapter from
+   sending anything more),
 2. the body fits in ``max_response_bytes`` and arrives within ``timeout``
    seconds in all (a server trickling bytes cannot hold the arbiter),
 3. the Content-Type is JSON and the body is strict JSON: UTF-8, complete,
    no ``NaN``/``Infinity`` literals, no duplicate keys, an object at the top,
 4. ``outputs`` is a non-empty list holding the output asked for (the first
-   one if ``output_name`` is None) exactly once,
+   one if ``output_name`` is None) exactly once (this and the form checks
+   of steps 3, 5 and 6 and of the answers' kind fail alike for every input:
+   such a failure halts the adapter, :mod:`secmark.models.http`),
 5. its datatype is a numeric Open Inference Protocol datatype,
 6. its shape is a list of non-negative integers whose product is the number
    of data elements, given flat in row-major order or nested exactly along
@@ -35,7 +42,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final
 
@@ -50,6 +57,23 @@ from secmark.models.base import (
     check_batch_size,
     check_output,
 )
+from secmark.models.http import (
+    DEFAULT_BACKOFF,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    MAX_BACKOFF,
+    MAX_RESPONSE_BYTES,
+    HttpTransport,
+    ResponseFormError,
+    TlsFiles,
+    check_answer_kind,
+    check_input_shape,
+    check_media_type,
+    hide_userinfo,
+    load_json,
+    reshape_rows,
+)
 from secmark.models.reference import canonical_base_url, canonical_reference, model_path
 
 __all__ = [
@@ -58,31 +82,15 @@ __all__ = [
     "DEFAULT_RETRIES",
     "DEFAULT_TIMEOUT",
     "MAX_BACKOFF",
+    "MAX_REQUESTED_OUTPUTS",
     "MAX_RESPONSE_BYTES",
     "OIP_DATATYPES",
     "OipSuspect",
     "oip_model_url",
 ]
 
-DEFAULT_BATCH_SIZE = 64
-"""Rows per request: keeps one request well under servers' body limits."""
-
-DEFAULT_TIMEOUT = 10.0
-"""Seconds one attempt (connect, send, wait, read the whole body) may take."""
-
-DEFAULT_RETRIES = 2
-"""Extra attempts after a timeout, a connection failure or a 5xx status."""
-
-DEFAULT_BACKOFF = 0.25
-"""Seconds before the first retry; each further retry waits twice as long,
-up to ``MAX_BACKOFF``."""
-
-MAX_BACKOFF = 30.0
-"""Longest wait between two attempts, however many retries are allowed."""
-
-MAX_RESPONSE_BYTES = 64 * 1024 * 1024
-"""Largest response body read (after content decoding): a hostile server must
-not exhaust the arbiter's memory. 64 logit rows need a few kilobytes."""
+MAX_REQUESTED_OUTPUTS = 16
+"""Most outputs one request may name: an answer is read from one of them."""
 
 OIP_DATATYPES: Final[Mapping[str, np.dtype[Any]]] = {
     "UINT8": np.dtype(np.uint8),
@@ -104,38 +112,10 @@ answers, and are refused."""
 _NON_NUMERIC_DATATYPES = frozenset({"BOOL", "BYTES"})
 # numpy allows 64 dimensions; an answer needs a few. Bounds the nested-data walk.
 _MAX_RANK = 32
-_MAX_ERROR_TEXT = 200
+_MAX_NAME_LENGTH = 256
 _READY_POLL_INTERVAL = 0.1
 
-
-class _Transient(Exception):
-    """A failure worth retrying: timeout, connection failure, 5xx."""
-
-
-def _summarise(text: str) -> str:
-    """One printable line of at most _MAX_ERROR_TEXT characters of server text."""
-    text = text[: 4 * _MAX_ERROR_TEXT]
-    line = " ".join("".join(ch if ch.isprintable() else " " for ch in text).split())
-    if len(line) > _MAX_ERROR_TEXT:
-        return line[:_MAX_ERROR_TEXT] + "..."
-    return line or "(empty body)"
-
-
-def _error_text(body: bytes) -> str:
-    """The server's error message: the ``error`` member of a JSON body (the
-    protocol's error object), the last line of a Python traceback (what
-    Python servers send for an unhandled exception), or the start of the body."""
-    text = body.decode("utf-8", errors="replace")
-    try:
-        document = json.loads(text)
-    except (ValueError, RecursionError):
-        document = None
-    if isinstance(document, dict) and isinstance(document.get("error"), str):
-        return _summarise(document["error"])
-    lines = text.strip().splitlines()
-    if lines and lines[0].startswith("Traceback (most recent call last)"):
-        return _summarise(lines[-1])
-    return _summarise(text)
+_Summarise = Callable[[str], str]
 
 
 def _normalise_base_url(base_url: str) -> str:
@@ -150,7 +130,7 @@ def _normalise_base_url(base_url: str) -> str:
     try:
         return canonical_base_url(base_url)
     except EncodingError as error:
-        raise SuspectError(f"invalid base URL: {error}") from None
+        raise SuspectError(hide_userinfo(base_url, f"invalid base URL: {error}")) from None
 
 
 def oip_model_url(base_url: str, model_name: str, model_version: str | None = None) -> str:
@@ -192,17 +172,6 @@ def _encode_input(batch: np.ndarray, datatype: str) -> np.ndarray:
     return batch.astype(dtype)
 
 
-def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    document = dict(pairs)
-    if len(document) != len(pairs):
-        raise ValueError("duplicate key in a JSON object")
-    return document
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _flatten(data: list[Any], shape: list[int]) -> list[Any]:
     """The elements of ``data`` in row-major order, flat or nested along ``shape``."""
     if not any(isinstance(item, list) for item in data):
@@ -224,28 +193,28 @@ def _flatten(data: list[Any], shape: list[int]) -> list[Any]:
     return flat
 
 
-def _decode_tensor(tensor: Any) -> np.ndarray:
+def _decode_tensor(tensor: Any, summarise: _Summarise) -> np.ndarray:
     """Steps 5 and 6 of the module docstring for one output tensor."""
     if not isinstance(tensor, dict):
-        raise SuspectError("an output is not a JSON object")
+        raise ResponseFormError("an output is not a JSON object")
     datatype, shape, data = tensor.get("datatype"), tensor.get("shape"), tensor.get("data")
     if not isinstance(datatype, str):
-        raise SuspectError("the output has no datatype")
+        raise ResponseFormError("the output has no datatype")
     if datatype in _NON_NUMERIC_DATATYPES:
-        raise SuspectError(f"the output datatype {datatype} cannot carry answers")
+        raise ResponseFormError(f"the output datatype {datatype} cannot carry answers")
     if datatype not in OIP_DATATYPES:
-        raise SuspectError(f"unknown output datatype {_summarise(datatype)!r}")
+        raise ResponseFormError(f"unknown output datatype {summarise(datatype)!r}")
     if (
         not isinstance(shape, list)
         or not 1 <= len(shape) <= _MAX_RANK
         or not all(type(dim) is int and dim >= 0 for dim in shape)
     ):
-        raise SuspectError(
+        raise ResponseFormError(
             f"the output shape must be a list of 1 to {_MAX_RANK} non-negative integers, "
-            f"got {_summarise(repr(shape))}"
+            f"got {summarise(repr(shape))}"
         )
     if not isinstance(data, list):
-        raise SuspectError("the output has no data list")
+        raise ResponseFormError("the output has no data list")
     elements = _flatten(data, shape)
     if len(elements) != math.prod(shape):
         raise SuspectError(
@@ -272,6 +241,33 @@ def _decode_tensor(tensor: Any) -> np.ndarray:
     return array.reshape(shape)
 
 
+def _check_name(value: object, what: str) -> str:
+    if (
+        not isinstance(value, str)
+        or not 0 < len(value) <= _MAX_NAME_LENGTH
+        or not value.isprintable()
+        or value.strip() != value
+    ):
+        raise SuspectError(
+            f"{what} must be 1 to {_MAX_NAME_LENGTH} printable characters without surrounding "
+            f"white space, got {value!r:.80}"
+        )
+    return value
+
+
+def _check_requested_outputs(names: Sequence[str] | None) -> tuple[str, ...]:
+    if names is None:
+        return ()
+    if isinstance(names, str) or not isinstance(names, Sequence):
+        raise SuspectError("requested_outputs must be a list of output names")
+    checked = tuple(_check_name(name, "a requested output name") for name in names)
+    if not 0 < len(checked) <= MAX_REQUESTED_OUTPUTS or len(set(checked)) != len(checked):
+        raise SuspectError(
+            f"requested_outputs must name 1 to {MAX_REQUESTED_OUTPUTS} distinct outputs"
+        )
+    return checked
+
+
 class OipSuspect:
     """A model served over the Open Inference Protocol REST API.
 
@@ -279,26 +275,38 @@ class OipSuspect:
     and the optional ``model_version`` name the model. Inputs are sent as one
     tensor called ``input_name`` of ``datatype`` (one of
     :data:`OIP_DATATYPES`) and shape ``[rows, *row_shape]``, at most
-    ``batch_size`` rows per request; the answers are read from the output
-    ``output_name`` (the first output when None) and reduced as ``output``
-    says (see :mod:`secmark.models.base`). ``headers`` are sent with every
-    request (for example ``{"Authorization": "Bearer ..."}``) and are not
-    part of ``describe()``.
+    ``batch_size`` rows per request. ``input_shape``, when given, is the
+    shape each input is sent in (its values in C order: ``[64]`` sends an
+    8x8 image as 64 features). A model without a batch dimension
+    (``batch_dimension=False``) is sent one input per request, of shape
+    ``row_shape``, and answers with one answer, without a leading axis.
 
-    One ``httpx.Client`` is reused for every request (a new connection per
-    request costs tens of milliseconds). Pass ``client`` to bring your own,
-    for example one with a proxy, client certificates or custom TLS roots;
-    it is then yours to close. Otherwise the adapter's own client ignores
-    proxy and ``.netrc`` settings from the environment, so a suspect is
-    always reached directly and receives nothing but ``headers``; close it
-    with :meth:`close` or use the adapter as a context manager.
+    ``requested_outputs`` are named in the request (``"outputs": [{"name":
+    ...}]``): servers such as MLServer's scikit-learn runtime answer
+    ``predict`` unless asked for ``predict_proba``. The answers are read
+    from the output ``output_name`` (the first output when None) and reduced
+    as ``output`` says (see :mod:`secmark.models.base`).
+
+    ``headers`` are sent with every request (for example ``{"Authorization":
+    "Bearer ..."}``), are never quoted, and are not part of ``describe()``;
+    ``tls`` names a CA file and a client certificate
+    (:class:`~secmark.models.http.TlsFiles`). One ``httpx.Client`` is reused
+    for every request (a new connection per request costs tens of
+    milliseconds). Pass ``client`` to bring your own, for example one with a
+    proxy; it is then yours to close. Otherwise the adapter's own client
+    ignores proxy and ``.netrc`` settings from the environment, so a suspect
+    is always reached directly and receives nothing but ``headers``; close
+    it with :meth:`close` or use the adapter as a context manager.
+    :attr:`requests_sent` counts the requests that may have reached the
+    server (:mod:`secmark.models.http`).
 
     ``describe()`` is ``oip:{base}/v2/models/{name}[/versions/{version}]``,
     the canonical reference (:mod:`secmark.models.reference`) of the very URL
     requests are posted to (plus ``/infer``); the base URL is canonicalised
     (scheme and host lower case, default port and trailing slashes dropped,
     ...), and one that has no canonical form (credentials, IPv4 shorthand,
-    dot segments, ...) is refused with a SuspectError.
+    dot segments, ...) is refused with a SuspectError. Everything else says
+    *how* that model is asked, not *which* model it is.
 
     Failures are described in the module docstring. A query either returns
     every answer or raises SuspectError; the requests already answered are
@@ -306,21 +314,18 @@ class OipSuspect:
     """
 
     __slots__ = (
-        "_backoff",
+        "_batch_dimension",
         "_batch_size",
-        "_client",
         "_datatype",
-        "_headers",
         "_input_name",
-        "_max_response_bytes",
+        "_input_shape",
         "_model_url",
         "_output",
         "_output_name",
-        "_owns_client",
         "_ready_urls",
         "_reference",
-        "_retries",
-        "_timeout",
+        "_requested_outputs",
+        "_transport",
     )
 
     def __init__(
@@ -340,6 +345,10 @@ class OipSuspect:
         client: httpx.Client | None = None,
         model_version: str | None = None,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        requested_outputs: Sequence[str] | None = None,
+        batch_dimension: bool = True,
+        input_shape: Sequence[int] | None = None,
+        tls: TlsFiles | None = None,
     ) -> None:
         base = _normalise_base_url(base_url)
         if not isinstance(model_name, str) or not model_name:
@@ -351,21 +360,8 @@ class OipSuspect:
                 f"unsupported input datatype {datatype!r}; "
                 f"expected one of {', '.join(OIP_DATATYPES)}"
             )
-        if not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
-            raise SuspectError(f"timeout must be a positive number of seconds, got {timeout!r}")
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise SuspectError(f"retries must be a non-negative integer, got {retries!r}")
-        if not (isinstance(backoff, (int, float)) and math.isfinite(backoff) and backoff >= 0):
-            raise SuspectError(f"backoff must be a non-negative number of seconds, got {backoff!r}")
-        if (
-            isinstance(max_response_bytes, bool)
-            or not isinstance(max_response_bytes, int)
-            or max_response_bytes < 1
-        ):
-            raise SuspectError(
-                f"max_response_bytes must be a positive integer, got {max_response_bytes!r}"
-            )
-
+        if not isinstance(batch_dimension, bool):
+            raise SuspectError(f"batch_dimension must be True or False, got {batch_dimension!r}")
         self._model_url = oip_model_url(base, model_name, model_version)
         self._reference = f"oip:{self._model_url}"
         # The reference is bound to what is queried: the URL httpx sends
@@ -380,18 +376,33 @@ class OipSuspect:
                 "name the endpoint by its canonical URL"
             )
         self._ready_urls = (f"{base}/v2/health/ready", f"{self._model_url}/ready")
-        self._input_name = input_name
+        self._input_name = _check_name(input_name, "input_name")
         self._datatype = datatype
-        self._output_name = output_name
+        self._output_name = None if output_name is None else _check_name(output_name, "output_name")
+        self._requested_outputs = _check_requested_outputs(requested_outputs)
+        if (
+            self._output_name is not None
+            and self._requested_outputs
+            and self._output_name not in self._requested_outputs
+        ):
+            raise SuspectError(
+                f"output_name {self._output_name!r} is not among the requested outputs"
+            )
         self._output = check_output(output)
-        self._timeout = float(timeout)
-        self._retries = retries
-        self._backoff = float(backoff)
-        self._batch_size = check_batch_size(batch_size)
-        self._max_response_bytes = max_response_bytes
-        self._headers = {"Accept": "application/json", **dict(headers or {})}
-        self._owns_client = client is None
-        self._client = client if client is not None else httpx.Client(trust_env=False)
+        self._batch_dimension = batch_dimension
+        self._batch_size = check_batch_size(batch_size) if batch_dimension else 1
+        self._input_shape = check_input_shape(input_shape)
+        self._transport = HttpTransport(
+            infer_url,
+            reference=self._reference,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            headers=headers,
+            client=client,
+            tls=tls,
+            max_response_bytes=max_response_bytes,
+        )
 
     def __enter__(self) -> OipSuspect:  # noqa: PYI034 (not meant to be subclassed)
         return self
@@ -406,8 +417,13 @@ class OipSuspect:
 
     def close(self) -> None:
         """Close the HTTP client if the adapter created it (idempotent)."""
-        if self._owns_client:
-            self._client.close()
+        self._transport.close()
+
+    @property
+    def requests_sent(self) -> int:
+        """Inference requests that may have reached the server so far (every
+        attempt whose connection was opened; :mod:`secmark.models.http`)."""
+        return self._transport.requests_sent
 
     def describe(self) -> str:
         return self._reference
@@ -415,6 +431,7 @@ class OipSuspect:
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """The endpoint's answers to every row of ``batch``; SuspectError on failure."""
         encoded = _encode_input(check_batch(batch), self._datatype)
+        encoded = reshape_rows(encoded, self._input_shape)
         parts = [
             self._infer(encoded[start : start + self._batch_size])
             for start in range(0, encoded.shape[0], self._batch_size)
@@ -436,106 +453,50 @@ class OipSuspect:
                 raise SuspectError(f"{self._reference}: not ready after {timeout} s ({last})")
             try:
                 for url in self._ready_urls:
-                    response = self._client.get(
-                        url, headers=self._headers, timeout=min(self._timeout, remaining)
+                    status = self._transport.get_status(
+                        url, min(self._transport.timeout, remaining)
                     )
-                    if response.status_code != 200:
-                        last = f"GET {url} answered HTTP {response.status_code}"
+                    if status != 200:
+                        last = f"GET {url} answered HTTP {status}"
                         break
                 else:
                     return
             except httpx.HTTPError as exc:
-                last = f"{type(exc).__name__}: {_summarise(str(exc))}"
+                last = f"{type(exc).__name__}: {self._transport.summarise(str(exc))}"
             time.sleep(min(_READY_POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
 
     def _infer(self, chunk: np.ndarray) -> np.ndarray:
         """One request: post ``chunk``, retrying transient failures, and decode."""
-        request = {
+        sent = chunk if self._batch_dimension else chunk[0]
+        request: dict[str, Any] = {
             "inputs": [
                 {
                     "name": self._input_name,
-                    "shape": list(chunk.shape),
+                    "shape": list(sent.shape),
                     "datatype": self._datatype,
-                    "data": chunk.reshape(-1).tolist(),
+                    "data": sent.reshape(-1).tolist(),
                 }
             ]
         }
+        if self._requested_outputs:
+            request["outputs"] = [{"name": name} for name in self._requested_outputs]
         body = json.dumps(request, allow_nan=False, separators=(",", ":")).encode("utf-8")
-        content_type, content = self._post_with_retries(body)
+        content_type, content = self._transport.post(body)
         return self._decode(content_type, content, rows=chunk.shape[0])
-
-    def _post_with_retries(self, body: bytes) -> tuple[str, bytes]:
-        failures = 0
-        while True:
-            try:
-                return self._post(body)
-            except _Transient as exc:
-                failures += 1
-                if failures > self._retries:
-                    raise SuspectError(
-                        f"{self._reference}: {exc} (gave up after {failures} attempts)"
-                    ) from None
-            time.sleep(min(self._backoff * 2 ** (failures - 1), MAX_BACKOFF))
-
-    def _post(self, body: bytes) -> tuple[str, bytes]:
-        """One attempt: (Content-Type, body) of a 200 answer, _Transient or SuspectError."""
-        deadline = time.monotonic() + self._timeout
-        url = f"{self._model_url}/infer"
-        headers = {**self._headers, "Content-Type": "application/json"}
-        try:
-            with self._client.stream(
-                "POST", url, content=body, headers=headers, timeout=self._timeout
-            ) as response:
-                content = bytearray()
-                for piece in response.iter_bytes():
-                    content += piece
-                    if len(content) > self._max_response_bytes:
-                        raise SuspectError(
-                            f"{self._reference}: the response is larger than "
-                            f"{self._max_response_bytes} bytes"
-                        )
-                    if time.monotonic() > deadline:
-                        raise _Transient(f"timed out after {self._timeout} s")
-                status = response.status_code
-                content_type = response.headers.get("content-type", "")
-        except httpx.TimeoutException:
-            raise _Transient(f"timed out after {self._timeout} s") from None
-        except httpx.TransportError as exc:
-            raise _Transient(
-                f"connection failed ({type(exc).__name__}: {_summarise(str(exc))})"
-            ) from None
-        except httpx.HTTPError as exc:
-            raise SuspectError(
-                f"{self._reference}: request failed ({type(exc).__name__}: {_summarise(str(exc))})"
-            ) from exc
-        if status >= 500:
-            raise _Transient(f"HTTP {status}: {_error_text(bytes(content))}")
-        if status != 200:
-            raise SuspectError(f"{self._reference}: HTTP {status}: {_error_text(bytes(content))}")
-        return content_type, bytes(content)
 
     def _decode(self, content_type: str, content: bytes, *, rows: int) -> np.ndarray:
         """Steps 3 to 7 of the module docstring."""
-        media_type = content_type.split(";", 1)[0].strip().lower()
-        if media_type != "application/json" and not media_type.endswith("+json"):
-            raise SuspectError(
-                f"{self._reference}: the response is not JSON "
-                f"(Content-Type {_summarise(content_type)!r}): {_error_text(content)}"
-            )
         try:
-            document = json.loads(
-                content.decode("utf-8"),
-                object_pairs_hook=_reject_duplicate_keys,
-                parse_constant=_reject_constant,
-            )
-        except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-            raise SuspectError(f"{self._reference}: invalid JSON in the response ({exc})") from None
-        if not isinstance(document, dict):
-            raise SuspectError(f"{self._reference}: the response is not a JSON object")
-        outputs = document.get("outputs")
-        if not isinstance(outputs, list) or not outputs:
-            raise SuspectError(f"{self._reference}: the response has no outputs")
-        try:
+            check_media_type(content_type, content, self._transport)
+            try:
+                document = load_json(content, "the response")
+            except ValueError as exc:
+                raise SuspectError(str(exc)) from None
+            if not isinstance(document, dict):
+                raise ResponseFormError("the response is not a JSON object")
+            outputs = document.get("outputs")
+            if not isinstance(outputs, list) or not outputs:
+                raise ResponseFormError("the response has no outputs")
             if self._output_name is None:
                 tensor = outputs[0]
             else:
@@ -544,10 +505,20 @@ class OipSuspect:
                 ]
                 if len(named) != 1:
                     names = [t.get("name") for t in outputs if isinstance(t, dict)]
-                    found = "twice" if named else f"absent (outputs: {_summarise(repr(names))})"
-                    raise SuspectError(f"the output {self._output_name!r} is {found}")
+                    found = (
+                        "twice"
+                        if named
+                        else f"absent (outputs: {self._transport.summarise(repr(names))})"
+                    )
+                    raise ResponseFormError(f"the output {self._output_name!r} is {found}")
                 tensor = named[0]
-            array = _decode_tensor(tensor)
+            array = _decode_tensor(tensor, self._transport.summarise)
+            if not self._batch_dimension:
+                array = array[np.newaxis, ...]
+            check_answer_kind(array, self._output)
         except SuspectError as exc:
-            raise SuspectError(f"{self._reference}: {exc}") from None
+            message = f"{self._reference}: {exc}"
+            if isinstance(exc, ResponseFormError):
+                self._transport.halt(message)
+            raise SuspectError(message) from None
         return check_answers(array, rows=rows, output=self._output, source=self._reference)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -90,13 +91,20 @@ from secmark.timestamp import TrustStore
 from secmark.timestamp.evidence import TimestampEvidence
 from secmark.triggers import Trigger, generate_decoys
 
-__all__ = ["Arbiter", "ArbiterPolicy"]
+__all__ = ["MIN_CASE_PREFIX", "Arbiter", "ArbiterPolicy"]
 
 _LOG = logging.getLogger("secmark.arbiter")
 
 
 def _is_hex_digest(value: object) -> bool:
     return isinstance(value, str) and len(value) == 64 and value.strip("0123456789abcdef") == ""
+
+
+MIN_CASE_PREFIX = 4
+"""Fewest hex digits of a case id that name a case: as for git's commit ids,
+a stray digit or two is not taken for a case."""
+
+_CASE_PREFIX = re.compile(rf"[0-9a-fA-F]{{{MIN_CASE_PREFIX},64}}")
 
 
 REGISTRY_FILE = "registry.json"
@@ -295,6 +303,55 @@ class Arbiter:
 
     def case(self, claim_id: str) -> Case:
         return Case.load(self.folder / "cases" / claim_id)
+
+    def case_id(self, prefix: str) -> str:
+        """The claim id of the one case whose id starts with ``prefix``.
+
+        A case is named by its claim id, 64 hex digits (what
+        :meth:`file_claim` returns as the case's name); people type a
+        unique prefix of it, as they do with git's commit ids. ``prefix``
+        is :data:`MIN_CASE_PREFIX` to 64 hex digits, either case.
+
+        Raises:
+            EncodingError: ``prefix`` is not 4 to 64 hex digits.
+            ProtocolError: no case id starts with it, or several do (the
+                message names them, so the caller can type more digits).
+        """
+        if not isinstance(prefix, str) or not _CASE_PREFIX.fullmatch(prefix):
+            shown = repr(prefix[:70]) if isinstance(prefix, str) else type(prefix).__name__
+            raise EncodingError(
+                f"a case is named by its id or a prefix of {MIN_CASE_PREFIX} to 64 hex digits, "
+                f"not {shown}"
+            )
+        wanted = prefix.lower()
+        matches = sorted(
+            folder.name
+            for folder in (self.folder / "cases").iterdir()
+            if folder.name.startswith(wanted)
+            and _is_hex_digest(folder.name)
+            and (folder / "state.json").exists()
+        )
+        if not matches:
+            raise ProtocolError(
+                f"no case id starts with {wanted} in {self.folder / 'cases'}; "
+                "the id is the one file-claim printed"
+            )
+        if len(matches) > 1:
+            listed = ", ".join(name[: len(wanted) + 4] + "..." for name in matches[:5])
+            more = f" and {len(matches) - 5} more" if len(matches) > 5 else ""
+            raise ProtocolError(
+                f"{len(matches)} case ids start with {wanted} ({listed}{more}); give more digits"
+            )
+        return matches[0]
+
+    def find_case(self, prefix: str) -> Case:
+        """The case whose id starts with ``prefix`` (:meth:`case_id`), loaded.
+
+        Raises:
+            EncodingError, ProtocolError: see :meth:`case_id`; a damaged
+                state file as :meth:`case` raises it.
+        """
+        return self.case(self.case_id(prefix))
 
     def commitment_of(self, case: Case) -> SignedDocument[Commitment]:
         _, claim = read_unverified_payload(case.read("claim.json"), Claim, max_size=MAX_CLAIM_SIZE)

@@ -14,6 +14,8 @@ whose reference is not. A claim names one of (``specs/dispute.md`` 8.3,
   RFC 5952 IPv6, IPv4-mapped IPv6 as IPv4), no trailing dot, path segments
   percent-encoded one way; IPv4 shorthand, dot segments, encoded slashes,
   credentials, queries and the like refused;
+- ``json:<url>``: any other JSON inference API, by the canonical URL its
+  requests are posted to, the same rules (``specs/suspects.md`` 8a.4.1);
 - ``sha256:<hex>``: a model file, by the SHA-256 of its bytes (lower case).
 
 ``label:<text>`` is refused: it is how an adapter names an in-process model
@@ -50,8 +52,8 @@ def bind_suspect(reference: str, suspect: Suspect) -> str:
     claim's ``reference``.
 
     ``suspect.describe()`` reports what the adapter queries
-    (:class:`~secmark.models.base.Suspect`): the canonical ``oip:`` URL it
-    posts to, or ``sha256:`` of the weights file it read. It must be
+    (:class:`~secmark.models.base.Suspect`): the canonical ``oip:`` or ``json:``
+    URL it posts to, or ``sha256:`` of the weights file it read. It must be
     canonical and equal ``reference`` character for character. Call it
     before sending the suspect any query, and record the result (the
     transcript's ``queried``).

@@ -37,7 +37,7 @@ QUERY_MEDIA_TYPE: Final = "application/timestamp-query"
 REPLY_MEDIA_TYPE: Final = "application/timestamp-reply"
 """Content type of a DER TimeStampResp sent over HTTP (RFC 3161 section 3.4)."""
 
-HASH_ALGORITHMS: Final[dict[str, Callable[[bytes], hashlib._Hash]]] = {
+HASH_ALGORITHMS: Final[dict[str, Callable[..., hashlib._Hash]]] = {
     "sha256": hashlib.sha256,
     "sha512": hashlib.sha512,
 }

@@ -554,11 +554,22 @@ def _embedded_chain(token: _Token) -> tuple[list[x509.Certificate], bool]:
         chain.append(issuer)
 
 
+# mypy does not follow a starred tuple in an except clause: named tuples.
+_BAD_SIGNATURE_OR_MALFORMED: Final[tuple[type[Exception], ...]] = (
+    InvalidSignature,
+    *MALFORMED_INPUT_ERRORS,
+)
+_REFUSED_OR_MALFORMED: Final[tuple[type[Exception], ...]] = (
+    VerificationError,
+    *MALFORMED_INPUT_ERRORS,
+)
+
+
 def _check_issued_by(certificate: x509.Certificate, issuer: x509.Certificate) -> None:
     subject = certificate.subject.rfc4514_string()
     try:
         certificate.verify_directly_issued_by(issuer)
-    except (InvalidSignature, *MALFORMED_INPUT_ERRORS):
+    except _BAD_SIGNATURE_OR_MALFORMED:
         raise TimestampError(
             f"the certificate {subject} in the token is not signed by its issuer "
             f"{issuer.subject.rfc4514_string()}: the token's certificate chain is broken"
@@ -608,7 +619,7 @@ def _check_chain(
         ).build()
         try:
             verifier.verify_message(response, message)
-        except (VerificationError, *MALFORMED_INPUT_ERRORS) as error:
+        except _REFUSED_OR_MALFORMED as error:
             failure = str(error) or type(error).__name__
             continue
         return root

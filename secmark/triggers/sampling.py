@@ -149,7 +149,8 @@ class KeyStream:
             buffer[:kept] = self._buffer[self._position :]
             for start in range(kept, kept + fresh, _PIECE):
                 stop = min(start + _PIECE, kept + fresh)
-                self._encryptor.update_into(bytes(stop - start), buffer[start:stop])
+                # An ndarray is a writable buffer; the stubs only name bytes-likes.
+                self._encryptor.update_into(bytes(stop - start), buffer[start:stop])  # type: ignore[arg-type]
             buffer.flags.writeable = False
             self._buffer = buffer
         self._position = 0

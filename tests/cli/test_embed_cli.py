@@ -58,6 +58,9 @@ def test_derive_embed_check(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     )
     embedded = json.loads(capsys.readouterr().out)
     assert embedded["watermark_accuracy_after"] > 0.5
+    # A mark not learnt whole is said to be so, with what to change.
+    assert ("warning" in embedded) == (embedded["watermark_accuracy_after"] < 0.95)
+    assert "--per-batch" in embedded.get("warning", "--per-batch")
     assert (
         main(
             [

@@ -21,6 +21,7 @@ from secmark.protocol.arbiter import Arbiter
 from secmark.protocol.bundle import verify_bundle
 from secmark.protocol.case import STATE_FILE, Case
 from secmark.protocol.owner import answer_challenge
+from secmark.report import render_text
 from tests.protocol.conftest import (
     CHALLENGE_SIZE,
     POLICY,
@@ -51,7 +52,7 @@ def test_the_owner_of_a_copied_model_is_upheld(
         report = verify_bundle(run.bundle, trust)
         assert report.outcome == "upheld"
         assert report.commitment_time == verdict.commitment_time
-    assert any("attested by the arbiter" in line for line in report.lines)
+    assert any("attested by the arbiter" in line for line in render_text(report))
 
 
 def test_a_model_without_the_watermark_is_not_claimed(world: World, owner_mark: Committed) -> None:
@@ -222,7 +223,8 @@ def test_a_claim_after_a_reveal_gets_fresh_indices_at_half_the_level(
     # An earlier claim on the same commitment is the same claimant's, not a rival.
     assert (verdict.outcome, verdict.rivals) == ("upheld", ())
     report = verify_bundle(second.bundle)
-    assert any("1 earlier challenge(s) on this commitment" in line for line in report.lines)
+    assert report.figures is not None and report.figures.prior_challenges == 1
+    assert any("1 earlier challenge(s) on this commitment" in line for line in render_text(report))
 
 
 def test_another_arbiter_draws_other_indices(

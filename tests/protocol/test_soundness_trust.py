@@ -22,6 +22,7 @@ from secmark.encoding import utc_now
 from secmark.errors import EncodingError, SignatureError, TimestampError
 from secmark.messages import create_identity
 from secmark.protocol.bundle import TimeTrust, verify_bundle
+from secmark.report import render_text
 from secmark.timestamp import MAX_CLOCK_SKEW, verify_timestamp
 from secmark.timestamp.evidence import TimestampEvidence, collect_evidence
 from tests.conftest import fixed_keys
@@ -65,8 +66,8 @@ def test_a_thiefs_own_tsa_and_arbiter_verify_only_as_self_asserted(
     assert report.time_trust is TimeTrust.SELF_ASSERTED
     assert report.arbiter_pinned is False and not report.fully_trusted
     assert report.arbiter_key_id == fixed_keys("thief's arbiter").key_id
-    assert any("SELF-ASSERTED" in line for line in report.lines)
-    assert any("NOT pinned" in line for line in report.lines)
+    assert any("SELF-ASSERTED" in line for line in render_text(report))
+    assert any("NOT pinned" in line for line in render_text(report))
 
     # Pinning the arbiter the bundle names does not make its time trusted.
     pinned = verify_bundle(thiefs_case.bundle, arbiter_key_id=report.arbiter_key_id)
@@ -98,7 +99,7 @@ def test_an_honest_bundle_is_fully_trusted_with_the_judges_roots_and_pin(
     report = verify_bundle(run.bundle, world.trust, arbiter_key_id=real)
     assert report.outcome == "upheld" and report.fully_trusted
     assert report.time_trust is TimeTrust.JUDGE_ROOTS
-    assert not any("SELF-ASSERTED" in line or "NOT pinned" in line for line in report.lines)
+    assert not any("SELF-ASSERTED" in line or "NOT pinned" in line for line in render_text(report))
     unpinned = verify_bundle(run.bundle, world.trust)
     assert unpinned.time_trust is TimeTrust.JUDGE_ROOTS and not unpinned.arbiter_pinned
     with pytest.raises(SignatureError):

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from fractions import Fraction
 
 import pytest
 
 from secmark.cli import plan as plan_command
+from secmark.errors import EncodingError
 from secmark.stats.planning import plan
 
 
@@ -91,4 +93,114 @@ def test_infeasible_row_is_explained(capsys: pytest.CaptureFixture[str]) -> None
 def test_bad_arguments_exit_with_usage(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
         _run(argv, capsys)
+    assert exited.value.code == 2
+
+
+# -- the flags to use, and numbers spelt to stall or mislead the parser ----------
+
+
+def test_the_flags_to_use_are_printed(capsys: pytest.CaptureFixture[str]) -> None:
+    expected = plan(Fraction(1, 10), Fraction(9, 10), disputes=2)
+    assert expected is not None
+    status, out = _run(["plan", "--classes", "10", "--retention", "0.9", "--disputes", "2"], capsys)
+    assert status == 0
+    assert (
+        f"retention 0.9: secmark commit --size {expected.trigger_set_size}; secmark arbiter init "
+        f"--challenge-size {expected.k} --alpha-log2 -64"
+    ) in out
+    _, out = _run(
+        ["plan", "--classes", "10", "--retention", "0.9", "--alpha", "1e-20", "--json"], capsys
+    )
+    (row,) = json.loads(out)["plans"]
+    assert row["flags"]["arbiter_init"] == f"--challenge-size {row['k']} --alpha 1e-20"
+    assert row["flags"]["commit"] == f"--size {row['trigger_set_size']}"
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        ("0.1", Fraction(1, 10)),
+        ("1e-20", Fraction(1, 10**20)),
+        (".5", Fraction(1, 2)),
+        ("1/10", Fraction(1, 10)),
+        ("2^-64", Fraction(1, 2**64)),
+        (" 3/4 ", Fraction(3, 4)),
+    ],
+)
+def test_numbers_in_every_spelling(text: str, value: Fraction) -> None:
+    assert plan_command.parse_number(text, what="--x") == value
+
+
+HOSTILE = [
+    "1e-99999999",
+    "1e+99999999",
+    "2^-99999999",
+    "1/0",
+    "0/0",
+    "nan",
+    "NaN",
+    "inf",
+    "-inf",
+    "-0.1",
+    "-1/10",
+    "0",
+    "1",
+    "1.5",
+    "3/2",
+    "0x1p-3",
+    "1_0/3",
+    "\u0661/\u0663",  # Arabic-Indic digits, which Fraction itself would take
+    "1/3\x1b[2J",
+    "",
+    "9" * 41,
+    "1/" + "7" * 10_000,
+    "2^-1025",
+    "1e-9999",
+]
+
+
+@pytest.mark.parametrize("text", HOSTILE)
+def test_hostile_levels_are_refused_quickly(text: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from secmark.cli.main import main
+
+    started = time.monotonic()
+    status = main(["plan", "--classes", "10", "--retention", "1", f"--alpha={text}"])
+    assert time.monotonic() - started < 2.0
+    assert status == EncodingError.exit_code
+    error = capsys.readouterr().err
+    assert error.startswith("secmark: error: --alpha") and error.count("\n") == 1
+    assert "\x1b" not in error
+
+
+@pytest.mark.parametrize("option", ["--p0", "--retention", "--max-revealed"])
+@pytest.mark.parametrize("text", [*HOSTILE, "0.1234567", "1/1000001"])
+def test_hostile_rates_are_refused_quickly(
+    option: str, text: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if option == "--retention" and text == "1":
+        return  # a retention of 1 is the untouched model
+    space = [] if option == "--p0" else ["--classes", "10"]
+    started = time.monotonic()
+    with pytest.raises(SystemExit) as exited:
+        _run(["plan", *space, f"{option}={text}"], capsys)
+    assert time.monotonic() - started < 2.0
+    assert exited.value.code == 2
+    assert option in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--alpha-log2", "-1025"],
+        ["--alpha-log2", "-" + "9" * 30],
+        ["--miss-log2", "-99999999"],
+        ["--disputes", "10001"],
+        ["--classes", str(2**31 + 1)],
+        ["--alpha", "1e-20", "--alpha-log2", "-64"],
+    ],
+)
+def test_bounds_that_keep_a_plan_quick(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    space = [] if "--classes" in argv else ["--classes", "10"]
+    with pytest.raises(SystemExit) as exited:
+        _run(["plan", *space, *argv], capsys)
     assert exited.value.code == 2
