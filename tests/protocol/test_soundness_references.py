@@ -413,7 +413,7 @@ def _same(a: dict[str, Any], b: dict[str, Any]) -> bool:
 
 
 PROPERTY_SETTINGS = settings(
-    max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 
 
