@@ -162,6 +162,51 @@ def oip_responses() -> list[bytes]:
     return [canonical_json(reply) for reply in replies]
 
 
+def json_api_responses() -> list[bytes]:
+    """Valid JSON API responses for two rows (answers at ``/predictions``)."""
+    replies: list[Any] = [
+        {"predictions": [[0.1, 0.9, 0.0], [1, 2, 3]]},
+        {"model": "m", "predictions": [[2.5, -1.0], [0.0, 7.25]], "id": "x"},
+    ]
+    return [canonical_json(reply) for reply in replies]
+
+
+def suspect_configs() -> list[bytes]:
+    """Valid suspect configs of both protocols, most members set."""
+    configs: list[dict[str, Any]] = [
+        {
+            "protocol": "oip",
+            "url": "http://127.0.0.1:8080",
+            "model": "digits",
+            "model_version": "3",
+            "input_name": "input-0",
+            "datatype": "FP32",
+            "output_name": "predict_proba",
+            "requested_outputs": ["predict_proba"],
+            "output": "argmax",
+            "batch_size": 32,
+            "timeout": 5,
+            "retries": 1,
+            "backoff": 0.5,
+            "headers": {"X-Trace": "secmark"},
+            "headers_from_env": {"Authorization": "SECMARK_SUSPECT_TOKEN"},
+            "description": "a tested endpoint",
+        },
+        {
+            "protocol": "json",
+            "url": "https://api.example/v1/models/m:rawPredict",
+            "request": {"instances": "{{inputs}}", "parameters": {"top_k": 1}},
+            "answers": "/predictions",
+            "answer": "/scores",
+            "output": "argmax",
+            "batch_dimension": True,
+            "input_shape": [64],
+            "max_response_bytes": 1048576,
+        },
+    ]
+    return [canonical_json(config) for config in configs]
+
+
 def tst_serial(token: bytes) -> int:
     signed = tsp.TimeStampResp.load(token)["time_stamp_token"]["content"]
     return int(signed["encap_content_info"]["content"].parsed["serial_number"].native)

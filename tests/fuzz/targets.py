@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from secmark.crypto import IdentityKeys
@@ -35,6 +36,8 @@ from secmark.messages.release import open_release
 from secmark.messages.reveal import RevealContents, open_reveal
 from secmark.messages.transcript import open_transcript
 from secmark.messages.verdict import open_verdict
+from secmark.models.config import SuspectConfig
+from secmark.models.json_api import JsonApiSuspect
 from secmark.models.remote import OipSuspect
 from secmark.protocol.bundle import verify_bundle
 from secmark.protocol.challenge import check_challenge_indices
@@ -44,7 +47,14 @@ from secmark.timestamp.verify import verify_timestamp
 from secmark.triggers import read_trigger_set, verify_trigger_set
 from secmark.triggers.trigger_set import ARRAY_NAMES, MANIFEST_NAME
 from tests.conftest import fixed_keys
-from tests.fuzz.corpus import CHEAP_KDF, PASSPHRASE, corpus, oip_responses
+from tests.fuzz.corpus import (
+    CHEAP_KDF,
+    PASSPHRASE,
+    corpus,
+    json_api_responses,
+    oip_responses,
+    suspect_configs,
+)
 from tests.fuzz.mutate import mutate_json
 
 __all__ = ["TARGETS", "RoundTripError", "Target"]
@@ -276,6 +286,27 @@ def _oip(data: bytes) -> bytes:
     return data
 
 
+@functools.lru_cache(maxsize=1)
+def _unused_client() -> httpx.Client:
+    return httpx.Client()
+
+
+def _json_api(data: bytes) -> bytes:
+    # A fresh adapter per input: a malformed answer stops an adapter for good.
+    suspect = JsonApiSuspect(
+        "http://127.0.0.1:9/predict",
+        request={"instances": "{{inputs}}"},
+        answers="/predictions",
+        client=_unused_client(),
+    )
+    suspect._decode("application/json", data, rows=2)
+    return data
+
+
+def _suspect_config(data: bytes) -> str:
+    return SuspectConfig.from_json(data, base=Path("/nonexistent")).reference()
+
+
 _TRIGGER_FILES = (MANIFEST_NAME, *ARRAY_NAMES)
 
 
@@ -446,6 +477,21 @@ TARGETS: dict[str, Target] = {
             signed=False,
             expected=SuspectError,
             resign=_unsigned_json,
+        ),
+        Target(
+            "json-api-response",
+            json_api_responses,
+            _json_api,
+            signed=False,
+            expected=SuspectError,
+            resign=_unsigned_json,
+        ),
+        Target(
+            "suspect-config",
+            suspect_configs,
+            _suspect_config,
+            signed=False,
+            edit=_unsigned_json,
         ),
         Target(
             "trigger-set",
