@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,26 @@ def flip_byte(data: bytes, index: int, mask: int = 0x01) -> bytes:
     changed = bytearray(data)
     changed[index] ^= mask
     return bytes(changed)
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct loopback ports free at the time of the call."""
+    # Hold every socket until all are bound, so that the ports are distinct.
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def listening(port: int) -> bool:
+    """Whether something accepts connections on loopback ``port``."""
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture

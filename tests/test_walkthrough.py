@@ -18,7 +18,6 @@ import os
 import re
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from secmark.stats.planning import plan_table
+from tests.conftest import free_ports, listening
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 BEGIN = "<!-- walkthrough:begin -->"
@@ -43,24 +43,6 @@ def walkthrough_script(readme: str) -> str:
     blocks = _BLOCK.findall(section)
     assert blocks, "the walkthrough has no sh blocks"
     return "\n".join(blocks)
-
-
-def _free_ports(count: int) -> list[int]:
-    # Hold every socket until all are bound, so that the ports are distinct.
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _secmark_on_path(folder: Path) -> str:
@@ -94,7 +76,7 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     script.write_text(walkthrough_script(README.read_text(encoding="utf-8")))
     work = tmp_path / "work"
     work.mkdir()
-    tsa_port, suspect_port, grpc_port = _free_ports(3)
+    tsa_port, suspect_port, grpc_port = free_ports(3)
     environment = {
         **os.environ,
         "PATH": _secmark_on_path(tmp_path / "bin"),
@@ -129,5 +111,5 @@ def test_the_readme_walkthrough_runs_as_written(tmp_path: Path) -> None:
     assert "bundle verified" in text and "verdict: upheld" in text, tail
     assert (work / "model.safetensors").is_file()
     # The trap stopped both servers before the script ended.
-    assert not any(_listening(port) for port in (tsa_port, suspect_port, grpc_port))
+    assert not any(listening(port) for port in (tsa_port, suspect_port, grpc_port))
     print(f"walkthrough: {seconds:.1f} s")

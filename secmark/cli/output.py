@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import enum
 import json
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TextIO
 
 from secmark.cli.streams import stdout_carries_document
+from secmark.encoding.visible import visible
 
 __all__ = [
     "VERBOSITY",
@@ -54,24 +54,10 @@ class Verbosity(enum.IntEnum):
     status (and, for a failure that is a bug in secmark, the traceback)."""
 
 
-# C0 and C1 controls, DEL, the line and paragraph separators, the
-# bidirectional overrides and isolates, zero-width and other format
-# characters, and lone surrogates: nothing a terminal shows as itself.
-_UNSAFE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e"
-    "\u2060-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff]"
-)
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
 def printable(text: str) -> str:
     """``text`` with every character a terminal would not show as itself
-    written as an escape (``\\x1b``, ``\\u202e``); other text unchanged."""
-    return _UNSAFE.sub(_escape, text)
+    written as an escape (``\\x1b``, ``\\u202e``; :func:`~secmark.encoding.visible.visible`)."""
+    return visible(text)
 
 
 @dataclass(frozen=True)

@@ -52,13 +52,18 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Final
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 import numpy as np
 
 from secmark.errors import SecmarkError, SuspectError
 from secmark.files import read_regular_file
+from secmark.models.base import check_batch, check_batch_size
+
+if TYPE_CHECKING:
+    from typing_extensions import Self  # typing.Self is Python 3.11 and later
 
 __all__ = [
     "DEFAULT_BACKOFF",
@@ -70,6 +75,7 @@ __all__ = [
     "MAX_ERROR_TEXT",
     "MAX_RESPONSE_BYTES",
     "MIN_REDACTED_LENGTH",
+    "HttpSuspect",
     "HttpTransport",
     "ResponseFormError",
     "TlsFiles",
@@ -685,3 +691,95 @@ def check_answer_kind(array: np.ndarray, output: str) -> None:
             f"output 'values' needs floating-point answers, got dtype {array.dtype} "
             "(a class index is not a regression value)"
         )
+
+
+class HttpSuspect:
+    """What the adapters that post over :class:`HttpTransport` share: the
+    reference they describe themselves by, batching, the input shape sent,
+    the request count, and closing.
+
+    A subclass calls :meth:`_connect` from its constructor and implements
+    :meth:`_infer` (one request for at most ``batch_size`` rows, or one row
+    without a batch dimension); it may override :meth:`_encode`.
+    """
+
+    __slots__ = ("_batch_dimension", "_batch_size", "_input_shape", "_reference", "_transport")
+
+    def _connect(
+        self,
+        url: str,
+        *,
+        reference: str,
+        batch_size: int,
+        batch_dimension: bool,
+        input_shape: Sequence[int] | None,
+        timeout: float,
+        retries: int,
+        backoff: float,
+        headers: Mapping[str, str] | None,
+        client: httpx.Client | None,
+        tls: TlsFiles | None,
+        max_response_bytes: int,
+    ) -> None:
+        """Check the shared settings and open the transport.
+
+        Raises:
+            SuspectError: a setting out of its range (:class:`HttpTransport`).
+        """
+        if not isinstance(batch_dimension, bool):
+            raise SuspectError(f"batch_dimension must be True or False, got {batch_dimension!r}")
+        self._reference = reference
+        self._batch_dimension = batch_dimension
+        self._batch_size = check_batch_size(batch_size) if batch_dimension else 1
+        self._input_shape = check_input_shape(input_shape)
+        self._transport = HttpTransport(
+            url,
+            reference=reference,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            headers=headers,
+            client=client,
+            tls=tls,
+            max_response_bytes=max_response_bytes,
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the HTTP client if the adapter created it (idempotent)."""
+        self._transport.close()
+
+    @property
+    def requests_sent(self) -> int:
+        """Requests that may have reached the server so far (every attempt
+        whose connection was opened; module docstring)."""
+        return self._transport.requests_sent
+
+    def describe(self) -> str:
+        return self._reference
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        """The endpoint's answers to every row of ``batch``; SuspectError on failure."""
+        rows = reshape_rows(self._encode(check_batch(batch)), self._input_shape)
+        parts = [
+            self._infer(rows[start : start + self._batch_size])
+            for start in range(0, rows.shape[0], self._batch_size)
+        ]
+        return np.concatenate(parts)
+
+    def _encode(self, batch: np.ndarray) -> np.ndarray:
+        """The rows as they are sent (the batch itself unless overridden)."""
+        return batch
+
+    def _infer(self, chunk: np.ndarray) -> np.ndarray:
+        raise NotImplementedError

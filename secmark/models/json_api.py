@@ -62,7 +62,6 @@ import copy
 import json
 import re
 from collections.abc import Mapping, Sequence
-from types import TracebackType
 from typing import Any, Final
 
 import httpx
@@ -72,8 +71,6 @@ from secmark.errors import EncodingError, SuspectError
 from secmark.models.base import (
     Output,
     check_answers,
-    check_batch,
-    check_batch_size,
     check_output,
 )
 from secmark.models.http import (
@@ -82,15 +79,13 @@ from secmark.models.http import (
     DEFAULT_RETRIES,
     DEFAULT_TIMEOUT,
     MAX_RESPONSE_BYTES,
-    HttpTransport,
+    HttpSuspect,
     ResponseFormError,
     TlsFiles,
     check_answer_kind,
-    check_input_shape,
     check_media_type,
     hide_userinfo,
     load_json,
-    reshape_rows,
 )
 from secmark.models.reference import canonical_endpoint_url
 
@@ -310,7 +305,7 @@ def _numeric(value: Any, what: str) -> np.ndarray:
     return np.array(flat, dtype=dtype).reshape(shape)
 
 
-class JsonApiSuspect:
+class JsonApiSuspect(HttpSuspect):
     """A model behind a JSON API, queried through a request template and
     JSON pointers to the answers (module docstring).
 
@@ -334,17 +329,7 @@ class JsonApiSuspect:
             docstring.
     """
 
-    __slots__ = (
-        "_answer",
-        "_answers",
-        "_batch_dimension",
-        "_batch_size",
-        "_input_shape",
-        "_output",
-        "_reference",
-        "_template",
-        "_transport",
-    )
+    __slots__ = ("_answer", "_answers", "_output", "_template")
 
     def __init__(
         self,
@@ -373,20 +358,17 @@ class JsonApiSuspect:
                 f"json:{endpoint}: this URL would be sent as {str(httpx.URL(endpoint))!r}; "
                 "name the endpoint by its canonical URL"
             )
-        self._reference = f"json:{endpoint}"
         check_template(request)
         self._template = copy.deepcopy(request)
         self._answers = JsonPointer(answers)
         self._answer = JsonPointer(answer)
         self._output = check_output(output)
-        if not isinstance(batch_dimension, bool):
-            raise SuspectError(f"batch_dimension must be True or False, got {batch_dimension!r}")
-        self._batch_dimension = batch_dimension
-        self._batch_size = check_batch_size(batch_size) if batch_dimension else 1
-        self._input_shape = check_input_shape(input_shape)
-        self._transport = HttpTransport(
+        self._connect(
             endpoint,
-            reference=self._reference,
+            reference=f"json:{endpoint}",
+            batch_size=batch_size,
+            batch_dimension=batch_dimension,
+            input_shape=input_shape,
             timeout=timeout,
             retries=retries,
             backoff=backoff,
@@ -395,39 +377,6 @@ class JsonApiSuspect:
             tls=tls,
             max_response_bytes=max_response_bytes,
         )
-
-    def __enter__(self) -> JsonApiSuspect:  # noqa: PYI034 (not meant to be subclassed)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the HTTP client if the adapter created it (idempotent)."""
-        self._transport.close()
-
-    @property
-    def requests_sent(self) -> int:
-        """Requests that may have reached the server so far (every attempt
-        whose connection was opened; :mod:`secmark.models.http`)."""
-        return self._transport.requests_sent
-
-    def describe(self) -> str:
-        return self._reference
-
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """The endpoint's answers to every row of ``batch``; SuspectError on failure."""
-        rows = reshape_rows(check_batch(batch), self._input_shape)
-        parts = [
-            self._infer(rows[start : start + self._batch_size])
-            for start in range(0, rows.shape[0], self._batch_size)
-        ]
-        return np.concatenate(parts)
 
     def _infer(self, chunk: np.ndarray) -> np.ndarray:
         """One request: post ``chunk``, retrying transient failures, and decode."""

@@ -43,7 +43,6 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from types import TracebackType
 from typing import Any, Final
 
 import httpx
@@ -53,8 +52,6 @@ from secmark.errors import EncodingError, SuspectError
 from secmark.models.base import (
     Output,
     check_answers,
-    check_batch,
-    check_batch_size,
     check_output,
 )
 from secmark.models.http import (
@@ -64,15 +61,13 @@ from secmark.models.http import (
     DEFAULT_TIMEOUT,
     MAX_BACKOFF,
     MAX_RESPONSE_BYTES,
-    HttpTransport,
+    HttpSuspect,
     ResponseFormError,
     TlsFiles,
     check_answer_kind,
-    check_input_shape,
     check_media_type,
     hide_userinfo,
     load_json,
-    reshape_rows,
 )
 from secmark.models.reference import canonical_base_url, canonical_reference, model_path
 
@@ -268,7 +263,7 @@ def _check_requested_outputs(names: Sequence[str] | None) -> tuple[str, ...]:
     return checked
 
 
-class OipSuspect:
+class OipSuspect(HttpSuspect):
     """A model served over the Open Inference Protocol REST API.
 
     ``base_url`` is the server root (``http://host:8080``), ``model_name``
@@ -314,18 +309,13 @@ class OipSuspect:
     """
 
     __slots__ = (
-        "_batch_dimension",
-        "_batch_size",
         "_datatype",
         "_input_name",
-        "_input_shape",
         "_model_url",
         "_output",
         "_output_name",
         "_ready_urls",
-        "_reference",
         "_requested_outputs",
-        "_transport",
     )
 
     def __init__(
@@ -360,19 +350,14 @@ class OipSuspect:
                 f"unsupported input datatype {datatype!r}; "
                 f"expected one of {', '.join(OIP_DATATYPES)}"
             )
-        if not isinstance(batch_dimension, bool):
-            raise SuspectError(f"batch_dimension must be True or False, got {batch_dimension!r}")
         self._model_url = oip_model_url(base, model_name, model_version)
-        self._reference = f"oip:{self._model_url}"
+        reference = f"oip:{self._model_url}"
         # The reference is bound to what is queried: the URL httpx sends
         # requests to must be the reference's, byte for byte.
         infer_url = f"{self._model_url}/infer"
-        if (
-            str(httpx.URL(infer_url)) != infer_url
-            or canonical_reference(self._reference) != self._reference
-        ):
+        if str(httpx.URL(infer_url)) != infer_url or canonical_reference(reference) != reference:
             raise SuspectError(
-                f"{self._reference}: this URL would be sent as {str(httpx.URL(infer_url))!r}; "
+                f"{reference}: this URL would be sent as {str(httpx.URL(infer_url))!r}; "
                 "name the endpoint by its canonical URL"
             )
         self._ready_urls = (f"{base}/v2/health/ready", f"{self._model_url}/ready")
@@ -389,12 +374,12 @@ class OipSuspect:
                 f"output_name {self._output_name!r} is not among the requested outputs"
             )
         self._output = check_output(output)
-        self._batch_dimension = batch_dimension
-        self._batch_size = check_batch_size(batch_size) if batch_dimension else 1
-        self._input_shape = check_input_shape(input_shape)
-        self._transport = HttpTransport(
+        self._connect(
             infer_url,
-            reference=self._reference,
+            reference=reference,
+            batch_size=batch_size,
+            batch_dimension=batch_dimension,
+            input_shape=input_shape,
             timeout=timeout,
             retries=retries,
             backoff=backoff,
@@ -404,39 +389,8 @@ class OipSuspect:
             max_response_bytes=max_response_bytes,
         )
 
-    def __enter__(self) -> OipSuspect:  # noqa: PYI034 (not meant to be subclassed)
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    def close(self) -> None:
-        """Close the HTTP client if the adapter created it (idempotent)."""
-        self._transport.close()
-
-    @property
-    def requests_sent(self) -> int:
-        """Inference requests that may have reached the server so far (every
-        attempt whose connection was opened; :mod:`secmark.models.http`)."""
-        return self._transport.requests_sent
-
-    def describe(self) -> str:
-        return self._reference
-
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """The endpoint's answers to every row of ``batch``; SuspectError on failure."""
-        encoded = _encode_input(check_batch(batch), self._datatype)
-        encoded = reshape_rows(encoded, self._input_shape)
-        parts = [
-            self._infer(encoded[start : start + self._batch_size])
-            for start in range(0, encoded.shape[0], self._batch_size)
-        ]
-        return np.concatenate(parts)
+    def _encode(self, batch: np.ndarray) -> np.ndarray:
+        return _encode_input(batch, self._datatype)
 
     def wait_until_ready(self, timeout: float) -> None:
         """Wait until the server and the model report ready, for at most ``timeout`` s.

@@ -11,9 +11,9 @@ its medium (:func:`visible` for a terminal, HTML escaping for the exhibit).
 from __future__ import annotations
 
 import math
-import re
 from fractions import Fraction
 
+from secmark.encoding.visible import visible
 from secmark.messages.verdict import CrossCheck
 from secmark.protocol.bundle_report import BundleReport, BundleStatus, Figures, TimeTrust
 from secmark.protocol.checks import CheckResult
@@ -32,27 +32,6 @@ __all__ = [
     "time_sentence",
     "visible",
 ]
-
-# C0 and C1 controls, DEL, the line and paragraph separators, the
-# bidirectional overrides and isolates, zero-width and other format
-# characters, and lone surrogates: nothing a reader sees as itself.
-_UNSAFE = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u00ad\u061c\u180e\u200b-\u200f\u2028-\u202e"
-    "\u2060-\u206f\ufeff\ufff9-\ufffb\ud800-\udfff]"
-)
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def visible(text: str) -> str:
-    """``text`` with every character a reader would not see as itself (a
-    control, a bidirectional override, a zero-width character) written as an
-    escape such as ``\\u202e``: a document cannot reorder or hide what the
-    report shows around it."""
-    return _UNSAFE.sub(_escape, text)
 
 
 def quoted(text: str) -> str:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +30,7 @@ from secmark.examples.serving import (
     write_mlserver_folder,
 )
 from secmark.models import OipSuspect
+from tests.conftest import free_ports, listening
 
 FACTORY = "secmark.examples.digits:DigitsCNN"
 _READY_TIMEOUT = 90.0
@@ -116,23 +116,6 @@ def test_write_settings_only_writes_them(
 # -- the runtime, served ------------------------------------------------------
 
 
-def _free_ports(count: int) -> list[int]:
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(0.5)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
-
-
 @dataclass(frozen=True)
 class Served:
     base_url: str
@@ -152,7 +135,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     folder = tmp_path_factory.mktemp("served")
     model = new_model(seed=3)
     save_state(model, folder / "model.safetensors")
-    http_port, grpc_port = _free_ports(2)
+    http_port, grpc_port = free_ports(2)
     output, log = folder / "stdout.txt", folder / "log.txt"
     with output.open("wb") as stdout, log.open("wb") as stderr:
         process = subprocess.Popen(
@@ -229,4 +212,4 @@ def test_a_request_naming_outputs_gets_those_only(served: Served) -> None:
 def test_sigterm_stops_the_server_and_frees_its_ports(served: Served) -> None:
     served.process.send_signal(signal.SIGTERM)
     assert served.process.wait(timeout=30) == 0
-    assert not any(_listening(port) for port in served.ports)
+    assert not any(listening(port) for port in served.ports)

@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,6 +31,8 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+
+from tests.conftest import free_ports
 
 NUM_FEATURES = 64
 NUM_CLASSES = 10
@@ -63,18 +64,6 @@ def digit_like_inputs(rows: int, seed: int = 7) -> np.ndarray:
     return np.random.default_rng(seed).integers(0, 17, size=(rows, 8, 8)).astype(np.float32)
 
 
-def _free_ports(count: int) -> list[int]:
-    # Hold every socket until all are bound, so the ports are distinct.
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
 def _model_settings(
     name: str, implementation: str, extra: dict[str, Any], **parameters: Any
 ) -> str:
@@ -90,7 +79,7 @@ def _model_settings(
 @pytest.fixture
 def unused_port() -> int:
     """A loopback port nothing listens on (for connection-refused cases)."""
-    return _free_ports(1)[0]
+    return free_ports(1)[0]
 
 
 @dataclass(frozen=True)
@@ -108,7 +97,7 @@ def mlserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MLServerProce
     np.save(root / "weights.npy", WEIGHTS)
     np.save(root / "bias.npy", BIAS)
     weights = {"weights": str(root / "weights.npy"), "bias": str(root / "bias.npy")}
-    http_port, grpc_port = _free_ports(2)
+    http_port, grpc_port = free_ports(2)
     (root / "settings.json").write_text(
         json.dumps(
             {
