@@ -81,7 +81,8 @@ def parse_alpha(text: str) -> Fraction:
     value = Fraction(text) if _ALPHA_SPELLING.fullmatch(text) else None
     if value is None or str(value) != text or not 0 < value <= MAX_ALPHA:
         raise EncodingError(
-            f"a significance level must be a fraction n/d in (0, 2^-20], not {text[:64]!r}"
+            "a significance level must be a fraction n/d in (0, 2^-20], in lowest terms, "
+            f"n and d of at most 128 digits each (so not below about 2^-425), not {text[:64]!r}"
         )
     return value
 

@@ -270,6 +270,10 @@ def plan(
             alternative_tail.raise_threshold()
         if null_tail.m <= k and alternative_tail.at_least(power_needed):
             break
+        # Markov: power = P[X >= m] <= E[X] / m = k * p1 / m, and neither a
+        # larger k than max_challenges nor a lower threshold comes later.
+        if max_challenges * alternative_p < power_needed * null_tail.m:
+            return None
     else:
         return None
 

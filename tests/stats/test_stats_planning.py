@@ -111,6 +111,27 @@ def test_retention_too_low_gives_no_plan() -> None:
     assert plan(Fraction(1, 2), Fraction(1, 5), disputes=1) is not None
 
 
+def test_a_hopeless_retention_is_answered_without_walking_every_k() -> None:
+    # A p1 of about 3e-6 matches 0.05 times in 16384 challenges: no threshold
+    # is reached with probability 1/2. Walking all k with these denominators
+    # took tens of seconds; the Markov bound answers at once.
+    assert plan(Fraction(1, 2**31), 3e-6) is None
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    p0=st.sampled_from([Fraction(1, 2), Fraction(1, 10), Fraction(1, 100)]),
+    retention=st.fractions(min_value=Fraction(1, 1000), max_value=Fraction(1, 2)),
+    max_challenges=st.integers(min_value=1, max_value=60),
+)
+def test_no_plan_means_no_k_works(p0: Fraction, retention: Fraction, max_challenges: int) -> None:
+    alpha, power = Fraction(1, 2**10), DEFAULT_TARGET_POWER
+    result = plan(p0, retention, alpha=alpha, disputes=1, max_challenges=max_challenges)
+    p1 = retention + (1 - retention) * p0
+    works = [k for k in range(1, max_challenges + 1) if _works(k, p0, p1, alpha, power)]
+    assert (result.k if result is not None else None) == (works[0] if works else None)
+
+
 def test_table_rows_follow_the_retentions() -> None:
     retentions = (Fraction(1), Fraction(1, 2), Fraction(1, 100))
     rows = plan_table(Fraction(1, 10), retentions, disputes=3)
