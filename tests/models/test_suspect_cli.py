@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 import pytest
 
+from tests.conftest import free_ports
 from tests.models import cli_world, json_server
 from tests.models.cli_world import TriggerSet, run, write_config
-from tests.models.conftest import _free_ports, _stop_group, _wait_for_server
+from tests.models.conftest import _stop_group, _wait_for_server
 from tests.models.json_server import Answer, JsonApi, labels_of
 
 json_api = json_server.json_api
@@ -67,7 +68,7 @@ def sklearn_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sklearn
             }
         )
     )
-    http_port, grpc_port = _free_ports(2)
+    http_port, grpc_port = free_ports(2)
     (root / "settings.json").write_text(
         json.dumps(
             {
