@@ -65,11 +65,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description=(
             "Embeds a secmark watermark derived from a signed commitment into a model for each "
             "data set and seed, attacks it (fine-tuning, pruning, fine-pruning, quantisation, "
-            "input noise, distillation, overwriting) over a grid of strengths, and judges each "
-            "attacked model with the exact binomial test on an arbiter's challenge. Writes "
-            "report.html, summary.md and summary.json. The full grid takes about three minutes "
-            "of CPU time on one thread (167-195 s measured; 5 to 15 minutes of wall time on a "
-            "busy two-core machine); --quick runs a reduced grid on one seed in under a minute."
+            "input noise, distillation, overwriting) or puts a filter in front of it (an "
+            "out-of-distribution detector that answers odd queries at random, or a clean model "
+            "of the thief's whose answer wins where the two disagree) over a grid of strengths, "
+            "and judges each attacked model with the exact binomial test on an arbiter's "
+            "challenge. Writes report.html, summary.md and summary.json. The full grid (432 runs) "
+            "takes about three and a half minutes of CPU time on one thread, several times that "
+            "in wall time on a busy two-core machine; --quick runs a reduced grid on one seed."
         ),
     )
     evaluate.add_argument(

@@ -4,7 +4,7 @@ How much does a thief have to do to a watermarked model before an arbiter's
 verdict no longer holds, and what does it cost him? On three data sets that
 ship with scikit-learn (:mod:`~secmark.evaluate.datasets`), the harness
 (:mod:`~secmark.evaluate.harness`) derives the owner's trigger set from a
-signed commitment, embeds it, runs the removal attacks of
+signed commitment, embeds it, runs the removal and evasion attacks of
 :mod:`~secmark.evaluate.attacks` over a grid of strengths and seeds, and
 judges every attacked model with the exact binomial test on an arbiter's
 challenge (:mod:`~secmark.evaluate.scoring`). It also checks that revealed
@@ -34,6 +34,10 @@ from secmark.evaluate.attacks import (
     Attack,
     AttackedModel,
     AttackSettings,
+    BackgroundDetector,
+    DisagreementGate,
+    RandomAnswerGate,
+    ReconstructionDetector,
     ThiefData,
     apply_attack,
     prune_weights,
@@ -72,11 +76,15 @@ __all__ = [
     "AttackSettings",
     "AttackSweep",
     "AttackedModel",
+    "BackgroundDetector",
     "BaselineRecord",
+    "DisagreementGate",
     "EvaluationConfig",
     "EvaluationResult",
     "Measurement",
+    "RandomAnswerGate",
     "Recipe",
+    "ReconstructionDetector",
     "ReportFiles",
     "SafetyRecord",
     "SummaryRow",

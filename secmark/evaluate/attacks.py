@@ -20,6 +20,21 @@ input_noise        adds Gaussian noise to every query                  noise std
 distill            trains a fresh student on the model's answers       epochs / owner's
 overwrite          embeds his own secmark watermark                    learning rate
 =================  ==================================================  ==============
+
+The *evasion* attacks leave the weights alone and put a filter in front of
+the stolen model, as a thief serving it behind an API may: the filter
+decides, per query, to answer something other than the model's answer.
+
+=====================  ==============================================  ==============
+attack                 what the thief's API does                       strength
+=====================  ==============================================  ==============
+ood_background         random answer to inputs with too few values     flagged share
+                       equal to his data's most common value           of his data
+ood_reconstruction     random answer to inputs his data's PCA          flagged share
+                       reconstructs badly                              of his data
+disagreement_filter    the answer of a clean model of his own where    epochs / owner's
+                       it disagrees with the stolen model
+=====================  ==============================================  ==============
 """
 
 from __future__ import annotations
@@ -30,7 +45,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import torch
@@ -43,12 +58,18 @@ from secmark.evaluate.models import last_linear, weight_layers
 from secmark.evaluate.scoring import trigger_matches
 from secmark.evaluate.training import answers, fit
 from secmark.evaluate.triggers import TriggerData
+from secmark.messages.labels import ClassLabels
 
 __all__ = [
     "ATTACKS",
     "Attack",
     "AttackSettings",
     "AttackedModel",
+    "BackgroundDetector",
+    "DisagreementGate",
+    "Gate",
+    "RandomAnswerGate",
+    "ReconstructionDetector",
     "ThiefData",
     "apply_attack",
     "prune_weights",
@@ -59,6 +80,16 @@ _STUDENT_SEED_OFFSET = 7919
 """Added to the seed for a distillation student's initialisation, so it does
 not start from the owner's initial weights."""
 _MAX_BITS = 16
+_CLEAN_MODEL_SEED_OFFSET = 104729
+"""Added to the seed for the disagreement filter's clean model, so it starts
+from neither the owner's nor a distillation student's initial weights."""
+_MAX_FLAGGED_SHARE = 0.5
+"""An OOD filter calibrated to flag more than half of the thief's own inputs
+would answer most of his customers at random: refused as a strength."""
+_PCA_VARIANCE = 0.9
+"""The reconstruction detector keeps the fewest principal components that
+explain 90 % of the variance of the thief's inputs: a common choice, and
+enough for real inputs to reconstruct well while uniform noise does not."""
 
 
 @dataclass(frozen=True)
@@ -96,19 +127,29 @@ class ThiefData:
     seed: int
 
 
+class Gate(Protocol):
+    """A filter in front of the stolen model (an evasion attack): given the
+    queries and the model's answers, the answers the thief's API returns."""
+
+    def __call__(self, task: Task, inputs: np.ndarray, given: np.ndarray) -> np.ndarray: ...
+
+
 @dataclass(frozen=True, eq=False)
 class AttackedModel:
     """The suspect after an attack: ``model``, queried with Gaussian noise of
-    standard deviation ``input_noise`` added to every input (0: none).
+    standard deviation ``input_noise`` added to every input (0: none), its
+    answers passed through ``gate`` when there is one (evasion attacks).
 
     ``extra`` holds attack-specific figures (the number of queries a
-    distillation made, the thief's own watermark accuracy after overwriting).
+    distillation made, the thief's own watermark accuracy after overwriting,
+    the share of holdout queries an evasion filter answered differently).
     """
 
     model: nn.Module
     input_noise: float = 0.0
     noise_seed: int = 0
     extra: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    gate: Gate | None = None
 
     def answer(self, task: Task, inputs: np.ndarray) -> np.ndarray:
         """The model's answers to ``inputs``, noised first when ``input_noise`` > 0.
@@ -122,7 +163,8 @@ class AttackedModel:
             )
             noise = rng.normal(0.0, self.input_noise, size=inputs.shape).astype(np.float32)
             inputs = (inputs + noise).astype(np.float32)
-        return answers(task, self.model, inputs)
+        given = answers(task, self.model, inputs)
+        return given if self.gate is None else self.gate(task, inputs, given)
 
 
 AttackFunction = Callable[[nn.Module, ThiefData, float], AttackedModel]
@@ -141,6 +183,8 @@ class Attack:
             default grid varies (the other stays fixed).
         description: one sentence on what the thief does.
         run: the attack on a copy of the stolen model.
+        evasion: the attack leaves the weights alone and filters the
+            answers (reported apart from the removal attacks).
     """
 
     name: str
@@ -150,6 +194,7 @@ class Attack:
     swept: Literal["strength", "data_fraction"]
     description: str
     run: AttackFunction = field(repr=False)
+    evasion: bool = False
 
 
 def _positive(value: float, what: str) -> float:
@@ -309,6 +354,181 @@ def _overwrite(model: nn.Module, thief: ThiefData, strength: float) -> AttackedM
     )
 
 
+def _flagged_share(value: float) -> float:
+    if not (isinstance(value, (int, float)) and 0 <= value <= _MAX_FLAGGED_SHARE):
+        raise EncodingError(
+            f"the flagged share of the thief's data must be in [0, {_MAX_FLAGGED_SHARE}], "
+            f"not {value!r}"
+        )
+    return float(value)
+
+
+def _rows(inputs: np.ndarray) -> np.ndarray:
+    """The inputs as float64 rows, one per query."""
+    return np.asarray(inputs, dtype=np.float64).reshape(len(inputs), -1)
+
+
+@dataclass(frozen=True, eq=False)
+class BackgroundDetector:
+    """Flags a query whose share of values equal to ``background`` is below
+    ``threshold`` (digits: too few zero pixels, as uniform noise has none)."""
+
+    background: float
+    threshold: float
+
+    @classmethod
+    def calibrate(cls, inputs: np.ndarray, flagged_share: float) -> BackgroundDetector:
+        """``background`` is the most common value over every entry of
+        ``inputs`` (the smallest such value on a tie); ``threshold`` is the
+        ``floor(flagged_share * n)``-th smallest (0-based) of the n inputs'
+        shares, so at most that many of ``inputs`` are flagged."""
+        values, counts = np.unique(_rows(inputs), return_counts=True)
+        background = float(values[int(np.argmax(counts))])
+        shares = np.sort(cls(background, 0.0).statistic(inputs))
+        return cls(background, float(shares[math.floor(flagged_share * len(shares))]))
+
+    def statistic(self, inputs: np.ndarray) -> np.ndarray:
+        """Each query's share of values exactly equal to ``background``."""
+        result: np.ndarray = np.mean(_rows(inputs) == self.background, axis=1)
+        return result
+
+    def flags(self, inputs: np.ndarray) -> np.ndarray:
+        """True where a query is flagged as out of distribution."""
+        result: np.ndarray = self.statistic(inputs) < self.threshold
+        return result
+
+
+@dataclass(frozen=True, eq=False)
+class ReconstructionDetector:
+    """Flags a query whose squared error after projection onto the principal
+    ``components`` (rows, orthonormal) around ``mean`` exceeds ``threshold``."""
+
+    mean: np.ndarray
+    components: np.ndarray
+    threshold: float
+
+    @classmethod
+    def calibrate(cls, inputs: np.ndarray, flagged_share: float) -> ReconstructionDetector:
+        """PCA of ``inputs`` (flattened): the fewest components explaining
+        90 % of their variance; ``threshold`` is the
+        ``floor(flagged_share * n)``-th largest (0-based) of the n inputs'
+        errors, so at most that many of ``inputs`` are flagged."""
+        rows = _rows(inputs)
+        mean = rows.mean(axis=0)
+        _, singular, basis = np.linalg.svd(rows - mean, full_matrices=False)
+        variance = singular**2
+        total = float(variance.sum())
+        count = (
+            int(np.searchsorted(np.cumsum(variance) / total, _PCA_VARIANCE)) + 1 if total > 0 else 0
+        )
+        detector = cls(mean, basis[: min(count, len(basis))], 0.0)
+        errors = np.sort(detector.errors(inputs))
+        rank = len(errors) - 1 - math.floor(flagged_share * len(errors))
+        return cls(mean, detector.components, float(errors[rank]))
+
+    def errors(self, inputs: np.ndarray) -> np.ndarray:
+        """Each query's squared reconstruction error."""
+        centred = _rows(inputs) - self.mean
+        residual = centred - (centred @ self.components.T) @ self.components
+        result: np.ndarray = np.sum(residual**2, axis=1)
+        return result
+
+    def flags(self, inputs: np.ndarray) -> np.ndarray:
+        """True where a query is flagged as out of distribution."""
+        result: np.ndarray = self.errors(inputs) > self.threshold
+        return result
+
+
+@dataclass(frozen=True, eq=False)
+class RandomAnswerGate:
+    """Answers each query its ``detector`` flags with a random answer, the
+    model's answer otherwise.
+
+    The random answer is uniform over the task's label space (a class, or a
+    value in [lo, hi] for regression), drawn from a generator seeded with
+    ``seed`` and the query's checksum: the same query gets the same answer,
+    as a deployed filter that caches or hashes would give.
+    """
+
+    detector: BackgroundDetector | ReconstructionDetector
+    seed: int
+
+    def flags(self, task: Task, inputs: np.ndarray, given: np.ndarray) -> np.ndarray:
+        """True where the answer is replaced."""
+        return self.detector.flags(inputs)
+
+    def __call__(self, task: Task, inputs: np.ndarray, given: np.ndarray) -> np.ndarray:
+        result = given.copy()
+        labels = task.labels
+        for row in np.flatnonzero(self.flags(task, inputs, given)):
+            query = np.ascontiguousarray(inputs[row]).tobytes()
+            rng = np.random.default_rng([self.seed, zlib.crc32(query)])
+            if isinstance(labels, ClassLabels):
+                result[row] = rng.integers(labels.num_classes)
+            else:
+                result[row] = rng.uniform(labels.lo, labels.hi)
+        return result
+
+
+@dataclass(frozen=True, eq=False)
+class DisagreementGate:
+    """Answers the ``clean`` model's answer wherever it disagrees with the
+    stolen model's: another class, or (regression) a value more than the
+    task's tolerance away. For classes the API's answer is then always the
+    clean model's, so the thief pays the clean model's accuracy in place of
+    the stolen one's; for regression the stolen model's answer is kept
+    within the tolerance."""
+
+    clean: nn.Module
+
+    def flags(self, task: Task, inputs: np.ndarray, given: np.ndarray) -> np.ndarray:
+        """True where the answer is replaced."""
+        theirs = answers(task, self.clean, inputs)
+        labels = task.labels
+        if isinstance(labels, ClassLabels):
+            differ: np.ndarray = theirs != given
+        else:
+            differ = np.abs(theirs - given) > labels.tolerance
+        return differ
+
+    def __call__(self, task: Task, inputs: np.ndarray, given: np.ndarray) -> np.ndarray:
+        theirs = answers(task, self.clean, inputs).astype(given.dtype)
+        return np.where(self.flags(task, inputs, given), theirs, given)
+
+
+def _gated(
+    model: nn.Module, thief: ThiefData, gate: RandomAnswerGate | DisagreementGate
+) -> AttackedModel:
+    """The stolen model behind ``gate``, with the share of holdout queries
+    (ordinary traffic) whose answer the gate replaced, and for a detector the
+    share of the thief's own inputs it flags."""
+    task = thief.task
+    holdout = gate.flags(task, task.test_inputs, answers(task, model, task.test_inputs))
+    extra = {"replaced_holdout": float(np.mean(holdout))}
+    if isinstance(gate, RandomAnswerGate):
+        extra["flagged_own"] = float(np.mean(gate.detector.flags(thief.inputs)))
+    return AttackedModel(model, extra=MappingProxyType(extra), gate=gate)
+
+
+def _ood_background(model: nn.Module, thief: ThiefData, strength: float) -> AttackedModel:
+    detector = BackgroundDetector.calibrate(thief.inputs, _flagged_share(strength))
+    return _gated(model, thief, RandomAnswerGate(detector, thief.seed))
+
+
+def _ood_reconstruction(model: nn.Module, thief: ThiefData, strength: float) -> AttackedModel:
+    detector = ReconstructionDetector.calibrate(thief.inputs, _flagged_share(strength))
+    return _gated(model, thief, RandomAnswerGate(detector, thief.seed))
+
+
+def _disagreement_filter(model: nn.Module, thief: ThiefData, strength: float) -> AttackedModel:
+    task = thief.task
+    length = _positive(strength, "the clean model's training length")
+    epochs = max(1, round(length * task.recipe.epochs))
+    clean = task.new_model(thief.seed + _CLEAN_MODEL_SEED_OFFSET)
+    fit(task, clean, thief.inputs, thief.targets, epochs=epochs, lr=task.recipe.lr, seed=thief.seed)
+    return _gated(model, thief, DisagreementGate(clean))
+
+
 ATTACKS: Mapping[str, Attack] = MappingProxyType(
     {
         attack.name: attack
@@ -403,6 +623,39 @@ ATTACKS: Mapping[str, Attack] = MappingProxyType(
                 "strength",
                 "The thief embeds the trigger set of his own commitment with the owner's recipe.",
                 _overwrite,
+            ),
+            Attack(
+                "ood_background",
+                "Filter: too few background values, answered at random",
+                "share of the thief's data flagged",
+                False,
+                "strength",
+                "Queries with fewer values equal to the most common value of the thief's data "
+                "(digits: zero pixels) than all but that share of his inputs get a random answer.",
+                _ood_background,
+                evasion=True,
+            ),
+            Attack(
+                "ood_reconstruction",
+                "Filter: poor PCA reconstruction, answered at random",
+                "share of the thief's data flagged",
+                False,
+                "strength",
+                "Queries that a PCA of the thief's data (90 % of its variance) reconstructs worse "
+                "than all but that share of his inputs get a random answer.",
+                _ood_reconstruction,
+                evasion=True,
+            ),
+            Attack(
+                "disagreement_filter",
+                "Filter: a clean model's answer where it disagrees",
+                "clean model epochs / owner's",
+                False,
+                "data_fraction",
+                "The thief trains a clean model of his own with the owner's recipe on his data and "
+                "answers its answer wherever it disagrees with the stolen model.",
+                _disagreement_filter,
+                evasion=True,
             ),
         )
     }

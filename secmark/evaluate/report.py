@@ -4,8 +4,9 @@ SVG), ``summary.md`` and ``summary.json``.
 The HTML report has, per data set, the setup and baseline (fidelity cost,
 false-claim check on the unmarked model), the summary table, one plot per
 attack (clean score and watermark accuracy against strength; the worst
-p-value on a log scale with the alpha line), the thief's cost of
-distillation, the trigger-safety check, and a list of the settings where the
+p-value on a log scale with the alpha line), the evasion filters (matches
+kept behind each filter, the thief's clean cost, the verdict, with their
+plots), the thief's cost of distillation, the trigger-safety check, and a list of the settings where the
 watermark did not survive. Rows where the watermark was lost are
 highlighted, attacks and settings are named in words, and the plots keep
 their text as text (legends at 10 pt: over 13 px at 100 % zoom). Plots need
@@ -68,6 +69,8 @@ is drawn at 1 pt = 4/3 px, so its legends are over 13 px at 100 % zoom."""
 _EXTRA_TEXT = {
     "queries": "{:.0f} queries",
     "thief_watermark_accuracy": "thief's own watermark {:.0%}",
+    "replaced_holdout": "{:.1%} of holdout answers replaced",
+    "flagged_own": "{:.1%} of the thief's data flagged",
 }
 """How the attack-specific figures (means over seeds) read in the tables."""
 
@@ -99,6 +102,13 @@ def _words(identifier: str) -> str:
 def _attack_title(name: str) -> str:
     spec = ATTACKS.get(name)
     return spec.title if spec is not None else _words(name)
+
+
+def _is_evasion(name: str) -> bool:
+    """Whether ``name`` is a filter in front of the stolen model (reported
+    in its own section) rather than a removal attack."""
+    spec = ATTACKS.get(name)
+    return spec is not None and spec.evasion
 
 
 def _settings_text(settings: Any) -> str:
@@ -138,6 +148,7 @@ def _plain(value: Any) -> Any:
 def _row_data(row: SummaryRow) -> dict[str, Any]:
     data: dict[str, Any] = _plain(row)
     data["worst_p_value_text"] = format_p_value(row.worst_log2_p_value)
+    data["evasion"] = _is_evasion(row.attack)
     return data
 
 
@@ -203,7 +214,7 @@ def _summary_table(result: EvaluationResult, task: TaskInfo) -> tuple[list[str],
     ]
     rows = []
     for row in result.summary():
-        if row.dataset != task.name:
+        if row.dataset != task.name or _is_evasion(row.attack):
             continue
         rows.append(
             [
@@ -228,7 +239,59 @@ def _summary_table(result: EvaluationResult, task: TaskInfo) -> tuple[list[str],
 
 def _summary_classes(result: EvaluationResult, task: TaskInfo) -> list[str]:
     """The row classes of :func:`_summary_table`, in its order."""
-    return [_row_class(row) for row in result.summary() if row.dataset == task.name]
+    return [
+        _row_class(row)
+        for row in result.summary()
+        if row.dataset == task.name and not _is_evasion(row.attack)
+    ]
+
+
+def _evasion_summary(result: EvaluationResult, task: TaskInfo) -> list[SummaryRow]:
+    return [row for row in result.summary() if row.dataset == task.name and _is_evasion(row.attack)]
+
+
+def _evasion_table(result: EvaluationResult, task: TaskInfo) -> tuple[list[str], list[list[str]]]:
+    """The evasion rows: what the filter keeps of the owner's matches, and
+    what it costs the thief on ordinary traffic (the holdout split)."""
+    header = [
+        "filter",
+        "strength",
+        "thief data",
+        f"stolen model's clean {task.metric} (mean)",
+        "behind the filter (mean)",
+        "thief's clean cost (worst)",
+        "holdout answers replaced (mean)",
+        "matches kept (worst) / k; threshold",
+        "p-value (worst)",
+        f"verdict at {_level(result.config.alpha)} holds",
+        "survives",
+    ]
+    rows = [
+        [
+            _attack_title(row.attack),
+            f"{row.strength:g}",
+            f"{row.data_fraction:g}",
+            _score(row.original_mean, task),
+            _score(row.clean_mean, task),
+            _drop(row.worst_clean_drop, task),
+            f"{100 * row.extra.get('replaced_holdout', 0.0):.1f} %",
+            f"{row.worst_matches}/{row.challenged}; {row.threshold}",
+            format_p_value(row.worst_log2_p_value),
+            f"in {row.detected}/{row.seeds} seeds",
+            "yes" if row.survives else f"NO: removed in {row.removed}/{row.seeds}",
+        ]
+        for row in _evasion_summary(result, task)
+    ]
+    return header, rows
+
+
+_EVASION_TEXT = (
+    "The thief leaves the stolen model's weights alone and serves it behind a filter that "
+    "answers some queries with something else: a random answer where an out-of-distribution "
+    "detector calibrated on his own data flags the query, or the answer of a clean model of his "
+    "own where it disagrees with the stolen model. The clean cost is the filtered API's loss on "
+    "the holdout split (ordinary traffic) against the stolen model's."
+)
 
 
 def _baseline_classes(result: EvaluationResult, task: TaskInfo) -> list[str]:
@@ -431,6 +494,16 @@ def summary_markdown(result: EvaluationResult) -> str:
         parts += ["", f"## {task.name}", "", _setup_line(task, result), ""]
         parts += [_markdown_table(*_baseline_rows(result, task)), ""]
         parts += [_markdown_table(*_summary_table(result, task))]
+        header, rows = _evasion_table(result, task)
+        if rows:
+            parts += [
+                "",
+                "### Evasion: filters in front of the stolen model",
+                "",
+                _EVASION_TEXT,
+                "",
+                _markdown_table(header, rows),
+            ]
         header, rows, text = _distillation(result, task)
         if rows:
             parts += ["", "### Distillation cost", "", _markdown_table(header, rows), "", text]
@@ -655,7 +728,26 @@ def render_html(result: EvaluationResult) -> str:
         parts.append(_HIGHLIGHTS)
         parts.append(_html_table(*_summary_table(result, task), _summary_classes(result, task)))
         for attack in ATTACKS:
+            if _is_evasion(attack):
+                continue
             if any(r.dataset == task.name and r.attack == attack for r in result.attacks):
+                spec = ATTACKS[attack]
+                parts.append(
+                    f'<h4>{html.escape(spec.title)}</h4><p class="note">'
+                    f"{html.escape(spec.description)}</p>"
+                )
+                parts.append(
+                    f'<figure class="plot" data-attack="{html.escape(attack)}">'
+                    f"{_attack_figure(result, task, attack)}</figure>"
+                )
+        header, rows = _evasion_table(result, task)
+        if rows:
+            parts.append("<h3>Evasion: filters in front of the stolen model</h3>")
+            parts.append(f'<p class="note">{html.escape(_EVASION_TEXT)}</p>')
+            parts.append(_HIGHLIGHTS)
+            evasion = _evasion_summary(result, task)
+            parts.append(_html_table(header, rows, [_row_class(row) for row in evasion]))
+            for attack in dict.fromkeys(row.attack for row in evasion):
                 spec = ATTACKS[attack]
                 parts.append(
                     f'<h4>{html.escape(spec.title)}</h4><p class="note">'

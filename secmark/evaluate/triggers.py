@@ -21,7 +21,7 @@ from secmark.crypto import IdentityKeys
 from secmark.errors import EncodingError
 from secmark.evaluate.datasets import Task
 from secmark.messages.commitment import create_commitment
-from secmark.messages.families import NoiseFamily, OverlayFamily
+from secmark.messages.families import NoiseFamily, OverlayFamily, PoolFamily
 from secmark.triggers import CommittedPool, iter_triggers, pool_root
 
 __all__ = ["Role", "TriggerData", "derive_triggers", "evaluation_keys"]
@@ -34,8 +34,8 @@ _CREATED = datetime(2025, 1, 1, tzinfo=timezone.utc)
 @dataclass(frozen=True, eq=False)
 class TriggerData:
     """N derived triggers: float32 inputs (N, ...), labels int64 (classes) or
-    float64 (regression), and for an overlay family the pool item each
-    input was built from (else None). Arrays must not be modified."""
+    float64 (regression), and for a pool or overlay family the pool item
+    each input was built from (else None). Arrays must not be modified."""
 
     inputs: np.ndarray
     labels: np.ndarray
@@ -59,26 +59,26 @@ def derive_triggers(
     *,
     role: Role,
     seed: int,
-    family: NoiseFamily | OverlayFamily | None = None,
+    family: NoiseFamily | OverlayFamily | PoolFamily | None = None,
     pool: np.ndarray | None = None,
 ) -> TriggerData:
     """All N = ``task.triggers`` triggers of ``role``'s commitment for ``task`` and ``seed``.
 
-    ``family`` defaults to the task's; an :class:`OverlayFamily` needs its
-    candidate ``pool`` (float32 items of the family's item shape), whose
-    Merkle root the commitment then names.
+    ``family`` defaults to the task's; a :class:`PoolFamily` or
+    :class:`OverlayFamily` needs its candidate ``pool`` (float32 items of
+    the family's item shape), whose Merkle root the commitment then names.
 
     Raises:
-        EncodingError: an overlay family without a pool, or a pool whose
-            size, shape or dtype is not the family's.
+        EncodingError: a pool or overlay family without a pool, or a pool
+            whose size, shape or dtype is not the family's.
     """
     chosen = task.family if family is None else family
     keys = evaluation_keys(role)
     root = None
     committed_pool = None
-    if isinstance(chosen, OverlayFamily):
+    if isinstance(chosen, (PoolFamily, OverlayFamily)):
         if pool is None:
-            raise EncodingError("an overlay family needs its candidate pool")
+            raise EncodingError(f"a {chosen.NAME} family needs its candidate pool")
         root = pool_root(pool, chosen)
     signed = create_commitment(
         keys,

@@ -20,8 +20,16 @@ from secmark.evaluate import (
     prune_weights,
     quantize_weights,
 )
+from secmark.evaluate.attacks import (
+    BackgroundDetector,
+    DisagreementGate,
+    RandomAnswerGate,
+    ReconstructionDetector,
+)
 from secmark.evaluate.datasets import Task
+from secmark.evaluate.harness import thief_share
 from secmark.evaluate.models import weight_layers
+from secmark.evaluate.training import answers
 
 
 @pytest.fixture(scope="module")
@@ -144,6 +152,9 @@ def test_overwriting_reports_the_thiefs_own_watermark(task: Task, thief: ThiefDa
         ("input_noise", -1.0),
         ("distill", 0.0),
         ("overwrite", float("nan")),
+        ("ood_background", 0.6),
+        ("ood_reconstruction", -0.01),
+        ("disagreement_filter", 0.0),
     ],
 )
 def test_strengths_out_of_range_are_refused(
@@ -156,3 +167,83 @@ def test_strengths_out_of_range_are_refused(
 def test_unknown_attack_is_refused(task: Task, thief: ThiefData) -> None:
     with pytest.raises(EncodingError, match="unknown attack"):
         apply_attack("sharpie", task.new_model(1), thief, 1.0)
+
+
+@pytest.fixture(scope="module")
+def digits() -> Task:
+    from dataclasses import replace
+
+    return replace(load_task("digits"), triggers=64)
+
+
+@pytest.mark.parametrize("detector", [BackgroundDetector, ReconstructionDetector])
+@pytest.mark.parametrize("share", [0.01, 0.02])
+def test_ood_filters_flag_noise_triggers_and_few_real_digits(
+    digits: Task, detector: type[BackgroundDetector | ReconstructionDetector], share: float
+) -> None:
+    own, _ = thief_share(digits, 0.5, seed=1)
+    calibrated = detector.calibrate(own, share)
+    # Calibration bound: at most floor(share * n) of the thief's own inputs.
+    assert int(calibrated.flags(own).sum()) <= int(share * len(own))
+    assert float(calibrated.flags(digits.test_inputs).mean()) <= 0.05
+    noise = derive_triggers(digits, role="owner", seed=1).inputs
+    assert calibrated.flags(noise).all()
+
+
+def test_the_background_is_the_most_common_value(digits: Task) -> None:
+    own, _ = thief_share(digits, 0.5, seed=1)
+    detector = BackgroundDetector.calibrate(own, 0.02)
+    assert detector.background == 0.0 and 0 < detector.threshold < 1
+
+
+def test_random_answers_replace_flagged_queries_only(digits: Task) -> None:
+    own, _ = thief_share(digits, 0.5, seed=1)
+    gate = RandomAnswerGate(BackgroundDetector.calibrate(own, 0.02), seed=1)
+    noise = derive_triggers(digits, role="owner", seed=1).inputs
+    queries = np.concatenate([digits.test_inputs, noise])
+    model = digits.new_model(1)
+    given = answers(digits, model, queries)
+    served = gate(digits, queries, given)
+    flagged = gate.flags(digits, queries, given)
+    assert np.array_equal(served[~flagged], given[~flagged])
+    assert set(served[flagged].tolist()) <= set(range(10))
+    # The same query gets the same answer, wherever it stands in a batch.
+    assert np.array_equal(gate(digits, noise[::-1], given[-64:][::-1]), served[-64:][::-1])
+    # Random answers: about one in ten of the noise triggers keep the model's class.
+    assert float(np.mean(served[-64:] == given[-64:])) < 0.4
+
+
+def test_the_disagreement_filter_changes_answers_only_where_the_clean_model_disagrees(
+    task: Task, thief: ThiefData
+) -> None:
+    stolen = task.new_model(3)
+    attacked = apply_attack("disagreement_filter", stolen, thief, 0.05)
+    gate = attacked.gate
+    assert isinstance(gate, DisagreementGate)
+    inputs = np.concatenate([task.test_inputs, thief.triggers.inputs])
+    own = answers(task, stolen, inputs)
+    theirs = answers(task, gate.clean, inputs)
+    served = attacked.answer(task, inputs)
+    differ = own != theirs
+    assert differ.any() and not differ.all()
+    assert np.array_equal(served[~differ], own[~differ])
+    assert np.array_equal(served[differ], theirs[differ])
+    holdout = answers(task, stolen, task.test_inputs) != answers(task, gate.clean, task.test_inputs)
+    assert attacked.extra["replaced_holdout"] == pytest.approx(float(holdout.mean()))
+
+
+def test_the_disagreement_filter_allows_the_tolerance_in_regression() -> None:
+    from dataclasses import replace
+
+    task = replace(load_task("diabetes"), triggers=16)
+    clean = task.new_model(2)
+    inputs = task.test_inputs
+    theirs = answers(task, clean, inputs)
+    tolerance = task.labels.tolerance  # type: ignore[union-attr]
+    # The stolen model's answers: within the tolerance of the clean model's
+    # on the even rows (an agreement), twice it away on the odd rows.
+    offset = np.where(np.arange(len(inputs)) % 2 == 0, 0.5, 2.0) * tolerance
+    given = theirs + offset
+    served = DisagreementGate(clean)(task, inputs, given)
+    assert np.array_equal(served[0::2], given[0::2])
+    assert np.allclose(served[1::2], theirs[1::2])

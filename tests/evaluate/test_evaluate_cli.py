@@ -36,7 +36,7 @@ def test_quick_run_writes_the_report(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert args.handler(args) == 0
     data = json.loads(capsys.readouterr().out)
     assert Path(data["report"]).is_file() and Path(data["summary_json"]).is_file()
-    assert data["settings"] == 13
+    assert data["settings"] == 16
     for failing in data["not_surviving"]:
         assert failing["dataset"] == "breast_cancer"
 

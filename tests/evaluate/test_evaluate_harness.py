@@ -116,6 +116,24 @@ def test_tiny_run_measures_every_attack_on_every_data_set(tiny_result: Evaluatio
     assert all(-10 < r.measurement.clean_score <= 1 for r in regression)  # R², not accuracy
 
 
+def test_each_evasion_filter_gets_a_row_with_its_figures(tiny_result: EvaluationResult) -> None:
+    evasion = [name for name, attack in ATTACKS.items() if attack.evasion]
+    assert set(evasion) == {"ood_background", "ood_reconstruction", "disagreement_filter"}
+    rows = {(r.dataset, r.attack): r for r in tiny_result.summary() if r.attack in evasion}
+    assert set(rows) == {(d, a) for d in ("digits", "breast_cancer", "diabetes") for a in evasion}
+    for row in rows.values():
+        # matches kept, the thief's clean cost, the verdict, and the answers replaced
+        assert 0 <= row.worst_matches <= row.challenged == 24
+        assert row.worst_clean_drop == pytest.approx(row.original_mean - row.clean_mean)
+        assert 0 <= row.detected <= row.seeds and row.survives == (row.removed == 0)
+        assert 0.0 <= row.extra["replaced_holdout"] <= 1.0
+    for name in ("ood_background", "ood_reconstruction"):
+        digits = rows[("digits", name)]
+        # Every noise trigger is flagged and answered at random: far below the threshold.
+        assert digits.worst_matches < digits.threshold and digits.detected == 0
+        assert digits.extra["flagged_own"] <= 0.02 and digits.worst_clean_drop <= 0.05
+
+
 def comparable(result: EvaluationResult, dataset: str) -> list[tuple[object, ...]]:
     return (
         [

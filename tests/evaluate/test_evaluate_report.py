@@ -47,6 +47,8 @@ GRID = {
     "quantize": ((8.0, 4.0), (0.5,)),
     "distill": ((1.0,), (0.25, 0.5)),
     "overwrite": ((1e-3,), (0.5,)),
+    "ood_background": ((0.02,), (0.5,)),
+    "disagreement_filter": ((1.0,), (0.25,)),
 }
 """Attack -> (strengths, data fractions) of the synthetic grid."""
 
@@ -68,13 +70,18 @@ def _measure(dataset: str, clean: float, matches: int) -> Measurement:
 def _attacked(dataset: str, attack: str, strength: float, fraction: float) -> tuple[float, int]:
     """Clean score and matches after the attack: pruning 90 % and distilling
     remove the watermark, overwriting loses the verdict only by ruining the
-    model, the rest keep it."""
+    model, the background filter evades the verdict at almost no cost, the
+    rest keep it."""
     if attack == "distill":
         return 0.95, 6
     if attack == "prune" and strength == 0.9:
         return 0.93, 10
     if attack == "overwrite":
         return 0.40, 8
+    if attack == "ood_background":
+        return 0.955, 5
+    if attack == "disagreement_filter":
+        return 0.94, 40
     return 0.96, 46
 
 
@@ -128,6 +135,8 @@ def synthetic_result() -> EvaluationResult:
                         extra = {
                             "distill": {"queries": 900.0 * fraction, "student_epochs": 4.0},
                             "overwrite": {"thief_watermark_accuracy": 0.9},
+                            "ood_background": {"replaced_holdout": 0.01, "flagged_own": 0.02},
+                            "disagreement_filter": {"replaced_holdout": 0.03},
                         }.get(attack, {})
                         attacks.append(
                             AttackRecord(
@@ -293,10 +302,11 @@ def test_rows_where_the_watermark_was_lost_are_highlighted(
         ("lost", ATTACKS["prune"].title),
         ("lost", ATTACKS["distill"].title),
         ("broken", ATTACKS["overwrite"].title),
+        ("lost", ATTACKS["ood_background"].title),
     }
     removed = [row for row in synthetic.summary() if not row.survives]
     summary_lost = [cells for mark, cells in rows if mark == "lost" and cells[0] in titles]
-    assert len(summary_lost) == len(removed) == 6
+    assert len(summary_lost) == len(removed) == 8
     assert all("NO: removed in 2/2" in cells for cells in summary_lost)
     kept = [cells for mark, cells in rows if mark == "" and cells and cells[0] in titles]
     assert kept and all("yes" in cells for cells in kept)
@@ -393,4 +403,25 @@ def test_the_legends_render_at_10_px_or_more_in_a_browser(report: Path, tmp_path
         finally:
             browser.close()
     assert smallest >= 10
-    assert requests == [path.as_uri()] and lost == 11
+    assert requests == [path.as_uri()] and lost == 13
+
+
+def test_evasion_filters_have_their_own_section(report: Path, page: str) -> None:
+    heading = "Evasion: filters in front of the stolen model"
+    markdown = (report / "summary.md").read_text(encoding="utf-8")
+    assert markdown.count(f"### {heading}") == 2 and page.count(f"<h3>{heading}</h3>") == 2
+    rows = [cells for _, cells in _parse(page).rows]
+    title = ATTACKS["ood_background"].title
+    (evaded, *_) = [cells for cells in rows if cells and cells[0] == title]
+    # stolen model's clean score, behind the filter, the thief's cost, answers replaced,
+    # matches kept / k; threshold, verdict, survival
+    threshold = _measure("digits", 1.0, 0).threshold
+    assert evaded[3:8] == ["96.0 %", "95.5 %", "+0.5 pp", "1.0 %", f"5/{K}; {threshold}"]
+    assert evaded[9:] == ["in 0/2 seeds", "NO: removed in 2/2"]
+    kept = next(
+        cells for cells in rows if cells and cells[0] == ATTACKS["disagreement_filter"].title
+    )
+    assert kept[9:] == ["in 2/2 seeds", "yes"]
+    # Each filter appears once per data set (its own table), never in the removal table.
+    assert sum(1 for cells in rows if cells and cells[0] == title) == 2
+    assert 'data-attack="disagreement_filter"' in page
