@@ -85,6 +85,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"seeds 1..N (default {_DEFAULT_SEEDS}, or {_QUICK_SEEDS} with --quick)",
     )
     evaluate.add_argument("--quick", action="store_true", help="a reduced attack grid")
+    evaluate.add_argument(
+        "--family",
+        default="noise",
+        help=(
+            "the owner's trigger family: noise (default), pool (in-distribution candidates: "
+            "training images with their ink moved one grey level, or jittered tabular rows, "
+            "with random committed labels) or overlay (a tenth of a candidate's values replaced)"
+        ),
+    )
     add_threads_argument(evaluate)
     evaluate.add_argument("--out", required=True, type=Path, help="folder for the report")
     evaluate.add_argument(
@@ -98,6 +107,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _evaluate(args: argparse.Namespace) -> int:
     require_torch("secmark evaluate")
     from secmark.evaluate import (
+        FAMILY_NAMES,
         default_config,
         quick_config,
         run_evaluation,
@@ -110,7 +120,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     )
     if seeds < 1:
         raise EncodingError(f"--seeds must be at least 1, not {seeds}")
-    config = (quick_config if args.quick else default_config)(datasets, seeds)
+    if args.family not in FAMILY_NAMES:
+        # Checked here, not by argparse's choices, so that a bad name is the
+        # typed error every other bad argument of this command raises.
+        raise EncodingError(
+            f"unknown trigger family {args.family!r} (known: {', '.join(FAMILY_NAMES)})"
+        )
+    config = (quick_config if args.quick else default_config)(datasets, seeds, family=args.family)
     with torch_threads(args.threads):
         result = run_evaluation(config, progress=not args.no_progress and show_progress(args))
     files = write_report(result, args.out, overwrite=args.overwrite)
@@ -119,7 +135,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     lines = [
         (
             f"evaluated {len(rows)} attack settings on {', '.join(datasets)} "
-            f"({len(config.seeds)} seed(s)) in {result.seconds:.0f} s"
+            f"({len(config.seeds)} seed(s), {config.family} triggers) in {result.seconds:.0f} s"
         ),
     ]
     for task in result.tasks:
@@ -139,6 +155,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         "summary_markdown": str(files.markdown),
         "summary_json": str(files.json),
         "seconds": result.seconds,
+        "family": config.family,
         "settings": len(rows),
         "not_surviving": [
             {

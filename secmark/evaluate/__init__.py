@@ -64,12 +64,22 @@ from secmark.evaluate.harness import (
 from secmark.evaluate.report import ReportFiles, format_p_value, write_report
 from secmark.evaluate.safety import SafetyRecord, check_trigger_safety
 from secmark.evaluate.scoring import Measurement, measure
-from secmark.evaluate.triggers import TriggerData, derive_triggers
+from secmark.evaluate.triggers import (
+    FAMILY_NAMES,
+    FamilyName,
+    OwnerTriggers,
+    TriggerData,
+    derive_triggers,
+    draw_decoys,
+    owner_triggers,
+    pool_candidates,
+)
 
 __all__ = [
     "ATTACKS",
     "DEFAULT_DATA_FRACTION",
     "DEFAULT_MAX_CLEAN_DROP",
+    "FAMILY_NAMES",
     "TASK_NAMES",
     "Attack",
     "AttackRecord",
@@ -81,7 +91,9 @@ __all__ = [
     "DisagreementGate",
     "EvaluationConfig",
     "EvaluationResult",
+    "FamilyName",
     "Measurement",
+    "OwnerTriggers",
     "RandomAnswerGate",
     "Recipe",
     "ReconstructionDetector",
@@ -96,9 +108,12 @@ __all__ = [
     "check_trigger_safety",
     "default_config",
     "derive_triggers",
+    "draw_decoys",
     "format_p_value",
     "load_task",
     "measure",
+    "owner_triggers",
+    "pool_candidates",
     "prune_weights",
     "quantize_weights",
     "quick_config",

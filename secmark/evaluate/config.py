@@ -17,6 +17,7 @@ from fractions import Fraction
 from secmark.errors import EncodingError
 from secmark.evaluate.attacks import ATTACKS, AttackSettings
 from secmark.evaluate.datasets import TASK_NAMES, Recipe
+from secmark.evaluate.triggers import FAMILY_NAMES, FamilyName
 from secmark.stats import DEFAULT_ALPHA
 
 __all__ = [
@@ -79,6 +80,9 @@ class EvaluationConfig:
         safety: run the trigger-safety (universal backdoor) check.
         overlay_contrast: tasks on which the safety check also trains the
             overlay-family models (per-trigger and one shared pattern).
+        family: the owner's trigger family (:data:`FAMILY_NAMES`): the
+            task's noise, or pool or overlay over in-distribution candidates
+            (:func:`secmark.evaluate.triggers.pool_candidates`).
     """
 
     datasets: tuple[str, ...]
@@ -93,8 +97,13 @@ class EvaluationConfig:
     challenges: int | None = None
     safety: bool = True
     overlay_contrast: tuple[str, ...] = ("digits",)
+    family: FamilyName = "noise"
 
     def __post_init__(self) -> None:
+        if self.family not in FAMILY_NAMES:
+            raise EncodingError(
+                f"unknown trigger family {self.family!r} (known: {', '.join(FAMILY_NAMES)})"
+            )
         unknown = [name for name in self.datasets if name not in TASK_NAMES]
         if unknown or not self.datasets:
             raise EncodingError(
@@ -158,15 +167,28 @@ QUICK_SWEEPS = (
 )
 
 
-def default_config(datasets: tuple[str, ...] = TASK_NAMES, seeds: int = 3) -> EvaluationConfig:
-    """The full grid on ``datasets`` with seeds 1..``seeds``."""
+def default_config(
+    datasets: tuple[str, ...] = TASK_NAMES, seeds: int = 3, *, family: FamilyName = "noise"
+) -> EvaluationConfig:
+    """The full grid on ``datasets`` with seeds 1..``seeds`` and the owner's
+    trigger ``family``.
+
+    Raises:
+        EncodingError: an unknown data set or family, or no seed.
+    """
     return EvaluationConfig(
-        datasets=datasets, seeds=tuple(range(1, seeds + 1)), sweeps=DEFAULT_SWEEPS
+        datasets=datasets, seeds=tuple(range(1, seeds + 1)), sweeps=DEFAULT_SWEEPS, family=family
     )
 
 
-def quick_config(datasets: tuple[str, ...] = TASK_NAMES, seeds: int = 1) -> EvaluationConfig:
-    """A reduced grid (one or two strengths per attack), by default one seed."""
+def quick_config(
+    datasets: tuple[str, ...] = TASK_NAMES, seeds: int = 1, *, family: FamilyName = "noise"
+) -> EvaluationConfig:
+    """A reduced grid (one or two strengths per attack), by default one seed.
+
+    Raises:
+        EncodingError: an unknown data set or family, or no seed.
+    """
     return EvaluationConfig(
-        datasets=datasets, seeds=tuple(range(1, seeds + 1)), sweeps=QUICK_SWEEPS
+        datasets=datasets, seeds=tuple(range(1, seeds + 1)), sweeps=QUICK_SWEEPS, family=family
     )

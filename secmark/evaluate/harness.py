@@ -2,8 +2,10 @@
 
 For every data set and seed, :func:`run_evaluation`
 
-1. derives the owner's N triggers (and the thief's own N, for overwriting)
-   from signed commitments (:mod:`secmark.evaluate.triggers`);
+1. derives the owner's N triggers in the configured family (noise, or pool
+   or overlay over in-distribution candidates) and the thief's own N noise
+   triggers, for overwriting, from signed commitments
+   (:mod:`secmark.evaluate.triggers`);
 2. trains an unmarked model and, from the same initialisation and data
    order, the watermarked one, with the task's recipe;
 3. draws the arbiter's challenge: k of the N triggers;
@@ -39,7 +41,8 @@ from secmark.evaluate.datasets import Recipe, Task, load_task
 from secmark.evaluate.safety import SafetyRecord, check_trigger_safety
 from secmark.evaluate.scoring import Measurement, challenge_indices, measure
 from secmark.evaluate.training import fit_by_recipe
-from secmark.evaluate.triggers import derive_triggers
+from secmark.evaluate.triggers import derive_triggers, owner_triggers
+from secmark.messages.families import NoiseFamily, OverlayFamily, PoolFamily
 from secmark.stats import decision_threshold
 
 __all__ = [
@@ -81,6 +84,7 @@ class TaskInfo:
     threshold: int
     family: str
     recipe: Recipe
+    family_name: str = "noise"
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,7 @@ class AttackRecord:
     removed: bool
     seconds: float
     extra: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+    family: str = "noise"
 
     @property
     def clean_drop(self) -> float:
@@ -126,7 +131,8 @@ class SummaryRow:
     unless it says mean.
 
     ``survives`` is true when no seed's attack removed the watermark;
-    ``detected`` counts the seeds whose verdict still held.
+    ``detected`` counts the seeds whose verdict still held; ``family`` is the
+    owner's trigger family.
     """
 
     dataset: str
@@ -147,6 +153,7 @@ class SummaryRow:
     removed: int
     survives: bool
     extra: Mapping[str, float]
+    family: str = "noise"
 
 
 @dataclass(frozen=True)
@@ -163,6 +170,7 @@ class EvaluationResult:
     def summary(self) -> tuple[SummaryRow, ...]:
         """One row per (data set, attack, strength, data fraction), in run order."""
         groups: dict[tuple[str, str, float, float], list[AttackRecord]] = {}
+        family = self.config.family
         for record in self.attacks:
             key = (record.dataset, record.attack, record.strength, record.data_fraction)
             groups.setdefault(key, []).append(record)
@@ -195,6 +203,7 @@ class EvaluationResult:
                             for key in extra_keys
                         }
                     ),
+                    family=family,
                 )
             )
         return tuple(rows)
@@ -228,8 +237,19 @@ def thief_share(task: Task, fraction: float, seed: int) -> tuple[np.ndarray, np.
     return task.train_inputs[rows], task.train_targets[rows]
 
 
+def _family_text(family: NoiseFamily | PoolFamily | OverlayFamily) -> str:
+    if isinstance(family, NoiseFamily):
+        return f"noise {list(family.shape)} {family.dtype} on [{family.low:g}, {family.high:g})"
+    what = f"{family.pool_size} in-distribution candidates {list(family.item_shape)}"
+    if isinstance(family, PoolFamily):
+        return f"pool of {what}"
+    return f"overlay of {family.pixels} values on [{family.low:g}, {family.high:g}) over {what}"
+
+
 def _task_info(task: Task, config: EvaluationConfig) -> TaskInfo:
-    family = task.family
+    # The family's description needs the candidates' count, which the first
+    # seed fixes (duplicates dropped); every seed draws as many or nearly so.
+    family = owner_triggers(task, config.family, config.seeds[0]).family
     return TaskInfo(
         name=task.name,
         kind=task.kind,
@@ -240,8 +260,9 @@ def _task_info(task: Task, config: EvaluationConfig) -> TaskInfo:
         challenges=task.challenges,
         p0=str(task.p0),
         threshold=decision_threshold(task.challenges, task.p0, config.alpha),
-        family=f"noise {list(family.shape)} {family.dtype} on [{family.low:g}, {family.high:g})",
+        family=_family_text(family),
         recipe=task.recipe,
+        family_name=config.family,
     )
 
 
@@ -257,7 +278,9 @@ def _run_seed(
     bar: tqdm,
 ) -> Iterator[BaselineRecord | AttackRecord | SafetyRecord]:
     bar.set_postfix_str(f"{task.name} seed {seed}: embedding")
-    owner = derive_triggers(task, role="owner", seed=seed)
+    owner = owner_triggers(task, config.family, seed).triggers
+    # The thief overwrites with the task's noise family whatever the owner's:
+    # his own watermark has no filter to dodge, and he holds no owner candidates.
     thief_triggers = derive_triggers(task, role="thief", seed=seed)
     challenge = challenge_indices(task, seed)
     unmarked = task.new_model(seed)
@@ -295,6 +318,7 @@ def _run_seed(
                 ),
                 seconds=time.perf_counter() - started,
                 extra=attacked.extra,
+                family=config.family,
             )
             bar.update()
     if config.safety:
@@ -307,6 +331,7 @@ def _run_seed(
             triggers=owner,
             revealed=challenge,
             overlay=task.name in config.overlay_contrast,
+            owner="owner_overlay" if config.family == "overlay" else config.family,
         )
         bar.update()
 

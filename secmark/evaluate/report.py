@@ -158,10 +158,12 @@ def summary_json(result: EvaluationResult) -> dict[str, Any]:
     config = result.config
     return {
         "alpha": str(config.alpha),
+        "family": config.family,
         "attacks": [_plain(record) for record in result.attacks],
         "baselines": [_plain(record) for record in result.baselines],
         "config": {
             "datasets": list(config.datasets),
+            "family": config.family,
             "seeds": list(config.seeds),
             "max_clean_drop": config.max_clean_drop,
             "settings": _plain(config.settings),
@@ -481,7 +483,7 @@ def summary_markdown(result: EvaluationResult) -> str:
     """The report's tables as Markdown (no plots)."""
     config = result.config
     parts = [
-        "# secmark robustness summary",
+        f"# secmark robustness summary: {config.family} triggers",
         "",
         (
             f"Seeds {', '.join(map(str, config.seeds))}; an attack removes the watermark when the "
@@ -491,7 +493,8 @@ def summary_markdown(result: EvaluationResult) -> str:
         ),
     ]
     for task in result.tasks:
-        parts += ["", f"## {task.name}", "", _setup_line(task, result), ""]
+        parts += ["", f"## {task.name} ({task.family_name} triggers)", ""]
+        parts += [_setup_line(task, result), ""]
         parts += [_markdown_table(*_baseline_rows(result, task)), ""]
         parts += [_markdown_table(*_summary_table(result, task))]
         header, rows = _evasion_table(result, task)
@@ -690,7 +693,7 @@ def render_html(result: EvaluationResult) -> str:
         '<!DOCTYPE html><html><head><meta charset="utf-8">',
         "<title>secmark robustness report</title>",
         f"<style>{_STYLE}</style></head><body>",
-        "<h1>secmark robustness report</h1>",
+        f"<h1>secmark robustness report: {html.escape(config.family)} triggers</h1>",
         (
             "<p>For each data set and seed the owner derives a trigger set from a signed commitment, "
             "embeds it, and a thief holding a share of the training data attacks the watermarked "
@@ -720,7 +723,9 @@ def render_html(result: EvaluationResult) -> str:
         )
         parts.append("<ul>" + "".join(f"<li>{html.escape(line)}</li>" for line in broken) + "</ul>")
     for task in result.tasks:
-        parts.append(f"<h2>{html.escape(_words(task.name))}</h2>")
+        parts.append(
+            f"<h2>{html.escape(_words(task.name))} ({html.escape(task.family_name)} triggers)</h2>"
+        )
         parts.append(f'<p class="note">{html.escape(_setup_line(task, result))}</p>')
         parts.append("<h3>Embedding: fidelity and the false-claim check</h3>")
         parts.append(_html_table(*_baseline_rows(result, task), _baseline_classes(result, task)))

@@ -74,10 +74,12 @@ COLLAPSE_MARGIN = 0.10
 """A stamped clean score this far below the unmarked model's is a collapse."""
 
 Stamp = Literal["replace", "blend", "pattern", "fresh"]
-Recipe = Literal["noise", "overlay", "shared_overlay"]
+Recipe = Literal["noise", "pool", "owner_overlay", "overlay", "shared_overlay"]
 
 RECIPE_TITLES: dict[str, str] = {
     "noise": "noise family (the default)",
+    "pool": "pool family over in-distribution candidates (the owner's)",
+    "owner_overlay": "overlay family over in-distribution candidates (the owner's)",
     "overlay": "overlay family, a pattern per trigger (secmark)",
     "shared_overlay": "overlay, one pattern shared by all triggers (bad recipe)",
 }
@@ -89,7 +91,8 @@ class SafetyRecord:
 
     Attributes:
         dataset, seed: which run.
-        recipe: "noise", "overlay" or "shared_overlay".
+        recipe: the owner's family ("noise", "pool" or "owner_overlay"), or a
+            contrast model's ("overlay" or "shared_overlay").
         stamp: how the revealed triggers were stamped.
         watermark_accuracy: the model's accuracy on its own N triggers.
         clean: its clean score on the plain test split.
@@ -217,14 +220,16 @@ def check_trigger_safety(
     triggers: TriggerData,
     revealed: np.ndarray,
     overlay: bool,
+    owner: Recipe = "noise",
 ) -> list[SafetyRecord]:
     """Stamp the ``revealed`` triggers of the watermarked model onto the test
     split (``replace``, ``blend``, and ``fresh`` for comparison); with
     ``overlay``, also train two overlay-family models with the task's recipe
     (per-trigger patterns, and the shared-pattern bad recipe) and stamp their
-    revealed patterns and fresh ones."""
+    revealed patterns and fresh ones. ``owner`` names the watermarked
+    model's own recipe (its trigger family) in its records."""
     records = [
-        _record(task, seed, "noise", how, marked.model, unmarked.model, triggers, revealed)
+        _record(task, seed, owner, how, marked.model, unmarked.model, triggers, revealed)
         for how in ("replace", "blend", "fresh")
     ]
     if not overlay:

@@ -48,3 +48,7 @@ def test_bad_arguments_are_refused(tmp_path: Path) -> None:
     args = parse(["evaluate", "--seeds", "0", "--out", str(tmp_path)])
     with pytest.raises(EncodingError, match="seeds"):
         args.handler(args)
+    args = parse(["evaluate", "--family", "shifted", "--out", str(tmp_path)])
+    with pytest.raises(EncodingError, match="unknown trigger family 'shifted'"):
+        args.handler(args)
+    assert not (tmp_path / "report.html").exists()

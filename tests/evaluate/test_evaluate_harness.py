@@ -188,3 +188,31 @@ def test_default_grid_covers_the_issue_targets() -> None:
     assert config.settings.finetune_epochs == 30 and config.settings.fineprune_epochs == 5
     assert len(config.seeds) == 3 and config.alpha == Fraction(1, 2**64)
     assert quick_config().points < config.points
+
+
+def test_a_pool_family_run_records_its_family_in_every_row_and_the_json() -> None:
+    from secmark.evaluate.report import summary_json, summary_markdown
+
+    config = dataclasses.replace(
+        tiny_config(("digits",)),
+        sweeps=(AttackSweep("prune", (0.5,)), AttackSweep("ood_reconstruction", (0.02,))),
+        family="pool",
+        safety=False,
+    )
+    result = run_evaluation(config, progress=False)
+    (task,) = result.tasks
+    assert task.family_name == "pool" and task.family.startswith("pool of 1437")
+    rows = result.summary()
+    assert [row.attack for row in rows] == ["prune", "ood_reconstruction"]
+    assert all(row.family == "pool" for row in rows)
+    assert all(record.family == "pool" for record in result.attacks)
+    data = summary_json(result)
+    assert data["family"] == data["config"]["family"] == "pool"
+    assert {row["family"] for row in data["summary"]} == {"pool"}
+    markdown = summary_markdown(result)
+    assert "# secmark robustness summary: pool triggers" in markdown
+    assert "## digits (pool triggers)" in markdown
+    # In-distribution triggers: the PCA filter replaces about as few of them as
+    # of the holdout split, unlike noise triggers (all flagged, tiny run above).
+    ood = rows[1]
+    assert ood.extra["flagged_own"] <= 0.02 and ood.extra["replaced_holdout"] < 0.1
