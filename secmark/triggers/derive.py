@@ -11,6 +11,7 @@ repeats the expansion. Decoys run the same expansion from fresh randomness.
 from __future__ import annotations
 
 import itertools
+import math
 import os
 import secrets
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -27,7 +28,7 @@ from secmark.crypto.merkle import MerkleTree, merkle_root, verify_inclusion
 from secmark.errors import EncodingError, KeyMaterialError, ProofError
 from secmark.messages.commitment import MAX_COMMITTED_TRIGGERS, Commitment
 from secmark.messages.document import SignedDocument
-from secmark.messages.families import OverlayFamily, PoolFamily, TriggerFamily
+from secmark.messages.families import NoiseFamily, OverlayFamily, PoolFamily, TriggerFamily
 from secmark.triggers.generate import (
     Label,
     PoolItems,
@@ -38,7 +39,7 @@ from secmark.triggers.generate import (
     item_leaf,
     label_layout,
 )
-from secmark.triggers.sampling import KeyStream, stream_keys
+from secmark.triggers.sampling import KeyStream, stream_keys, uniform_float32_rows
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -276,6 +277,38 @@ def _draw(
     return value, draw_label(commitment.labels, KeyStream(label_key)), pool_index
 
 
+# Largest float32 noise input decoded for a whole batch at once: about 11
+# bytes of temporaries per value, 22 MiB for a batch of 256 such inputs.
+_MAX_ROWS_DECODED_VALUES = 8192
+
+
+def _decoded_together(family: TriggerFamily) -> bool:
+    return (
+        isinstance(family, NoiseFamily)
+        and family.dtype == "float32"
+        and math.prod(family.shape) <= _MAX_ROWS_DECODED_VALUES
+    )
+
+
+def _draw_noise_rows(
+    commitment: Commitment, betas: list[bytes], inputs: npt.NDArray[Any]
+) -> list[Label]:
+    """:func:`_draw` of each beta for a small float32 noise family, the
+    inputs written into ``inputs`` and decoded for all rows at once
+    (:func:`~secmark.triggers.sampling.uniform_float32_rows`); the labels."""
+    family = commitment.family
+    assert isinstance(family, NoiseFamily)
+    streams, labels = [], []
+    for beta in betas:
+        input_key, label_key = stream_keys(beta)
+        streams.append(KeyStream(input_key))
+        labels.append(draw_label(commitment.labels, KeyStream(label_key)))
+    count = math.prod(family.shape)
+    values = uniform_float32_rows(streams, float(family.low), float(family.high), count)
+    inputs.reshape(len(betas), count)[...] = values
+    return labels
+
+
 def derive_trigger(
     keys: IdentityKeys | VrfSecretKey,
     signed_commitment: SignedDocument[Commitment],
@@ -357,10 +390,14 @@ def _batches(
         # operations with OpenSSL's HKDF and ChaCha20 row by row evicts each
         # other's code and tables from the caches.
         betas.extend(secret.hash(alpha) for alpha in alphas)
-        for row, beta in enumerate(betas):
-            inputs[row], label, pool_index = _draw(commitment, beta, fetch)
-            labels.append(label)
-            pool_indices.append(pool_index)
+        if _decoded_together(commitment.family):
+            labels.extend(_draw_noise_rows(commitment, betas, inputs))
+            pool_indices.extend([None] * size)
+        else:
+            for row, beta in enumerate(betas):
+                inputs[row], label, pool_index = _draw(commitment, beta, fetch)
+                labels.append(label)
+                pool_indices.append(pool_index)
         # Per-row values are gathered in lists and converted once per batch:
         # one numpy call per row and field would cost more than the rest of
         # the expansion.

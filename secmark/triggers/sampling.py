@@ -34,6 +34,7 @@ __all__ = [
     "integer_width",
     "stream_keys",
     "uniform_float32",
+    "uniform_float32_rows",
     "uniform_float64",
     "uniform_integer",
     "uniform_integers",
@@ -275,6 +276,67 @@ def distinct_uniform_integers(stream: KeyStream, n: int, count: int) -> npt.NDAr
     return out
 
 
+def _exact_in_float32(low: float, width: float) -> bool:
+    """Whether ``float32(low + width * (u / 2^24))`` is ``float32(u) * 2^-24``.
+
+    Skipping "* 1.0" never changes a binary64 value; skipping "0.0 +" does
+    not when the product cannot be -0.0, i.e. when width > 0. With neither
+    (the range [0, 1)) every step is exact in binary32 too.
+    """
+    return width == 1.0 and low == 0.0
+
+
+def _float32_values(
+    ints: npt.NDArray[np.uint32],
+    low: float,
+    width: float,
+    target: npt.NDArray[np.float32],
+    scratch: npt.NDArray[np.float64] | None,
+) -> None:
+    """``target = float32(low + width * (ints / 2^24))`` (7.3.3), elementwise.
+
+    ``scratch`` is a float64 array of ``ints``' shape, or None when
+    :func:`_exact_in_float32` holds.
+    """
+    if scratch is None:
+        # u < 2^24 converts to binary32 exactly and the product by 2^-24 is
+        # exact: one binary32 multiplication gives the value.
+        np.multiply(ints, _FLOAT32_UNIT, out=target, dtype=np.float32)
+        return
+    # u / 2^24 exactly, then width * that and low + that, each rounded in
+    # binary64, and one rounding to binary32 on the assignment.
+    np.multiply(ints, 1.0 / (1 << 24), out=scratch)
+    if width != 1.0:
+        np.multiply(scratch, width, out=scratch)
+    if not (low == 0.0 and width > 0.0):
+        np.add(scratch, low, out=scratch)
+    target[...] = scratch
+
+
+def uniform_float32_rows(
+    streams: list[KeyStream], low: float, high: float, count: int
+) -> npt.NDArray[np.float32]:
+    """:func:`uniform_float32` of each stream, one row each, decoded together.
+
+    The same values, and each stream left at the same position, as one call
+    per stream; the decoding's fixed cost is paid once for all rows. Memory
+    is about 11 bytes per value (keystream, integers and, off [0, 1), float64).
+    """
+    width = high - low
+    rows = len(streams)
+    raw = np.empty((rows, 3 * count + 1), dtype=np.uint8)
+    for row, stream in enumerate(streams):
+        # One byte past the last value is peeked, not consumed (strided view).
+        raw[row] = stream.peek(3 * count + 1)
+        stream.advance(3 * count)
+    words = np.ndarray((rows, count), dtype="<u4", buffer=raw, strides=(3 * count + 1, 3))
+    ints = np.bitwise_and(words, 0xFFFFFF, dtype=np.uint32)
+    out = np.empty((rows, count), dtype=np.float32)
+    scratch = None if _exact_in_float32(low, width) else np.empty((rows, count), np.float64)
+    _float32_values(ints, low, width, out, scratch)
+    return out
+
+
 def uniform_float32(
     stream: KeyStream, low: float, high: float, count: int
 ) -> npt.NDArray[np.float32]:
@@ -287,18 +349,12 @@ def uniform_float32(
     """
     out = np.empty(count, dtype=np.float32)
     width = high - low
-    # Skipping "* 1.0" never changes a binary64 value; skipping "0.0 +" does
-    # not when the product cannot be -0.0, i.e. when width > 0. With neither
-    # (the range [0, 1)) every step is exact in binary32 too: the value is
-    # float32(u) * 2^-24.
-    scaled = width != 1.0
-    shifted = not (low == 0.0 and width > 0.0)
     block = min(count, _FLOAT_BLOCK)
     # Decoded a block at a time into reused buffers: float64 temporaries of a
     # whole input (1.2 MB for 3x224x224) cost more in page faults than the
     # arithmetic.
     u = np.empty(block, dtype=np.uint32)
-    value = np.empty(block, dtype=np.float64) if scaled or shifted else None
+    value = None if _exact_in_float32(low, width) else np.empty(block, dtype=np.float64)
     for chunk in range(0, count, _MAX_BLOCK):
         values = min(_MAX_BLOCK, count - chunk)
         # Value i is the little-endian 4-byte word at byte 3i, masked to 24
@@ -309,22 +365,9 @@ def uniform_float32(
         for start in range(0, values, block):
             stop = min(start + block, values)
             ints = u[: stop - start]
-            target = out[chunk + start : chunk + stop]
             np.bitwise_and(words[start:stop], 0xFFFFFF, out=ints)
-            if value is None:
-                # u < 2^24 converts to binary32 exactly and the product by
-                # 2^-24 is exact: one binary32 multiplication gives the value.
-                np.multiply(ints, _FLOAT32_UNIT, out=target, dtype=np.float32)
-                continue
-            # u / 2^24 exactly, then width * that and low + that, each rounded
-            # in binary64, and one rounding to binary32 on the assignment.
-            part = value[: stop - start]
-            np.multiply(ints, 1.0 / (1 << 24), out=part)
-            if scaled:
-                np.multiply(part, width, out=part)
-            if shifted:
-                np.add(part, low, out=part)
-            target[...] = part
+            scratch = None if value is None else value[: stop - start]
+            _float32_values(ints, low, width, out[chunk + start : chunk + stop], scratch)
         stream.advance(3 * values)
     return out
 

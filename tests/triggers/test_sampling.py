@@ -23,6 +23,7 @@ from secmark.triggers.sampling import (
     integer_width,
     stream_keys,
     uniform_float32,
+    uniform_float32_rows,
     uniform_float64,
     uniform_integer,
     uniform_integers,
@@ -174,6 +175,25 @@ def test_float32_blocks_and_chunks_equal_the_definition(
     assert drawn.tobytes() == np.array(reference_values, dtype=np.float32).tobytes()
     # The byte peeked past the last value is not consumed.
     assert stream.read(8).tobytes() == expected.read(8)
+
+
+@pytest.mark.parametrize(
+    ("low", "high"), [(0.0, 1.0), (-0.0, 1.0), (-1.0, 1.0), (0.0, 255.0), (0.25, 0.5)]
+)
+@pytest.mark.parametrize(("rows", "count"), [(0, 4), (1, 0), (1, 7), (5, 23), (3, 300)])
+def test_float32_rows_equal_the_definition_row_by_row(
+    low: float, high: float, rows: int, count: int
+) -> None:
+    keys = [hashlib.sha256(f"rows {low} {high} {row}".encode()).digest() for row in range(rows)]
+    streams = [KeyStream(key) for key in keys]
+    drawn = uniform_float32_rows(streams, low, high, count)
+    assert drawn.shape == (rows, count) and drawn.dtype == np.float32
+    for row, key in enumerate(keys):
+        expected = reference.Stream(key)
+        reference_values = [reference.f32(expected, low, high) for _ in range(count)]
+        assert drawn[row].tobytes() == np.array(reference_values, dtype=np.float32).tobytes()
+        # Each stream is left just past its last value.
+        assert streams[row].read(8).tobytes() == expected.read(8)
 
 
 @given(
