@@ -24,7 +24,12 @@ import rfc8785
 
 from secmark.errors import EncodingError
 
-__all__ = ["canonical_json", "parse_canonical_json"]
+__all__ = [
+    "canonical_json",
+    "parse_canonical_json",
+    "reject_duplicate_keys",
+    "reject_json_constant",
+]
 
 
 def canonical_json(value: Any) -> bytes:
@@ -41,17 +46,28 @@ def canonical_json(value: Any) -> bytes:
         raise EncodingError(f"value cannot be encoded as canonical JSON: {error}") from None
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """``object_pairs_hook`` for ``json.loads`` that refuses a repeated key
+    (two readers may keep different copies of it).
+
+    Raises:
+        EncodingError: a key repeats (named, cut to 80 characters).
+    """
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
-            raise EncodingError(f"duplicate JSON object key {key!r}")
+            raise EncodingError(f"duplicate key {key[:80]!r} in a JSON object")
         result[key] = value
     return result
 
 
-def _reject_constant(name: str) -> Any:
-    raise EncodingError(f"{name} is not valid JSON")
+def reject_json_constant(name: str) -> Any:
+    """``parse_constant`` for ``json.loads``: ``NaN`` and ``Infinity`` are not JSON.
+
+    Raises:
+        EncodingError: always.
+    """
+    raise EncodingError(f"{name} is not JSON")
 
 
 # Integers the writer writes as such: |n| < 2^53 (RFC 8785 section 3.2.2.3).
@@ -127,8 +143,8 @@ def parse_canonical_json(data: bytes, *, max_size: int, what: str = "document") 
     try:
         value = json.loads(
             data.decode("utf-8"),
-            object_pairs_hook=_reject_duplicates,
-            parse_constant=_reject_constant,
+            object_pairs_hook=reject_duplicate_keys,
+            parse_constant=reject_json_constant,
             parse_int=_parse_integer,
         )
     except UnicodeDecodeError:

@@ -681,6 +681,16 @@ figure.plot svg { max-width: 100%; height: auto; border: 1px solid #eee; }
 """
 
 
+def _attack_section(result: EvaluationResult, task: TaskInfo, attack: str) -> str:
+    """An attack's heading, description and plot in the HTML report."""
+    spec = ATTACKS[attack]
+    return (
+        f'<h4>{html.escape(spec.title)}</h4><p class="note">{html.escape(spec.description)}</p>'
+        f'<figure class="plot" data-attack="{html.escape(attack)}">'
+        f"{_attack_figure(result, task, attack)}</figure>"
+    )
+
+
 def render_html(result: EvaluationResult) -> str:
     """The self-contained HTML report (plots inline as base64 PNG).
 
@@ -736,15 +746,7 @@ def render_html(result: EvaluationResult) -> str:
             if _is_evasion(attack):
                 continue
             if any(r.dataset == task.name and r.attack == attack for r in result.attacks):
-                spec = ATTACKS[attack]
-                parts.append(
-                    f'<h4>{html.escape(spec.title)}</h4><p class="note">'
-                    f"{html.escape(spec.description)}</p>"
-                )
-                parts.append(
-                    f'<figure class="plot" data-attack="{html.escape(attack)}">'
-                    f"{_attack_figure(result, task, attack)}</figure>"
-                )
+                parts.append(_attack_section(result, task, attack))
         header, rows = _evasion_table(result, task)
         if rows:
             parts.append("<h3>Evasion: filters in front of the stolen model</h3>")
@@ -753,15 +755,7 @@ def render_html(result: EvaluationResult) -> str:
             evasion = _evasion_summary(result, task)
             parts.append(_html_table(header, rows, [_row_class(row) for row in evasion]))
             for attack in dict.fromkeys(row.attack for row in evasion):
-                spec = ATTACKS[attack]
-                parts.append(
-                    f'<h4>{html.escape(spec.title)}</h4><p class="note">'
-                    f"{html.escape(spec.description)}</p>"
-                )
-                parts.append(
-                    f'<figure class="plot" data-attack="{html.escape(attack)}">'
-                    f"{_attack_figure(result, task, attack)}</figure>"
-                )
+                parts.append(_attack_section(result, task, attack))
         header, rows, text = _distillation(result, task)
         if rows:
             parts.append("<h3>What distillation costs the thief</h3>")

@@ -58,6 +58,7 @@ from typing import TYPE_CHECKING, Any, Final
 import httpx
 import numpy as np
 
+from secmark.encoding.jcs import reject_duplicate_keys, reject_json_constant
 from secmark.errors import SecmarkError, SuspectError
 from secmark.files import read_regular_file
 from secmark.models.base import check_batch, check_batch_size
@@ -356,19 +357,6 @@ def _secrets_of(headers: Mapping[str, str]) -> tuple[str, ...]:
     return tuple(sorted(words, key=len, reverse=True))
 
 
-def _reject_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    document: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in document:
-            raise ValueError(f"duplicate key {key[:80]!r} in a JSON object")
-        document[key] = value
-    return document
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def _finite_float(text: str) -> float:
     number = float(text)
     if not math.isfinite(number):  # 1e999 reads as infinity
@@ -389,8 +377,8 @@ def load_json(data: bytes | str, what: str, *, finite: bool = False) -> Any:
         text = data.decode("utf-8") if isinstance(data, bytes) else data
         return json.loads(
             text,
-            object_pairs_hook=_reject_duplicate_keys,
-            parse_constant=_reject_constant,
+            object_pairs_hook=reject_duplicate_keys,
+            parse_constant=reject_json_constant,
             parse_float=_finite_float if finite else float,
         )
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError

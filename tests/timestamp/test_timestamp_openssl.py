@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import shutil
 import subprocess
 from collections.abc import Callable
 from pathlib import Path
@@ -29,12 +28,16 @@ from secmark.timestamp import (
     verify_timestamp_unanchored,
 )
 from tests.timestamp.conftest import MESSAGE, OTHER_MESSAGE
-from tests.timestamp.openssl_tsa import make_chain_tsa, reply_with, run_openssl, token_for
+from tests.timestamp.openssl_tsa import (
+    OPENSSL,
+    OPENSSL_POLICY,
+    make_chain_tsa,
+    reply_with,
+    run_openssl,
+    token_for,
+)
 
-OPENSSL = shutil.which("openssl")
 pytestmark = pytest.mark.skipif(OPENSSL is None, reason="needs the openssl command")
-
-OPENSSL_POLICY = "1.2.3.4.1"
 
 # A throwaway CA and TSA for `openssl ts -reply`. The TSA's timeStamping EKU
 # must be critical: openssl refuses to sign with it otherwise.
@@ -73,14 +76,6 @@ ess_cert_id_alg = sha256
 """
 
 
-def _openssl(*arguments: str | Path, cwd: Path, stdin: bytes | None = None) -> bytes:
-    result = subprocess.run(
-        [OPENSSL, *map(str, arguments)], cwd=cwd, input=stdin, capture_output=True, check=False
-    )
-    assert result.returncode == 0, result.stderr.decode(errors="replace")
-    return result.stdout
-
-
 @pytest.fixture(scope="module", params=["ec", "rsa"])
 def openssl_tsa(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory with ca.pem and an `openssl ts` configuration (ts.cnf)."""
@@ -91,7 +86,7 @@ def openssl_tsa(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         else ["-newkey", "rsa:2048"]
     )
     (directory / "ext.cnf").write_text(_EXTENSIONS)
-    _openssl(
+    run_openssl(
         "req",
         "-x509",
         *key_options,
@@ -110,7 +105,7 @@ def openssl_tsa(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         "ca",
         cwd=directory,
     )
-    _openssl(
+    run_openssl(
         "req",
         "-new",
         *key_options,
@@ -123,7 +118,7 @@ def openssl_tsa(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
         "/CN=openssl test TSA",
         cwd=directory,
     )
-    _openssl(
+    run_openssl(
         "x509",
         "-req",
         "-in",
@@ -153,7 +148,7 @@ def _openssl_reply(directory: Path) -> Callable[[bytes], bytes]:
 
     def respond(request: bytes) -> bytes:
         (directory / "request.tsq").write_bytes(request)
-        _openssl(
+        run_openssl(
             "ts",
             "-reply",
             "-config",
@@ -172,7 +167,7 @@ def _openssl_reply(directory: Path) -> Callable[[bytes], bytes]:
 @pytest.mark.parametrize("hash_algorithm", ["sha256", "sha512"])
 def test_openssl_token_verifies_in_secmark(openssl_tsa: Path, hash_algorithm: str) -> None:
     (openssl_tsa / "message").write_bytes(MESSAGE)
-    _openssl(
+    run_openssl(
         "ts",
         "-query",
         "-data",
@@ -183,7 +178,7 @@ def test_openssl_token_verifies_in_secmark(openssl_tsa: Path, hash_algorithm: st
         "query.tsq",
         cwd=openssl_tsa,
     )
-    _openssl(
+    run_openssl(
         "ts",
         "-reply",
         "-config",
@@ -204,14 +199,14 @@ def test_openssl_token_verifies_in_secmark(openssl_tsa: Path, hash_algorithm: st
         verify_timestamp(token, OTHER_MESSAGE, trust)
 
 
-def test_secmark_request_answered_by_openssl(openssl_tsa: Path) -> None:
+def test_secmark_request_answered_byrun_openssl(openssl_tsa: Path) -> None:
     token = request_timestamp_from(_openssl_reply(openssl_tsa), MESSAGE, hash_algorithm="sha512")
     trust = TrustStore.from_pem_files([openssl_tsa / "ca.pem"])
     assert verify_timestamp(token, MESSAGE, trust).hash_algorithm == "sha512"
 
 
 @pytest.mark.parametrize("hash_algorithm", ["sha256", "sha512"])
-def test_builtin_token_verifies_with_openssl(
+def test_builtin_token_verifies_withrun_openssl(
     authority: TimestampAuthority, hash_algorithm: str
 ) -> None:
     directory = authority.directory
@@ -219,10 +214,10 @@ def test_builtin_token_verifies_with_openssl(
     (directory / "token.tsr").write_bytes(token)
     (directory / "message").write_bytes(MESSAGE)
     common = ["-in", "token.tsr", "-CAfile", "root.pem", "-untrusted", "tsa.pem"]
-    output = _openssl("ts", "-verify", "-data", "message", *common, cwd=directory)
+    output = run_openssl("ts", "-verify", "-data", "message", *common, cwd=directory)
     assert b"Verification: OK" in output
     digest = hashlib.new(hash_algorithm, MESSAGE).hexdigest()
-    output = _openssl("ts", "-verify", "-digest", digest, *common, cwd=directory)
+    output = run_openssl("ts", "-verify", "-digest", digest, *common, cwd=directory)
     assert b"Verification: OK" in output
     # Control: openssl does reject a token for another message.
     (directory / "other").write_bytes(OTHER_MESSAGE)
