@@ -265,6 +265,15 @@ def test_dispute_schemas_refuse_what_the_code_refuses(
     assert not validator("transcript").is_valid(
         {**transcript, "entries": [{**entry, "answer": None}]}
     )
+    # A decoy may carry a known label; a trigger never does.
+    trigger = next(e for e in transcript["entries"] if e["trigger_index"] is not None)
+    decoy = next(e for e in transcript["entries"] if e["trigger_index"] is None)
+    assert validator("transcript").is_valid(
+        {**transcript, "entries": [{**decoy, "decoy_label": 3}]}
+    )
+    assert not validator("transcript").is_valid(
+        {**transcript, "entries": [{**trigger, "decoy_label": 3}]}
+    )
     verdict = json.loads(Envelope.from_json(dispute_documents["verdict"][0]).payload)
     assert not validator("verdict").is_valid({**verdict, "outcome": "won"})
     assert not validator("verdict").is_valid(

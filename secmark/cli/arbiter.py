@@ -110,6 +110,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                 help="pool and overlay families: unrevealed items of the same distribution "
                 "as one .npy array, to draw decoys from (never the triggers)",
             )
+            step.add_argument(
+                "--decoy-labels",
+                type=Path,
+                metavar="NPY",
+                help="the known label of each --decoy-pool item, in its order, as one .npy "
+                "array (integers for classes, floats for regression): the suspect's accuracy "
+                "on the labelled decoys is recorded beside the test",
+            )
         if name == "decide":
             step.add_argument(
                 "--released",
@@ -152,13 +160,32 @@ def _init_alpha(args: argparse.Namespace) -> Fraction:
     return Fraction(1, 1 << -args.alpha_log2)
 
 
-def _decoy_pool(path: Path | None) -> list[npt.NDArray[Any]] | None:
-    if path is None:
-        return None
+def _array_file(path: Path, what: str) -> npt.NDArray[Any]:
+    """The one array in ``path`` (a .npy file, never pickled).
+
+    Raises:
+        EncodingError: unreadable, empty, truncated, or not one .npy array.
+    """
     try:
-        return list(np.load(path, allow_pickle=False))
-    except (OSError, ValueError) as error:
-        raise EncodingError(f"cannot read the decoy pool {path}: {error}") from None
+        loaded = np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as error:
+        raise EncodingError(
+            f"cannot read the {what} {path}: {error}; save it with numpy.save as one array"
+        ) from None
+    if not isinstance(loaded, np.ndarray):
+        loaded.close()
+        raise EncodingError(
+            f"the {what} {path} is not one array (an .npz archive?); save it with numpy.save"
+        )
+    return loaded
+
+
+def _decoy_pool(path: Path | None) -> list[npt.NDArray[Any]] | None:
+    return None if path is None else list(_array_file(path, "decoy pool"))
+
+
+def _decoy_labels(path: Path | None) -> npt.NDArray[Any] | None:
+    return None if path is None else _array_file(path, "decoy labels")
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -234,9 +261,14 @@ def _step(args: argparse.Namespace) -> int:
         )
     elif args.step == "query":
         family = arbiter.commitment_of(case).document.family
+        pool, labels = _decoy_pool(args.decoy_pool), _decoy_labels(args.decoy_labels)
         with open_suspect(args, family) as suspect:
-            result = arbiter.query(case, suspect, decoy_pool=_decoy_pool(args.decoy_pool))
+            result = arbiter.query(case, suspect, decoy_pool=pool, decoy_labels=labels)
         sent = requests_sent(suspect)
+        accuracy = (
+            f"{result.decoys_correct} of {result.decoys_labelled} labelled decoys answered "
+            "with their label"
+        )
         emit(
             args,
             [
@@ -245,6 +277,7 @@ def _step(args: argparse.Namespace) -> int:
                     f"(threshold {result.test.threshold}); "
                     f"{result.trigger_errors + result.decoy_errors} queries failed"
                 ),
+                *([accuracy] if result.decoys_labelled else []),
                 *([] if sent is None else [f"requests: {sent} sent to {suspect.describe()}"]),
             ],
             {
@@ -255,6 +288,8 @@ def _step(args: argparse.Namespace) -> int:
                 "holds": result.test.decision,
                 "trigger_errors": result.trigger_errors,
                 "decoy_errors": result.decoy_errors,
+                "decoys_labelled": result.decoys_labelled,
+                "decoys_correct": result.decoys_correct,
             },
         )
     else:

@@ -125,6 +125,15 @@ class Fields:
             raise self._fail(name, "a number")
         return float(value)
 
+    def json_number(self, name: str) -> int | float:
+        """A JSON number as it was written: an int when integral, else a
+        float. Unlike :meth:`number` it converts nothing, so a reader that
+        tells a class (an int) from a value can still do so."""
+        value = self._get(name)
+        if type(value) not in (int, float):
+            raise self._fail(name, "a number")
+        return value  # type: ignore[no-any-return]
+
     def integer_list(self, name: str, *, minimum: int, maximum: int, max_items: int) -> list[int]:
         value = self._get(name)
         if (

@@ -1,8 +1,9 @@
 """The transcript: every query the arbiter sent to the suspect, in order.
 
 Each entry has the SHA-256 of the input sent, the suspect's raw answer or
-the error it caused, and, for triggers, the committed index (decoys have
-none). The arbiter signs it: the suspect's answers are attested by the
+the error it caused, for triggers the committed index (decoys have none),
+and for a decoy drawn from a labelled decoy pool its known label (the
+arbiter's word: the decoy inputs are not published). The arbiter signs it: the suspect's answers are attested by the
 arbiter, and a third party re-counts the matches from it. ``queried`` is
 the reference of what the arbiter actually queried (the canonical URL it
 posted to, the digest of the weights file it loaded), bound to the claim's
@@ -11,6 +12,7 @@ reference before the first query; it equals ``suspect``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar
@@ -37,15 +39,43 @@ Answer = int | float | list[int] | None
 
 @dataclass(frozen=True)
 class TranscriptEntry:
+    """One query: ``answer`` or ``error`` is set, never both.
+
+    ``decoy_label`` is the known label of a decoy drawn from a labelled
+    decoy pool (a class as an int, a regression value as a number), and
+    None for a trigger and for a decoy without one. Whether it lies in the
+    commitment's label space is checked where the space is known
+    (:func:`secmark.protocol.querying.score_answers`).
+
+    Raises:
+        EncodingError: both or neither of ``answer`` and ``error``; a
+            trigger entry with a decoy label; a decoy label that is not a
+            finite number.
+    """
+
     position: int
     input_sha256: str
     trigger_index: int | None
     answer: Answer
     error: str | None
+    decoy_label: int | float | None = None
 
     def __post_init__(self) -> None:
         if (self.answer is None) == (self.error is None):
             raise EncodingError("a transcript entry holds an answer or an error, exactly one")
+        label = self.decoy_label
+        if label is None:
+            return
+        if self.trigger_index is not None:
+            raise EncodingError(
+                f"the transcript entry at position {self.position} is trigger "
+                f"{self.trigger_index} and carries a decoy label: only a decoy has a known label"
+            )
+        if type(label) not in (int, float) or not math.isfinite(label):
+            raise EncodingError(
+                f"the decoy label at position {self.position} must be a finite number "
+                f"(a class or a regression value), not {label!r:.40}"
+            )
 
     @property
     def is_trigger(self) -> bool:
@@ -54,6 +84,7 @@ class TranscriptEntry:
     def to_fields(self) -> dict[str, Any]:
         return {
             "answer": self.answer,
+            "decoy_label": self.decoy_label,
             "error": self.error,
             "input_sha256": self.input_sha256,
             "position": self.position,
@@ -71,7 +102,8 @@ class TranscriptEntry:
         )
         answer = fields.answer("answer", max_items=_MAX_TOKENS)
         error = None if fields.is_null("error") else fields.text("error", max_length=MAX_ERROR_TEXT)
-        return cls(position, digest, index, answer, error)
+        label = None if fields.is_null("decoy_label") else fields.json_number("decoy_label")
+        return cls(position, digest, index, answer, error, label)
 
 
 @dataclass(frozen=True)

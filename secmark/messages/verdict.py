@@ -76,7 +76,12 @@ def _fraction_text(fields: Fields, name: str) -> str:
 
 @dataclass(frozen=True)
 class TestFigures:
-    """The exact one-sided binomial test (``specs/statistics.md``)."""
+    """The exact one-sided binomial test (``specs/statistics.md``), the
+    failed queries, and the suspect's accuracy on decoys of known label:
+    ``decoys_labelled`` decoys carried one, ``decoys_correct`` of them were
+    answered with it (by the trigger match rule). The decoy figures are
+    evidence for a reader, never an input of the decision
+    (``specs/statistics.md`` 8)."""
 
     trials: int
     matches: int
@@ -89,6 +94,8 @@ class TestFigures:
     ci_high: float
     trigger_errors: int
     decoy_errors: int
+    decoys_labelled: int
+    decoys_correct: int
 
     @property
     def significant(self) -> bool:
@@ -100,6 +107,8 @@ class TestFigures:
             "ci_high": self.ci_high,
             "ci_low": self.ci_low,
             "decoy_errors": self.decoy_errors,
+            "decoys_correct": self.decoys_correct,
+            "decoys_labelled": self.decoys_labelled,
             "log2_p_value": self.log2_p_value,
             "matches": self.matches,
             "p0": self.p0,
@@ -124,6 +133,8 @@ class TestFigures:
             ci_high=fields.number("ci_high"),
             trigger_errors=fields.integer("trigger_errors", **count),
             decoy_errors=fields.integer("decoy_errors", **count),
+            decoys_labelled=fields.integer("decoys_labelled", **count),
+            decoys_correct=fields.integer("decoys_correct", **count),
         )
 
 

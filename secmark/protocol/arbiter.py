@@ -13,7 +13,8 @@ before acting and writes its result before moving the case on:
    (commitment id, suspect), with an expiry.
 3. :meth:`Arbiter.receive_reveal`: before expiry, once; exactly the
    challenged indices, each VRF proof (and Merkle path) valid.
-4. :meth:`Arbiter.query`: triggers shuffled among decoys, every answer recorded.
+4. :meth:`Arbiter.query`: triggers shuffled among decoys (with their known
+   labels when the decoy pool has them), every answer recorded.
 5. :meth:`Arbiter.decide`: the exact test, the ordering against other claims
    on the same suspect and, when several hold, the cross-check of their
    registered released models; the signed verdict and the bundle.
@@ -76,9 +77,11 @@ from secmark.protocol.case import Case
 from secmark.protocol.challenge import prove_challenge
 from secmark.protocol.querying import (
     BlackBoxResult,
+    DecoyLabel,
     QueryPlan,
     QueryRecord,
     answer_matches,
+    checked_decoy_labels,
     query_suspect,
     run_plan,
     score_answers,
@@ -89,7 +92,7 @@ from secmark.protocol.suspects import bind_suspect, canonical_suspect
 from secmark.stats import DEFAULT_ALPHA, decision_threshold, null_match_probability
 from secmark.timestamp import TrustStore
 from secmark.timestamp.evidence import TimestampEvidence
-from secmark.triggers import Trigger, generate_decoys
+from secmark.triggers import Trigger, draw_decoys
 
 __all__ = ["MIN_CASE_PREFIX", "Arbiter", "ArbiterPolicy"]
 
@@ -173,6 +176,8 @@ def _figures(result: BlackBoxResult) -> TestFigures:
         ci_high=test.ci_high,
         trigger_errors=result.trigger_errors,
         decoy_errors=result.decoy_errors,
+        decoys_labelled=result.decoys_labelled,
+        decoys_correct=result.decoys_correct,
     )
 
 
@@ -562,9 +567,10 @@ class Arbiter:
         triggers: list[Trigger],
         count: int,
         decoy_pool: Sequence[npt.NDArray[Any]] | None,
-    ) -> npt.NDArray[Any]:
+    ) -> tuple[npt.NDArray[Any], tuple[int | None, ...]]:
         """Fresh decoys that equal no trigger input nor, for pool families,
-        any pool item a trigger was made from."""
+        any pool item a trigger was made from; and the position in
+        ``decoy_pool`` each was drawn from (:func:`~secmark.triggers.draw_decoys`)."""
         commitment = self.commitment_of(case)
         exclude = [trigger.input for trigger in triggers]
         if commitment.document.pool_root is not None:
@@ -575,7 +581,7 @@ class Arbiter:
                     f"decoys of the {commitment.document.family.NAME} family are drawn from "
                     "unrevealed items of the same distribution: give the arbiter a decoy pool"
                 )
-        return generate_decoys(commitment.document, count, items=decoy_pool, exclude=exclude)
+        return draw_decoys(commitment.document, count, items=decoy_pool, exclude=exclude)
 
     def _query(
         self,
@@ -593,23 +599,34 @@ class Arbiter:
             [trigger.index for trigger in triggers],
             np.stack([trigger.input for trigger in triggers]),
             [trigger.label for trigger in triggers],
-            self._decoys(case, triggers, decoys, decoy_pool),
+            self._decoys(case, triggers, decoys, decoy_pool)[0],
             alpha=challenge.alpha,
         )
 
     def _query_plan(
-        self, case: Case, triggers: list[Trigger], decoy_pool: Sequence[npt.NDArray[Any]] | None
+        self,
+        case: Case,
+        triggers: list[Trigger],
+        decoy_pool: Sequence[npt.NDArray[Any]] | None,
+        pool_labels: Sequence[DecoyLabel] | None,
     ) -> QueryPlan:
-        """The case's stored query plan, or a new one, stored before use."""
+        """The case's stored query plan, or a new one, stored before use.
+
+        A stored plan wins: the pool and labels given are then not read.
+        """
         decoys = self._challenge(case).document.decoys
         if (case.folder / QUERY_PLAN_FILE).exists():
             plan = QueryPlan.from_bytes(case.read(QUERY_PLAN_FILE))
             plan.check_triggers({t.index: t.input for t in triggers}, decoys)
             return plan
+        inputs, sources = self._decoys(case, triggers, decoys, decoy_pool)
         plan = QueryPlan.shuffled(
             [trigger.index for trigger in triggers],
             np.stack([trigger.input for trigger in triggers]),
-            self._decoys(case, triggers, decoys, decoy_pool),
+            inputs,
+            None
+            if pool_labels is None
+            else [None if source is None else pool_labels[source] for source in sources],
         )
         case.write(QUERY_PLAN_FILE, plan.to_bytes())
         return plan
@@ -620,6 +637,7 @@ class Arbiter:
         suspect: Suspect,
         *,
         decoy_pool: Sequence[npt.NDArray[Any]] | None = None,
+        decoy_labels: npt.ArrayLike | None = None,
     ) -> BlackBoxResult:
         """Query the suspect with the case's triggers among decoys and write
         the signed transcript.
@@ -629,10 +647,18 @@ class Arbiter:
         resumes where it stopped, with the same decoys in the same order.
         ``decoy_pool`` holds the candidates that decoys of the pool and
         overlay families are drawn from (unrevealed items of the same
-        distribution; never the triggers); it is read only when the plan is
-        first made.
+        distribution; never the triggers). ``decoy_labels``, one per pool
+        item (:func:`~secmark.protocol.querying.checked_decoy_labels`), are
+        their known labels: a decoy drawn from item j carries label j into
+        the plan and the transcript, and the suspect's accuracy on such
+        decoys is counted beside the test (never in it). The labels are
+        checked every time, but pool and labels are read only when the plan
+        is first made: a resumed step keeps the stored plan's decoys and
+        labels, whatever is given.
 
         Raises:
+            EncodingError: labels without a pool, or labels that
+                :func:`~secmark.protocol.querying.checked_decoy_labels` refuses.
             ProtocolError: the case is not at "revealed"; the suspect queries
                 another model than the claim names
                 (:func:`~secmark.protocol.suspects.bind_suspect`); or a pool
@@ -643,12 +669,22 @@ class Arbiter:
                 to be queried again.
         """
         case.require("revealed", "querying the suspect")
+        commitment = self.commitment_of(case)
+        pool_labels = None
+        if decoy_labels is not None:
+            if decoy_pool is None:
+                raise EncodingError(
+                    "decoy labels are the known labels of the decoy pool's items: give the "
+                    "decoy pool with them"
+                )
+            pool_labels = checked_decoy_labels(
+                commitment.document.labels, decoy_labels, len(decoy_pool)
+            )
         # What is queried must be what the claim names, before any query.
         queried = bind_suspect(case.record["suspect"], suspect)
         challenge = self._challenge(case)
-        commitment = self.commitment_of(case)
         triggers = self.triggers_of(case)
-        plan = self._query_plan(case, triggers, decoy_pool)
+        plan = self._query_plan(case, triggers, decoy_pool, pool_labels)
         started, answered = self._progress(case)
         records = dict(answered)
 

@@ -14,10 +14,11 @@ count and statistics recomputed from the transcript) and returns a
 for a bundle that fails; :func:`verify_bundle` raises at the first failure
 instead. What cannot be re-checked is recorded as not checked, resting on
 the arbiter's signature: that the suspect really gave the answers in the
-transcript, and the rival claims and cross-checks a verdict lists. Trust is
-never self-asserted silently: without the judge's own TSA roots the
-report's times are :attr:`TimeTrust.SELF_ASSERTED`, and without a pinned
-arbiter key id the report says any arbiter's signature was accepted.
+transcript, the known labels of its decoys, and the rival claims and
+cross-checks a verdict lists. Trust is never self-asserted silently: without
+the judge's own TSA roots the report's times are
+:attr:`TimeTrust.SELF_ASSERTED`, and without a pinned arbiter key id the
+report says any arbiter's signature was accepted.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ from secmark.protocol.checks import Basis, Checklist, CheckResult, CheckSpec
 from secmark.protocol.querying import input_digest, score_answers
 from secmark.protocol.reveals import revealed_triggers
 from secmark.protocol.suspects import canonical_suspect
+from secmark.stats import DEFAULT_CONFIDENCE, MAX_TRIALS, clopper_pearson
 from secmark.timestamp import TrustStore
 from secmark.timestamp.evidence import TimestampEvidence
 
@@ -259,8 +261,8 @@ def bundle_checks(time_trust: TimeTrust, *, pinned: bool) -> tuple[CheckSpec, ..
         ),
         CheckSpec(
             "verdict-figures",
-            "the verdict's trials, matches, threshold, p0 and failed queries are those "
-            "recomputed from the transcript",
+            "the verdict's trials, matches, threshold, p0, failed queries and decoy accuracy "
+            "are those recomputed from the transcript",
             "verdict",
             Basis.RECOMPUTATION,
         ),
@@ -282,6 +284,12 @@ def bundle_checks(time_trust: TimeTrust, *, pinned: bool) -> tuple[CheckSpec, ..
             "suspect-answers",
             "the suspect gave the answers the transcript records, it is the suspect its "
             "reference names, and the decoys sent were decoys",
+            "transcript",
+            Basis.ARBITER,
+        ),
+        CheckSpec(
+            "decoy-labels",
+            "the known labels the transcript records for decoys are those of the decoy inputs sent",
             "transcript",
             Basis.ARBITER,
         ),
@@ -672,6 +680,17 @@ class _Examination:
                 == (verdict.test.trigger_errors, verdict.test.decoy_errors),
                 "the verdict's error counts differ from the transcript's",
             )
+            _require(
+                (rescored.decoys_labelled, rescored.decoys_correct)
+                == (verdict.test.decoys_labelled, verdict.test.decoys_correct),
+                "the verdict's decoy accuracy (labelled decoys, correct answers) differs from "
+                "the transcript's",
+            )
+            decoy_interval: tuple[float | None, float | None] = (None, None)
+            if 0 < rescored.decoys_labelled <= MAX_TRIALS:
+                decoy_interval = clopper_pearson(
+                    rescored.decoys_labelled, rescored.decoys_correct, DEFAULT_CONFIDENCE
+                )
             self.figures = Figures(
                 trials=rescored.trials,
                 matches=rescored.matches,
@@ -689,11 +708,17 @@ class _Examination:
                 challenged=len(document.indices),
                 decoys=document.decoys,
                 prior_challenges=document.prior_challenges,
+                decoys_labelled=rescored.decoys_labelled,
+                decoys_correct=rescored.decoys_correct,
+                decoy_ci_low=decoy_interval[0],
+                decoy_ci_high=decoy_interval[1],
             )
             found.evidence = (
                 f"{rescored.matches} of {rescored.trials} trials matched (threshold "
                 f"{test.threshold}, p0 = {test.p0_exact}); {rescored.trigger_errors} trigger and "
-                f"{rescored.decoy_errors} decoy queries failed: as the verdict states"
+                f"{rescored.decoy_errors} decoy queries failed; {rescored.decoys_correct} of "
+                f"{rescored.decoys_labelled} labelled decoys answered with their label: as the "
+                "verdict states"
             )
         with checks.check("verdict-references") as found:
             _require(
@@ -781,6 +806,16 @@ class _Examination:
             f"offline: that {claim.suspect} gave the {len(entries)} answers recorded "
             f"({rescored.matches} of {rescored.trials} trials matched), and what the "
             f"{document.decoys} decoys were (only their digests are recorded)",
+        )
+        checks.not_checked(
+            "decoy-labels",
+            f"{rescored.decoys_labelled} of the {document.decoys} decoys carry a known label "
+            "in the transcript, attested by the arbiter's signature alone: the decoy inputs "
+            "are not in the bundle, so neither they nor their labels can be re-checked (the "
+            f"{rescored.decoys_correct} correct answers are recounted from the labels as stated)"
+            if rescored.decoys_labelled
+            else "no decoy carries a known label in the transcript: nothing rests on the "
+            "arbiter's word here",
         )
         checks.not_checked(
             "rivals-and-cross-checks",

@@ -148,6 +148,12 @@ class Figures:
     underflow to 0.0 (``log2_p_value`` does not); ``decision`` is
     ``matches >= threshold``, decided on exact rationals. ``challenged`` is
     k (triggers asked), ``decoys`` the decoys mixed with them.
+
+    ``decoys_correct`` of the ``decoys_labelled`` decoys with a known label
+    (the arbiter's word) were answered with it; ``decoy_ci_low`` and
+    ``decoy_ci_high`` are the exact 95 % interval of that accuracy, None
+    when no decoy is labelled (or more are than an interval is computed for,
+    :data:`~secmark.stats.MAX_TRIALS`). None of them is part of the test.
     """
 
     trials: int
@@ -166,6 +172,10 @@ class Figures:
     challenged: int
     decoys: int
     prior_challenges: int
+    decoys_labelled: int
+    decoys_correct: int
+    decoy_ci_low: float | None
+    decoy_ci_high: float | None
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,17 @@ What is sent is fixed first, as a :class:`QueryPlan` (inputs and order), so
 that a query step that stopped can be resumed with exactly the same inputs
 in the same order: a suspect that sees a query step twice sees every input
 twice, and repetition tells it nothing about which inputs are triggers.
+
+Decoys drawn from a labelled decoy pool carry their known label
+(:func:`checked_decoy_labels`); the suspect's accuracy on them is counted
+beside the test, by the trigger match rule, and plays no part in the
+decision (``specs/statistics.md`` 8).
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,9 +48,11 @@ from secmark.stats import DEFAULT_ALPHA, BinomialTestResult, binomial_test, null
 
 __all__ = [
     "BlackBoxResult",
+    "DecoyLabel",
     "QueryPlan",
     "QueryRecord",
     "answer_matches",
+    "checked_decoy_labels",
     "failure_budget",
     "input_digest",
     "query_suspect",
@@ -71,16 +79,27 @@ is JSON-ready: an int (class), a float (regression value) or a list of ints
 (token ids). It is the transcript's entry itself, so records are written and
 re-read without conversion."""
 
+DecoyLabel = int | float
+"""The known label of a decoy: a class (int) or a regression value (float)."""
+
 
 @dataclass(frozen=True)
 class BlackBoxResult:
-    """The transcript's records and the verdict statistics they give."""
+    """The transcript's records and the verdict statistics they give.
+
+    ``decoys_labelled`` counts the decoys with a known label and
+    ``decoys_correct`` those of them answered with it (by
+    :func:`answer_matches`, the triggers' rule): evidence beside the test,
+    never part of it.
+    """
 
     records: tuple[QueryRecord, ...]
     trials: int
     matches: int
     trigger_errors: int
     decoy_errors: int
+    decoys_labelled: int
+    decoys_correct: int
     test: BinomialTestResult
 
 
@@ -185,6 +204,89 @@ def trials_per_trigger(space: LabelSpace) -> int:
     return space.length if isinstance(space, TokenLabels) else 1
 
 
+def checked_decoy_labels(
+    space: LabelSpace, labels: npt.ArrayLike, items: int
+) -> tuple[DecoyLabel, ...]:
+    """``labels`` checked as the known labels of a decoy pool of ``items``
+    items: one per item, in the pool's order, each a label of ``space``.
+
+    Classes take an integer array of values in [0, K); a regression target
+    a float array of finite values in [lo, hi]. Token labels take none.
+
+    Raises:
+        EncodingError: a token label space; not a one-dimensional array of
+            numbers; another count than ``items``; floats for classes or
+            integers for a regression target; a label outside the space
+            (NaN and the infinities included). The message names the first
+            wrong item and what to give instead.
+    """
+    if isinstance(space, TokenLabels):
+        raise EncodingError(
+            "decoy labels are known classes or regression values; a commitment with token "
+            "labels takes none: query without decoy labels"
+        )
+    try:
+        array = np.asarray(labels)
+    except (ValueError, TypeError):
+        array = np.asarray(None)
+    if array.ndim != 1 or array.dtype.kind not in "iuf":
+        raise EncodingError(
+            "decoy labels are a one-dimensional array of numbers, one per decoy-pool item, "
+            f"not an array of shape {array.shape} and dtype {array.dtype}"
+        )
+    if len(array) != items:
+        raise EncodingError(
+            f"{len(array)} decoy labels for {items} decoy-pool items: give exactly one label "
+            "per item, in the pool's order"
+        )
+    if isinstance(space, ClassLabels):
+        if array.dtype.kind == "f":
+            raise EncodingError(
+                f"class labels are integers, but the decoy labels are {array.dtype}: save "
+                "them as an integer array"
+            )
+        wrong = np.flatnonzero((array < 0) | (array >= space.num_classes))
+        if len(wrong):
+            item = int(wrong[0])
+            raise EncodingError(
+                f"the decoy label of item {item} is {array[item]}, not a class in "
+                f"[0, {space.num_classes}): {len(wrong)} label(s) outside the label space"
+            )
+        return tuple(int(value) for value in array)
+    if array.dtype.kind != "f":
+        raise EncodingError(
+            f"regression labels are floats, but the decoy labels are {array.dtype}: save them "
+            "as a float array"
+        )
+    values = array.astype(np.float64)
+    wrong = np.flatnonzero(~((values >= space.lo) & (values <= space.hi)))  # NaN is neither
+    if len(wrong):
+        item = int(wrong[0])
+        raise EncodingError(
+            f"the decoy label of item {item} is {float(values[item])!r}, not a finite value in "
+            f"[{space.lo!r}, {space.hi!r}]: {len(wrong)} label(s) outside the label space"
+        )
+    return tuple(float(value) for value in values)
+
+
+def _check_decoy_label(space: LabelSpace, label: DecoyLabel, position: int) -> None:
+    """Raises:
+    EncodingError: ``label``, recorded at ``position``, is not a label of
+        ``space`` (as :func:`checked_decoy_labels` requires of each)."""
+    if isinstance(space, ClassLabels):
+        known = type(label) is int and 0 <= label < space.num_classes
+    elif isinstance(space, RegressionLabels):
+        number = type(label) is int or (type(label) is float and math.isfinite(label))
+        known = number and space.lo <= label <= space.hi
+    else:
+        known = False
+    if not known:
+        raise EncodingError(
+            f"the decoy label {label!r:.40} at position {position} is not a label of the "
+            f"commitment's {space.KIND} label space"
+        )
+
+
 def score_answers(
     space: LabelSpace,
     labels: Sequence[Any],
@@ -196,10 +298,13 @@ def score_answers(
     exact test.
 
     ``labels[j]`` is the label of the trigger with the j-th smallest index.
-    A third party re-scoring a transcript calls this with its records.
+    A third party re-scoring a transcript calls this with its records. The
+    decoys with a known label are counted too (``decoys_labelled``), and
+    those answered with it by the same rule (``decoys_correct``).
 
     Raises:
-        EncodingError: the records do not hold exactly one record per label.
+        EncodingError: the records do not hold exactly one record per label,
+            or a decoy label is not a label of ``space``.
     """
     trigger_records = sorted((r for r in records if r.is_trigger), key=lambda r: r.trigger_index)  # type: ignore[arg-type, return-value]
     if len(trigger_records) != len(labels):
@@ -211,6 +316,13 @@ def score_answers(
     for record, label in zip(trigger_records, labels):
         if record.answer is not None:
             matches += answer_matches(space, label, record.answer)
+    labelled = correct = 0
+    for record in records:
+        if record.decoy_label is not None:
+            _check_decoy_label(space, record.decoy_label, record.position)
+            labelled += 1
+            if record.answer is not None:
+                correct += answer_matches(space, record.decoy_label, record.answer)
     trials = per_trigger * len(labels)
     return BlackBoxResult(
         records=tuple(records),
@@ -218,6 +330,8 @@ def score_answers(
         matches=matches,
         trigger_errors=sum(1 for r in trigger_records if r.error is not None),
         decoy_errors=sum(1 for r in records if not r.is_trigger and r.error is not None),
+        decoys_labelled=labelled,
+        decoys_correct=correct,
         test=binomial_test(trials, matches, null_match_probability(space), alpha),
     )
 
@@ -233,11 +347,13 @@ class QueryPlan:
     """Every input a suspect is sent, in the order sent.
 
     ``inputs[p]`` is sent at position ``p``; ``roles[p]`` is its trigger
-    index, or None for a decoy.
+    index, or None for a decoy; ``labels[p]`` the known label of a decoy,
+    None for a trigger and for a decoy without one.
     """
 
     inputs: npt.NDArray[Any]
     roles: tuple[int | None, ...]
+    labels: tuple[DecoyLabel | None, ...]
 
     def __post_init__(self) -> None:
         if len(self.inputs) != len(self.roles) or not self.roles:
@@ -245,6 +361,10 @@ class QueryPlan:
         indices = [role for role in self.roles if role is not None]
         if len(indices) != len(set(indices)) or any(i < 0 for i in indices):
             raise EncodingError("a query plan names each trigger index once")
+        if len(self.labels) != len(self.roles) or any(
+            role is not None and label is not None for role, label in zip(self.roles, self.labels)
+        ):
+            raise EncodingError("a query plan holds one label or None per input, None for triggers")
 
     @classmethod
     def shuffled(
@@ -252,45 +372,89 @@ class QueryPlan:
         trigger_indices: Sequence[int],
         trigger_inputs: npt.NDArray[Any],
         decoys: npt.NDArray[Any],
+        decoy_labels: Sequence[DecoyLabel | None] | None = None,
     ) -> QueryPlan:
-        """Triggers and decoys in an order drawn from ``secrets.SystemRandom``.
+        """Triggers and decoys in an order drawn from ``secrets.SystemRandom``;
+        ``decoy_labels[j]`` is the known label of decoy j, or None.
 
         Raises:
             EncodingError: mismatched lengths, shapes or dtypes.
         """
         if len(trigger_inputs) != len(trigger_indices) or not len(trigger_indices):
             raise EncodingError("give one input per trigger index, at least one")
+        if decoy_labels is not None and len(decoy_labels) != len(decoys):
+            raise EncodingError("give one label (or None) per decoy")
         if len(decoys) and (
             decoys.shape[1:] != trigger_inputs.shape[1:] or decoys.dtype != trigger_inputs.dtype
         ):
             raise EncodingError("decoys must have the triggers' shape and dtype")
         inputs = np.concatenate([trigger_inputs, decoys]) if len(decoys) else trigger_inputs
         roles: list[int | None] = [int(i) for i in trigger_indices] + [None] * len(decoys)
+        labels = [None] * len(trigger_indices) + list(decoy_labels or [None] * len(decoys))
         order = list(range(len(inputs)))
         secrets.SystemRandom().shuffle(order)
-        return cls(np.ascontiguousarray(inputs[order]), tuple(roles[i] for i in order))
+        return cls(
+            np.ascontiguousarray(inputs[order]),
+            tuple(roles[i] for i in order),
+            tuple(labels[i] for i in order),
+        )
 
     def to_bytes(self) -> bytes:
-        """The plan as safetensors bytes (decoys have role -1)."""
+        """The plan as safetensors bytes: decoys have role -1; known decoy
+        labels, if any, are a tensor ``decoy_labels`` (int64 classes with -1
+        for none, or float64 values with NaN for none)."""
         roles = np.array([-1 if r is None else r for r in self.roles], dtype=np.int64)
-        return safetensors.numpy.save({"inputs": np.ascontiguousarray(self.inputs), "roles": roles})
+        tensors = {"inputs": np.ascontiguousarray(self.inputs), "roles": roles}
+        known = [label for label in self.labels if label is not None]
+        if known and all(type(label) is int for label in known):
+            tensors["decoy_labels"] = np.array(
+                [-1 if label is None else label for label in self.labels], dtype=np.int64
+            )
+        elif known:
+            tensors["decoy_labels"] = np.array(
+                [math.nan if label is None else label for label in self.labels], dtype=np.float64
+            )
+        return safetensors.numpy.save(tensors)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> QueryPlan:
-        """Raises:
-        EncodingError: not a plan this module wrote."""
+        """The plan :meth:`to_bytes` wrote; a plan without ``decoy_labels``
+        (none known, or written before decoys had labels) has none.
+
+        Raises:
+            EncodingError: not a plan this module wrote.
+        """
+        damaged = EncodingError("the stored query plan is damaged")
         if len(data) > _MAX_PLAN_SIZE:
             raise EncodingError("the stored query plan is too large")
         try:
             tensors = safetensors.numpy.load(data)
         except Exception:  # noqa: BLE001 - the safetensors parser fails in many ways on bad bytes
-            raise EncodingError("the stored query plan is damaged") from None
-        if set(tensors) != {"inputs", "roles"} or tensors["roles"].dtype != np.int64:
-            raise EncodingError("the stored query plan is damaged")
+            raise damaged from None
+        if not {"inputs", "roles"} <= set(tensors) <= {"inputs", "roles", "decoy_labels"}:
+            raise damaged
         roles = tensors["roles"]
-        if roles.ndim != 1 or len(roles) != len(tensors["inputs"]) or (roles < -1).any():
-            raise EncodingError("the stored query plan is damaged")
-        return cls(tensors["inputs"], tuple(None if r < 0 else int(r) for r in roles))
+        if (
+            roles.dtype != np.int64
+            or roles.ndim != 1
+            or len(roles) != len(tensors["inputs"])
+            or (roles < -1).any()
+        ):
+            raise damaged
+        labels: list[DecoyLabel | None] = [None] * len(roles)
+        stored = tensors.get("decoy_labels")
+        if stored is not None:
+            if stored.ndim != 1 or len(stored) != len(roles):
+                raise damaged
+            if stored.dtype == np.int64 and not (stored < -1).any():
+                labels = [None if value < 0 else int(value) for value in stored]
+            elif stored.dtype == np.float64 and not np.isinf(stored).any():
+                labels = [None if math.isnan(value) else float(value) for value in stored]
+            else:
+                raise damaged
+        return cls(
+            tensors["inputs"], tuple(None if r < 0 else int(r) for r in roles), tuple(labels)
+        )
 
     def check_triggers(self, inputs_by_index: Mapping[int, npt.NDArray[Any]], decoys: int) -> None:
         """Check that the plan sends exactly these triggers and ``decoys`` decoys.
@@ -321,21 +485,27 @@ def run_plan(
 
     A batch the suspect fails is retried one input at a time, to isolate
     the inputs that fail; ``on_batch`` receives each batch's new records
-    (to store them, so a resumed step does not pay for them twice).
+    (to store them, so a resumed step does not pay for them twice). Each
+    record carries the plan's decoy label for its position.
 
     Raises:
         SuspectError: more queries failed than :func:`failure_budget`
             allows; the message quotes the first failure. No figures can be
             drawn from such a step: query again once the suspect answers.
-        EncodingError: an answer in ``answered`` is not for the input the
-            plan sends at its position.
+        EncodingError: a decoy label of the plan is not a label of
+            ``space``; an answer in ``answered`` is not for the input (or
+            the label) the plan sends at its position.
     """
+    for position, label in enumerate(plan.labels):
+        if label is not None:
+            _check_decoy_label(space, label, position)
     records: dict[int, QueryRecord] = {p: r for p, r in (answered or {}).items() if r.error is None}
     for position, kept in records.items():
         if (
             position != kept.position
             or not 0 <= position < len(plan.roles)
             or kept.trigger_index != plan.roles[position]
+            or kept.decoy_label != plan.labels[position]
             or kept.input_sha256 != input_digest(plan.inputs[position])
         ):
             raise EncodingError(
@@ -361,6 +531,7 @@ def run_plan(
             trigger_index=plan.roles[position],
             answer=answer,
             error=error,
+            decoy_label=plan.labels[position],
         )
 
     def stop() -> SuspectError:

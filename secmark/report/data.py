@@ -148,6 +148,10 @@ def report_data(report: BundleReport, *, exit_code: int) -> dict[str, Any]:
             "challenged": figures.challenged,
             "decoys": figures.decoys,
             "prior_challenges": figures.prior_challenges,
+            "decoys_labelled": figures.decoys_labelled,
+            "decoys_correct": figures.decoys_correct,
+            "decoy_ci_low": figures.decoy_ci_low,
+            "decoy_ci_high": figures.decoy_ci_high,
         },
         "verdict": None
         if verdict is None

@@ -32,6 +32,7 @@ from secmark.report.words import (
     alpha_explanation,
     arbiter_sentence,
     cross_check_sentence,
+    decoy_accuracy_sentence,
     format_level,
     format_p_value,
     headline,
@@ -336,6 +337,10 @@ def _statistics(report: BundleReport) -> str:
         ("trials", str(figures.trials)),
         ("matches", str(figures.matches)),
         ("failed queries", f"{figures.trigger_errors} trigger, {figures.decoy_errors} decoy"),
+        (
+            "decoy accuracy (evidence beside the test; labels on the arbiter's word)",
+            decoy_accuracy_sentence(figures),
+        ),
         ("p0 (chance of a match by guessing)", figures.p0),
         ("alpha", format_level(figures.alpha)),
         ("threshold", f"{figures.threshold} matches"),

@@ -15,6 +15,7 @@ from secmark.report.words import (
     RESULT_WORDS,
     arbiter_sentence,
     cross_check_sentence,
+    decoy_accuracy_sentence,
     format_level,
     format_p_value,
     quoted,
@@ -126,6 +127,7 @@ def _figures(report: BundleReport) -> list[str]:
             f"labels ({figures.trigger_errors} trigger and {figures.decoy_errors} decoy "
             "queries failed)"
         ),
+        f"{decoy_accuracy_sentence(figures)}; the labels are the arbiter's word",
         (
             f"statistics: p0 = {figures.p0}, p-value = {format_p_value(figures.log2_p_value)}, "
             f"threshold {figures.threshold} at alpha = {format_level(figures.alpha)}: "

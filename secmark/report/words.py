@@ -24,6 +24,7 @@ __all__ = [
     "alpha_explanation",
     "arbiter_sentence",
     "cross_check_sentence",
+    "decoy_accuracy_sentence",
     "format_level",
     "format_p_value",
     "headline",
@@ -148,6 +149,21 @@ def cross_check_sentence(check: CrossCheck) -> str:
         f"{check.control_trials}, fires at {check.control_threshold}; "
         f"{check.trigger_errors + check.decoy_errors} queries failed): {proves}"
     )
+
+
+def decoy_accuracy_sentence(figures: Figures) -> str:
+    """The suspect's accuracy on decoys of known label, with its exact 95 %
+    interval (rounded outward to a tenth of a percent), or that no decoy had
+    a label. Evidence beside the test, never part of it."""
+    labelled, correct = figures.decoys_labelled, figures.decoys_correct
+    if not labelled:
+        return "decoys with known labels: none (no labelled decoys)"
+    share = f"{100 * correct / labelled:.1f} %"
+    if figures.decoy_ci_low is not None and figures.decoy_ci_high is not None:
+        low = math.floor(figures.decoy_ci_low * 1000) / 10
+        high = math.ceil(figures.decoy_ci_high * 1000) / 10
+        share += f", 95 % interval {low:.1f}–{high:.1f} %"
+    return f"decoys with known labels: {correct} of {labelled} answered correctly ({share})"
 
 
 def alpha_explanation(figures: Figures) -> list[str]:

@@ -8,7 +8,8 @@ in ``vectors/triggers/`` pin it.
 - :func:`derive_trigger`, :func:`iter_triggers`: the owner's derivation.
 - :func:`verify_trigger`, :func:`verify_triggers`: check revealed triggers
   and re-derive them.
-- :func:`generate_decoys`: inputs from the same generator, fresh randomness.
+- :func:`generate_decoys`: inputs from the same generator, fresh randomness;
+  :func:`draw_decoys` also names the candidate each was drawn from.
 - :func:`pool_root`, :class:`CommittedPool`: the Merkle-committed pool of the
   pool and overlay families.
 - :func:`write_trigger_set`, :func:`read_trigger_set`,
@@ -24,6 +25,7 @@ from secmark.triggers.derive import (
     Trigger,
     TriggerBatch,
     derive_trigger,
+    draw_decoys,
     generate_decoys,
     iter_triggers,
     pool_root,
@@ -51,6 +53,7 @@ __all__ = [
     "TriggerSet",
     "TriggerSetManifest",
     "derive_trigger",
+    "draw_decoys",
     "generate_decoys",
     "iter_triggers",
     "pool_root",

@@ -48,6 +48,7 @@ __all__ = [
     "Trigger",
     "TriggerBatch",
     "derive_trigger",
+    "draw_decoys",
     "generate_decoys",
     "iter_triggers",
     "pool_root",
@@ -563,6 +564,23 @@ def generate_decoys(
             a pool family, or given for another; a family whose inputs
             cannot supply ``count`` distinct decoys.
     """
+    return draw_decoys(commitment, count, items=items, exclude=exclude)[0]
+
+
+def draw_decoys(
+    commitment: Commitment,
+    count: int,
+    *,
+    items: Sequence[npt.NDArray[Any]] | None = None,
+    exclude: Iterable[npt.NDArray[Any]] = (),
+) -> tuple[npt.NDArray[Any], tuple[int | None, ...]]:
+    """The decoys of :func:`generate_decoys`, and for each the position in
+    ``items`` of the candidate it was drawn from (for the overlay family,
+    the item it overlays), or None for a family drawn without candidates.
+
+    A candidate given more than once is one candidate, named by its first
+    position. Raises as :func:`generate_decoys`.
+    """
     if not 0 <= count <= _MAX_DECOYS:
         raise EncodingError(f"the number of decoys must be in [0, {_MAX_DECOYS}]")
     family = commitment.family
@@ -572,11 +590,11 @@ def generate_decoys(
     if isinstance(family, (PoolFamily, OverlayFamily)):
         if items is None and count:
             raise EncodingError(f"decoys of the {family.NAME} family need candidate items")
-        candidates: dict[bytes, npt.NDArray[Any]] = {}
-        for item in items or ():
+        candidates: dict[bytes, tuple[int, npt.NDArray[Any]]] = {}
+        for position, item in enumerate(items or ()):
             checked = checked_item(item, family)
-            candidates.setdefault(item_leaf(checked), checked)
-        eligible = [item for leaf, item in candidates.items() if leaf not in seen]
+            candidates.setdefault(item_leaf(checked), (position, checked))
+        eligible = [found for leaf, found in candidates.items() if leaf not in seen]
         if len(eligible) < count:
             raise EncodingError(
                 f"{count} decoys of the {family.NAME} family need {count} distinct candidate "
@@ -584,10 +602,10 @@ def generate_decoys(
                 "more unrevealed items of the same distribution"
             )
         chosen = secrets.SystemRandom().sample(eligible, count)
-        for row, item in enumerate(chosen):
+        for row, (_, item) in enumerate(chosen):
             stream = KeyStream(os.urandom(KeyStream.KEY_SIZE))
             decoys[row], _ = draw_input(family, stream, pool_size=1, fetch=[item].__getitem__)
-        return decoys
+        return decoys, tuple(position for position, _ in chosen)
     if items is not None:
         raise EncodingError(f"the {family.NAME} family draws from no pool")
     for row in range(count):
@@ -602,4 +620,4 @@ def generate_decoys(
             raise EncodingError(
                 f"the {family.NAME} family has too few distinct inputs for {count} decoys"
             )
-    return decoys
+    return decoys, (None,) * count

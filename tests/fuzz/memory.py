@@ -78,7 +78,7 @@ def _challenge(excluded: int) -> Challenge:
 
 def _verdict(rivals: int) -> Verdict:
     figures = TestFigures(
-        48, 40, "1/10", "1/18446744073709551616", 30, 1e-30, -99.0, 0.7, 0.9, 0, 0
+        48, 40, "1/10", "1/18446744073709551616", 30, 1e-30, -99.0, 0.7, 0.9, 0, 0, 0, 0
     )
     return Verdict(
         claim_id=_HEX,

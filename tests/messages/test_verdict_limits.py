@@ -48,8 +48,7 @@ def _largest_verdict() -> Verdict:
         _LONGEST_FLOAT,
         _LONGEST_FLOAT,
         _LONGEST_FLOAT,
-        _LARGEST_COUNT,
-        _LARGEST_COUNT,
+        *(_LARGEST_COUNT,) * 4,
     )
     count = _LARGEST_COUNT
     return Verdict(

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from secmark.crypto.keyfile import write_key_file
@@ -87,3 +88,30 @@ def test_arbiter_query_counts_requests_and_keeps_credentials_out_of_the_transcri
     errors = [entry.error for entry in entries if entry.error is not None]
     assert errors == [f"json:{url}: HTTP 400: refused for [redacted]"]
     assert "tok-91b3e5c7d2a84f60" not in result.out + result.err
+
+
+@pytest.mark.parametrize("flag", ["--decoy-labels", "--decoy-pool"])
+@pytest.mark.parametrize("content", [b"", b"not numpy", "object array", "archive", None])
+def test_arbiter_query_refuses_decoy_files_it_cannot_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes | str | None, flag: str
+) -> None:
+    """--decoy-labels and --decoy-pool are read without unpickling, as one
+    array each, before the suspect is opened."""
+    world = World(tmp_path)
+    mark = world.commit()
+    case = world.run_case(mark, memorising_suspect(mark), query=False).case
+    given = tmp_path / "given.npy"
+    if content == "object array":
+        np.save(given, np.array([3, "three"], dtype=object), allow_pickle=True)
+    elif content == "archive":
+        with given.open("wb") as archive:
+            np.savez(archive, labels=np.arange(3))
+    elif isinstance(content, bytes):
+        given.write_bytes(content)
+    config = tmp_path / "not-read.json"
+    argv = ["arbiter", "query", str(arbiter_folder(world)), "--case", case.name]
+    argv += ["--suspect-config", str(config), flag, str(given), "--json"]
+    result = run(capsys, *argv)
+    what = flag.removeprefix("--").replace("-", " ")
+    assert result.status == 3 and f"the {what} {given}" in result.err, result.err
+    assert not (case.folder / "query-plan.safetensors").exists()

@@ -18,7 +18,13 @@ from secmark.protocol.checks import NOT_REACHED, Basis, CheckResult
 from tests.conftest import fixed_keys
 from tests.protocol.conftest import CaseRun, bundle_members, bundle_with, resign
 
-ATTESTED = ("suspect-answers", "rivals-and-cross-checks", "reveal-in-time", "policy")
+ATTESTED = (
+    "suspect-answers",
+    "decoy-labels",
+    "rivals-and-cross-checks",
+    "reveal-in-time",
+    "policy",
+)
 NAMES = (
     "bundle-format",
     "tsa-roots",

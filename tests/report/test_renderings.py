@@ -106,6 +106,18 @@ def test_the_json_matches_its_schema_and_the_records(
         )
 
 
+def test_a_bundle_without_labelled_decoys_says_so_in_every_rendering(
+    reports: dict[str, BundleReport],
+) -> None:
+    report = reports["verified"]
+    said = "decoys with known labels: none (no labelled decoys)"
+    assert any(line.startswith(said) for line in render_text(report))
+    assert said in render_exhibit(report)
+    figures = report_data(report, exit_code=0)["figures"]
+    assert (figures["decoys_labelled"], figures["decoys_correct"]) == (0, 0)
+    assert figures["decoy_ci_low"] is figures["decoy_ci_high"] is None
+
+
 def test_levels_and_p_values_are_written_for_people() -> None:
     assert format_level("1/18446744073709551616") == "2^-64"
     assert format_level("1/1000000") == "1/1000000 (about 2^-19.93)"
@@ -156,6 +168,10 @@ def _figures(trials: int, matches: int, threshold: int) -> Figures:
         challenged=trials,
         decoys=trials,
         prior_challenges=0,
+        decoys_labelled=0,
+        decoys_correct=0,
+        decoy_ci_low=None,
+        decoy_ci_high=None,
     )
 
 

@@ -23,6 +23,7 @@ from secmark.triggers import (
     CommittedPool,
     Trigger,
     derive_trigger,
+    draw_decoys,
     generate,
     generate_decoys,
     iter_triggers,
@@ -367,6 +368,25 @@ def test_decoys_need_candidates_exactly_for_pool_families() -> None:
     drawn = generate_decoys(pool_signed.document, 1, items=list(pool[:3]), exclude=list(pool[:2]))
     assert drawn[0].tobytes() == pool[2].tobytes()
     assert len(generate_decoys(pool_signed.document, 0)) == 0
+
+
+@pytest.mark.parametrize("name", ["pool", "overlay-uint8", "overlay-float32", "noise-uint8"])
+def test_each_decoy_names_the_candidate_it_was_drawn_from(name: str) -> None:
+    """A labelled decoy carries the label of the item it was drawn from (for
+    the overlay family, the item it overlays): its source must be that item."""
+    _, signed, pool, _ = _setup(name)
+    if pool is None:
+        decoys, sources = draw_decoys(signed.document, 5)
+        assert len(decoys) == 5 and sources == (None,) * 5
+        return
+    items = [pool[0], *pool]  # item 0 given twice: named by its first position
+    decoys, sources = draw_decoys(signed.document, len(pool), items=items)
+    assert sorted(sources) == [0, *range(2, len(items))]  # position 1 repeats position 0
+    for decoy, source in zip(decoys, sources):
+        assert isinstance(source, int)
+        differences = [int(np.count_nonzero(decoy != item)) for item in pool]
+        # The overlay changes a few values; every other item differs nearly everywhere.
+        assert differences.index(min(differences)) == (0 if source == 0 else source - 1)
 
 
 def test_token_labels_lie_in_the_vocabulary() -> None:
