@@ -4,9 +4,12 @@ one, and reading them so that a path to something else than a regular file
 
 from __future__ import annotations
 
+import fcntl
 import os
 import stat
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
@@ -16,6 +19,7 @@ __all__ = [
     "MAX_READ_SIZE",
     "PUBLIC_FILE_MODE",
     "SECRET_FILE_MODE",
+    "exclusive_lock",
     "open_regular_file",
     "read_regular_file",
     "write_atomic",
@@ -158,3 +162,30 @@ def write_atomic(
     finally:
         os.close(dir_fd)
     return target
+
+
+@contextmanager
+def exclusive_lock(path: Path, *, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``path`` (created, mode 0600, if missing)
+    for the ``with`` block.
+
+    The lock is an ``flock`` on a file descriptor of its own, so it
+    serialises the blocks of threads and processes alike on one host (not
+    across a network file system). The operating system releases it when
+    the descriptor is closed, a crashed holder included.
+
+    Raises:
+        SecmarkError: the lock file cannot be opened or locked (naming ``what``).
+    """
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, SECRET_FILE_MODE)
+    except OSError as error:
+        raise SecmarkError(f"cannot lock {what} ({path}): {error.strerror}") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as error:
+            raise SecmarkError(f"cannot lock {what} ({path}): {error.strerror}") from None
+        yield
+    finally:
+        os.close(fd)

@@ -27,6 +27,7 @@ import logging
 import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fractions import Fraction
@@ -45,7 +46,7 @@ from secmark.errors import (
     SecmarkError,
     SuspectError,
 )
-from secmark.files import PUBLIC_FILE_MODE, read_regular_file, write_atomic
+from secmark.files import PUBLIC_FILE_MODE, exclusive_lock, read_regular_file, write_atomic
 from secmark.messages.challenge import (
     MAX_ALPHA,
     MAX_CHALLENGED,
@@ -111,6 +112,7 @@ _CASE_PREFIX = re.compile(rf"[0-9a-fA-F]{{{MIN_CASE_PREFIX},64}}")
 
 
 REGISTRY_FILE = "registry.json"
+LOCK_FILE = "arbiter.lock"
 QUERY_PLAN_FILE = "query-plan.safetensors"
 QUERY_PROGRESS_FILE = "query-progress.json"
 _MAX_PROGRESS_SIZE = 512 * 1024 * 1024
@@ -395,6 +397,14 @@ class Arbiter:
             )
         return value
 
+    def _exclusive(self) -> AbstractContextManager[None]:
+        """The arbiter folder's lock, held by the steps that read the other
+        cases' state and then write their own (a challenge counts and
+        excludes earlier ones; a reveal must not overlap another's): two
+        such steps at once, in threads or processes, would each miss the
+        other's write."""
+        return exclusive_lock(self.folder / LOCK_FILE, what="the arbiter folder")
+
     def challenges_issued(self, commitment_id: str) -> int:
         return len(self._registry().get(commitment_id, {}))
 
@@ -411,52 +421,53 @@ class Arbiter:
             ProtocolError: the case is not at "claimed"; too few unrevealed
                 triggers are left, or the budget of levels is spent.
         """
-        case.require("claimed", "issuing a challenge")
-        commitment = self.commitment_of(case)
-        size = commitment.document.size
-        count = min(self.policy.challenge_size, size)
-        registry = self._registry()
-        issued_for_commitment = registry.setdefault(commitment.digest, {})
-        prior = len([claim for claim in issued_for_commitment if claim != case.name])
-        if prior > _MAX_PRIOR_CHALLENGES:
-            raise ProtocolError(
-                f"commitment {commitment.digest} has been challenged {prior} times here: "
-                "its budget of significance levels is spent"
+        with self._exclusive():
+            case.require("claimed", "issuing a challenge")
+            commitment = self.commitment_of(case)
+            size = commitment.document.size
+            count = min(self.policy.challenge_size, size)
+            registry = self._registry()
+            issued_for_commitment = registry.setdefault(commitment.digest, {})
+            prior = len([claim for claim in issued_for_commitment if claim != case.name])
+            if prior > _MAX_PRIOR_CHALLENGES:
+                raise ProtocolError(
+                    f"commitment {commitment.digest} has been challenged {prior} times here: "
+                    "its budget of significance levels is spent"
+                )
+            alpha = alpha_budget(self.policy.alpha, prior)
+            self._require_decidable(commitment.document, alpha)
+            excluded = self._revealed_indices(commitment.digest, case)
+            try:
+                proof, indices = prove_challenge(
+                    self.keys.vrf, commitment.digest, case.record["suspect"], size, count, excluded
+                )
+            except EncodingError as error:
+                raise ProtocolError(str(error)) from None
+            now = self._clock()
+            challenge = Challenge(
+                claim_id=case.name,
+                commitment_id=commitment.digest,
+                suspect=case.record["suspect"],
+                indices=indices,
+                vrf_proof=proof,
+                decoys=self.policy.decoys_per_trigger * count,
+                prior_challenges=prior,
+                issued=now,
+                expires=now + self.policy.challenge_lifetime,
+                alpha=alpha,
+                excluded=excluded,
             )
-        alpha = alpha_budget(self.policy.alpha, prior)
-        self._require_decidable(commitment.document, alpha)
-        excluded = self._revealed_indices(commitment.digest, case)
-        try:
-            proof, indices = prove_challenge(
-                self.keys.vrf, commitment.digest, case.record["suspect"], size, count, excluded
+            signed = sign_document(challenge, self.keys)
+            case.write("challenge.json", signed.to_json())
+            issued_for_commitment[case.name] = signed.digest
+            write_atomic(
+                self.folder / REGISTRY_FILE,
+                canonical_json(registry),
+                mode=PUBLIC_FILE_MODE,
+                overwrite=True,
             )
-        except EncodingError as error:
-            raise ProtocolError(str(error)) from None
-        now = self._clock()
-        challenge = Challenge(
-            claim_id=case.name,
-            commitment_id=commitment.digest,
-            suspect=case.record["suspect"],
-            indices=indices,
-            vrf_proof=proof,
-            decoys=self.policy.decoys_per_trigger * count,
-            prior_challenges=prior,
-            issued=now,
-            expires=now + self.policy.challenge_lifetime,
-            alpha=alpha,
-            excluded=excluded,
-        )
-        signed = sign_document(challenge, self.keys)
-        case.write("challenge.json", signed.to_json())
-        issued_for_commitment[case.name] = signed.digest
-        write_atomic(
-            self.folder / REGISTRY_FILE,
-            canonical_json(registry),
-            mode=PUBLIC_FILE_MODE,
-            overwrite=True,
-        )
-        case.advance("challenged", challenge_id=signed.digest, prior_challenges=prior)
-        return signed.to_json()
+            case.advance("challenged", challenge_id=signed.digest, prior_challenges=prior)
+            return signed.to_json()
 
     def _revealed_indices(self, commitment_id: str, case: Case) -> tuple[int, ...]:
         """The indices that other cases of the commitment have had revealed.
@@ -516,14 +527,37 @@ class Arbiter:
         """
         case.require("challenged", "receiving a reveal")
         challenge = self._challenge(case)
-        if self._clock() > challenge.document.expires:
-            raise ProtocolError(
-                f"the challenge expired at {format_time(challenge.document.expires)}; file a new claim (with a fresh nonce)"
-            )
+        self._require_unexpired(challenge.document)
         commitment = self.commitment_of(case)
-        overlap = set(challenge.document.indices) & set(
-            self._revealed_indices(commitment.digest, case)
-        )
+        self._require_unrevealed(commitment.digest, case, challenge.document)
+        reveal = open_reveal(data, commitment.document.owner)
+        if reveal.document.challenge_id != challenge.digest:
+            raise ProofError("the reveal answers another challenge (a replay from another case?)")
+        contents = reveal.document.open(self.keys.encryption_key)
+        triggers = revealed_triggers(commitment, contents, challenge.document.indices)
+        # The checks that depend on the other cases, again under the lock up
+        # to the stage change: two reveals of overlapping indices checked at
+        # once would both find the other unrevealed.
+        with self._exclusive():
+            case.require("challenged", "receiving a reveal")
+            self._require_unexpired(challenge.document)
+            self._require_unrevealed(commitment.digest, case, challenge.document)
+            case.write("reveal.json", data)
+            stored = contents.to_json()
+            case.write("reveal-contents.json", stored)
+            self._verified[(case.name, hashlib.sha256(stored).hexdigest())] = triggers
+            case.advance("revealed")
+        return triggers
+
+    def _require_unexpired(self, challenge: Challenge) -> None:
+        if self._clock() > challenge.expires:
+            raise ProtocolError(
+                f"the challenge expired at {format_time(challenge.expires)}; file a new claim "
+                "(with a fresh nonce)"
+            )
+
+    def _require_unrevealed(self, commitment_id: str, case: Case, challenge: Challenge) -> None:
+        overlap = set(challenge.indices) & set(self._revealed_indices(commitment_id, case))
         if overlap:
             # Another case of this commitment revealed some of these indices
             # after this challenge was issued: once its bundle is out, a
@@ -532,17 +566,6 @@ class Arbiter:
                 f"{len(overlap)} of the challenged indices were revealed in another case since "
                 "this challenge was issued; file a new claim (with a fresh nonce)"
             )
-        reveal = open_reveal(data, commitment.document.owner)
-        if reveal.document.challenge_id != challenge.digest:
-            raise ProofError("the reveal answers another challenge (a replay from another case?)")
-        contents = reveal.document.open(self.keys.encryption_key)
-        triggers = revealed_triggers(commitment, contents, challenge.document.indices)
-        case.write("reveal.json", data)
-        stored = contents.to_json()
-        case.write("reveal-contents.json", stored)
-        self._verified[(case.name, hashlib.sha256(stored).hexdigest())] = triggers
-        case.advance("revealed")
-        return triggers
 
     def triggers_of(self, case: Case) -> list[Trigger]:
         """The case's revealed triggers, re-derived from the stored reveal

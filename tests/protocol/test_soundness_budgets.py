@@ -5,14 +5,20 @@ challenge, and cheap checks run before the costly threshold
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
+from functools import partial
 
 import pytest
 
 import secmark.protocol.arbiter as arbiter_module
-from secmark.errors import ProtocolError, TimestampError
+from secmark.errors import ProtocolError, SecmarkError, TimestampError
 from secmark.messages.challenge import MAX_ALPHA, open_challenge
 from secmark.protocol.arbiter import ArbiterPolicy
+from secmark.protocol.case import Case
 from secmark.protocol.owner import answer_challenge
 from secmark.timestamp import TimestampAuthority
 from secmark.timestamp.evidence import collect_evidence
@@ -144,3 +150,88 @@ def test_a_damaged_case_still_withholds_its_revealed_indices(
     document = open_challenge(challenge, arbiter.keys.public_keys).document
     assert first.case.name in arbiter.damaged_cases
     assert set(document.excluded) == set(first.challenge_document.document.indices)
+
+
+# -- concurrent steps ----------------------------------------------------------
+
+
+def _slowed_revealed_indices(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Widen the window between reading the other cases' state and writing
+    this case's: without the arbiter folder's lock, steps that run at once
+    then all read the state before any of them writes."""
+    original = arbiter_module.Arbiter._revealed_indices
+
+    def slowed(self: arbiter_module.Arbiter, commitment_id: str, case: Case) -> tuple[int, ...]:
+        found = original(self, commitment_id, case)
+        time.sleep(0.3)
+        return found
+
+    monkeypatch.setattr(arbiter_module.Arbiter, "_revealed_indices", slowed)
+
+
+def _at_once(steps: list[Callable[[], object]]) -> list[object]:
+    """Run ``steps`` in threads started together; each result or exception."""
+    start = threading.Barrier(len(steps))
+
+    def run(step: Callable[[], object]) -> object:
+        start.wait()
+        try:
+            return step()
+        except SecmarkError as error:
+            return error
+
+    with ThreadPoolExecutor(len(steps)) as pool:
+        return list(pool.map(run, steps))
+
+
+def test_challenges_issued_at_once_each_count_every_other(
+    world: World, owner_mark: Committed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrent challenges of one commitment (separate arbiter processes on
+    one folder, here threads with arbiters of their own) get distinct prior
+    counts 0..n-1, so their levels halve as if issued one after another."""
+    cases = [
+        world.arbiter().file_claim(
+            world.claim(owner_mark, suspect=f"oip:http://s{n}.example/v2/models/m")
+        )
+        for n in range(5)
+    ]
+    _slowed_revealed_indices(monkeypatch)
+    issued = _at_once([partial(world.arbiter().challenge, case) for case in cases])
+    documents = [open_challenge(data, world.arbiter_keys.public_keys) for data in issued]  # type: ignore[arg-type]
+    assert sorted(d.document.prior_challenges for d in documents) == list(range(5))
+    assert (
+        sorted(d.document.alpha for d in documents) == [POLICY.alpha / 2**j for j in range(5)][::-1]
+    )
+    assert world.arbiter().challenges_issued(owner_mark.digest) == 5
+
+
+def test_of_two_overlapping_reveals_received_at_once_one_is_refused(
+    world: World, owner_mark: Committed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two challenges issued before either reveal ask for the same indices;
+    received at once, only one reveal may be accepted."""
+    arbiter = world.arbiter()
+    challenged = [
+        _challenge(world, arbiter, owner_mark, f"oip:http://{name}.example/v2/models/m")
+        for name in ("a", "b")
+    ]
+    reveals = [
+        answer_challenge(owner_mark.keys, owner_mark.signed, challenge, arbiter.identity)
+        for _, challenge in challenged
+    ]
+    overlap = set.intersection(
+        *(set(open_challenge(c, arbiter.keys.public_keys).document.indices) for _, c in challenged)
+    )
+    assert overlap
+    _slowed_revealed_indices(monkeypatch)
+    results = _at_once(
+        [
+            partial(world.arbiter().receive_reveal, case, reveal)
+            for (case, _), reveal in zip(challenged, reveals, strict=True)
+        ]
+    )
+    refused = [r for r in results if isinstance(r, ProtocolError)]
+    assert len(refused) == 1 and "revealed in another case" in str(refused[0])
+    stages = sorted(world.arbiter().case(case.name).stage for case, _ in challenged)
+    assert stages == ["challenged", "revealed"]
