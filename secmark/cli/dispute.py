@@ -15,10 +15,16 @@ from secmark.errors import SecmarkError
 from secmark.files import read_regular_file
 from secmark.messages.commitment import open_commitment
 from secmark.messages.identity import open_identity
-from secmark.messages.release import create_release, model_file_digest
+from secmark.messages.release import (
+    MODEL_SIGNING_FILES_SHA256,
+    SHA256_FILE,
+    create_release,
+    model_file_digest,
+)
 from secmark.protocol.bundle import BundleReport, examine_bundle
 from secmark.protocol.bundle_report import BundleStatus
 from secmark.protocol.owner import answer_challenge, file_claim
+from secmark.provenance import model_folder_digest, verify_model_signature
 from secmark.report import render_text, report_data
 from secmark.timestamp import MAX_CLOCK_SKEW, TrustStore
 
@@ -80,7 +86,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "release", help="register the watermarked model as released under a commitment"
     )
     _owner_options(release)
-    release.add_argument("--model-file", required=True, type=Path, help="the released model file")
+    model = release.add_mutually_exclusive_group(required=True)
+    model.add_argument("--model-file", type=Path, help="the released model file")
+    model.add_argument(
+        "--model-dir",
+        type=Path,
+        help="the released model folder, digested as OpenSSF model-signing does "
+        "(needs the provenance extra)",
+    )
+    release.add_argument(
+        "--sigstore-bundle",
+        type=Path,
+        metavar="FILE",
+        help="with --model-dir: a model-signing signature over the folder, checked before "
+        "registering (it may lie inside the folder; it is then left out of the model)",
+    )
+    release.add_argument(
+        "--sigstore-public-key",
+        type=Path,
+        metavar="PEM",
+        help="the elliptic-curve public key the --sigstore-bundle must verify under",
+    )
     release.add_argument("--name", required=True)
     release.add_argument("--version", required=True, dest="model_version")
     release.set_defaults(handler=_release)
@@ -144,11 +170,24 @@ def _release(args: argparse.Namespace) -> int:
     keys = open_key_file(args.key, args.passphrase_file)
     if keys.key_id != commitment.document.owner_key_id:
         raise SecmarkError("this key is not the commitment's owner")
-    digest = model_file_digest(args.model_file)
+    if (args.sigstore_bundle is None) != (args.sigstore_public_key is None):
+        raise SecmarkError("give --sigstore-bundle and --sigstore-public-key together")
+    if args.model_file is not None:
+        if args.sigstore_bundle is not None:
+            raise SecmarkError("--sigstore-bundle checks a folder: register it with --model-dir")
+        algorithm, digest = SHA256_FILE, model_file_digest(args.model_file)
+    elif args.sigstore_bundle is not None:
+        algorithm = MODEL_SIGNING_FILES_SHA256
+        digest = verify_model_signature(
+            args.model_dir, bundle=args.sigstore_bundle, public_key=args.sigstore_public_key
+        )
+    else:
+        algorithm, digest = MODEL_SIGNING_FILES_SHA256, model_folder_digest(args.model_dir)
     signed = create_release(
         keys,
         commitment_id=commitment.digest,
         model_digest=digest,
+        model_digest_algorithm=algorithm,
         model_name=args.name,
         model_version=args.model_version,
     )
@@ -157,10 +196,20 @@ def _release(args: argparse.Namespace) -> int:
         args,
         [
             f"release id:   {signed.digest}",
-            f"model digest: {digest}",
+            f"model digest: {digest} ({algorithm})",
+            *(
+                []
+                if args.sigstore_bundle is None
+                else [f"model-signing signature {args.sigstore_bundle}: verified, same digest"]
+            ),
             "next: timestamp it (secmark timestamp)",
         ],
-        {"release_id": signed.digest, "model_digest": digest, "file": str(args.out)},
+        {
+            "release_id": signed.digest,
+            "model_digest": digest,
+            "model_digest_algorithm": algorithm,
+            "file": str(args.out),
+        },
     )
     return 0
 

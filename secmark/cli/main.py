@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from secmark import __version__
 from secmark.cli import (
     arbiter,
+    attest,
     commit,
     demo,
     derive,
@@ -52,6 +53,7 @@ _COMMAND_MODULES = (
     evaluate,
     plan,
     dispute,
+    attest,
     report,
     arbiter,
     serve,

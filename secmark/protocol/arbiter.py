@@ -59,7 +59,7 @@ from secmark.messages.commitment import Commitment, open_commitment
 from secmark.messages.document import Fields, SignedDocument, read_unverified_payload, sign_document
 from secmark.messages.identity import Identity
 from secmark.messages.labels import LabelSpace
-from secmark.messages.release import model_file_digest, open_release
+from secmark.messages.release import MODEL_SIGNING_FILES_SHA256, model_file_digest, open_release
 from secmark.messages.reveal import RevealContents, open_reveal
 from secmark.messages.transcript import MAX_QUERIES, Transcript, TranscriptEntry
 from secmark.messages.verdict import (
@@ -90,6 +90,7 @@ from secmark.protocol.querying import (
 )
 from secmark.protocol.reveals import revealed_pool_items, revealed_triggers
 from secmark.protocol.suspects import bind_suspect, canonical_suspect
+from secmark.provenance import model_folder_digest
 from secmark.stats import DEFAULT_ALPHA, decision_threshold, null_match_probability
 from secmark.timestamp import TrustStore
 from secmark.timestamp.evidence import TimestampEvidence
@@ -260,6 +261,7 @@ class Arbiter:
                 )
             release_record = {
                 "model_digest": release.document.model_digest,
+                "model_digest_algorithm": release.document.model_digest_algorithm,
                 "release_id": release.digest,
                 "trusted_time": format_time(release_time),
             }
@@ -798,8 +800,9 @@ class Arbiter:
         """Sign the verdict of a queried case and write its bundle.
 
         When the claim holds and rival claims on the same suspect hold too,
-        each holding claimant's registered released model (a file, by claim
-        id in ``released_models``, opened with ``load_model``) is queried for
+        each holding claimant's registered released model (a file, or a
+        folder for a folder release, by claim id in ``released_models``,
+        opened with ``load_model``) is queried for
         every holding claimant's watermark. The claim is then upheld only if
         those cross-checks prove it the origin over every holding rival, and
         ambiguous unless they prove a rival the origin over it; time plays no
@@ -814,7 +817,7 @@ class Arbiter:
 
         Raises:
             ProtocolError: the case is not queried, a deposited model file
-                is not the registered release, a pool-family watermark to
+                or folder is not the registered release (or not of its kind), a pool-family watermark to
                 cross-check has no decoy pool, or more rival claims than a
                 verdict lists (:data:`~secmark.messages.verdict.MAX_RIVALS`).
         """
@@ -886,7 +889,8 @@ class Arbiter:
             path = released_models.get(model_case.name)
             if release is None or path is None or load_model is None:
                 continue  # no registered, deposited release: nothing is proved with it
-            if model_file_digest(path) != release["model_digest"]:
+            deposited = _deposited_digest(path, release["model_digest_algorithm"], model_case.name)
+            if deposited != release["model_digest"]:
                 raise ProtocolError(
                     f"the model deposited for claim {model_case.name} is not its registered release"
                 )
@@ -974,6 +978,28 @@ watermark that models carry only moderately more often than its stated p0
 the test and misses the control with probability below 2^-13). It is a
 second line: a label space whose stated p0 is wrong is refused at commit
 time (DESIGN, first soundness rule)."""
+
+
+def _deposited_digest(path: Path, algorithm: str, claim_id: str) -> str:
+    """The digest of a deposited release, computed as its registration was.
+
+    Raises:
+        ProtocolError: a file deposited for a folder release, or the reverse.
+        SecmarkError: the deposit cannot be read or hashed.
+    """
+    if algorithm == MODEL_SIGNING_FILES_SHA256:
+        if not path.is_dir():
+            raise ProtocolError(
+                f"claim {claim_id} registers a model folder (model-signing digest): "
+                f"deposit the folder, not {path}"
+            )
+        return model_folder_digest(path)
+    if path.is_dir():
+        raise ProtocolError(
+            f"claim {claim_id} registers a model file (sha256-file): deposit the file, "
+            f"not the folder {path}"
+        )
+    return model_file_digest(path)
 
 
 def _control(

@@ -19,6 +19,7 @@ from secmark.errors import EncodingError, ProtocolError, SecmarkError
 from secmark.files import PUBLIC_FILE_MODE, read_regular_file, write_atomic
 from secmark.messages.claim import MAX_SUSPECT_REFERENCE
 from secmark.messages.document import Fields
+from secmark.messages.release import MODEL_DIGEST_ALGORITHMS
 from secmark.messages.verdict import OUTCOMES, TestFigures
 
 __all__ = ["STAGES", "Case"]
@@ -33,6 +34,8 @@ _MAX_PRIOR_CHALLENGES = 64
 
 def _release_record(fields: Fields) -> None:
     fields.hex_digest("model_digest")
+    if fields.text("model_digest_algorithm") not in MODEL_DIGEST_ALGORITHMS:
+        raise EncodingError("the release record's model_digest_algorithm is unknown")
     fields.hex_digest("release_id")
     fields.time("trusted_time")
 
