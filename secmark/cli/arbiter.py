@@ -123,8 +123,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
                 "--released",
                 action="append",
                 default=[],
-                metavar="CASE_ID=FILE",
-                help="a claimant's deposited released model, by case id (or a unique prefix)",
+                metavar="CASE_ID=PATH",
+                help=(
+                    "a claimant's deposited released model, by case id (or a unique prefix): "
+                    "the file, or the folder of a folder release"
+                ),
             )
             step.add_argument(
                 "--torch-factory", metavar="MODULE:FUNCTION", help="builds the released models"
