@@ -82,6 +82,11 @@ def _demo(args: argparse.Namespace) -> int:
         "",
         "re-check the owner's bundle offline, as a judge would (exit status 0: verified):",
         "  " + shlex.join(command),
+        "",
+        (
+            "this suspect served a modified copy, which noise triggers are for; "
+            "'secmark plan --classes 10' says which family to commit against other suspects"
+        ),
     ]
     data: dict[str, Any] = {
         "succeeded": outcome.succeeded,

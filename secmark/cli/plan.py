@@ -16,6 +16,7 @@ from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
+from secmark.cli.family_advice import FAMILY_ADVICE, advice_lines
 from secmark.cli.output import add_json_flag, emit
 from secmark.errors import EncodingError
 from secmark.messages.challenge import MAX_ALPHA
@@ -328,6 +329,7 @@ def _run(args: argparse.Namespace) -> int:
             )
     if alpha > MAX_ALPHA:
         lines.append(f"(an arbiter refuses a level above 2^-20: alpha = {alpha_text} is too weak)")
+    lines += ["", *advice_lines()]
     data = {
         "p0": str(p0),
         "alpha": str(alpha),
@@ -336,6 +338,7 @@ def _run(args: argparse.Namespace) -> int:
         "disputes": args.disputes,
         "max_revealed_fraction": str(args.max_revealed),
         "plans": [_row_data(r, result, level) for r, result in rows],
+        "families": [advice.to_data() for advice in FAMILY_ADVICE],
     }
     emit(args, lines, data)
     return 0

@@ -10,6 +10,7 @@ from fractions import Fraction
 import pytest
 
 from secmark.cli import plan as plan_command
+from secmark.cli.family_advice import FAMILY_ADVICE
 from secmark.errors import EncodingError
 from secmark.stats.planning import plan
 
@@ -204,3 +205,19 @@ def test_bounds_that_keep_a_plan_quick(argv: list[str], capsys: pytest.CaptureFi
     with pytest.raises(SystemExit) as exited:
         _run(["plan", *space, *argv], capsys)
     assert exited.value.code == 2
+
+
+def test_the_plan_says_which_family_to_commit_against_which_suspect(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Text and JSON carry the same advice: noise against a modified copy,
+    pool against a suspect that screens odd queries, none against one that
+    serves a clean model of its own."""
+    _, out = _run(["plan", "--classes", "10"], capsys)
+    for advice in FAMILY_ADVICE:
+        assert f"a suspect that {advice.suspect}: {advice.family or 'none holds'}" in out
+    assert "--decoy-labels" in out
+    _, out = _run(["plan", "--classes", "10", "--json"], capsys)
+    families = json.loads(out)["families"]
+    assert [entry["family"] for entry in families] == ["noise", "pool", None]
+    assert all(entry["suspect"] and entry["reason"] for entry in families)
