@@ -81,6 +81,7 @@ def test_the_text_output_maps_the_files_and_prints_the_command(
     out = capsys.readouterr().out
     assert f"{folder / 'tsa'}/" in out and str(folder / "tsa/root.pem") in out
     assert "owner-model.safetensors" not in out  # only files that are there
+    assert "'secmark plan --classes 10' says which family" in out
     command = shlex.split(out.strip().splitlines()[-1])
     assert command == [
         "secmark",

@@ -80,13 +80,13 @@ def _demo(args: argparse.Namespace) -> int:
         f"files left in {args.out} ({outcome.seconds:.0f} s, {args.threads} torch thread(s)):",
         *(f"  {entry['path']:<{width}}  {entry['what']}" for entry in files),
         "",
-        "re-check the owner's bundle offline, as a judge would (exit status 0: verified):",
-        "  " + shlex.join(command),
-        "",
         (
             "this suspect served a modified copy, which noise triggers are for; "
             "'secmark plan --classes 10' says which family to commit against other suspects"
         ),
+        "",
+        "re-check the owner's bundle offline, as a judge would (exit status 0: verified):",
+        "  " + shlex.join(command),
     ]
     data: dict[str, Any] = {
         "succeeded": outcome.succeeded,
