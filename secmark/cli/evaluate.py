@@ -71,7 +71,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "and judges each attacked model with the exact binomial test on an arbiter's "
             "challenge. Writes report.html, summary.md and summary.json. The full grid (432 runs) "
             "takes about three and a half minutes of CPU time on one thread, several times that "
-            "in wall time on a busy two-core machine; --quick runs a reduced grid on one seed."
+            "in wall time on a busy two-core machine (--family pool: about twice that); --quick runs "
+            "a reduced grid on one seed."
         ),
     )
     evaluate.add_argument(
@@ -90,8 +91,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default="noise",
         help=(
             "the owner's trigger family: noise (default), pool (in-distribution candidates: "
-            "training images with their ink moved one grey level, or jittered tabular rows, "
-            "with random committed labels) or overlay (a tenth of a candidate's values replaced)"
+            "perturbed copies of a few training inputs held out of all training, with random "
+            "committed labels) or overlay (a tenth of a candidate's values replaced)"
         ),
     )
     add_threads_argument(evaluate)

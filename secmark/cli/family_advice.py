@@ -36,7 +36,8 @@ FAMILY_ADVICE = (
         "may screen odd-looking queries",
         "pool",
         "a filter answers noise at random and keeps about 1/K of it; held-out task inputs "
-        "pass as real ones; arbiter query --decoy-pool --decoy-labels",
+        "pass as real ones; labelled decoys from outside the pool: arbiter query "
+        "--decoy-pool --decoy-labels",
     ),
     FamilyAdvice(
         "answers with a clean model of its own where the stolen one disagrees",

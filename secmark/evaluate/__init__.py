@@ -51,7 +51,7 @@ from secmark.evaluate.config import (
     default_config,
     quick_config,
 )
-from secmark.evaluate.datasets import TASK_NAMES, Recipe, Task, load_task
+from secmark.evaluate.datasets import TASK_NAMES, CandidateRule, Recipe, Task, load_task, perturb
 from secmark.evaluate.harness import (
     AttackRecord,
     BaselineRecord,
@@ -69,10 +69,13 @@ from secmark.evaluate.triggers import (
     FamilyName,
     OwnerTriggers,
     TriggerData,
+    candidate_targets,
     derive_triggers,
     draw_decoys,
+    owner_task,
     owner_triggers,
     pool_candidates,
+    reserved_rows,
 )
 
 __all__ = [
@@ -88,6 +91,7 @@ __all__ = [
     "AttackedModel",
     "BackgroundDetector",
     "BaselineRecord",
+    "CandidateRule",
     "DisagreementGate",
     "EvaluationConfig",
     "EvaluationResult",
@@ -105,6 +109,7 @@ __all__ = [
     "ThiefData",
     "TriggerData",
     "apply_attack",
+    "candidate_targets",
     "check_trigger_safety",
     "default_config",
     "derive_triggers",
@@ -112,12 +117,15 @@ __all__ = [
     "format_p_value",
     "load_task",
     "measure",
+    "owner_task",
     "owner_triggers",
+    "perturb",
     "pool_candidates",
     "prune_weights",
     "quantize_weights",
     "quick_config",
     "removes_watermark",
+    "reserved_rows",
     "run_evaluation",
     "write_report",
 ]

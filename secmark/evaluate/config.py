@@ -4,7 +4,8 @@
 ``benchmarks/robustness.py`` run (about three and a half minutes of CPU time
 on one thread for the three data sets and three seeds, 432 training or
 measuring runs; the evasion filters take about a sixth of the attack time,
-nearly all of it the disagreement filter's clean models);
+nearly all of it the disagreement filter's clean models; the pool family's
+longer embedding recipe takes about twice as long on digits and breast_cancer);
 :func:`quick_config` is a reduced grid on one seed (about a minute). Tests
 build smaller ones directly.
 """
@@ -72,9 +73,10 @@ class EvaluationConfig:
         alpha: the arbiter's significance level.
         max_clean_drop: see :data:`DEFAULT_MAX_CLEAN_DROP`.
         recipes: ``(data set, recipe)`` pairs replacing those tasks' embedding
-            recipes (for choosing a recipe with the harness).
-        epochs: the owner's embedding epochs, overriding every task's recipe
-            (None: the recipe's); for tiny test runs.
+            recipes for the configured family (for choosing a recipe with the
+            harness; see :func:`secmark.evaluate.harness.prepare_task`).
+        epochs: the owner's embedding epochs, overriding both recipes of
+            every task (None: the recipes'); for tiny test runs.
         triggers: N, overriding every task's (None: the task's).
         challenges: k, overriding every task's (None: the task's).
         safety: run the trigger-safety (universal backdoor) check.
@@ -82,7 +84,8 @@ class EvaluationConfig:
             overlay-family models (per-trigger and one shared pattern).
         family: the owner's trigger family (:data:`FAMILY_NAMES`): the
             task's noise, or pool or overlay over in-distribution candidates
-            (:func:`secmark.evaluate.triggers.pool_candidates`).
+            (:func:`secmark.evaluate.triggers.pool_candidates`), whose inputs
+            the owner holds out of his and the thief's training data.
     """
 
     datasets: tuple[str, ...]

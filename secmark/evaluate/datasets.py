@@ -23,6 +23,12 @@ Three tasks, nothing downloaded:
 
 Every split is stratified (classification) or plain (regression), 20 % test,
 with a fixed seed, and standardisation is fitted on the training split only.
+
+For the ``pool`` and ``overlay`` trigger families the owner holds a few
+training inputs out of his clean training (:class:`CandidateRule`) and
+builds the committed candidates from perturbed copies of them
+(:func:`perturb`; :func:`secmark.evaluate.triggers.pool_candidates`); the
+``pool`` family trains with its own recipe (``Task.pool_recipe``).
 """
 
 from __future__ import annotations
@@ -46,10 +52,12 @@ from secmark.stats import null_match_probability
 
 __all__ = [
     "TASK_NAMES",
+    "CandidateRule",
     "Recipe",
     "Task",
     "TaskKind",
     "load_task",
+    "perturb",
 ]
 
 TaskKind = Literal["classification", "regression"]
@@ -80,6 +88,14 @@ class Recipe:
     left as they are: it keeps a small regressor from overfitting a few
     hundred rows while it memorises the triggers. Every training run of the
     task uses it, the thief's included.
+
+    ``augment`` adds that many perturbed copies of every clean training
+    input, with its true label, to the owner's training set (:func:`perturb`,
+    drawn once per seed; 0: none). It is the ``pool`` family's: with
+    in-distribution triggers, copies that keep their class teach the model
+    that a small move of an ordinary input does not change its answer, so it
+    learns the triggers' random labels as exceptions close to the triggers
+    rather than across their neighbourhood. The thief never augments.
     """
 
     epochs: int
@@ -87,6 +103,31 @@ class Recipe:
     batch_size: int
     per_batch: int
     input_noise: float = 0.0
+    augment: int = 0
+
+
+@dataclass(frozen=True)
+class CandidateRule:
+    """How the owner builds in-distribution candidates for the ``pool`` and
+    ``overlay`` families.
+
+    ``reserve`` training inputs are held out of every training run, the
+    owner's and the thief's (the thief's share is drawn from the rest), and
+    each is perturbed ``variants`` times (:func:`perturb`) with ``spread``:
+    on image tasks the largest move in grey levels of a non-zero value (a
+    whole number), on tabular tasks the standard deviation of Gaussian noise
+    per standardised feature.
+
+    Few reserved inputs with many variants each: every reserved input a
+    model learns random labels on costs clean accuracy around it, while the
+    variants keep the N triggers on distinct inputs (independent draws from
+    M candidates put about N^2 / 2M pairs of triggers on one input, and
+    only one of a pair can match).
+    """
+
+    reserve: int
+    variants: int
+    spread: float
 
 
 @dataclass(frozen=True, eq=False)
@@ -98,7 +139,10 @@ class Task:
     ``challenges`` is k, how many of them an arbiter's challenge samples.
     ``target_scale`` is the standard deviation of the training targets of a
     regression task (1 for classification): squared errors are divided by its
-    square so that the loss is on the scale cross-entropy has.
+    square so that the loss is on the scale cross-entropy has. ``recipe`` is
+    the owner's embedding recipe for the noise and overlay families and every
+    training run of the thief's; ``pool_recipe`` the owner's for the pool
+    family; ``candidates`` builds the pool and overlay candidates.
     """
 
     name: str
@@ -114,6 +158,13 @@ class Task:
     recipe: Recipe
     target_scale: float
     build_model: Callable[[], nn.Module]
+    candidates: CandidateRule
+    pool_recipe: Recipe
+
+    def owner_recipe(self, family: str) -> Recipe:
+        """The owner's embedding recipe for trigger ``family``: ``pool_recipe``
+        for ``"pool"``, else ``recipe``."""
+        return self.pool_recipe if family == "pool" else self.recipe
 
     @property
     def p0(self) -> Fraction:
@@ -142,6 +193,40 @@ class Task:
         return 1.0 - residual / total
 
 
+def perturb(task: Task, items: np.ndarray, copies: int, rng: np.random.Generator) -> np.ndarray:
+    """``copies`` perturbed copies of each of ``items`` (float32, the task's
+    item shape), item by item: row ``i * copies + j`` is copy j of item i.
+
+    Image tasks (items of two or more dimensions): every non-zero value
+    moves by a whole number of grey levels drawn uniformly from
+    ``[-spread, spread]`` (a grey level being the smallest gap between
+    distinct values of the training split: 1/16 on digits), clipped to the
+    task's noise range; zero (background) values stay zero, so no copy has
+    fewer background values than its item. Tabular tasks: Gaussian noise of
+    standard deviation ``spread`` on every standardised feature. The spread
+    is the task's :class:`CandidateRule`'s.
+
+    Raises:
+        EncodingError: ``copies`` below 0.
+    """
+    if copies < 0:
+        raise EncodingError(f"copies must be at least 0, not {copies}")
+    source = np.asarray(items, dtype=np.float32)
+    repeated = np.repeat(source, copies, axis=0)
+    spread = task.candidates.spread
+    if source.ndim >= 3:
+        level = float(np.diff(np.unique(task.train_inputs)).min())
+        steps = int(spread)
+        moves = rng.integers(-steps, steps + 1, size=repeated.shape) * (repeated != 0)
+        low, high = float(task.family.low), float(task.family.high)
+        moved: np.ndarray = np.clip(repeated + level * moves, low, high).astype(np.float32)
+        return moved
+    jittered: np.ndarray = (repeated + rng.normal(0.0, spread, size=repeated.shape)).astype(
+        np.float32
+    )
+    return jittered
+
+
 def _load_digits() -> Task:
     data = digits.load_data()
     return Task(
@@ -163,6 +248,14 @@ def _load_digits() -> Task:
         ),
         target_scale=1.0,
         build_model=digits.DigitsCNN,
+        candidates=CandidateRule(reserve=16, variants=256, spread=2),
+        pool_recipe=Recipe(
+            epochs=digits.DEFAULT_EPOCHS,
+            lr=digits.DEFAULT_LR,
+            batch_size=digits.BATCH_SIZE,
+            per_batch=DEFAULT_PER_BATCH,
+            augment=12,
+        ),
     )
 
 
@@ -211,6 +304,8 @@ def _load_breast_cancer() -> Task:
         recipe=Recipe(epochs=100, lr=2e-3, batch_size=32, per_batch=16),
         target_scale=1.0,
         build_model=lambda: TabularClassifier(features, 2, hidden=64),
+        candidates=CandidateRule(reserve=16, variants=256, spread=0.2),
+        pool_recipe=Recipe(epochs=300, lr=2e-3, batch_size=32, per_batch=16, augment=6),
     )
 
 
@@ -224,6 +319,7 @@ def _load_diabetes() -> Task:
     features = train_x.shape[1]
     mean, std = float(train_y.mean()), float(train_y.std())
     low, high = _DIABETES_TARGET_RANGE
+    recipe = Recipe(epochs=300, lr=1e-3, batch_size=32, per_batch=16, input_noise=1.0)
     return Task(
         name="diabetes",
         kind="regression",
@@ -235,11 +331,14 @@ def _load_diabetes() -> Task:
         labels=RegressionLabels(low, high, _DIABETES_TOLERANCE),
         triggers=256,
         challenges=128,
-        recipe=Recipe(epochs=300, lr=1e-3, batch_size=32, per_batch=16, input_noise=1.0),
+        recipe=recipe,
         target_scale=std,
         build_model=lambda: TabularRegressor(
             features, hidden=256, target_mean=mean, target_std=std
         ),
+        # Not measured: the pool family's figures are for the two classifiers.
+        candidates=CandidateRule(reserve=16, variants=256, spread=0.2),
+        pool_recipe=recipe,
     )
 
 

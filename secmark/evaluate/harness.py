@@ -3,11 +3,12 @@
 For every data set and seed, :func:`run_evaluation`
 
 1. derives the owner's N triggers in the configured family (noise, or pool
-   or overlay over in-distribution candidates) and the thief's own N noise
-   triggers, for overwriting, from signed commitments
-   (:mod:`secmark.evaluate.triggers`);
+   or overlay over in-distribution candidates made from training inputs the
+   owner holds out of all training) and the thief's own N noise triggers,
+   for overwriting, from signed commitments (:mod:`secmark.evaluate.triggers`);
 2. trains an unmarked model and, from the same initialisation and data
-   order, the watermarked one, with the task's recipe;
+   order, the watermarked one, with the owner's recipe for the family on
+   the owner's training split (without the held-out inputs);
 3. draws the arbiter's challenge: k of the N triggers;
 4. runs every attack of the grid on the watermarked model, the thief holding
    a seeded share of the training data, and measures the result
@@ -35,13 +36,20 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from secmark.errors import EncodingError
 from secmark.evaluate.attacks import AttackedModel, ThiefData, apply_attack
 from secmark.evaluate.config import EvaluationConfig
 from secmark.evaluate.datasets import Recipe, Task, load_task
 from secmark.evaluate.safety import SafetyRecord, check_trigger_safety
-from secmark.evaluate.scoring import Measurement, challenge_indices, measure
+from secmark.evaluate.scoring import Measurement, challenge_indices, measure, trigger_matches
 from secmark.evaluate.training import fit_by_recipe
-from secmark.evaluate.triggers import derive_triggers, owner_triggers
+from secmark.evaluate.triggers import (
+    OwnerTriggers,
+    candidate_targets,
+    derive_triggers,
+    owner_task,
+    owner_triggers,
+)
 from secmark.messages.families import NoiseFamily, OverlayFamily, PoolFamily
 from secmark.stats import decision_threshold
 
@@ -51,6 +59,7 @@ __all__ = [
     "EvaluationResult",
     "SummaryRow",
     "TaskInfo",
+    "labelled_decoys",
     "prepare_task",
     "removes_watermark",
     "run_evaluation",
@@ -89,13 +98,19 @@ class TaskInfo:
 
 @dataclass(frozen=True)
 class BaselineRecord:
-    """The unmarked and watermarked models of one seed, before any attack."""
+    """The unmarked and watermarked models of one seed, before any attack.
+
+    For the pool family, ``decoy_accuracy`` holds each model's accuracy on
+    the labelled decoys (see :func:`labelled_decoys`) as
+    ``{"unmarked": ..., "watermarked": ...}``; empty otherwise.
+    """
 
     dataset: str
     seed: int
     unmarked: Measurement
     watermarked: Measurement
     embed_seconds: float
+    decoy_accuracy: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -104,7 +119,9 @@ class AttackRecord:
 
     ``original_score`` is the watermarked model's clean score before the
     attack; ``extra`` holds attack-specific figures (see
-    :class:`secmark.evaluate.attacks.AttackedModel`).
+    :class:`secmark.evaluate.attacks.AttackedModel`) and, for the pool
+    family, ``decoy_accuracy``: the attacked suspect's accuracy on the
+    labelled decoys (:func:`labelled_decoys`).
     """
 
     dataset: str
@@ -210,14 +227,23 @@ class EvaluationResult:
 
 
 def prepare_task(name: str, config: EvaluationConfig) -> Task:
-    """Load task ``name`` with the configuration's overrides of the recipe,
-    its epochs, N and k applied."""
+    """Load task ``name`` with the configuration's overrides applied: a
+    recipe override replaces the owner's recipe for the configured family
+    (``pool_recipe`` for pool, else ``recipe``), ``epochs`` overrides both
+    recipes, then N and k."""
     task = load_task(name)
     for overridden, recipe in config.recipes:
         if overridden == name:
-            task = replace(task, recipe=recipe)
+            if config.family == "pool":
+                task = replace(task, pool_recipe=recipe)
+            else:
+                task = replace(task, recipe=recipe)
     if config.epochs is not None:
-        task = replace(task, recipe=replace(task.recipe, epochs=config.epochs))
+        task = replace(
+            task,
+            recipe=replace(task.recipe, epochs=config.epochs),
+            pool_recipe=replace(task.pool_recipe, epochs=config.epochs),
+        )
     if config.triggers is not None:
         task = replace(
             task, triggers=config.triggers, challenges=min(task.challenges, config.triggers)
@@ -228,7 +254,9 @@ def prepare_task(name: str, config: EvaluationConfig) -> Task:
 
 
 def thief_share(task: Task, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The thief's ``fraction`` of the training split: the first
+    """The thief's ``fraction`` of the training split (pass the owner's
+    task, :func:`secmark.evaluate.triggers.owner_task`, so that no reserved
+    input is in it): the first
     ``round(fraction * n)`` rows (at least one) of a permutation fixed by the
     seed, so a larger budget holds every row of a smaller one."""
     count = max(1, round(fraction * len(task.train_inputs)))
@@ -237,10 +265,39 @@ def thief_share(task: Task, fraction: float, seed: int) -> tuple[np.ndarray, np.
     return task.train_inputs[rows], task.train_targets[rows]
 
 
-def _family_text(family: NoiseFamily | PoolFamily | OverlayFamily) -> str:
+def labelled_decoys(task: Task, owner: OwnerTriggers, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The pool family's decoys with their known labels, as an arbiter scores
+    them: every candidate that is no trigger's input (an arbiter's decoys are
+    drawn from these), with the target of the reserved input it is a copy
+    of (:func:`secmark.evaluate.triggers.candidate_targets`).
+
+    Raises:
+        EncodingError: a family without candidates (noise).
+    """
+    if owner.candidates is None:
+        raise EncodingError("labelled decoys need the candidates of a pool or overlay family")
+    triggers = {item.tobytes() for item in owner.triggers.inputs}
+    free = np.array([item.tobytes() not in triggers for item in owner.candidates], dtype=bool)
+    return owner.candidates[free], candidate_targets(task, seed)[free]
+
+
+def _decoy_accuracy(
+    task: Task, suspect: AttackedModel, decoys: tuple[np.ndarray, np.ndarray]
+) -> float:
+    """The share of labelled ``decoys`` that ``suspect`` answers right."""
+    inputs, targets = decoys
+    return float(trigger_matches(task, suspect.answer(task, inputs), targets).mean())
+
+
+def _family_text(task: Task, family: NoiseFamily | PoolFamily | OverlayFamily) -> str:
     if isinstance(family, NoiseFamily):
         return f"noise {list(family.shape)} {family.dtype} on [{family.low:g}, {family.high:g})"
-    what = f"{family.pool_size} in-distribution candidates {list(family.item_shape)}"
+    rule = task.candidates
+    what = (
+        f"{family.pool_size} in-distribution candidates {list(family.item_shape)} "
+        f"({rule.variants} perturbed copies, spread {rule.spread:g}, of each of "
+        f"{rule.reserve} training inputs held out of all training)"
+    )
     if isinstance(family, PoolFamily):
         return f"pool of {what}"
     return f"overlay of {family.pixels} values on [{family.low:g}, {family.high:g}) over {what}"
@@ -254,14 +311,14 @@ def _task_info(task: Task, config: EvaluationConfig) -> TaskInfo:
         name=task.name,
         kind=task.kind,
         metric=task.metric,
-        train_size=len(task.train_inputs),
+        train_size=len(owner_task(task, config.family, config.seeds[0]).train_inputs),
         test_size=len(task.test_inputs),
         triggers=task.triggers,
         challenges=task.challenges,
         p0=str(task.p0),
         threshold=decision_threshold(task.challenges, task.p0, config.alpha),
-        family=_family_text(family),
-        recipe=task.recipe,
+        family=_family_text(task, family),
+        recipe=task.owner_recipe(config.family),
         family_name=config.family,
     )
 
@@ -278,33 +335,51 @@ def _run_seed(
     bar: tqdm,
 ) -> Iterator[BaselineRecord | AttackRecord | SafetyRecord]:
     bar.set_postfix_str(f"{task.name} seed {seed}: embedding")
-    owner = owner_triggers(task, config.family, seed).triggers
+    drawn = owner_triggers(task, config.family, seed)
+    owner = drawn.triggers
+    decoys = labelled_decoys(task, drawn, seed) if config.family == "pool" else None
+    # The owner's training split: for pool and overlay, without the inputs
+    # reserved for the candidates; the thief's share is drawn from it.
+    training = owner_task(task, config.family, seed)
+    recipe = task.owner_recipe(config.family)
     # The thief overwrites with the task's noise family whatever the owner's:
     # his own watermark has no filter to dodge, and he holds no owner candidates.
     thief_triggers = derive_triggers(task, role="thief", seed=seed)
     challenge = challenge_indices(task, seed)
     unmarked = task.new_model(seed)
-    fit_by_recipe(task, unmarked, seed)
+    fit_by_recipe(training, unmarked, seed, recipe=recipe)
     marked = task.new_model(seed)
-    seconds = fit_by_recipe(task, marked, seed, owner)
+    seconds = fit_by_recipe(training, marked, seed, owner, recipe=recipe)
     watermarked = measure(task, AttackedModel(marked), owner, challenge, config.alpha)
+    baseline_decoys = (
+        {}
+        if decoys is None
+        else {
+            "unmarked": _decoy_accuracy(task, AttackedModel(unmarked), decoys),
+            "watermarked": _decoy_accuracy(task, AttackedModel(marked), decoys),
+        }
+    )
     yield BaselineRecord(
         dataset=task.name,
         seed=seed,
         unmarked=measure(task, AttackedModel(unmarked), owner, challenge, config.alpha),
         watermarked=watermarked,
         embed_seconds=seconds,
+        decoy_accuracy=MappingProxyType(baseline_decoys),
     )
     bar.update()
     for sweep in config.sweeps:
         for strength, fraction in sweep.points():
             bar.set_postfix_str(f"{task.name} seed {seed}: {sweep.attack} {strength:g}")
-            inputs, targets = thief_share(task, fraction, seed)
-            thief = ThiefData(task, inputs, targets, thief_triggers, config.settings, seed)
+            inputs, targets = thief_share(training, fraction, seed)
+            thief = ThiefData(training, inputs, targets, thief_triggers, config.settings, seed)
             started = time.perf_counter()
             attacked = apply_attack(sweep.attack, marked, thief, strength)
             result = measure(task, attacked, owner, challenge, config.alpha)
             drop = watermarked.clean_score - result.clean_score
+            extra = dict(attacked.extra)
+            if decoys is not None:
+                extra["decoy_accuracy"] = _decoy_accuracy(task, attacked, decoys)
             yield AttackRecord(
                 dataset=task.name,
                 attack=sweep.attack,
@@ -317,14 +392,14 @@ def _run_seed(
                     detected=result.detected, clean_drop=drop, max_clean_drop=config.max_clean_drop
                 ),
                 seconds=time.perf_counter() - started,
-                extra=attacked.extra,
+                extra=MappingProxyType(extra),
                 family=config.family,
             )
             bar.update()
     if config.safety:
         bar.set_postfix_str(f"{task.name} seed {seed}: trigger safety")
         yield from check_trigger_safety(
-            task,
+            training,
             seed,
             marked=AttackedModel(marked),
             unmarked=AttackedModel(unmarked),

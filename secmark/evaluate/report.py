@@ -71,6 +71,7 @@ _EXTRA_TEXT = {
     "thief_watermark_accuracy": "thief's own watermark {:.0%}",
     "replaced_holdout": "{:.1%} of holdout answers replaced",
     "flagged_own": "{:.1%} of the thief's data flagged",
+    "decoy_accuracy": "{:.1%} right on labelled decoys",
 }
 """How the attack-specific figures (means over seeds) read in the tables."""
 
@@ -176,6 +177,11 @@ def summary_json(result: EvaluationResult) -> dict[str, Any]:
     }
 
 
+def _share(value: float | None) -> str:
+    """A share in percent, or a dash where it was not measured."""
+    return "-" if value is None else f"{100 * value:.1f} %"
+
+
 def _points(value: float) -> str:
     return f"{100 * value:+.1f}"
 
@@ -268,6 +274,10 @@ def _evasion_table(result: EvaluationResult, task: TaskInfo) -> tuple[list[str],
         f"verdict at {_level(result.config.alpha)} holds",
         "survives",
     ]
+    evasion = _evasion_summary(result, task)
+    decoys = any("decoy_accuracy" in row.extra for row in evasion)
+    if decoys:
+        header.append("right on labelled decoys (mean)")
     rows = [
         [
             _attack_title(row.attack),
@@ -282,7 +292,8 @@ def _evasion_table(result: EvaluationResult, task: TaskInfo) -> tuple[list[str],
             f"in {row.detected}/{row.seeds} seeds",
             "yes" if row.survives else f"NO: removed in {row.removed}/{row.seeds}",
         ]
-        for row in _evasion_summary(result, task)
+        + ([_share(row.extra.get("decoy_accuracy"))] if decoys else [])
+        for row in evasion
     ]
     return header, rows
 
@@ -294,6 +305,143 @@ _EVASION_TEXT = (
     "own where it disagrees with the stolen model. The clean cost is the filtered API's loss on "
     "the holdout split (ordinary traffic) against the stolen model's."
 )
+
+
+_EVASION_LABELS = {
+    "ood_background": "background share {strength:g}",
+    "ood_reconstruction": "PCA error {strength:g}",
+    "disagreement_filter": "clean model, {fraction:.0%} data",
+}
+"""Short names of the evasion settings for the overview plot's axis."""
+
+
+def _before_attack(result: EvaluationResult, task: TaskInfo) -> int:
+    """The worst seed's matches before any attack."""
+    return min(b.watermarked.matches for b in result.baselines if b.dataset == task.name)
+
+
+def _evasion_note(result: EvaluationResult, task: TaskInfo) -> str:
+    """The reference figures beside the evasion table: matches before any
+    attack, the verdict's threshold, chance, and for classes what the
+    disagreement filter is and what it costs the thief."""
+    chance = float(task.challenges * Fraction(task.p0))
+    text = (
+        f"Before any attack the worst seed matched {_before_attack(result, task)} of "
+        f"{task.challenges}; the verdict needs {task.threshold}; chance is about {chance:.1f}."
+    )
+    rows = [r for r in _evasion_summary(result, task) if r.attack == "disagreement_filter"]
+    if rows and task.metric == "accuracy":
+        prices = "; ".join(
+            f"{r.data_fraction:.0%} of the data: {_score(r.clean_mean, task)} against "
+            f"{_score(r.original_mean, task)}"
+            for r in sorted(rows, key=lambda r: r.data_fraction)
+        )
+        text += (
+            " For class labels the disagreement filter serves its clean model's answer on every "
+            "query, triggers, decoys and ordinary traffic alike: a model made without the owner's "
+            "secret, which matches random committed labels only by chance whatever the trigger "
+            "family. What it costs the thief is the clean model's accuracy in place of the stolen "
+            f"one's (mean over seeds: {prices})."
+        )
+    baselines = [b for b in result.baselines if b.dataset == task.name and b.decoy_accuracy]
+    if baselines and rows:
+        mean = {
+            name: statistics.fmean(b.decoy_accuracy[name] for b in baselines)
+            for name in ("unmarked", "watermarked")
+        }
+        behind = "; ".join(
+            f"{r.data_fraction:.0%}: {100 * r.extra['decoy_accuracy']:.1f} %"
+            for r in sorted(rows, key=lambda r: r.data_fraction)
+            if "decoy_accuracy" in r.extra
+        )
+        text += (
+            " An arbiter's record of answers to labelled decoys (the candidates that are no "
+            "trigger, with their reserved input's class) does not expose the filter either: "
+            f"the stolen model itself answers {100 * mean['watermarked']:.1f} % of them right "
+            "(it learnt random labels around the reserved inputs), an unmarked model "
+            f"{100 * mean['unmarked']:.1f} %, the filtered API {behind} (mean over seeds), "
+            "as an innocent model would."
+        )
+    return text
+
+
+def _evasion_figure(result: EvaluationResult, task: TaskInfo) -> str:
+    """The evasion overview as an inline ``<svg>``: matches kept behind each
+    filter setting (worst seed) against the threshold, chance and the
+    matches before any attack; and the thief's clean cost."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot
+    from matplotlib.patches import Patch
+
+    rows = _evasion_summary(result, task)
+    labels = [
+        _EVASION_LABELS.get(r.attack, _words(r.attack)).format(
+            strength=r.strength, fraction=r.data_fraction
+        )
+        for r in rows
+    ]
+    style = {**_PLOT_STYLE, "svg.hashsalt": f"{task.name}/evasion"}
+    with matplotlib.rc_context(style):  # type: ignore[arg-type]
+        figure, (left, right) = pyplot.subplots(1, 2, figsize=(11, 4.8))
+        places = list(range(len(rows)))
+        colours = ["tab:green" if r.survives and r.detected == r.seeds else "tab:red" for r in rows]
+        left.barh(places, [r.worst_matches for r in rows], color=colours)
+        left.axvline(
+            task.threshold,
+            color="black",
+            linestyle="--",
+            linewidth=1.2,
+            label=f"verdict threshold: {task.threshold}",
+        )
+        left.axvline(
+            _before_attack(result, task),
+            color="tab:blue",
+            linestyle=":",
+            linewidth=1.5,
+            label=f"before any attack: {_before_attack(result, task)}",
+        )
+        left.axvline(
+            float(task.challenges * Fraction(task.p0)),
+            color="grey",
+            linestyle="-.",
+            linewidth=1,
+            label="chance",
+        )
+        handles, names = left.get_legend_handles_labels()
+        handles += [Patch(color="tab:green"), Patch(color="tab:red")]
+        names += ["verdict held in every seed", "verdict lost in a seed"]
+        left.set_xlim(0, task.challenges)
+        left.set_xlabel(f"matches kept of k = {task.challenges} (worst seed)")
+        right.barh(places, [100 * r.worst_clean_drop for r in rows], color="tab:purple")
+        right.axvline(0, color="black", linewidth=0.8)
+        right.set_xlabel(
+            "thief's clean cost, points (worst seed)"
+            if task.metric == "accuracy"
+            else "thief's clean cost, R² x 100 (worst seed)"
+        )
+        for axis in (left, right):
+            axis.set_yticks(places, labels)
+            axis.invert_yaxis()
+            axis.grid(True, axis="x", alpha=0.3)
+        right.tick_params(labelleft=False)
+        left.legend(
+            handles, names, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False
+        )
+        figure.suptitle(
+            f"{_words(task.name)}: {task.family_name} triggers behind the thief's filters"
+        )
+        figure.tight_layout()
+        buffer = io.StringIO()
+        figure.savefig(
+            buffer,
+            format="svg",
+            bbox_inches="tight",
+            metadata={"Creator": None, "Date": None, "Format": None, "Type": None},
+        )
+        pyplot.close(figure)
+    return _inline_svg(buffer.getvalue(), f"{task.name}-evasion")
 
 
 def _baseline_classes(result: EvaluationResult, task: TaskInfo) -> list[str]:
@@ -324,26 +472,31 @@ def _baseline_rows(result: EvaluationResult, task: TaskInfo) -> tuple[list[str],
         f"watermarked {task.metric}",
         "drop",
         "wm accuracy",
+        "wm matches / k",
         "unmarked matches / k",
         "unmarked p-value",
         "embedding s",
     ]
+    records = [record for record in result.baselines if record.dataset == task.name]
+    decoys = any(record.decoy_accuracy for record in records)
+    if decoys:
+        header += ["unmarked on decoys", "watermarked on decoys"]
     rows = []
-    for record in result.baselines:
-        if record.dataset != task.name:
-            continue
-        rows.append(
-            [
-                str(record.seed),
-                _score(record.unmarked.clean_score, task),
-                _score(record.watermarked.clean_score, task),
-                _drop(record.unmarked.clean_score - record.watermarked.clean_score, task),
-                f"{100 * record.watermarked.watermark_accuracy:.1f} %",
-                f"{record.unmarked.matches}/{record.unmarked.challenged}",
-                format_p_value(record.unmarked.log2_p_value),
-                f"{record.embed_seconds:.1f}",
-            ]
-        )
+    for record in records:
+        row = [
+            str(record.seed),
+            _score(record.unmarked.clean_score, task),
+            _score(record.watermarked.clean_score, task),
+            _drop(record.unmarked.clean_score - record.watermarked.clean_score, task),
+            f"{100 * record.watermarked.watermark_accuracy:.1f} %",
+            f"{record.watermarked.matches}/{record.watermarked.challenged}",
+            f"{record.unmarked.matches}/{record.unmarked.challenged}",
+            format_p_value(record.unmarked.log2_p_value),
+            f"{record.embed_seconds:.1f}",
+        ]
+        if decoys:
+            row += [_share(record.decoy_accuracy.get(name)) for name in ("unmarked", "watermarked")]
+        rows.append(row)
     return header, rows
 
 
@@ -470,6 +623,8 @@ def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str
 def _setup_line(task: TaskInfo, result: EvaluationResult) -> str:
     recipe = task.recipe
     noise = f", clean-input noise {recipe.input_noise:g}" if recipe.input_noise else ""
+    if recipe.augment:
+        noise += f", {recipe.augment} perturbed copies of each clean input"
     return (
         f"{task.kind}, {task.train_size} train / {task.test_size} test; triggers: {task.family}, "
         f"N = {task.triggers}, challenge k = {task.challenges}, p0 = {task.p0}, threshold "
@@ -506,6 +661,8 @@ def summary_markdown(result: EvaluationResult) -> str:
                 _EVASION_TEXT,
                 "",
                 _markdown_table(header, rows),
+                "",
+                _evasion_note(result, task),
             ]
         header, rows, text = _distillation(result, task)
         if rows:
@@ -754,6 +911,11 @@ def render_html(result: EvaluationResult) -> str:
             parts.append(_HIGHLIGHTS)
             evasion = _evasion_summary(result, task)
             parts.append(_html_table(header, rows, [_row_class(row) for row in evasion]))
+            parts.append(f"<p>{html.escape(_evasion_note(result, task))}</p>")
+            parts.append(
+                '<figure class="plot" data-attack="evasion">'
+                f"{_evasion_figure(result, task)}</figure>"
+            )
             for attack in dict.fromkeys(row.attack for row in evasion):
                 parts.append(_attack_section(result, task, attack))
         header, rows, text = _distillation(result, task)

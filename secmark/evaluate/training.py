@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -23,13 +24,15 @@ from torch.utils.data import BatchSampler, DataLoader, RandomSampler, TensorData
 
 from secmark.embed import TriggerDataset, embed, predict_labels, train
 from secmark.errors import EncodingError, SecmarkError
-from secmark.evaluate.datasets import Task
+from secmark.evaluate.datasets import Recipe, Task, perturb
 from secmark.evaluate.triggers import TriggerData
 
 __all__ = ["answers", "batches", "fit", "fit_by_recipe"]
 
 _DEVICE = "cpu"
 _ANSWER_BATCH = 1024
+_AUGMENT_SALT = 0x6175_676D
+"""Separates the clean copies' perturbation draw from every other use of a seed."""
 
 
 def batches(
@@ -160,21 +163,40 @@ def fit(
 
 
 def fit_by_recipe(
-    task: Task, model: nn.Module, seed: int, triggers: TriggerData | None = None
+    task: Task,
+    model: nn.Module,
+    seed: int,
+    triggers: TriggerData | None = None,
+    *,
+    recipe: Recipe | None = None,
 ) -> float:
-    """:func:`fit` on the task's whole training set with its recipe (epochs,
-    learning rate and, with ``triggers``, triggers per batch); returns the seconds."""
-    recipe = task.recipe
+    """:func:`fit` on the task's whole training set with ``recipe`` (default
+    the task's): its epochs, learning rate and, with ``triggers``, triggers
+    per batch; returns the seconds. With ``recipe.augment``, the clean set
+    also holds that many perturbed copies of every training input with its
+    label (:func:`secmark.evaluate.datasets.perturb`, drawn from
+    ``default_rng([seed, salt])``: the same copies for the unmarked and the
+    watermarked model of a seed).
+
+    Raises:
+        EncodingError, SecmarkError: as :func:`fit`.
+    """
+    chosen = task.recipe if recipe is None else recipe
+    inputs, targets = task.train_inputs, task.train_targets
+    if chosen.augment:
+        rng = np.random.default_rng([seed, _AUGMENT_SALT])
+        inputs = np.concatenate([inputs, perturb(task, inputs, chosen.augment, rng)])
+        targets = np.concatenate([targets, np.repeat(targets, chosen.augment, axis=0)])
     return fit(
-        task,
+        replace(task, recipe=chosen),
         model,
-        task.train_inputs,
-        task.train_targets,
-        epochs=recipe.epochs,
-        lr=recipe.lr,
+        inputs,
+        targets,
+        epochs=chosen.epochs,
+        lr=chosen.lr,
         seed=seed,
         triggers=triggers,
-        per_batch=recipe.per_batch if triggers is not None else 0,
+        per_batch=chosen.per_batch if triggers is not None else 0,
     )
 
 

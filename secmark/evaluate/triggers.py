@@ -9,18 +9,18 @@ nothing derived here has evidential value outside the evaluation.
 
 The owner's trigger family is chosen per run (:data:`FAMILY_NAMES`):
 ``noise`` is the task's own noise family; ``pool`` and ``overlay`` draw from
-in-distribution candidates built by :func:`pool_candidates` (each training
-input with its ink moved by one grey level, or a jittered tabular row), committed by
-their Merkle root. :func:`draw_decoys` draws an arbiter's decoys from the
-candidates that are not triggers, as :func:`secmark.triggers.generate_decoys`
-does for a real dispute.
+in-distribution candidates built by :func:`pool_candidates` (perturbed
+copies of a few training inputs the owner holds out of all training,
+:func:`owner_task`), committed by their Merkle root. :func:`draw_decoys`
+draws an arbiter's decoys from the candidates that are not triggers, as
+:func:`secmark.triggers.generate_decoys` does for a real dispute.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Literal, get_args
 
@@ -28,7 +28,7 @@ import numpy as np
 
 from secmark.crypto import IdentityKeys
 from secmark.errors import EncodingError
-from secmark.evaluate.datasets import Task
+from secmark.evaluate.datasets import Task, perturb
 from secmark.messages.commitment import Commitment, create_commitment
 from secmark.messages.document import SignedDocument
 from secmark.messages.families import NoiseFamily, OverlayFamily, PoolFamily
@@ -40,12 +40,15 @@ __all__ = [
     "OwnerTriggers",
     "Role",
     "TriggerData",
+    "candidate_targets",
     "derive_triggers",
     "draw_decoys",
     "evaluation_family",
     "evaluation_keys",
+    "owner_task",
     "owner_triggers",
     "pool_candidates",
+    "reserved_rows",
 ]
 
 Role = Literal["owner", "thief"]
@@ -56,11 +59,9 @@ FamilyName = Literal["noise", "pool", "overlay"]
 FAMILY_NAMES: tuple[FamilyName, ...] = get_args(FamilyName)
 
 _CANDIDATE_SALT = 0x706F_6F6C
-"""Separates the candidates' shift (or jitter) draw from every other use of a seed."""
-_TABULAR_JITTER = 0.1
-"""Tabular candidates are training rows plus Gaussian noise of 0.1 standard
-deviations per standardised feature: close enough to stay inside the data's
-bulk, far enough that no candidate is a training row."""
+"""Separates the candidates' perturbation draw from every other use of a seed."""
+_RESERVE_SALT = 0x7265_7365
+"""Separates the owner's reserve draw from every other use of a seed."""
 _OVERLAY_SHARE = 0.1
 """The overlay family replaces a tenth of an item's values, as the
 trigger-safety check's overlay models do (:mod:`secmark.evaluate.safety`)."""
@@ -91,37 +92,87 @@ def evaluation_keys(role: Role) -> IdentityKeys:
     return IdentityKeys(_digest(role, "signing"), _digest(role, "vrf"), _digest(role, "encryption"))
 
 
-def pool_candidates(task: Task, seed: int) -> np.ndarray:
-    """The owner's in-distribution candidates for ``task`` and ``seed``.
+def reserved_rows(task: Task, seed: int) -> np.ndarray:
+    """The training rows the owner of a pool or overlay family holds out for
+    ``seed``: the first ``task.candidates.reserve`` rows, in the order of a
+    permutation of the training split drawn from ``default_rng([seed,
+    salt])``, whose input appears nowhere else in the training or test split
+    (an input held out must not be one the owner or the thief trains on).
+    Sorted int64 indices.
 
-    Image tasks (items of two or more dimensions; digits): every training
-    input with each non-zero value moved one grey level (the smallest gap
-    between distinct values of the training split: 1/16 on digits) up or
-    down with probability 1/2 each way, clipped to the task's noise range;
-    zero (background) values stay zero. Tabular tasks: every training row
-    plus Gaussian noise of std 0.1 per standardised feature. Both draw from
-    ``default_rng([seed, salt])``. Candidates equal to a training or test
-    input, or to an earlier candidate, are dropped, so no trigger is an
-    input the thief holds with its true label and no two candidates share an
-    input. Returns a fresh float32 array ``(M, *item shape)``, M at most the
-    training split's size.
-
-    Why grey levels and not a one-pixel shift: the digits are centred, and a
-    PCA of the thief's data (the ``ood_reconstruction`` filter at a 1-2 %
-    flagged share) flags 78-83 % of shifted digits but 2-6 % of these, as it
-    does real test digits; the background filter flags under 1 % of either.
+    Raises:
+        EncodingError: fewer such rows than the rule reserves.
     """
+    inputs = np.asarray(task.train_inputs, dtype=np.float32)
+    counts: dict[bytes, int] = {}
+    for item in np.concatenate([inputs, np.asarray(task.test_inputs, dtype=np.float32)]):
+        counts[item.tobytes()] = counts.get(item.tobytes(), 0) + 1
+    order = np.random.default_rng([seed, _RESERVE_SALT]).permutation(len(inputs))
+    unique = [int(row) for row in order if counts[inputs[row].tobytes()] == 1]
+    wanted = task.candidates.reserve
+    if len(unique) < wanted:
+        raise EncodingError(f"{task.name}: only {len(unique)} inputs to reserve, {wanted} needed")
+    return np.sort(np.array(unique[:wanted], dtype=np.int64))
+
+
+def owner_task(task: Task, name: FamilyName, seed: int) -> Task:
+    """``task`` as the owner of family ``name`` trains on it for ``seed``: for
+    ``noise`` the task itself; for ``pool`` and ``overlay`` the task without
+    its :func:`reserved_rows` in the training split. The thief's share is
+    drawn from this task's training split, so it never holds a reserved input.
+
+    Raises:
+        EncodingError: an unknown family name, or too few inputs to reserve.
+    """
+    if name not in FAMILY_NAMES:
+        raise EncodingError(f"unknown trigger family {name!r} (known: {', '.join(FAMILY_NAMES)})")
+    if name == "noise":
+        return task
+    kept = np.setdiff1d(np.arange(len(task.train_inputs)), reserved_rows(task, seed))
+    return replace(
+        task, train_inputs=task.train_inputs[kept], train_targets=task.train_targets[kept]
+    )
+
+
+def pool_candidates(task: Task, seed: int) -> np.ndarray:
+    """The owner's in-distribution candidates for ``task`` and ``seed``:
+    ``variants`` perturbed copies (:func:`secmark.evaluate.datasets.perturb`,
+    drawn from ``default_rng([seed, salt])``) of each of the
+    :func:`reserved_rows` of the task's :class:`~secmark.evaluate.datasets.CandidateRule`,
+    item by item. A copy equal to a training or test input, or to an earlier
+    copy, is dropped, so no candidate is an input the owner or the thief
+    trains on and no two candidates share an input. Returns a fresh float32
+    array ``(M, *item shape)``, M at most ``reserve * variants``.
+
+    On digits (16 reserved images, 256 copies each, every non-zero pixel
+    moved by up to two grey levels) the evaluation's detectors flag the
+    candidates about as often as test digits; noise triggers, always.
+
+    Raises:
+        EncodingError: too few inputs to reserve.
+    """
+    return _candidates(task, seed)[0]
+
+
+def candidate_targets(task: Task, seed: int) -> np.ndarray:
+    """The true target of each of :func:`pool_candidates`, in its order: the
+    target of the reserved input it is a copy of. An arbiter's decoys drawn
+    from the candidates carry these as their known labels.
+
+    Raises:
+        EncodingError: too few inputs to reserve.
+    """
+    targets: np.ndarray = task.train_targets[_candidates(task, seed)[1]]
+    return targets
+
+
+def _candidates(task: Task, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The candidates and, for each, the training row it is a copy of."""
+    rule = task.candidates
+    rows = reserved_rows(task, seed)
     rng = np.random.default_rng([seed, _CANDIDATE_SALT])
-    source = np.asarray(task.train_inputs, dtype=np.float32)
-    if source.ndim >= 3:
-        level = float(np.diff(np.unique(source)).min())
-        moves = rng.choice(np.array([-1.0, 1.0]), size=source.shape) * (source != 0)
-        low, high = float(task.family.low), float(task.family.high)
-        candidates = np.clip(source + level * moves, low, high).astype(np.float32)
-    else:
-        noise = rng.normal(0.0, _TABULAR_JITTER, size=source.shape)
-        candidates = (source + noise).astype(np.float32)
-    seen = {item.tobytes() for item in source}
+    candidates = perturb(task, task.train_inputs[rows], rule.variants, rng)
+    seen = {item.tobytes() for item in np.asarray(task.train_inputs, dtype=np.float32)}
     seen |= {item.tobytes() for item in np.asarray(task.test_inputs, dtype=np.float32)}
     kept = []
     for row, item in enumerate(candidates):
@@ -129,7 +180,7 @@ def pool_candidates(task: Task, seed: int) -> np.ndarray:
         if key not in seen:
             seen.add(key)
             kept.append(row)
-    return np.ascontiguousarray(candidates[kept])
+    return np.ascontiguousarray(candidates[kept]), np.repeat(rows, rule.variants)[kept]
 
 
 def evaluation_family(

@@ -162,6 +162,59 @@ def test_the_thiefs_budgets_are_nested_and_seeded() -> None:
     assert not np.array_equal(small, other)
 
 
+def test_recipe_overrides_reach_the_owners_recipe_for_the_family() -> None:
+    from secmark.evaluate import Recipe
+    from secmark.evaluate.harness import prepare_task
+
+    recipe = Recipe(7, 1e-3, 32, 4)
+    for family in ("noise", "pool"):
+        config = EvaluationConfig(
+            datasets=("digits",),
+            seeds=(1,),
+            sweeps=(),
+            recipes=(("digits", recipe),),
+            family=family,  # type: ignore[arg-type]
+        )
+        task = prepare_task("digits", config)
+        assert task.owner_recipe(family) == recipe
+        # The thief's training always follows the task's own recipe.
+        assert (task.recipe == recipe) is (family == "noise")
+    tiny = prepare_task("digits", tiny_config(("digits",)))
+    assert tiny.recipe.epochs == tiny.pool_recipe.epochs == 4
+
+
+def test_augmented_copies_enlarge_the_owners_clean_set_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from secmark.evaluate import Recipe, Task
+    from secmark.evaluate import training as training_module
+
+    seen: list[tuple[Task, np.ndarray, np.ndarray]] = []
+
+    def record(
+        task: Task, model: object, inputs: np.ndarray, targets: np.ndarray, **_: object
+    ) -> float:
+        seen.append((task, inputs, targets))
+        return 0.0
+
+    monkeypatch.setattr(training_module, "fit", record)
+    task = load_task("digits")
+    recipe = Recipe(1, 1e-3, 32, 4, augment=2)
+    for seed in (1, 1, 2):
+        training_module.fit_by_recipe(task, task.new_model(1), seed, recipe=recipe)
+    (used, inputs, targets), (_, again, _), (_, other, _) = seen
+    n = len(task.train_inputs)
+    assert used.recipe == recipe and inputs.shape == (3 * n, *task.train_inputs.shape[1:])
+    assert np.array_equal(inputs[:n], task.train_inputs)
+    assert np.array_equal(
+        targets, np.concatenate([task.train_targets, np.repeat(task.train_targets, 2)])
+    )
+    # The same copies for both models of a seed, other copies for another seed.
+    assert np.array_equal(again, inputs) and not np.array_equal(other, inputs)
+    training_module.fit_by_recipe(task, task.new_model(1), 1)
+    assert len(seen[-1][1]) == n and seen[-1][0].recipe == task.recipe
+
+
 def test_configurations_refuse_nonsense() -> None:
     with pytest.raises(EncodingError):
         AttackSweep("erase", (1.0,))
@@ -201,7 +254,12 @@ def test_a_pool_family_run_records_its_family_in_every_row_and_the_json() -> Non
     )
     result = run_evaluation(config, progress=False)
     (task,) = result.tasks
-    assert task.family_name == "pool" and task.family.startswith("pool of 1437")
+    assert task.family_name == "pool" and task.family.startswith("pool of 4096")
+    # The owner trains (and the thief draws his share) without the held-out inputs,
+    # with the pool family's own recipe.
+    digits = load_task("digits")
+    assert task.train_size == len(digits.train_inputs) - digits.candidates.reserve
+    assert task.recipe == dataclasses.replace(digits.pool_recipe, epochs=4)
     rows = result.summary()
     assert [row.attack for row in rows] == ["prune", "ood_reconstruction"]
     assert all(row.family == "pool" for row in rows)
@@ -216,3 +274,8 @@ def test_a_pool_family_run_records_its_family_in_every_row_and_the_json() -> Non
     # of the holdout split, unlike noise triggers (all flagged, tiny run above).
     ood = rows[1]
     assert ood.extra["flagged_own"] <= 0.02 and ood.extra["replaced_holdout"] < 0.1
+    # The arbiter's labelled decoys are scored before and after every attack.
+    (baseline,) = result.baselines
+    assert set(baseline.decoy_accuracy) == {"unmarked", "watermarked"}
+    assert all(0 <= record.extra["decoy_accuracy"] <= 1 for record in result.attacks)
+    assert "| watermarked on decoys |" in markdown

@@ -120,6 +120,10 @@ def synthetic_result() -> EvaluationResult:
             # The second seed of diabetes never took the watermark: a lost row.
             watermarked=_measure(name, 0.96, 20 if (name, seed) == ("diabetes", 2) else 48),
             embed_seconds=1.5,
+            # Pool triggers on digits: the arbiter's labelled decoys were scored.
+            decoy_accuracy=MappingProxyType(
+                {"unmarked": 0.95, "watermarked": 0.25} if name == "digits" else {}
+            ),
         )
         for name in config.datasets
         for seed in seeds
@@ -136,7 +140,8 @@ def synthetic_result() -> EvaluationResult:
                             "distill": {"queries": 900.0 * fraction, "student_epochs": 4.0},
                             "overwrite": {"thief_watermark_accuracy": 0.9},
                             "ood_background": {"replaced_holdout": 0.01, "flagged_own": 0.02},
-                            "disagreement_filter": {"replaced_holdout": 0.03},
+                            "disagreement_filter": {"replaced_holdout": 0.03}
+                            | ({"decoy_accuracy": 0.93} if name == "digits" else {}),
                         }.get(attack, {})
                         attacks.append(
                             AttackRecord(
@@ -235,7 +240,9 @@ def test_all_three_files_are_written(report: Path) -> None:
 
 def test_html_inlines_a_plot_per_attack_and_data_set_and_fetches_nothing(page: str) -> None:
     figures = re.findall(r'<figure class="plot" data-attack="([a-z_]+)">\s*<svg', page)
-    assert len(figures) == 2 * len(GRID) and set(figures) == set(GRID)
+    attacks = [name for name in figures if name != "evasion"]
+    assert len(attacks) == 2 * len(GRID) and set(attacks) == set(GRID)
+    assert figures.count("evasion") == 2  # one evasion overview per data set
     assert "<img" not in page and "data:image" not in page and "<script" not in page
     assert "<?xml" not in page and "<!DOCTYPE svg" not in page and "<metadata" not in page
     ids = re.findall(r'\sid="([^"]+)"', page)
@@ -256,8 +263,19 @@ def _svgs(page: str) -> list[str]:
     return re.findall(r"<svg.*?</svg>", page, re.DOTALL)
 
 
+def _attack_svgs(page: str) -> list[str]:
+    """The plots of single attacks (each with a p-value axis), not the overviews."""
+    return re.findall(
+        r'<figure class="plot" data-attack="(?!evasion")[a-z_]+">\s*(<svg.*?</svg>)',
+        page,
+        re.DOTALL,
+    )
+
+
 def test_every_p_value_axis_has_alpha_drawn_and_named(page: str) -> None:
-    for svg in _svgs(page):
+    svgs = _attack_svgs(page)
+    assert len(svgs) == 2 * len(GRID)
+    for svg in svgs:
         text = " ".join(_parse(svg).text)
         assert "p-value (log scale)" in text
         assert "α = 2⁻⁶⁴: below it the watermark is shown" in text
@@ -272,7 +290,8 @@ def test_plot_text_is_text_and_at_least_10_px_at_natural_size(page: str) -> None
         px_per_unit = float(width.group(1)) * 4 / 3 / float(view.group(1))
         sizes = [float(size) for size in re.findall(r"font-size: ([0-9.]+)px", svg)]
         assert sizes and min(sizes) * px_per_unit >= 10
-        assert "watermark accuracy (mean)" in svg  # legend entries are searchable text
+        # Legend entries are searchable text.
+        assert "watermark accuracy (mean)" in svg or "verdict threshold" in svg
 
 
 def test_attacks_are_named_in_words_and_nothing_is_a_python_repr(page: str, report: Path) -> None:
@@ -417,11 +436,37 @@ def test_evasion_filters_have_their_own_section(report: Path, page: str) -> None
     # matches kept / k; threshold, verdict, survival
     threshold = _measure("digits", 1.0, 0).threshold
     assert evaded[3:8] == ["96.0 %", "95.5 %", "+0.5 pp", "1.0 %", f"5/{K}; {threshold}"]
-    assert evaded[9:] == ["in 0/2 seeds", "NO: removed in 2/2"]
+    # The decoy column is there where decoys were scored (digits), a dash where not.
+    assert evaded[9:] == ["in 0/2 seeds", "NO: removed in 2/2", "-"]
     kept = next(
         cells for cells in rows if cells and cells[0] == ATTACKS["disagreement_filter"].title
     )
-    assert kept[9:] == ["in 2/2 seeds", "yes"]
+    assert kept[9:] == ["in 2/2 seeds", "yes", "93.0 %"]
     # Each filter appears once per data set (its own table), never in the removal table.
     assert sum(1 for cells in rows if cells and cells[0] == title) == 2
     assert 'data-attack="disagreement_filter"' in page
+
+
+def test_the_evasion_section_names_its_reference_figures_and_the_thiefs_price(
+    report: Path, page: str
+) -> None:
+    markdown = (report / "summary.md").read_text(encoding="utf-8")
+    threshold = _measure("digits", 1.0, 0).threshold
+    # digits: before any attack 48 of 48 in every seed; chance k * p0 = 4.8.
+    reference = f"Before any attack the worst seed matched 48 of {K}; the verdict needs {threshold}"
+    assert f"{reference}; chance is about 4.8." in markdown and reference in page
+    # The disagreement filter: the clean model's accuracy in place of the stolen one's.
+    price = "25% of the data: 94.0 % against 96.0 %"
+    assert price in markdown and price in page
+    assert "only by chance whatever the trigger family" in markdown
+    decoys = "the stolen model itself answers 25.0 % of them right"
+    assert decoys in markdown and "an unmarked model 95.0 %, the filtered API 25%: 93.0 %" in page
+    assert "| watermarked on decoys |" in markdown
+    # Regression (diabetes) keeps the stolen answer within the tolerance: no such note.
+    diabetes = markdown[markdown.index("## diabetes") :]
+    assert "Before any attack the worst seed matched 20" in diabetes
+    assert "only by chance" not in diabetes
+    overview = page[page.index('data-attack="evasion"') :]
+    text = " ".join(_parse(overview[: overview.index("</figure>")]).text)
+    assert "clean model, 25% data" in text and "background share 0.02" in text
+    assert f"verdict threshold: {threshold}" in text and "thief's clean cost" in text
