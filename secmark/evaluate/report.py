@@ -27,7 +27,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from secmark.errors import SecmarkError
 from secmark.evaluate.attacks import ATTACKS
@@ -39,6 +39,9 @@ from secmark.evaluate.harness import (
 )
 from secmark.evaluate.safety import COLLAPSE_MARGIN, RECIPE_TITLES, SafetyRecord
 from secmark.files import write_atomic
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = [
     "ReportFiles",
@@ -432,16 +435,8 @@ def _evasion_figure(result: EvaluationResult, task: TaskInfo) -> str:
         figure.suptitle(
             f"{_words(task.name)}: {task.family_name} triggers behind the thief's filters"
         )
-        figure.tight_layout()
-        buffer = io.StringIO()
-        figure.savefig(
-            buffer,
-            format="svg",
-            bbox_inches="tight",
-            metadata={"Creator": None, "Date": None, "Format": None, "Type": None},
-        )
-        pyplot.close(figure)
-    return _inline_svg(buffer.getvalue(), f"{task.name}-evasion")
+        document = _svg_of(figure)
+    return _inline_svg(document, f"{task.name}-evasion")
 
 
 def _baseline_classes(result: EvaluationResult, task: TaskInfo) -> list[str]:
@@ -772,16 +767,26 @@ def _attack_figure(result: EvaluationResult, task: TaskInfo, attack: str) -> str
             axis.grid(True, alpha=0.3)
             axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False)
         figure.suptitle(f"{_words(task.name)}: {spec.title}")
-        figure.tight_layout()
-        buffer = io.StringIO()
-        figure.savefig(
-            buffer,
-            format="svg",
-            bbox_inches="tight",
-            metadata={"Creator": None, "Date": None, "Format": None, "Type": None},
-        )
-        pyplot.close(figure)
-    return _inline_svg(buffer.getvalue(), f"{task.name}-{attack}")
+        document = _svg_of(figure)
+    return _inline_svg(document, f"{task.name}-{attack}")
+
+
+def _svg_of(figure: Figure) -> str:
+    """``figure`` laid out and written as SVG text without the writer's
+    metadata (no date: a report is the same bytes for the same results),
+    then closed."""
+    from matplotlib import pyplot
+
+    figure.tight_layout()
+    buffer = io.StringIO()
+    figure.savefig(
+        buffer,
+        format="svg",
+        bbox_inches="tight",
+        metadata={"Creator": None, "Date": None, "Format": None, "Type": None},
+    )
+    pyplot.close(figure)
+    return buffer.getvalue()
 
 
 def _inline_svg(document: str, prefix: str) -> str:
