@@ -66,22 +66,31 @@ def _release(
     )
 
 
-def test_a_signed_folder_is_registered_and_attested(
-    owner: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def _signed_folder(owner: Path) -> Path:
+    """A model folder with a model-signing signature ``model.sig`` inside it,
+    by the key pair ``signer.pem`` / ``signer.pub`` in ``owner``."""
     folder = write_model_folder(owner / "tiny-model")
-    private, public = write_key_pair(owner, "signer")
+    private, _ = write_key_pair(owner, "signer")
     sign_folder(folder, private, folder / "model.sig")
-    summary = _release(
-        capsys,
-        owner,
+    return folder
+
+
+def _signed_release_flags(folder: Path) -> tuple[str, ...]:
+    return (
         "--model-dir",
         str(folder),
         "--sigstore-bundle",
         str(folder / "model.sig"),
         "--sigstore-public-key",
-        str(public),
+        str(folder.parent / "signer.pub"),
     )
+
+
+def test_a_signed_folder_is_registered_and_attested(
+    owner: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = _signed_folder(owner)
+    summary = _release(capsys, owner, *_signed_release_flags(folder))
     assert summary["model_digest"] == signed_subject(folder / "model.sig")
     assert summary["model_digest_algorithm"] == "model-signing-files-sha256"
     statement = owner / "release.statement.json"
@@ -110,21 +119,9 @@ def test_a_signed_folder_is_registered_and_attested(
 def test_a_tampered_folder_is_refused_and_nothing_written(
     owner: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    folder = write_model_folder(owner / "tiny-model")
-    private, public = write_key_pair(owner, "signer")
-    sign_folder(folder, private, folder / "model.sig")
+    folder = _signed_folder(owner)
     (folder / "model-00002-of-00002.safetensors").write_bytes(b"swapped weights")
-    failure = _release(
-        capsys,
-        owner,
-        "--model-dir",
-        str(folder),
-        "--sigstore-bundle",
-        str(folder / "model.sig"),
-        "--sigstore-public-key",
-        str(public),
-        status=4,
-    )
+    failure = _release(capsys, owner, *_signed_release_flags(folder), status=4)
     assert failure["error"] == "SignatureError"
     assert not (owner / "release.json").exists()
 
