@@ -270,22 +270,25 @@ class Arbiter:
         self._require_decidable(commitment.document, self.policy.alpha)
         claim_id = SignedDocument(claim, envelope, owner.key_id).digest
         folder = self.folder / "cases" / claim_id
-        if (folder / "state.json").exists():
-            return Case.load(folder)
-        # A folder without state is what a crash before Case.create leaves: reuse it.
-        folder.mkdir(parents=True, exist_ok=True)
-        write_atomic(folder / "claim.json", data, mode=PUBLIC_FILE_MODE, overwrite=True)
-        return Case.create(
-            folder,
-            {
-                "claim_id": claim_id,
-                "commitment_id": commitment.digest,
-                "commitment_time": format_time(commitment_time),
-                "owner": owner.key_id,
-                "release": release_record,
-                "suspect": claim.suspect,
-            },
-        )
+        # Under the lock: the same claim filed twice at once must not write
+        # a fresh "claimed" state over a case that has moved on meanwhile.
+        with self._exclusive():
+            if (folder / "state.json").exists():
+                return Case.load(folder)
+            # A folder without state is what a crash before Case.create leaves: reuse it.
+            folder.mkdir(parents=True, exist_ok=True)
+            write_atomic(folder / "claim.json", data, mode=PUBLIC_FILE_MODE, overwrite=True)
+            return Case.create(
+                folder,
+                {
+                    "claim_id": claim_id,
+                    "commitment_id": commitment.digest,
+                    "commitment_time": format_time(commitment_time),
+                    "owner": owner.key_id,
+                    "release": release_record,
+                    "suspect": claim.suspect,
+                },
+            )
 
     def _require_decidable(self, commitment: Commitment, alpha: Fraction) -> None:
         """Refuse a dispute that could not reach a verdict at ``alpha``.

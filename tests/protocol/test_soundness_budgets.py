@@ -11,6 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from fractions import Fraction
 from functools import partial
+from pathlib import Path
 
 import pytest
 
@@ -235,3 +236,32 @@ def test_of_two_overlapping_reveals_received_at_once_one_is_refused(
     assert len(refused) == 1 and "revealed in another case" in str(refused[0])
     stages = sorted(world.arbiter().case(case.name).stage for case, _ in challenged)
     assert stages == ["challenged", "revealed"]
+
+
+def test_the_same_claim_filed_twice_at_once_keeps_the_case_that_moved_on(
+    world: World, owner_mark: Committed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A late filing of the same claim, which found no case yet, must not
+    write a fresh "claimed" state over the case the other filing created
+    and challenged meanwhile."""
+    claim = world.claim(owner_mark)
+    original = arbiter_module.Case.create
+
+    def late_create(folder: Path, record: dict[str, object]) -> arbiter_module.Case:
+        if threading.current_thread().name == "late":
+            time.sleep(0.5)
+        return original(folder, record)
+
+    monkeypatch.setattr(arbiter_module.Case, "create", staticmethod(late_create))
+
+    def file_late() -> None:
+        world.arbiter().file_claim(claim)
+
+    late = threading.Thread(target=file_late, name="late")
+    late.start()
+    time.sleep(0.1)
+    arbiter = world.arbiter()
+    case = arbiter.file_claim(claim)
+    arbiter.challenge(case)
+    late.join()
+    assert arbiter.case(case.name).stage == "challenged"
