@@ -14,9 +14,9 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import numpy.typing as npt
 
+from secmark.cli.arrays import read_array
 from secmark.cli.dispute import read_file, write_new
 from secmark.cli.output import add_json_flag, emit
 from secmark.cli.passphrase import open_key_file
@@ -163,32 +163,12 @@ def _init_alpha(args: argparse.Namespace) -> Fraction:
     return Fraction(1, 1 << -args.alpha_log2)
 
 
-def _array_file(path: Path, what: str) -> npt.NDArray[Any]:
-    """The one array in ``path`` (a .npy file, never pickled).
-
-    Raises:
-        EncodingError: unreadable, empty, truncated, or not one .npy array.
-    """
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
-        raise EncodingError(
-            f"cannot read the {what} {path}: {error}; save it with numpy.save as one array"
-        ) from None
-    if not isinstance(loaded, np.ndarray):
-        loaded.close()
-        raise EncodingError(
-            f"the {what} {path} is not one array (an .npz archive?); save it with numpy.save"
-        )
-    return loaded
-
-
 def _decoy_pool(path: Path | None) -> list[npt.NDArray[Any]] | None:
-    return None if path is None else list(_array_file(path, "decoy pool"))
+    return None if path is None else list(read_array(path, what="decoy pool"))
 
 
 def _decoy_labels(path: Path | None) -> npt.NDArray[Any] | None:
-    return None if path is None else _array_file(path, "decoy labels")
+    return None if path is None else read_array(path, what="decoy labels")
 
 
 def _init(args: argparse.Namespace) -> int:

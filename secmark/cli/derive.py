@@ -8,14 +8,13 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
+from secmark.cli.arrays import read_array
 from secmark.cli.output import add_json_flag, emit, show_progress
 from secmark.cli.passphrase import open_key_file
 from secmark.cli.streams import add_input, read_input
 from secmark.errors import EncodingError, KeyMaterialError, SecmarkError
-from secmark.files import open_regular_file
 from secmark.messages.commitment import MAX_COMMITMENT_SIZE, Commitment, open_commitment
 from secmark.messages.families import OverlayFamily, PoolFamily
 from secmark.triggers import (
@@ -117,15 +116,7 @@ def open_pool(path: Path | None, commitment: Commitment) -> CommittedPool | None
         return None
     if path is None:
         raise SecmarkError(f"the {commitment.family.NAME} family needs its pool: add --pool")
-    # The type is checked first (a FIFO would block np.load forever); a
-    # memory map needs the path, not the handle.
-    handle, _ = open_regular_file(path, what="pool")
-    handle.close()
-    try:
-        items = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError, EOFError) as error:
-        raise EncodingError(f"cannot read the pool {path}: {error}") from None
-    return CommittedPool.open(items, commitment)
+    return CommittedPool.open(read_array(path, what="pool", memory_map=True), commitment)
 
 
 def _derive(args: argparse.Namespace) -> int:

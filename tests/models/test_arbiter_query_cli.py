@@ -5,6 +5,7 @@ never reach the signed transcript."""
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -91,18 +92,20 @@ def test_arbiter_query_counts_requests_and_keeps_credentials_out_of_the_transcri
 
 
 @pytest.mark.parametrize("flag", ["--decoy-labels", "--decoy-pool"])
-@pytest.mark.parametrize("content", [b"", b"not numpy", "object array", "archive", None])
+@pytest.mark.parametrize("content", [b"", b"not numpy", "object array", "archive", "fifo", None])
 def test_arbiter_query_refuses_decoy_files_it_cannot_read(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes | str | None, flag: str
 ) -> None:
     """--decoy-labels and --decoy-pool are read without unpickling, as one
-    array each, before the suspect is opened."""
+    array each, from a regular file only, before the suspect is opened."""
     world = World(tmp_path)
     mark = world.commit()
     case = world.run_case(mark, memorising_suspect(mark), query=False).case
     given = tmp_path / "given.npy"
     if content == "object array":
         np.save(given, np.array([3, "three"], dtype=object), allow_pickle=True)
+    elif content == "fifo":
+        os.mkfifo(given)  # would block a reader that does not check the type first
     elif content == "archive":
         with given.open("wb") as archive:
             np.savez(archive, labels=np.arange(3))
