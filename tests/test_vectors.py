@@ -24,7 +24,9 @@ from secmark.messages import Fields, create_identity, open_identity
 from secmark.messages.commitment import create_commitment, open_commitment
 from secmark.messages.families import OverlayFamily, PoolFamily, WeightsFamily, family_from_fields
 from secmark.messages.labels import label_space_from_fields
+from secmark.messages.serving_policy import InputEncoding, open_serving_policy
 from secmark.models import WeightsSuspect
+from secmark.serving.marking import canonical_input, decide, marking_alpha, verify_marking
 from secmark.timestamp import TrustStore, verify_timestamp
 from secmark.triggers import (
     CommittedPool,
@@ -249,6 +251,54 @@ def check_merkle_rfc6962(content: dict[str, Any]) -> None:
         )
 
 
+def check_serving_marking(content: dict[str, Any]) -> None:
+    seeds = content["operator"]
+    operator = IdentityKeys(
+        *(bytes.fromhex(seeds[n]) for n in ("signing_seed", "vrf_seed", "encryption_key"))
+    )
+    policy = open_serving_policy(content["policy"].encode())
+    assert policy.digest == content["policy_id"]
+    assert policy.document.operator == operator.public_keys
+    for case in content["cases"]:
+        canonical = canonical_input(np.array(case["input"]), policy.document.input)
+        assert canonical.hex() == case["canonical"]
+        digest = hashlib.sha256(canonical).digest()
+        assert digest.hex() == case["input_digest"]
+        alpha = marking_alpha(bytes.fromhex(policy.digest), digest)
+        assert alpha.hex() == case["alpha"]
+        beta = operator.vrf.hash(alpha)
+        assert beta.hex() == case["beta"]
+        decision = decide(beta, policy.document)
+        assert (decision.selected, decision.answer_index, decision.logged) == (
+            case["selected"],
+            case["answer_index"],
+            case["logged"],
+        )
+        if case["proof"] is None:
+            assert not decision.logged
+            continue
+        proof = bytes.fromhex(case["proof"])
+        assert operator.vrf.prove(alpha) == proof
+        verify_marking(
+            policy,
+            input_digest=digest,
+            model_answer=case["model_answer"],
+            served_answer=case["served_answer"],
+            marked=case["selected"],
+            proof=proof,
+        )
+
+
+def check_serving_canonical_input(content: dict[str, Any]) -> None:
+    for case in content["cases"]:
+        encoding = InputEncoding(case["dtype"], tuple(case["shape"]))
+        if case["canonical"] is None:
+            with pytest.raises(errors.EncodingError):
+                canonical_input(np.array(case["input"]), encoding)
+        else:
+            assert canonical_input(np.array(case["input"]), encoding).hex() == case["canonical"]
+
+
 CHECKERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "ecvrf-tai": check_ecvrf_tai,
     "ecvrf-ell2": check_ecvrf_ell2,
@@ -260,6 +310,8 @@ CHECKERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "trigger-derivation-negative": check_trigger_derivation_negative,
     "weights-derivation": check_weights_derivation,
     "merkle-rfc6962": check_merkle_rfc6962,
+    "serving-marking": check_serving_marking,
+    "serving-canonical-input": check_serving_canonical_input,
 }
 # Checks that read files beside the vector file.
 FOLDER_CHECKERS: dict[str, Callable[[dict[str, Any], Path], None]] = {
