@@ -20,6 +20,7 @@ from secmark.cli.family_advice import FAMILY_ADVICE, advice_lines
 from secmark.cli.output import add_json_flag, emit
 from secmark.errors import EncodingError
 from secmark.messages.challenge import MAX_ALPHA
+from secmark.stats.extraction import ExtractionPlan, extraction_plan
 from secmark.stats.null import classification_p0
 from secmark.stats.planning import (
     DEFAULT_DISPUTES,
@@ -48,6 +49,13 @@ MAX_DENOMINATOR = 10**6
 """Largest denominator of a rate (``--p0``, ``--retention``,
 ``--max-revealed``): six decimal places are more than any estimate of a
 rate holds, and the exact tails raise the denominator to the power k."""
+
+MAX_ACCOUNTS = 1 << 40
+"""Bound of ``--accounts``: far beyond the clients of any API."""
+
+DEFAULT_AGREEMENTS = (Fraction(1), Fraction(9, 10), Fraction(1, 2))
+"""Agreements planned for by default: a copy that memorised every marked
+answer it was trained on, one that kept 90 %, one that kept half."""
 
 MIN_REVEALED = Fraction(1, 1 << 20)
 MAX_CLASSES = 1 << 31
@@ -227,6 +235,35 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             f"(default {DEFAULT_MAX_REVEALED_FRACTION})"
         ),
     )
+    extraction = parser.add_argument_group(
+        "model extraction",
+        "with --marking-rate, the question is another: how many distinct queries must "
+        "a thief make through an API whose serving policy marks answers at that rate "
+        "before a copy trained on its answers is detected (specs/serving.md 6)? "
+        "--classes K then means the other-label rule's p0 = 1/(K-1) (1/2 for K = 2).",
+    )
+    extraction.add_argument(
+        "--marking-rate",
+        type=_rate("--marking-rate"),
+        nargs="+",
+        metavar="R",
+        help="the serving policy's marking rates to plan for, e.g. 1/100 1/50",
+    )
+    extraction.add_argument(
+        "--agreement",
+        type=_rate("--agreement", allow_one=True),
+        nargs="+",
+        default=list(DEFAULT_AGREEMENTS),
+        metavar="Q",
+        help="share of marked answers the copy reproduces (default 1 0.9 0.5)",
+    )
+    extraction.add_argument(
+        "--accounts",
+        type=_integer_in(1, MAX_ACCOUNTS, "--accounts"),
+        default=1,
+        metavar="A",
+        help="client accounts in the log: the arbiter tests at alpha / A (default 1)",
+    )
     add_json_flag(parser)
     parser.set_defaults(handler=_run)
 
@@ -285,6 +322,70 @@ def _log2_text(value: Fraction) -> str:
     return f"{math.log2(value.numerator) - math.log2(value.denominator):.2f}"
 
 
+def _extraction_row(plan: ExtractionPlan) -> tuple[str, dict[str, Any]]:
+    label = f"{float(plan.rate):>8g}  {float(plan.agreement):>9g}"
+    data: dict[str, Any] = {
+        "rate": str(plan.rate),
+        "agreement": str(plan.agreement),
+        "marks_needed": plan.marks_needed,
+        "queries_needed": plan.queries_needed,
+        "detection_probability": plan.detection_probability,
+    }
+    if plan.marks_needed is None or plan.queries_needed is None:
+        return f"{label}  no number of queries reaches the target power", data
+    line = (
+        f"{label}  {plan.marks_needed:>6}  {plan.queries_needed:>9}"
+        f"  {plan.detection_probability:>12.10f}"
+    )
+    return line, data
+
+
+def _run_extraction(
+    args: argparse.Namespace, alpha: Fraction, alpha_text: str, power: Fraction
+) -> int:
+    if args.classes is not None:
+        p0 = Fraction(1, 2) if args.classes == 2 else Fraction(1, args.classes - 1)
+    else:
+        p0 = args.p0
+    if len(args.marking_rate) * len(args.agreement) > MAX_RETENTIONS:
+        raise EncodingError(
+            f"give at most {MAX_RETENTIONS} combinations of --marking-rate and --agreement"
+        )
+    if any(q <= p0 for q in args.agreement):
+        raise EncodingError(f"every --agreement must exceed p0 = {p0}: below it nothing detects")
+    plans = [
+        extraction_plan(
+            rate, p0, alpha=alpha, accounts=args.accounts, agreement=agreement, power=power
+        )
+        for rate in args.marking_rate
+        for agreement in args.agreement
+    ]
+    rows = [_extraction_row(plan) for plan in plans]
+    heading = (
+        f"marked answer null p0 = {p0}, false-claim level alpha = {alpha_text} "
+        f"over {args.accounts} client account(s)"
+    )
+    lines = [
+        heading,
+        f"target detection probability 1 - 2^{args.miss_log2}",
+        "",
+        f"{'rate':>8}  {'agreement':>9}  {'marks':>6}  {'queries':>9}  {'detection':>12}",
+        *(line for line, _ in rows),
+        "",
+        "marks: marked answers of the account the copy must have been trained on;",
+        "queries: distinct inputs the thief asks before that many are marked.",
+    ]
+    data = {
+        "p0": str(p0),
+        "alpha": str(alpha),
+        "accounts": args.accounts,
+        "target_power": str(power),
+        "extraction": [row for _, row in rows],
+    }
+    emit(args, lines, data)
+    return 0
+
+
 def _run(args: argparse.Namespace) -> int:
     p0 = classification_p0(args.classes) if args.classes is not None else args.p0
     if args.alpha is None and args.alpha_log2 is None:
@@ -295,6 +396,8 @@ def _run(args: argparse.Namespace) -> int:
     else:
         alpha, alpha_text = Fraction(1, 1 << -args.alpha_log2), f"2^{args.alpha_log2}"
     target_power = 1 - Fraction(1, 1 << -args.miss_log2)
+    if args.marking_rate is not None:
+        return _run_extraction(args, alpha, alpha_text, target_power)
     if len(args.retention) > MAX_RETENTIONS:
         raise EncodingError(f"give at most {MAX_RETENTIONS} --retention rates")
     retentions = tuple(args.retention)
