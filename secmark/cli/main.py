@@ -34,6 +34,7 @@ from secmark.cli import (
     plan,
     report,
     serve,
+    serving,
     timestamping,
     tsa,
 )
@@ -57,6 +58,7 @@ _COMMAND_MODULES = (
     report,
     arbiter,
     serve,
+    serving,
 )
 
 
