@@ -31,6 +31,7 @@ DOCUMENTS = (
     "release",
     "reveal",
     "reveal-contents",
+    "serving-policy",
     "timestamp-evidence",
     "transcript",
     "verdict",
@@ -284,3 +285,27 @@ def test_dispute_schemas_refuse_what_the_code_refuses(
     assert not validator("challenge").is_valid(
         {**challenge, "vrf_proof": challenge["vrf_proof"][:-1]}
     )
+
+
+def test_serving_policies_match_their_schema(owner_keys: IdentityKeys) -> None:
+    from fractions import Fraction
+
+    from secmark.messages.serving_policy import InputEncoding, create_serving_policy
+
+    raw = load_vector("serving/marking.json")["policy"].encode()
+    validator("envelope").validate(json.loads(raw))
+    validator("serving-policy").validate(json.loads(Envelope.from_json(raw).payload))
+    for classes, log_rate in ((2, Fraction(1)), (1000, Fraction(0))):
+        signed = create_serving_policy(
+            owner_keys,
+            operator=owner_keys.public_keys,
+            release_id="00" * 32,
+            num_classes=classes,
+            rate=Fraction(3, 1000),
+            log_rate=log_rate,
+            input_encoding=InputEncoding("uint8", (3, 32, 32)),
+        )
+        payload = json.loads(signed.payload)
+        validator("serving-policy").validate(payload)
+        payload["labels"] = {"kind": "tokens", "vocab_size": 10, "length": 2}
+        assert not validator("serving-policy").is_valid(payload)
