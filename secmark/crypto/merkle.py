@@ -8,7 +8,10 @@ as an interior node (second-preimage attacks on the tree).
 
 An inclusion proof (RFC 9162 "audit path") lists the sibling hashes from the
 leaf up to the root; :func:`verify_inclusion` is RFC 9162 section 2.1.3.2
-step by step.
+step by step. A consistency proof shows that the tree of ``m`` leaves is a
+prefix of the tree of ``n`` leaves (an append-only log was not rewritten):
+:func:`consistency_proof` is RFC 6962 section 2.1.2 (``SUBPROOF``) and
+:func:`verify_consistency` is RFC 9162 section 2.1.4.2, step by step.
 """
 
 from __future__ import annotations
@@ -20,12 +23,18 @@ from collections.abc import Iterable, Sequence
 from secmark.errors import EncodingError, ProofError
 
 __all__ = [
+    "EMPTY_ROOT",
     "HASH_SIZE",
+    "MAX_LOG_SIZE",
     "MAX_TREE_SIZE",
     "MerkleTree",
+    "consistency_proof",
+    "inclusion_proof",
     "leaf_hash",
     "merkle_root",
     "node_hash",
+    "root_of_hashes",
+    "verify_consistency",
     "verify_inclusion",
 ]
 
@@ -35,6 +44,14 @@ HASH_SIZE = 32
 MAX_TREE_SIZE = 1 << 32
 """Bound on the number of leaves: the largest pool a commitment may name.
 It also bounds an audit path to 32 hashes."""
+
+MAX_LOG_SIZE = 1 << 40
+"""Bound on the size of an append-only log (a serving query log): far more
+queries than any API answers, and small enough that a consistency proof has
+at most 80 hashes and a size is exact in JSON."""
+
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+"""The Merkle Tree Hash of the empty list (RFC 6962 section 2.1)."""
 
 _LEAF_PREFIX = b"\x00"
 _NODE_PREFIX = b"\x01"
@@ -58,26 +75,52 @@ def merkle_root(leaves: Iterable[bytes]) -> bytes:
     leaves of any length can be hashed. The empty list hashes to
     ``SHA-256("")`` as RFC 6962 defines.
     """
+    return _fold(leaf_hash(leaf) for leaf in leaves)
+
+
+def root_of_hashes(leaf_hashes: Sequence[bytes]) -> bytes:
+    """The Merkle Tree Hash of the leaves whose :func:`leaf_hash` values are
+    ``leaf_hashes``, in order (:data:`EMPTY_ROOT` for none).
+
+    Raises:
+        EncodingError: a hash that is not 32 bytes.
+    """
+    _check_leaf_hashes(leaf_hashes)
+    return _fold(leaf_hashes)
+
+
+def _check_leaf_hashes(leaf_hashes: Sequence[bytes]) -> None:
+    if any(len(h) != HASH_SIZE for h in leaf_hashes):
+        raise EncodingError(f"every leaf hash must be {HASH_SIZE} bytes")
+
+
+def _fold(leaf_hashes: Iterable[bytes]) -> bytes:
+    """The root over leaf hashes read once, in O(log n) memory."""
     # stack[j] is the root of a complete subtree of stack_sizes[j] leaves,
     # sizes strictly decreasing: the binary decomposition of the count so far,
     # which is exactly how RFC 6962 splits the list.
     stack: list[bytes] = []
     stack_sizes: list[int] = []
-    for leaf in leaves:
-        node, size = leaf_hash(leaf), 1
+    for node in leaf_hashes:
+        size = 1
         while stack_sizes and stack_sizes[-1] == size:
             node = node_hash(stack.pop(), node)
             size += stack_sizes.pop()
         stack.append(node)
         stack_sizes.append(size)
     if not stack:
-        return hashlib.sha256(b"").digest()
+        return EMPTY_ROOT
     # The smaller subtrees on the right combine first: MTH(D[k:n]) is built
     # before it is joined to the complete left subtree.
     root = stack.pop()
     while stack:
         root = node_hash(stack.pop(), root)
     return root
+
+
+def _split(n: int) -> int:
+    """The largest power of two smaller than ``n`` (``n > 1``): RFC 6962's k."""
+    return 1 << ((n - 1).bit_length() - 1)
 
 
 class MerkleTree:
@@ -180,3 +223,128 @@ def verify_inclusion(
         raise ProofError("the Merkle inclusion path is too short")
     if not hmac.compare_digest(r, root):
         raise ProofError("the Merkle inclusion path does not lead to the committed root")
+
+
+def inclusion_proof(index: int, leaf_hashes: Sequence[bytes]) -> tuple[bytes, ...]:
+    """The audit path ``PATH(index, D[n])`` (RFC 6962 section 2.1.1) of the
+    tree over ``leaf_hashes`` (``n`` of them), nearest sibling first.
+
+    Unlike :class:`MerkleTree` it keeps no levels: it hashes each subtree
+    beside the path once, about ``n`` hashes in all.
+
+    Raises:
+        EncodingError: ``index`` is not in ``[0, n)`` or a hash is not 32 bytes.
+    """
+    n = len(leaf_hashes)
+    if not 0 <= index < n:
+        raise EncodingError(f"leaf index {index} is outside a tree of {n} leaves")
+    _check_leaf_hashes(leaf_hashes)
+    siblings: list[bytes] = []  # root level first
+    lo, hi = 0, n
+    while hi - lo > 1:
+        k = _split(hi - lo)
+        if index < lo + k:  # PATH(m, D[0:k]) : MTH(D[k:n])
+            siblings.append(_fold(leaf_hashes[lo + k : hi]))
+            hi = lo + k
+        else:  # PATH(m - k, D[k:n]) : MTH(D[0:k])
+            siblings.append(_fold(leaf_hashes[lo : lo + k]))
+            lo += k
+    return tuple(reversed(siblings))
+
+
+def consistency_proof(old_size: int, leaf_hashes: Sequence[bytes]) -> tuple[bytes, ...]:
+    """The consistency proof ``PROOF(m, D[n])`` of RFC 6962 section 2.1.2,
+    with ``m = old_size`` and ``D[n]`` the tree over ``leaf_hashes``.
+
+    The proof is empty when ``m`` is 0 (every tree extends the empty one) or
+    ``m == n``. About ``n`` hashes are computed.
+
+    Raises:
+        EncodingError: ``old_size`` is not in ``[0, n]`` or a hash is not 32 bytes.
+    """
+    n = len(leaf_hashes)
+    if not 0 <= old_size <= n:
+        raise EncodingError(f"no consistency proof from {old_size} leaves to {n} leaves")
+    _check_leaf_hashes(leaf_hashes)
+    if old_size in (0, n):
+        return ()
+    # SUBPROOF(m, D[lo:hi], b), unrolled: each step appends the hash of the
+    # subtree it leaves behind; those come out root level first.
+    m, lo, hi, complete = old_size, 0, n, True
+    suffix: list[bytes] = []
+    while m != hi - lo:
+        k = _split(hi - lo)
+        if m <= k:  # SUBPROOF(m, D[0:k], b) : MTH(D[k:n])
+            suffix.append(_fold(leaf_hashes[lo + k : hi]))
+            hi = lo + k
+        else:  # SUBPROOF(m - k, D[k:n], false) : MTH(D[0:k])
+            suffix.append(_fold(leaf_hashes[lo : lo + k]))
+            lo, m, complete = lo + k, m - k, False
+    # SUBPROOF(m, D[m], true) = {}; SUBPROOF(m, D[m], false) = {MTH(D[m])}.
+    head = [] if complete else [_fold(leaf_hashes[lo:hi])]
+    return tuple(head + suffix[::-1])
+
+
+def verify_consistency(
+    old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: Sequence[bytes]
+) -> None:
+    """Check that the tree of ``old_size`` leaves with root ``old_root`` is a
+    prefix of the tree of ``new_size`` leaves with root ``new_root``.
+
+    RFC 9162 section 2.1.4.2 step by step, for ``0 < old_size < new_size``.
+    Equal sizes need an empty proof and equal roots; an old size of 0 needs
+    an empty proof and the empty tree's root (:data:`EMPTY_ROOT`).
+
+    Raises:
+        ProofError: sizes out of order or above :data:`MAX_LOG_SIZE`, a hash
+            of the wrong length, a proof too long or too short, or recomputed
+            roots that differ from the given ones (the log was rewritten: a
+            fork).
+    """
+    if not 0 <= old_size <= new_size <= MAX_LOG_SIZE:
+        raise ProofError(f"no consistency proof from {old_size} leaves to {new_size} leaves")
+    # A valid proof has at most two hashes per level; a longer one is refused
+    # before its hashes are even looked at (denial of service).
+    if len(proof) > 2 * MAX_LOG_SIZE.bit_length():
+        raise ProofError("the Merkle consistency proof is too long")
+    if (
+        len(old_root) != HASH_SIZE
+        or len(new_root) != HASH_SIZE
+        or any(len(node) != HASH_SIZE for node in proof)
+    ):
+        raise ProofError(f"Merkle roots and proof hashes must be {HASH_SIZE} bytes each")
+    if old_size in (0, new_size):
+        if proof:
+            raise ProofError("a consistency proof from an empty or equal tree must be empty")
+        expected = EMPTY_ROOT if old_size == 0 else new_root
+        if not hmac.compare_digest(old_root, expected):
+            raise ProofError("the Merkle roots are inconsistent (the log forked)")
+        return
+    # Step numbers are RFC 9162's.
+    if not proof:  # 1.
+        raise ProofError("the Merkle consistency proof is empty")
+    path = list(proof)
+    if old_size & (old_size - 1) == 0:  # 2. the old tree is a complete subtree
+        path.insert(0, old_root)
+    fn, sn = old_size - 1, new_size - 1  # 3.
+    while fn & 1:  # 4.
+        fn >>= 1
+        sn >>= 1
+    fr = sr = path[0]  # 5.
+    for c in path[1:]:  # 6.
+        if sn == 0:  # 6a. the proof is longer than the tree is high
+            raise ProofError("the Merkle consistency proof is too long")
+        if fn & 1 or fn == sn:  # 6b.
+            fr = node_hash(c, fr)
+            sr = node_hash(c, sr)
+            while not fn & 1 and fn != 0:
+                fn >>= 1
+                sn >>= 1
+        else:
+            sr = node_hash(sr, c)
+        fn >>= 1  # 6c.
+        sn >>= 1
+    if sn != 0:  # 7.
+        raise ProofError("the Merkle consistency proof is too short")
+    if not hmac.compare_digest(fr, old_root) or not hmac.compare_digest(sr, new_root):
+        raise ProofError("the Merkle consistency proof does not lead to both roots (a fork)")
