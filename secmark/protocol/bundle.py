@@ -87,7 +87,10 @@ __all__ = [
     "TimeTrust",
     "build_bundle",
     "bundle_checks",
+    "bundle_trust_store",
+    "describe_trusted_time",
     "examine_bundle",
+    "trusted_time",
     "verify_bundle",
 ]
 
@@ -325,7 +328,7 @@ def _fingerprint(certificate: x509.Certificate) -> str:
     return certificate.fingerprint(hashes.SHA256()).hex()
 
 
-def _time(
+def trusted_time(
     event: str,
     evidence_text: bytes,
     subject: str,
@@ -367,7 +370,7 @@ def _time(
     )
 
 
-def _describe_time(time: TrustedTime) -> str:
+def describe_trusted_time(time: TrustedTime) -> str:
     verified = [token for token in time.tokens if token.time is not None]
     earliest = next(token for token in verified if token.time == time.time)
     return (
@@ -377,7 +380,7 @@ def _describe_time(time: TrustedTime) -> str:
     )
 
 
-def _bundle_roots(texts: tuple[str, ...]) -> TrustStore:
+def bundle_trust_store(texts: tuple[str, ...]) -> TrustStore:
     """The TSA roots a bundle carries, checked so that no byte of them can
     change unnoticed: each entry is exactly one certificate, in the canonical
     PEM the arbiter writes, whose self-signature verifies.
@@ -456,7 +459,7 @@ class _Examination:
             bundle = decode_payload(data, Bundle, MAX_BUNDLE_SIZE)
             found.evidence = f"canonical JSON, {len(data)} bytes, secmark.bundle version 1"
         with checks.check("tsa-roots") as found:
-            bundle_roots = _bundle_roots(bundle.tsa_roots)
+            bundle_roots = bundle_trust_store(bundle.tsa_roots)
             self.bundle_roots = bundle_roots.roots
             found.evidence = (
                 f"{len(bundle_roots.roots)} root(s), each one certificate in canonical PEM "
@@ -526,7 +529,7 @@ class _Examination:
         )
 
         with checks.check("commitment-time") as found:
-            committed = _time(
+            committed = trusted_time(
                 "commitment",
                 claim.commitment_evidence,
                 commitment.digest,
@@ -535,7 +538,7 @@ class _Examination:
                 self.root_source,
             )
             self.times.append(committed)
-            found.evidence = _describe_time(committed)
+            found.evidence = describe_trusted_time(committed)
         commitment_time = committed.time
 
         release = None
@@ -547,7 +550,7 @@ class _Examination:
                     release.document.commitment_id == commitment.digest,
                     "the release names another commitment",
                 )
-                released = _time(
+                released = trusted_time(
                     "release",
                     claim.release_evidence,
                     release.digest,
@@ -561,7 +564,8 @@ class _Examination:
                 )
                 self.times.append(released)
                 found.evidence = (
-                    f"release {release.digest}, signed by the owner; " + _describe_time(released)
+                    f"release {release.digest}, signed by the owner; "
+                    + describe_trusted_time(released)
                 )
             self.case = replace(
                 self.case,

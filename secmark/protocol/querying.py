@@ -293,9 +293,12 @@ def score_answers(
     records: Sequence[QueryRecord],
     *,
     alpha: Fraction | float = DEFAULT_ALPHA,
+    p0: Fraction | None = None,
 ) -> BlackBoxResult:
     """Count matches of the trigger records against ``labels`` and run the
-    exact test.
+    exact test, at the null match probability of ``space`` unless ``p0``
+    states another (a serving policy's marked answers have their own,
+    ``specs/serving.md`` 4).
 
     ``labels[j]`` is the label of the trigger with the j-th smallest index.
     A third party re-scoring a transcript calls this with its records. The
@@ -332,7 +335,9 @@ def score_answers(
         decoy_errors=sum(1 for r in records if not r.is_trigger and r.error is not None),
         decoys_labelled=labelled,
         decoys_correct=correct,
-        test=binomial_test(trials, matches, null_match_probability(space), alpha),
+        test=binomial_test(
+            trials, matches, null_match_probability(space) if p0 is None else p0, alpha
+        ),
     )
 
 
