@@ -30,6 +30,7 @@ from secmark.cli import (
     dispute,
     embedding,
     evaluate,
+    gateway,
     keys,
     plan,
     report,
@@ -59,6 +60,7 @@ _COMMAND_MODULES = (
     arbiter,
     serve,
     serving,
+    gateway,
 )
 
 

@@ -207,6 +207,11 @@ class Marker:
     def policy(self) -> ServingPolicy:
         return self._policy
 
+    @property
+    def policy_id(self) -> bytes:
+        """The policy's id (the SHA-256 of its signed payload), 32 bytes."""
+        return self._policy_id
+
     def mark(self, canonical: bytes, model_answer: int) -> Marking:
         """Decide the answer served for canonical input bytes ``canonical``.
 
