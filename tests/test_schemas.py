@@ -25,8 +25,12 @@ DOCUMENTS = (
     "claim",
     "commitment",
     "envelope",
+    "extraction-bundle",
+    "extraction-claim",
+    "extraction-verdict",
     "identity",
     "keyfile",
+    "log-checkpoint",
     "public-keys",
     "release",
     "reveal",
@@ -309,3 +313,25 @@ def test_serving_policies_match_their_schema(owner_keys: IdentityKeys) -> None:
         validator("serving-policy").validate(payload)
         payload["labels"] = {"kind": "tokens", "vocab_size": 10, "length": 2}
         assert not validator("serving-policy").is_valid(payload)
+
+
+def test_extraction_documents_match_their_schemas(tmp_path: Path) -> None:
+    from secmark.encoding import b64url_decode
+    from tests.serving.extraction_world import World, random_model
+
+    world = World(tmp_path)
+    served = world.serve(queries=60)
+    claim, extract = world.claim(served)
+    bundle = json.loads(world.decide(claim, extract, random_model))
+    validator("extraction-bundle").validate(bundle)
+    payloads = {
+        name: json.loads(Envelope.from_json(bundle[name].encode()).payload)
+        for name in ("claim", "verdict")
+    }
+    validator("extraction-claim").validate(payloads["claim"])
+    validator("extraction-verdict").validate(payloads["verdict"])
+    raw = b64url_decode(json.loads(extract)["checkpoint"])
+    validator("envelope").validate(json.loads(raw))
+    validator("log-checkpoint").validate(json.loads(Envelope.from_json(raw).payload))
+    payloads["verdict"]["log_word"] = "platform"
+    assert not validator("extraction-verdict").is_valid(payloads["verdict"])
