@@ -39,13 +39,14 @@ Floors are bare library calls on arguments prepared beforehand
 Times are CPU seconds of this process (``time.process_time``): other work
 on a shared machine inflates neither side much. In every round each side
 runs once, in alternating order; each ratio is the median of the per-round
-ratios (``benchmarks/cputime.py``).
+ratios (``benchmarks/cputime.py``), printed with the range of the rounds.
 
-Run: python3 benchmarks/derivation.py
+Run: python3 benchmarks/derivation.py [--rounds N]
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import tracemalloc
 from collections.abc import Callable
@@ -67,7 +68,7 @@ from secmark.protocol.reveals import revealed_triggers
 from secmark.triggers import iter_triggers, trigger_alpha
 from secmark.triggers.sampling import INPUT_STREAM_INFO, LABEL_STREAM_INFO
 
-ROUNDS = 9
+ROUNDS = 15
 DERIVED = 512
 REVEALED = 128
 STREAMED = 4096
@@ -87,11 +88,11 @@ _ZERO_COUNTER_AND_NONCE = bytes(16)
 
 def streams_floor(betas: list[bytes], input_bytes: int) -> Callable[[], None]:
     """The two HKDF derivations and the two keystreams of each beta, bare."""
-    zeros_input, zeros_label = bytes(input_bytes), bytes(LABEL_BYTES)
+    streams = ((INPUT_STREAM_INFO, bytes(input_bytes)), (LABEL_STREAM_INFO, bytes(LABEL_BYTES)))
 
     def run() -> None:
         for beta in betas:
-            for info, zeros in ((INPUT_STREAM_INFO, zeros_input), (LABEL_STREAM_INFO, zeros_label)):
+            for info, zeros in streams:
                 key = HKDF(algorithm=_SHA256, length=32, salt=None, info=info).derive(beta)
                 cipher = Cipher(algorithms.ChaCha20(key, _ZERO_COUNTER_AND_NONCE), mode=None)
                 cipher.encryptor().update(zeros)
@@ -112,7 +113,7 @@ def peak_bytes(run: Callable[[], None]) -> int:
         tracemalloc.stop()
 
 
-def measure_family(keys: IdentityKeys, name: str, family: NoiseFamily) -> None:
+def measure_family(keys: IdentityKeys, name: str, family: NoiseFamily, rounds: int) -> None:
     signed = create_commitment(
         keys,
         family=family,
@@ -168,19 +169,19 @@ def measure_family(keys: IdentityKeys, name: str, family: NoiseFamily) -> None:
             "bare prove": floors.prove,
         },
         items=DERIVED,
-        rounds=ROUNDS,
+        rounds=rounds,
     )
     with_proofs = compare(
         derive_with_proofs,
         {"prove + beta + streams floors": prove_beta_and_streams},
         items=DERIVED,
-        rounds=ROUNDS,
+        rounds=rounds,
     )
     checked = compare(
         check_reveal,
         {"verify + streams floors": verify_and_streams, "verify floor alone": reveal_floors.verify},
         items=REVEALED,
-        rounds=ROUNDS,
+        rounds=rounds,
     )
     print(
         f"noise 3x32x32 {name}, K = 10\n"
@@ -199,13 +200,23 @@ def measure_family(keys: IdentityKeys, name: str, family: NoiseFamily) -> None:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=ROUNDS,
+        help=f"interleaved rounds per ratio (default {ROUNDS})",
+    )
+    rounds = parser.parse_args().rounds
+    if rounds < 1:
+        parser.error("--rounds must be at least 1")
     keys = IdentityKeys(seed("signing"), seed("vrf"), seed("encryption"))
     print(
-        f"{ROUNDS} interleaved rounds, CPU time (process_time), median of per-round ratios; "
+        f"{rounds} interleaved rounds, CPU time (process_time), median of per-round ratios; "
         f"per-item times are medians; {load_average()}"
     )
     for name, family in FAMILIES.items():
-        measure_family(keys, name, family)
+        measure_family(keys, name, family, rounds)
     print(f"after (a) and (b): {load_average()}")
 
     signed = create_commitment(

@@ -278,8 +278,9 @@ def _draw(
     return value, draw_label(commitment.labels, KeyStream(label_key)), pool_index
 
 
-# Largest float32 noise input decoded for a whole batch at once: about 11
-# bytes of temporaries per value, 22 MiB for a batch of 256 such inputs.
+# Largest float32 noise input whose rows are decoded together
+# (uniform_float32_rows, at least four rows a block); a larger one gains
+# little from sharing a block and is decoded row by row (uniform_float32).
 _MAX_ROWS_DECODED_VALUES = 8192
 
 
@@ -299,14 +300,13 @@ def _draw_noise_rows(
     (:func:`~secmark.triggers.sampling.uniform_float32_rows`); the labels."""
     family = commitment.family
     assert isinstance(family, NoiseFamily)
-    streams, labels = [], []
+    input_keys, labels = [], []
     for beta in betas:
         input_key, label_key = stream_keys(beta)
-        streams.append(KeyStream(input_key))
+        input_keys.append(input_key)
         labels.append(draw_label(commitment.labels, KeyStream(label_key)))
-    count = math.prod(family.shape)
-    values = uniform_float32_rows(streams, float(family.low), float(family.high), count)
-    inputs.reshape(len(betas), count)[...] = values
+    rows = inputs.reshape(len(betas), math.prod(family.shape))
+    uniform_float32_rows(input_keys, float(family.low), float(family.high), rows)
     return labels
 
 

@@ -181,19 +181,30 @@ def test_float32_blocks_and_chunks_equal_the_definition(
     ("low", "high"), [(0.0, 1.0), (-0.0, 1.0), (-1.0, 1.0), (0.0, 255.0), (0.25, 0.5)]
 )
 @pytest.mark.parametrize(("rows", "count"), [(0, 4), (1, 0), (1, 7), (5, 23), (3, 300)])
+@pytest.mark.parametrize("float_block", [None, 50])
 def test_float32_rows_equal_the_definition_row_by_row(
-    low: float, high: float, rows: int, count: int
+    monkeypatch: pytest.MonkeyPatch,
+    low: float,
+    high: float,
+    rows: int,
+    count: int,
+    float_block: int | None,
 ) -> None:
+    if float_block is not None:
+        # Blocks of one or two rows, the last one partial.
+        monkeypatch.setattr(sampling, "_FLOAT_ROWS_BLOCK", float_block)
     keys = [hashlib.sha256(f"rows {low} {high} {row}".encode()).digest() for row in range(rows)]
-    streams = [KeyStream(key) for key in keys]
-    drawn = uniform_float32_rows(streams, low, high, count)
-    assert drawn.shape == (rows, count) and drawn.dtype == np.float32
+    drawn = np.full((rows, count), np.nan, dtype=np.float32)
+    uniform_float32_rows(keys, low, high, drawn)
     for row, key in enumerate(keys):
         expected = reference.Stream(key)
         reference_values = [reference.f32(expected, low, high) for _ in range(count)]
         assert drawn[row].tobytes() == np.array(reference_values, dtype=np.float32).tobytes()
-        # Each stream is left just past its last value.
-        assert streams[row].read(8).tobytes() == expected.read(8)
+
+
+def test_float32_rows_refuse_a_short_key() -> None:
+    with pytest.raises(EncodingError):
+        uniform_float32_rows([bytes(32), bytes(31)], 0.0, 1.0, np.empty((2, 3), np.float32))
 
 
 @given(
