@@ -18,6 +18,7 @@ import numpy.typing as npt
 
 from secmark.cli.arrays import read_array
 from secmark.cli.dispute import read_file, write_new
+from secmark.cli.extraction import add_arbiter_command
 from secmark.cli.output import add_json_flag, emit
 from secmark.cli.passphrase import open_key_file
 from secmark.cli.plan import MIN_LOG2, parse_probability
@@ -134,6 +135,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             )
         add_json_flag(step)
         step.set_defaults(handler=_step, step=name)
+    add_arbiter_command(commands, _open_arbiter)
 
 
 def _policy(config: dict[str, Any]) -> ArbiterPolicy:

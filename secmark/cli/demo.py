@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "An owner commits, embeds a watermark and releases a model; a thief who "
             "committed earlier steals it, re-marks it and claims it; the arbiter judges "
             "both and the verdict bundle is re-verified offline. Prints the files it left "
-            "and the command that re-checks the owner's bundle."
+            "and the command that re-checks the owner's bundle. With --extraction: a "
+            "platform serves the model with marked answers into a query log, a thief "
+            "trains a copy on its answers, and the arbiter upholds the owner's claim "
+            "against the copy and rejects it against an innocent model."
         ),
     )
     demo.add_argument(
@@ -36,6 +40,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--force",
         action="store_true",
         help="replace an earlier demo's documents in --out (nothing else is deleted)",
+    )
+    demo.add_argument(
+        "--extraction",
+        action="store_true",
+        help="tell the model-extraction story instead: serving-side marks, a query log, "
+        "a thief's copy and an innocent model",
     )
     add_threads_argument(demo)
     add_json_flag(demo)
@@ -54,6 +64,16 @@ def _say(line: str) -> None:
     print(printable(line))
 
 
+def _files_left(folder: Path, table: tuple[tuple[str, str], ...]) -> list[dict[str, str]]:
+    """The entries of ``table`` (name, what) that exist under ``folder``."""
+    # A folder keeps its trailing "/" so that it reads as one.
+    return [
+        {"path": str(folder / name) + ("/" if name.endswith("/") else ""), "what": what}
+        for name, what in table
+        if (folder / name).exists()
+    ]
+
+
 def _demo(args: argparse.Namespace) -> int:
     require_torch("the demo")
     from secmark.examples.demo import DEMO_FILES, run_demo
@@ -65,14 +85,11 @@ def _demo(args: argparse.Namespace) -> int:
         say = _silent
     else:
         say = _say_on_stderr if args.json else _say
+    if args.extraction:
+        return _extraction_demo(args, say)
     with torch_threads(args.threads):
         outcome = run_demo(args.out, say, replace=args.force)
-    # A folder keeps its trailing "/" so that it reads as one.
-    files = [
-        {"path": str(args.out / name) + ("/" if name.endswith("/") else ""), "what": what}
-        for name, what in DEMO_FILES
-        if (args.out / name).exists()
-    ]
+    files = _files_left(args.out, DEMO_FILES)
     command = outcome.verify_command()
     width = max(len(entry["path"]) for entry in files)
     lines = [
@@ -101,6 +118,62 @@ def _demo(args: argparse.Namespace) -> int:
         "folder": str(args.out),
         "files": files,
         "verify_command": command,
+        "seconds": outcome.seconds,
+        "threads": args.threads,
+    }
+    emit(args, lines, data)
+    return 0 if outcome.succeeded else 1
+
+
+def _extraction_demo(args: argparse.Namespace, say: Callable[[str], None]) -> int:
+    """``secmark demo --extraction``: exit status 0 when the story ended as it
+    should (:attr:`ExtractionDemoOutcome.succeeded`), else 1."""
+    from secmark.examples.extraction_demo import EXTRACTION_DEMO_FILES, run_extraction_demo
+
+    with torch_threads(args.threads):
+        outcome = run_extraction_demo(args.out, say, replace=args.force)
+    files = _files_left(args.out, EXTRACTION_DEMO_FILES)
+    commands = outcome.verify_commands()
+    width = max(len(entry["path"]) for entry in files)
+    lines = [
+        "",
+        f"files left in {args.out} ({outcome.seconds:.0f} s, {args.threads} torch thread(s)):",
+        *(f"  {entry['path']:<{width}}  {entry['what']}" for entry in files),
+        "",
+        "re-check both bundles offline, as a judge would (exit status 0: verified):",
+        *("  " + shlex.join(command) for command in commands),
+    ]
+    suspects = {"student": outcome.student, "innocent": outcome.innocent}
+    data: dict[str, Any] = {
+        "succeeded": outcome.succeeded,
+        "outcomes": {name: result.outcome for name, result in suspects.items()},
+        "suspects": {
+            name: {
+                "outcome": result.outcome,
+                "matches": result.matches,
+                "tested": result.tested,
+                "threshold": result.threshold,
+                "log2_p_value": result.log2_p_value,
+                "reference": result.reference,
+                "bundle": str(result.bundle),
+                "bundle_verified": result.bundle_verified,
+            }
+            for name, result in suspects.items()
+        },
+        "accuracy": outcome.accuracy,
+        "plan": {
+            "rate": str(outcome.rate),
+            "accounts": outcome.accounts,
+            "marks_needed": outcome.marks_needed,
+            "queries_needed": outcome.queries_needed,
+        },
+        "thief_queries": outcome.thief_queries,
+        "thief_marks": outcome.thief_marks,
+        "log_entries": outcome.log_entries,
+        "arbiter": outcome.arbiter_key_id,
+        "folder": str(args.out),
+        "files": files,
+        "verify_commands": commands,
         "seconds": outcome.seconds,
         "threads": args.threads,
     }

@@ -48,7 +48,7 @@ failing check, with no outcome. --json prints the same report as one
 secmark.bundle-report object (specs/report.md; schema bundle-report).
 """
 
-_VERIFY_EXIT_STATUSES = f"""\
+VERIFY_EXIT_STATUSES = f"""\
 exit status:
   0   verified: every check passed, timestamps against your --trust roots
       (if --arbiter is not given, the report says the arbiter is not pinned)
@@ -144,7 +144,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "verify-bundle",
         help="re-check a verdict bundle offline and print a report",
         description=_VERIFY_DESCRIPTION,
-        epilog=_VERIFY_EXIT_STATUSES,
+        epilog=VERIFY_EXIT_STATUSES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     add_input(verify, "bundle", help="the verdict bundle")

@@ -23,7 +23,7 @@ from secmark.files import read_regular_file
 from secmark.messages.serving_policy import MAX_POLICY_SIZE, open_serving_policy
 from secmark.models.http import hide_userinfo
 
-__all__ = ["register"]
+__all__ = ["default_log_url", "register"]
 
 _DEFAULT_LISTEN = "127.0.0.1:8080"
 _LOG_FILE = "query-log.sqlite"
@@ -87,6 +87,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     gateway.set_defaults(handler=_gateway)
 
 
+def default_log_url(policy: Path) -> str:
+    """The query log of the serving policy in the file ``policy`` when no ``--log`` is
+    given: an SQLite database in the policy file's folder."""
+    return f"sqlite:///{policy.resolve().parent / _LOG_FILE}"
+
+
 def _listen_address(text: str) -> tuple[str, int]:
     host, _, port = text.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
@@ -119,8 +125,9 @@ def _gateway(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         checkpoint_seconds=args.checkpoint_seconds,
     )
-    url = args.log or f"sqlite:///{args.policy.resolve().parent / _LOG_FILE}"
-    log = QueryLog.open(url, policy_id=bytes.fromhex(policy.digest))
+    log = QueryLog.open(
+        args.log or default_log_url(args.policy), policy_id=bytes.fromhex(policy.digest)
+    )
     try:
         app = create_gateway(marker, log, config, operator_keys=operator)
         upstream = hide_userinfo(config.upstream, config.upstream)

@@ -30,9 +30,11 @@ from secmark.cli import (
     dispute,
     embedding,
     evaluate,
+    extraction,
     gateway,
     keys,
     plan,
+    querylog,
     report,
     serve,
     serving,
@@ -61,6 +63,8 @@ _COMMAND_MODULES = (
     serve,
     serving,
     gateway,
+    querylog,
+    extraction,
 )
 
 

@@ -285,8 +285,9 @@ def _pairs(entries: list[str], separator: str, dest: str) -> dict[str, str]:
     return pairs
 
 
-def build_suspect(args: argparse.Namespace, family: TriggerFamily) -> Suspect:
-    """The adapter the options describe, for a commitment to ``family``.
+def build_suspect(args: argparse.Namespace, family: TriggerFamily | None) -> Suspect:
+    """The adapter the options describe, for a commitment to ``family``
+    (None: a model that is only queried, as for an extraction claim).
     Nothing is sent to a remote suspect yet.
 
     Raises:
@@ -311,8 +312,8 @@ def build_suspect(args: argparse.Namespace, family: TriggerFamily) -> Suspect:
         raise SecmarkError(
             "a weights commitment is checked with --weights-file, any other by querying a model"
         )
-    if white_box:
-        return WeightsSuspect.from_family(args.weights_file, family)  # type: ignore[arg-type]
+    if white_box and isinstance(family, WeightsFamily):
+        return WeightsSuspect.from_family(args.weights_file, family)
     if local:
         if args.torch_factory is None or args.weights is None:
             raise SecmarkError("a local suspect needs both --torch-factory and --weights")
@@ -384,7 +385,7 @@ class _Progress:
 
 @contextmanager
 def open_suspect(
-    args: argparse.Namespace, family: TriggerFamily, *, total: int | None = None
+    args: argparse.Namespace, family: TriggerFamily | None, *, total: int | None = None
 ) -> Iterator[Suspect]:
     """The suspect the options describe (:func:`build_suspect`), with a
     progress bar over ``total`` inputs on standard error when it is a

@@ -62,7 +62,7 @@ from secmark.timestamp import TimestampAuthority, TrustStore
 from secmark.timestamp.evidence import collect_evidence
 from secmark.triggers import CommittedPool, iter_triggers, pool_root
 
-__all__ = ["DEMO_FILES", "MARKER_FILE", "DemoOutcome", "prepare_folder", "run_demo"]
+__all__ = ["DEMO_FILES", "MARKER_FILE", "Calendar", "DemoOutcome", "prepare_folder", "run_demo"]
 
 TRIGGERS = 256
 CHALLENGE = 128
@@ -187,7 +187,7 @@ def prepare_folder(folder: Path, *, replace: bool = False) -> None:
             entry.unlink()
 
 
-class _Calendar:
+class Calendar:
     """The simulated dates the built-in TSA signs."""
 
     def __init__(self, start: datetime) -> None:
@@ -226,7 +226,7 @@ def run_demo(
         mode=PUBLIC_FILE_MODE,
     )
     today = utc_now()
-    calendar = _Calendar(today - timedelta(days=365))
+    calendar = Calendar(today - timedelta(days=365))
     tsa = TimestampAuthority.initialize(
         folder / "tsa", passphrase=None, allow_unencrypted=True, clock=calendar
     )

@@ -543,7 +543,10 @@ class ExtractionArbiter:
                 )
             registry[key] = case.claim.digest
             write_atomic(
-                self.folder / REGISTRY_FILE, canonical_json(registry), mode=PUBLIC_FILE_MODE
+                self.folder / REGISTRY_FILE,
+                canonical_json(registry),
+                mode=PUBLIC_FILE_MODE,
+                overwrite=True,
             )
         return ExtractionDecision(transcript, verdict)
 

@@ -196,6 +196,18 @@ def test_one_claim_per_policy_account_and_suspect(world: World) -> None:
         arbiter.decide(case, CallableSuspect(copy_of(served.answers), reference=SUSPECT))
 
 
+def test_one_arbiter_decides_claims_on_several_suspects(world: World) -> None:
+    served = world.serve()
+    arbiter = world.arbiter()
+    claim, extract = world.claim(served)
+    other = "sha256:" + hashlib.sha256(b"another suspect").hexdigest()
+    second, second_extract = world.claim(served, suspect=other)
+    world.decide(claim, extract, random_model, arbiter)
+    case = arbiter.check_claim(second, second_extract)
+    decision = arbiter.decide(case, CallableSuspect(random_model, reference=other))
+    assert decision.verdict.document.suspect == other
+
+
 def test_a_claim_for_another_arbiter_is_refused(world: World) -> None:
     served = world.serve()
     claim, extract = world.claim(served)
