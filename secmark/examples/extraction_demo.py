@@ -131,7 +131,7 @@ EXTRACTION_DEMO_FILES: tuple[tuple[str, str], ...] = (
     ("innocent.safetensors", "the innocent model, trained on true labels without the API"),
     ("student.claim.json", "the owner's extraction claim against the student"),
     ("innocent.claim.json", "the owner's extraction claim against the innocent model"),
-    ("arbiter/", "the arbiter's working folders, one per claim"),
+    ("arbiter/", "the arbiter's working folder (its registry of decided claims)"),
     (STUDENT_BUNDLE, "the student's verdict bundle: what a judge re-checks offline"),
     (INNOCENT_BUNDLE, "the innocent model's verdict bundle"),
 )
