@@ -17,12 +17,18 @@ from typing import Any
 import numpy.typing as npt
 
 from secmark.cli.arrays import read_array
-from secmark.cli.dispute import read_file, write_new
 from secmark.cli.extraction import add_arbiter_command
 from secmark.cli.output import add_json_flag, emit
 from secmark.cli.passphrase import open_key_file
 from secmark.cli.plan import MIN_LOG2, parse_probability
-from secmark.cli.streams import add_input, add_output, read_input, write_output
+from secmark.cli.streams import (
+    add_input,
+    add_output,
+    read_file,
+    read_input,
+    write_new,
+    write_output,
+)
 from secmark.cli.suspects import (
     add_suspect_arguments,
     open_suspect,

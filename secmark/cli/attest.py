@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from secmark.cli.dispute import read_file, write_new
 from secmark.cli.output import add_json_flag, emit
 from secmark.cli.passphrase import open_key_file
-from secmark.cli.streams import add_input, add_output, read_input
+from secmark.cli.streams import add_input, add_output, read_file, read_input, write_new
 from secmark.messages.identity import open_identity
 from secmark.provenance import attest, open_statement
 

@@ -8,11 +8,12 @@ import sys
 from pathlib import Path
 
 from secmark.cli.derive import open_pool
+from secmark.cli.extraction import report_extraction_bundle
 from secmark.cli.output import add_json_flag, emit, printable
 from secmark.cli.passphrase import open_key_file
-from secmark.cli.streams import add_input, add_output, is_stdio, read_input, write_output
+from secmark.cli.streams import add_input, add_output, read_file, read_input, write_new
+from secmark.cli.verification import EXIT_SELF_ASSERTED, VERIFY_EXIT_STATUSES
 from secmark.errors import SecmarkError
-from secmark.files import read_regular_file
 from secmark.messages.commitment import open_commitment
 from secmark.messages.identity import open_identity
 from secmark.messages.release import (
@@ -23,15 +24,11 @@ from secmark.messages.release import (
 )
 from secmark.protocol.bundle import BundleReport, examine_bundle
 from secmark.protocol.bundle_report import BundleStatus
+from secmark.protocol.extraction_bundle import is_extraction_bundle
 from secmark.protocol.owner import answer_challenge, file_claim
 from secmark.provenance import model_folder_digest, verify_model_signature
 from secmark.report import render_text, report_data
 from secmark.timestamp import MAX_CLOCK_SKEW, TrustStore
-
-EXIT_SELF_ASSERTED = 10
-"""``verify-bundle``'s status when every check passed but no ``--trust`` was
-given: the times rest on TSA roots inside the bundle, so nothing was verified
-against the judge's own trust."""
 
 _VERIFY_DESCRIPTION = f"""\
 Re-check a verdict bundle offline: every signature, timestamp, VRF proof,
@@ -47,30 +44,6 @@ checked) and whose word it rests on; a refused bundle is reported up to its
 failing check, with no outcome. --json prints the same report as one
 secmark.bundle-report object (specs/report.md; schema bundle-report).
 """
-
-VERIFY_EXIT_STATUSES = f"""\
-exit status:
-  0   verified: every check passed, timestamps against your --trust roots
-      (if --arbiter is not given, the report says the arbiter is not pinned)
-  {EXIT_SELF_ASSERTED}  every check passed, but the time is SELF-ASSERTED: no --trust was
-      given, the timestamps verify only against roots inside the bundle
-  3, 4, 5, 7, 8  refused: malformed bundle, bad signature or another arbiter
-      than --arbiter, bad proof or figure, timestamp that does not verify
-      (or is dated in the future), protocol mismatch
-"""
-
-
-def read_file(path: Path) -> bytes:
-    """The bytes of a document the user named (a regular file, refused
-    before reading when it is a FIFO, a device or over 1 GiB)."""
-    return read_regular_file(path)
-
-
-def write_new(path: Path, data: bytes) -> None:
-    """Write a new public document to ``path``, or to standard output for ``-``."""
-    if not is_stdio(path) and path.exists():
-        raise SecmarkError(f"{path} already exists; choose another path")
-    write_output(path, data)
 
 
 def _owner_options(parser: argparse.ArgumentParser) -> None:
@@ -269,8 +242,10 @@ def print_refusal(report: BundleReport) -> None:
 
 
 def _verify_bundle(args: argparse.Namespace) -> int:
-    trust = TrustStore.from_pem_files(args.trust) if args.trust else None
     bundle = read_input(args.bundle, what="bundle")
+    if is_extraction_bundle(bundle):
+        return report_extraction_bundle(args, bundle)
+    trust = TrustStore.from_pem_files(args.trust) if args.trust else None
     report = examine_bundle(bundle, trust, arbiter_key_id=args.arbiter)
     status = bundle_exit_status(report)
     # A refused bundle is reported too, with its failed check, never as a pass.

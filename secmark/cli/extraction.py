@@ -17,17 +17,12 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from secmark.cli.dispute import (
-    EXIT_SELF_ASSERTED,
-    VERIFY_EXIT_STATUSES,
-    read_file,
-    write_new,
-)
 from secmark.cli.output import add_json_flag, emit, printable
 from secmark.cli.passphrase import open_key_file
 from secmark.cli.querylog import parse_account, read_policy
-from secmark.cli.streams import add_input, add_output, is_stdio, read_input
+from secmark.cli.streams import add_input, add_output, is_stdio, read_file, read_input, write_new
 from secmark.cli.suspects import add_suspect_arguments, open_suspect, requests_sent
+from secmark.cli.verification import EXIT_SELF_ASSERTED, VERIFY_EXIT_STATUSES
 from secmark.errors import EncodingError, ProtocolError, SecmarkError, SignatureError
 from secmark.files import read_regular_file
 from secmark.messages.checkpoint import open_checkpoint
@@ -48,7 +43,12 @@ from secmark.serving.extract import MAX_EXTRACT_SIZE, ClientExtract
 from secmark.timestamp import TrustStore
 from secmark.timestamp.evidence import TimestampEvidence
 
-__all__ = ["add_arbiter_command", "extraction_exit_status", "register"]
+__all__ = [
+    "add_arbiter_command",
+    "extraction_exit_status",
+    "register",
+    "report_extraction_bundle",
+]
 
 ArbiterOpener = Callable[[Path, str | None], Arbiter]
 """Opens the arbiter of a working folder, with a passphrase file or None."""
@@ -289,7 +289,7 @@ def _decide(args: argparse.Namespace, open_arbiter: ArbiterOpener) -> int:
 def extraction_exit_status(report: ExtractionReport) -> int:
     """The status ``verify-extraction`` exits with, as ``verify-bundle``'s:
     0 when every check passed against the judge's roots,
-    :data:`~secmark.cli.dispute.EXIT_SELF_ASSERTED` when they passed on the
+    :data:`~secmark.cli.verification.EXIT_SELF_ASSERTED` when they passed on the
     bundle's own roots, the failed check's error code otherwise."""
     if report.error is not None:
         return report.error.exit_code
@@ -297,8 +297,15 @@ def extraction_exit_status(report: ExtractionReport) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    trust = TrustStore.from_pem_files(args.trust) if args.trust else None
     bundle = read_input(args.bundle, max_size=MAX_EXTRACTION_BUNDLE_SIZE, what="bundle")
+    return report_extraction_bundle(args, bundle)
+
+
+def report_extraction_bundle(args: argparse.Namespace, bundle: bytes) -> int:
+    """Examine an extraction bundle with the ``--trust`` and ``--arbiter`` of
+    ``args``, print the report (text or ``--json``), and return the exit status
+    (:func:`extraction_exit_status`)."""
+    trust = TrustStore.from_pem_files(args.trust) if args.trust else None
     report = examine_extraction_bundle(bundle, trust=trust, arbiter_key_id=args.arbiter)
     status = extraction_exit_status(report)
     # A refused bundle is reported too, with its failed check, never as a pass.

@@ -21,11 +21,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from secmark.cli.dispute import read_file, write_new
 from secmark.cli.gateway import default_log_url
 from secmark.cli.output import add_json_flag, emit
 from secmark.cli.passphrase import open_key_file
-from secmark.cli.streams import add_output
+from secmark.cli.streams import add_output, read_file, write_new
 from secmark.errors import EncodingError, ProtocolError, SecmarkError, SignatureError
 from secmark.files import read_regular_file
 from secmark.messages.checkpoint import (

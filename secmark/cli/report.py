@@ -5,9 +5,10 @@ from __future__ import annotations
 import argparse
 
 from secmark import __version__
-from secmark.cli.dispute import EXIT_SELF_ASSERTED, bundle_exit_status, print_refusal
+from secmark.cli.dispute import bundle_exit_status, print_refusal
 from secmark.cli.output import Output, Verbosity, printable
 from secmark.cli.streams import add_input, add_output, describe, is_stdio, read_input, write_output
+from secmark.cli.verification import EXIT_SELF_ASSERTED
 from secmark.errors import SecmarkError
 from secmark.protocol.bundle import examine_bundle
 from secmark.report import render_exhibit

@@ -6,10 +6,10 @@ import argparse
 from fractions import Fraction
 from pathlib import Path
 
-from secmark.cli.dispute import read_file, write_new
 from secmark.cli.output import add_json_flag, emit, printable
 from secmark.cli.passphrase import open_key_file
 from secmark.cli.plan import parse_probability
+from secmark.cli.streams import read_file, write_new
 from secmark.errors import EncodingError, SecmarkError
 from secmark.messages.identity import open_identity
 from secmark.messages.release import open_release

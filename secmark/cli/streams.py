@@ -44,8 +44,10 @@ __all__ = [
     "check_streams",
     "describe",
     "is_stdio",
+    "read_file",
     "read_input",
     "stdout_carries_document",
+    "write_new",
     "write_output",
 ]
 
@@ -247,3 +249,16 @@ def write_output(
         raise SecmarkError("cannot write to standard output: it is not a byte stream")
     binary.write(data)
     binary.flush()
+
+
+def read_file(path: Path) -> bytes:
+    """The bytes of a document the user named (a regular file, refused
+    before reading when it is a FIFO, a device or over 1 GiB)."""
+    return read_regular_file(path)
+
+
+def write_new(path: Path, data: bytes) -> None:
+    """Write a new public document to ``path``, or to standard output for ``-``."""
+    if not is_stdio(path) and path.exists():
+        raise SecmarkError(f"{path} already exists; choose another path")
+    write_output(path, data)

@@ -13,6 +13,7 @@ operates the log, on the owner's) word.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
@@ -49,6 +50,7 @@ __all__ = [
     "examine_extraction_bundle",
     "extraction_bundle_checks",
     "extraction_outcome_lines",
+    "is_extraction_bundle",
 ]
 
 MAX_EXTRACTION_BUNDLE_SIZE = 2 * 1024 * 1024 * 1024
@@ -94,6 +96,16 @@ class ExtractionBundle:
                 fields.text_list("tsa_roots", max_items=_MAX_ROOTS, max_length=64 * 1024)
             ),
         )
+
+
+def is_extraction_bundle(data: bytes) -> bool:
+    """Whether ``data`` claims to be an extraction bundle (its top-level
+    ``type``): which verifier to run, nothing more; the verifier checks it."""
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(value, dict) and value.get("type") == ExtractionBundle.TYPE
 
 
 def build_extraction_bundle(

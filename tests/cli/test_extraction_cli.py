@@ -15,10 +15,10 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from secmark.cli.dispute import EXIT_SELF_ASSERTED
 from secmark.cli.gateway import default_log_url
 from secmark.cli.main import main
 from secmark.cli.passphrase import open_key_file
+from secmark.cli.verification import EXIT_SELF_ASSERTED
 from secmark.encoding import canonical_json
 from secmark.messages.extraction import open_extraction_claim
 from secmark.messages.serving_policy import InputEncoding, open_serving_policy
@@ -238,6 +238,10 @@ def test_a_copy_of_the_thiefs_answers_is_upheld_from_the_command_line(
     # The text report, and one claim per policy, account and suspect.
     assert main(["verify-extraction", files["bundle.json"], "--trust", files["tsa.pem"]]) == 0
     assert "outcome: upheld" in capsys.readouterr().out
+    # verify-bundle recognises an extraction bundle and checks it the same way.
+    same = run(capsys, "verify-bundle", files["bundle.json"], "--trust", files["tsa.pem"],
+               "--arbiter", _arbiter_key_id(served))  # fmt: skip
+    assert same == report
     argv = ["arbiter", "extraction", str(served.folder / "arbiter"), "--claim",
             files["claim.json"], "--extract", files["extract.json"], "--suspect-config",
             files["suspect.json"], "--out", str(served.folder / "again.json")]  # fmt: skip

@@ -22,10 +22,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from secmark.cli.derive import open_pool
-from secmark.cli.dispute import read_file
 from secmark.cli.main import main as cli_main
 from secmark.cli.output import emit, printable
 from secmark.cli.passphrase import read_passphrase
+from secmark.cli.streams import read_file
 from secmark.crypto import IdentityKeys
 from secmark.crypto.keyfile import decode_key_file, encode_key_file, read_key_file
 from secmark.crypto.passphrase_box import seal_box

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
 
-from secmark.cli.dispute import EXIT_SELF_ASSERTED
 from secmark.cli.main import main
+from secmark.cli.verification import EXIT_SELF_ASSERTED
 from secmark.encoding import utc_now
 from secmark.errors import EncodingError, SignatureError, TimestampError
 from secmark.messages import create_identity

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from secmark.cli.dispute import EXIT_SELF_ASSERTED
 from secmark.cli.main import main
+from secmark.cli.verification import EXIT_SELF_ASSERTED
 from tests.report.conftest import Exhibits
 
 
