@@ -78,6 +78,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="sign a log checkpoint every N seconds, and at shutdown",
     )
     gateway.add_argument(
+        "--tsa",
+        action="append",
+        default=[],
+        metavar="URL",
+        help="a TSA that timestamps every checkpoint signed (repeatable); without it, "
+        "timestamp checkpoints with 'secmark log checkpoint' and 'secmark timestamp'",
+    )
+    gateway.add_argument(
         "--timeout",
         type=float,
         default=10.0,
@@ -124,6 +132,7 @@ def _gateway(args: argparse.Namespace) -> int:
         answer=args.answer,
         timeout=args.timeout,
         checkpoint_seconds=args.checkpoint_seconds,
+        timestamp_authorities=tuple(args.tsa),
     )
     log = QueryLog.open(
         args.log or default_log_url(args.policy), policy_id=bytes.fromhex(policy.digest)

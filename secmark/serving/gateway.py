@@ -134,6 +134,9 @@ class GatewayConfig:
     max_response_bytes: int = MAX_RESPONSE_BYTES
     max_batch: int = DEFAULT_MAX_BATCH
     checkpoint_seconds: float | None = None
+    timestamp_authorities: tuple[str, ...] = ()
+    """TSA URLs that timestamp each scheduled checkpoint (none: the operator
+    timestamps checkpoints himself, ``secmark timestamp``)."""
 
     def __post_init__(self) -> None:
         if not self.upstream.startswith(("http://", "https://")):
@@ -265,9 +268,13 @@ class _Gateway:
     async def _checkpoint(self) -> None:
         assert self._operator_keys is not None
         try:
-            await run_in_threadpool(self._marking.checkpoint, self._operator_keys)
+            await run_in_threadpool(
+                self._marking.checkpoint,
+                self._operator_keys,
+                self._config.timestamp_authorities,
+            )
         except Exception as error:  # noqa: BLE001 - the next interval tries again
-            logger.error("cannot sign a log checkpoint: %s", error)
+            logger.error("cannot sign or timestamp a log checkpoint: %s", error)
 
     # --- inference -----------------------------------------------------------
 

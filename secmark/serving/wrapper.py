@@ -27,8 +27,11 @@ import numpy.typing as npt
 from secmark.crypto.keys import IdentityKeys
 from secmark.encoding import utc_now
 from secmark.errors import EncodingError, ProtocolError, SecmarkError
+from secmark.messages.checkpoint import LogCheckpoint
+from secmark.messages.document import SignedDocument
 from secmark.serving.entry import LogEntry, client_account
 from secmark.serving.marking import Marker, Marking, canonical_input, marked_scores
+from secmark.timestamp.evidence import collect_evidence
 
 __all__ = [
     "DEFAULT_MAX_BATCH",
@@ -69,9 +72,12 @@ class EntrySink(Protocol):
 
 @runtime_checkable
 class CheckpointSink(EntrySink, Protocol):
-    """A sink whose operator signs checkpoints of it (``QueryLog``)."""
+    """A sink whose operator signs checkpoints of it and keeps their
+    timestamps (``QueryLog``)."""
 
-    def checkpoint(self, operator_keys: IdentityKeys, /) -> object: ...
+    def checkpoint(self, operator_keys: IdentityKeys, /) -> SignedDocument[LogCheckpoint]: ...
+
+    def add_timestamp(self, size: int, evidence: bytes, /) -> None: ...
 
 
 def canonical_rows(
@@ -250,17 +256,25 @@ class BatchMarker:
         if entries:
             self._sink.append(entries)
 
-    def checkpoint(self, operator_keys: IdentityKeys) -> bool:
-        """Have the sink sign a checkpoint with ``operator_keys``; False when
-        the sink signs none (it is no :class:`CheckpointSink`).
+    def checkpoint(
+        self, operator_keys: IdentityKeys, timestamp_authorities: Sequence[str] = ()
+    ) -> SignedDocument[LogCheckpoint] | None:
+        """Have the sink sign a checkpoint with ``operator_keys`` and, with
+        ``timestamp_authorities`` (TSA URLs), store their timestamps of it;
+        None when the sink signs none (it is no :class:`CheckpointSink`).
 
         Raises:
+            TimestampError: a TSA failed (the checkpoint is signed and
+                stored; its timestamps are not).
             Exception: whatever the sink's ``checkpoint`` raises.
         """
         if not isinstance(self._sink, CheckpointSink):
-            return False
-        self._sink.checkpoint(operator_keys)
-        return True
+            return None
+        signed = self._sink.checkpoint(operator_keys)
+        if timestamp_authorities:
+            evidence = collect_evidence(signed.digest, list(timestamp_authorities))
+            self._sink.add_timestamp(signed.document.size, evidence.to_json())
+        return signed
 
 
 class MarkedClassifier:

@@ -21,12 +21,14 @@ import numpy as np
 import pytest
 
 from secmark.crypto.keyfile import write_key_file
-from secmark.crypto.keys import IdentityKeys
+from secmark.messages.checkpoint import open_checkpoint
 from secmark.serving.entry import client_account
 from secmark.serving.gateway import GatewayConfig, create_gateway
 from secmark.serving.log import QueryLog
 from secmark.serving.marking import canonical_input, verify_marking
 from secmark.serving.wrapper import MarkedClassifier
+from secmark.timestamp import TimestampAuthority, TimestampServer, TrustStore
+from secmark.timestamp.evidence import TimestampEvidence
 from tests.conftest import free_ports
 from tests.models.conftest import BIAS, WEIGHTS, _stop_group, _wait_for_server, linear_logits
 from tests.serving.gateway_world import (
@@ -327,21 +329,33 @@ def test_scores_answers_agree_with_class_answers_and_with_the_wrapper(
     assert wrapper.predict(inputs, api_key=KEY).tolist() == labels
 
 
-def test_checkpoints_are_signed_periodically_and_at_shutdown(oip: OipServer) -> None:
-    class Checkpointed(MemorySink):
-        def __init__(self) -> None:
-            super().__init__()
-            self.checkpoints = 0
-
-        def checkpoint(self, operator_keys: IdentityKeys) -> None:
-            assert operator_keys is OPERATOR
-            self.checkpoints += 1
-
-    sink = Checkpointed()
-    config = replace(CONFIG, upstream=oip.base_url, checkpoint_seconds=0.1)
-    with running(create_gateway(make_marker(POLICY), sink, config, operator_keys=OPERATOR)):
-        time.sleep(0.35)
-    assert sink.checkpoints >= 3  # about three in 0.35 s, and one at shutdown
+def test_checkpoints_are_signed_and_timestamped_periodically_and_at_shutdown(
+    oip: OipServer, tmp_path: Path
+) -> None:
+    authority = TimestampAuthority.initialize(
+        tmp_path / "tsa", passphrase=None, allow_unencrypted=True
+    )
+    policy_id = bytes.fromhex(POLICY.digest)
+    log = QueryLog.open(f"sqlite:///{tmp_path / 'log.sqlite'}", policy_id=policy_id)
+    with TimestampServer(authority.respond, port=0) as tsa:
+        config = replace(
+            CONFIG, upstream=oip.base_url, checkpoint_seconds=0.1, timestamp_authorities=(tsa.url,)
+        )
+        with running(
+            create_gateway(make_marker(POLICY), log, config, operator_keys=OPERATOR)
+        ) as url:
+            body = infer_body(random_inputs(8, 3))
+            served_labels(httpx.post(f"{url}/v2/models/linear/infer", json=body, headers=HEADERS))
+            time.sleep(0.35)
+    size = log.size()
+    checkpoint, evidence = log.stored_checkpoint(size)
+    assert evidence is not None
+    signed = open_checkpoint(checkpoint, OPERATOR.public_keys)
+    trust = TrustStore(roots=(authority.root_certificate,))
+    dated = TimestampEvidence.from_json(evidence)
+    assert dated.subject == signed.digest
+    assert dated.check(trust).require_trusted_time()
+    log.close()
 
 
 @pytest.fixture(scope="module")
