@@ -14,26 +14,45 @@ seed:
    :func:`secmark.serving.marking.marked_scores`) -- and the arbiter tests
    the student on the k distinct marked inputs of the account: m matches,
    exact log2 P[Binomial(k, p0) >= m]. An innocent model trained on the
-   same inputs with their TRUE labels is tested on the same marked inputs;
+   same inputs with their TRUE labels is tested on the same marked inputs.
+   Beside the fixed-epoch student (the recipe's epochs), a careful thief
+   early-stops: he holds out a tenth of his own queries with their SERVED
+   answers (he has no other labels), trains on the rest and keeps the best
+   epoch by held-out loss (``es-loss``) or by held-out agreement with the
+   served answers (``es-acc``), stopping after 3 epochs without improvement
+   (at most the recipe's epochs). His held-out queries count for the
+   account like all others: their marks are among the k tested;
 3. thief countermeasures at r = 2 % on the generated task: (a) every input
    asked twice, (b) every input asked as v noisy copies and the student
    trained on the majority answer, (c) fewer queries (the n grid).
+
+The goal checked: every student within 5 points of the original's accuracy
+trained on >= 2,000 answers at r <= 2 % is detected at alpha = 2^-64; the
+goal table lists every such student per seed (detected or not, its gap).
 
 Tasks: ``digits`` (the evaluation's CNN, K = 10, other-label rule, p0 =
 1/9), ``breast_cancer`` (the evaluation's MLP, K = 2, any-label rule, p0 =
 1/2) and ``generated`` (make_classification, 100 000 samples, 40 features,
 20 informative, 10 classes, an MLP). The digits and breast-cancer training
 splits of :mod:`secmark.evaluate.datasets` are cut in two by the seed: one
-half trains the owner, the other is the thief's pool (so their n grid stops
-at the pool's size); the test split is the evaluation's. Students and
-innocent models train with the task's recipe (as the evaluation's
-``distill`` attack does) from the same initialisation for the same seed.
+half trains the owner, the other is the thief's pool (so their n grid,
+250 to 4,000, stops at the pool's size, too small for the goal); the test
+split is the evaluation's. The generated task's owner trains on 40 000
+samples, its thief's pool holds 50 000 and its n grid is 2,000 to 50,000.
+Students and innocent models train with the task's recipe (as the
+evaluation's ``distill`` attack does: Adam, its epochs, learning rate and
+batch size, in a plain seeded loop, :func:`train_student`) from the same
+initialisation for the same seed.
 Keys and policy nonces are fresh each run (``IdentityKeys.generate()``), so
 which inputs are marked differs between runs; the seed fixes the data,
 splits, query order and initialisations.
 
 Run: python3 benchmarks/extraction.py [--quick] [--seeds 1 2 3] [--out results.json]
-(the full run took 9.5 minutes on one thread of a busy machine; --quick about a minute).
+(--quick: about 45 CPU seconds). The scale run (n up to 50,000) ran
+the generated task at r = 1 and 2 % without soft labels, one process per
+seed (``--tasks generated --rates 1/100 1/50 --no-soft --seeds S --out gS.json``),
+digits and breast cancer with the defaults (``--tasks digits breast_cancer``),
+and summarised the parts with ``--merge small.json g1.json g2.json g3.json``.
 """
 
 from __future__ import annotations
@@ -68,6 +87,8 @@ ALPHA_WEAK = Fraction(1, 2**32)
 COST_RATES = ("1/200", "1/100", "1/50", "1/20")
 DETECTION_RATES = ("1/100", "1/50", "1/20")
 SIZES = (250, 500, 1000, 2000, 4000)
+GENERATED_SIZES = (2000, 5000, 10000, 20000, 50000)
+"""The generated task's n grid: its pool is large enough for the goal's n."""
 TASKS = ("digits", "breast_cancer", "generated")
 DEFAULT_SEEDS = (1, 2, 3)
 SOFT_RATE = "1/50"
@@ -80,8 +101,16 @@ COUNTER_NOISE = 0.1
 GOAL_SIZE = 2000
 GOAL_MAX_RATE = Fraction(1, 50)
 GOAL_ACCURACY_POINTS = 5.0
+HOLDOUT_SHARE = 0.1
+"""Share of the careful thief's own queries held out to pick his epoch."""
+PATIENCE = 3
+"""Epochs without improvement after which the careful thief stops."""
+EARLY_VARIANTS = ("es-loss", "es-acc")
+"""The careful thief's two stopping rules: best validation loss, best validation
+agreement with the served answers."""
 
 _STUDENT_SEED_OFFSET = 7919
+_HOLDOUT_SALT = 0x686F_6C64
 _SPLIT_SALT = 0x7468_6566
 _GENERATED_SAMPLES = 100_000
 _GENERATED_TEST = 10_000
@@ -177,6 +206,134 @@ def make_setup(name: str, seed: int, generated_samples: int) -> Setup:
     if name == "generated":
         return _generated(seed, generated_samples)
     return _split_half(load_task(name), seed)
+
+
+def _tensor(values: np.ndarray) -> torch.Tensor:
+    if values.dtype.kind == "f":
+        return torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32))
+    return torch.from_numpy(np.ascontiguousarray(values, dtype=np.int64))
+
+
+def _epoch(
+    model: torch.nn.Module,
+    optimiser: torch.optim.Optimizer,
+    inputs: torch.Tensor,
+    targets: torch.Tensor,
+    batch_size: int,
+    generator: torch.Generator,
+) -> None:
+    """One pass of Adam on the cross-entropy over shuffled batches (targets are
+    classes or score vectors)."""
+    model.train()
+    order = torch.randperm(len(inputs), generator=generator)
+    total = 0.0
+    for start in range(0, len(inputs), batch_size):
+        chosen = order[start : start + batch_size]
+        optimiser.zero_grad(set_to_none=True)
+        loss = torch.nn.functional.cross_entropy(model(inputs[chosen]), targets[chosen])
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimiser.step()
+        total += float(loss.detach())
+    model.eval()
+    if not math.isfinite(total):
+        raise RuntimeError(f"student training diverged (loss {total})")
+
+
+def train_student(
+    setup: Setup,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    seed: int,
+    *,
+    recipe: Recipe,
+    init_seed: int,
+) -> torch.nn.Module:
+    """The thief's (and the innocent's) training: a fresh model of the task
+    (initialised by ``init_seed``), ``recipe.epochs`` passes of Adam at
+    ``recipe.lr`` over batches of ``recipe.batch_size`` shuffled by ``seed``.
+
+    The same recipe as :func:`secmark.evaluate.training.fit`, in a plain loop
+    (no DataLoader, no deterministic-kernel switch) that runs about 3.5 times
+    faster on one CPU thread; still seeded and repeatable.
+    """
+    model = setup.task.new_model(init_seed)
+    x, y = _tensor(inputs), _tensor(targets)
+    optimiser = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(recipe.epochs):
+        _epoch(model, optimiser, x, y, recipe.batch_size, generator)
+    return model
+
+
+def train_early_stopped(
+    setup: Setup,
+    inputs: np.ndarray,
+    served: np.ndarray,
+    seed: int,
+    *,
+    recipe: Recipe,
+    init_seed: int,
+    holdout: float,
+    patience: int,
+    max_epochs: int,
+) -> dict[str, tuple[torch.nn.Module, dict[str, Any]]]:
+    """The careful thief: he holds out a ``holdout`` share of his own queries
+    (their served answers, the only labels he has), trains on the rest as
+    :func:`train_student` does and after every epoch measures the held-out
+    cross-entropy and agreement with the served answers. Per stopping rule
+    (``es-loss``: lowest loss, ``es-acc``: highest agreement, the earlier epoch
+    on ties) he keeps the best epoch's weights; training stops once neither
+    rule has improved for ``patience`` epochs, or after ``max_epochs``.
+    Both rules come from one run. Returns, per rule, the model and its
+    epochs (best, run) and held-out loss and agreement."""
+    count = len(inputs)
+    order = np.random.default_rng([seed, _HOLDOUT_SALT]).permutation(count)
+    cut = max(1, round(holdout * count))
+    held, kept = np.sort(order[:cut]), np.sort(order[cut:])
+    x, y = _tensor(inputs[kept]), _tensor(served[kept])
+    hx, hy = _tensor(inputs[held]), _tensor(served[held])
+    model = setup.task.new_model(init_seed)
+    optimiser = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+    generator = torch.Generator().manual_seed(seed)
+    best: dict[str, dict[str, Any]] = {
+        "es-loss": {"score": -math.inf},
+        "es-acc": {"score": -math.inf},
+    }
+    ran = 0
+    for epoch in range(1, max_epochs + 1):
+        _epoch(model, optimiser, x, y, recipe.batch_size, generator)
+        ran = epoch
+        with torch.no_grad():
+            logits = model(hx)
+            loss = float(torch.nn.functional.cross_entropy(logits, hy))
+            agreement = float((logits.argmax(dim=1) == hy).double().mean())
+        for rule, score in (("es-loss", -loss), ("es-acc", agreement)):
+            if score > best[rule]["score"]:
+                best[rule] = {
+                    "score": score,
+                    "epoch": epoch,
+                    "holdout_loss": loss,
+                    "holdout_agreement": agreement,
+                    "state": {k: v.detach().clone() for k, v in model.state_dict().items()},
+                }
+        if all(epoch - entry["epoch"] >= patience for entry in best.values()):
+            break
+    out = {}
+    for rule, entry in best.items():
+        chosen = setup.task.new_model(init_seed)
+        chosen.load_state_dict(entry["state"])
+        chosen.eval()
+        info = {
+            "best_epoch": entry["epoch"],
+            "epochs_run": ran,
+            "max_epochs": max_epochs,
+            "holdout": cut,
+            "trained_on": len(kept),
+            "holdout_loss": entry["holdout_loss"],
+            "holdout_agreement": entry["holdout_agreement"],
+        }
+        out[rule] = (chosen, info)
+    return out
 
 
 def train_model(
@@ -337,7 +494,8 @@ def run_seed(name: str, seed: int, config: argparse.Namespace, log: Any) -> dict
     out["cost"] = cost
 
     # 2. Detection through extraction over the n grid.
-    sizes = sorted({min(n, len(setup.pool_inputs)) for n in config.sizes})
+    grid = config.sizes or (GENERATED_SIZES if name == "generated" else SIZES)
+    sizes = sorted({min(n, len(setup.pool_inputs)) for n in grid})
     largest = max(sizes)
     pool_x = setup.pool_inputs[:largest]
     pool_y = setup.pool_targets[:largest]
@@ -346,7 +504,7 @@ def run_seed(name: str, seed: int, config: argparse.Namespace, log: Any) -> dict
     innocents = {}
     innocent_accuracy = {}
     for n in sizes:
-        model = train_model(
+        model = train_student(
             setup, pool_x[:n], pool_y[:n], seed, recipe=recipe, init_seed=student_seed
         )
         innocents[n] = model
@@ -368,15 +526,32 @@ def run_seed(name: str, seed: int, config: argparse.Namespace, log: Any) -> dict
             marks_x = pool_x[chosen]
             marks_y = answered["served"][chosen]
             innocent = arbiter_test(innocents[n], setup, marks_x, marks_y, gateway.p0)
+            students: list[tuple[str, torch.nn.Module, dict[str, Any]]] = []
             for variant in variants:
                 targets = answered["served"][:n] if variant == "hard" else answered["scores"][:n]
-                student = train_model(
+                student = train_student(
                     setup, pool_x[:n], targets, seed, recipe=recipe, init_seed=student_seed
                 )
+                students.append((variant, student, {"epochs": recipe.epochs}))
+            if config.early_stop and text in config.rates:
+                stopped = train_early_stopped(
+                    setup,
+                    pool_x[:n],
+                    answered["served"][:n],
+                    seed,
+                    recipe=recipe,
+                    init_seed=student_seed,
+                    holdout=config.holdout,
+                    patience=config.patience,
+                    max_epochs=config.max_epochs or recipe.epochs,
+                )
+                students.extend((rule, *stopped[rule]) for rule in EARLY_VARIANTS)
+            for variant, student, training in students:
                 row = {
                     "rate": text,
                     "variant": variant,
                     "n": n,
+                    "training": training,
                     "student_accuracy": accuracy(setup, student),
                     "innocent_accuracy": innocent_accuracy[n],
                     "student": arbiter_test(student, setup, marks_x, marks_y, gateway.p0),
@@ -384,10 +559,13 @@ def run_seed(name: str, seed: int, config: argparse.Namespace, log: Any) -> dict
                 }
                 rows.append(row)
                 s = row["student"]
+                epochs = training.get("best_epoch", training.get("epochs"))
                 log(
                     f"[{name} seed {seed}] r={text} {variant} n={n}: k={s['k']} m={s['m']} "
                     f"log2p={s['log2_p']:.1f} acc={row['student_accuracy']:.4f} "
-                    f"innocent m={innocent['m']} log2p={innocent['log2_p']:.1f}"
+                    f"epoch {epochs}/{training.get('epochs_run', epochs)} "
+                    f"innocent m={innocent['m']} log2p={innocent['log2_p']:.1f} "
+                    f"({time.perf_counter() - started:.0f} s)"
                 )
     out["detection"] = rows
 
@@ -436,7 +614,7 @@ def countermeasures(
         votes = answered["served"].reshape(base, copies)
         labels = majority(votes, setup.classes)
         own_labels = majority(answered["own"].reshape(base, copies), setup.classes)
-        student = train_model(setup, inputs, labels, seed, recipe=recipe, init_seed=student_seed)
+        student = train_student(setup, inputs, labels, seed, recipe=recipe, init_seed=student_seed)
         chosen = distinct_marked(answered["marked"], answered["digests"])
         result = arbiter_test(student, setup, noisy[chosen], answered["served"][chosen], gateway.p0)
         row = {
@@ -470,6 +648,108 @@ def countermeasures(
 
 def _p(value: float) -> str:
     return "1" if value == 0 else f"2^{value:.1f}"
+
+
+def _epochs(row: dict[str, Any]) -> str:
+    """The student's epochs: ``30`` (fixed) or ``best/run`` (early stopping)."""
+    training = row.get("training") or {}
+    if "best_epoch" in training:
+        return f"{training['best_epoch']}/{training['epochs_run']}"
+    return str(training.get("epochs", "?"))
+
+
+def goal_table(runs: list[dict[str, Any]], print_: Any) -> dict[str, Any]:
+    """The goal check over every student at n >= GOAL_SIZE and r <= GOAL_MAX_RATE:
+    per (rate, variant, n), each seed's verdict at 2^-64 and accuracy gap to
+    the original; the goal counts the students within GOAL_ACCURACY_POINTS."""
+    keys = list(
+        dict.fromkeys(
+            (row["rate"], row["variant"], row["n"])
+            for r in runs
+            for row in r["detection"]
+            if row["n"] >= GOAL_SIZE and Fraction(row["rate"]) <= GOAL_MAX_RATE
+        )
+    )
+    table, failures = [], []
+    checked = students = detected = 0
+    if keys:
+        print_(
+            f"\ngoal table (n >= {GOAL_SIZE}, r <= 2 %; per seed: detected at 2^-64 '+' or "
+            f"not '-', log2 p, gap to the original in points; '*' = within "
+            f"{GOAL_ACCURACY_POINTS:g} points):"
+        )
+    for rate, variant, n in keys:
+        cells, entry_rows = [], []
+        for r in runs:
+            row = next(
+                (
+                    row
+                    for row in r["detection"]
+                    if (row["rate"], row["variant"], row["n"]) == (rate, variant, n)
+                ),
+                None,
+            )
+            if row is None:
+                continue
+            gap = 100 * (r["owner_accuracy"] - row["student_accuracy"])
+            hit = bool(row["student"]["detected_64"])
+            close = gap <= GOAL_ACCURACY_POINTS
+            students += 1
+            detected += hit
+            if close:
+                checked += 1
+                if not hit:
+                    failures.append(
+                        {
+                            "seed": r["seed"],
+                            "rate": rate,
+                            "variant": variant,
+                            "n": n,
+                            "m": row["student"]["m"],
+                            "k": row["student"]["k"],
+                            "log2_p": row["student"]["log2_p"],
+                            "gap_points": gap,
+                        }
+                    )
+            entry_rows.append(
+                {
+                    "seed": r["seed"],
+                    "detected_64": hit,
+                    "log2_p": row["student"]["log2_p"],
+                    "gap_points": gap,
+                    "within_goal_accuracy": close,
+                }
+            )
+            cells.append(
+                f"{'+' if hit else '-'} {_p(row['student']['log2_p']):>9} "
+                f"{gap:5.1f}{'*' if close else ' '}"
+            )
+        worst_p = max(e["log2_p"] for e in entry_rows)
+        worst_gap = max(e["gap_points"] for e in entry_rows)
+        all_hit = all(e["detected_64"] for e in entry_rows)
+        table.append(
+            {
+                "rate": rate,
+                "variant": variant,
+                "n": n,
+                "per_seed": entry_rows,
+                "worst_log2_p": worst_p,
+                "worst_gap_points": worst_gap,
+                "detected_64_all_seeds": all_hit,
+            }
+        )
+        print_(
+            f"  r={rate:>6} {variant:>7} n={n:>5} | "
+            + " | ".join(cells)
+            + f" || worst: {'+' if all_hit else '-'} {_p(worst_p):>9} gap {worst_gap:5.1f}"
+        )
+    return {
+        "table": table,
+        "students": students,
+        "detected": detected,
+        "qualifying": checked,
+        "failures": failures,
+    }
 
 
 def fewest_detected(rows: list[dict[str, Any]], key: str) -> int | None:
@@ -506,9 +786,9 @@ def summarise(results: list[dict[str, Any]], print_: Any) -> dict[str, Any]:
             )
         print_("\ndetection (worst seed: largest log2 p; m/k per seed):")
         print_(
-            f"  {'rate':>6} {'var':>4} {'n':>5} | {'student m/k per seed':<26} "
-            f"{'worst log2p':>11} | {'acc st/own (worst)':>18} | "
-            f"{'innocent m/k':<22} {'best log2p':>10}"
+            f"  {'rate':>6} {'var':>7} {'n':>5} | {'student m/k per seed':<26} "
+            f"{'worst log2p':>11} | {'student accuracy per seed':<23} {'gap':>5} | "
+            f"{'epoch':<17} | {'innocent m/k':<22} {'best log2p':>10}"
         )
         det_table = []
         keys = list(
@@ -540,15 +820,21 @@ def summarise(results: list[dict[str, Any]], print_: Any) -> dict[str, Any]:
                     "innocent_log2_p_per_seed": [p["innocent"]["log2_p"] for p in per],
                     "innocent_detected_32_any_seed": any(p["innocent"]["detected_32"] for p in per),
                     "worst_accuracy_gap_points": gap,
+                    "student_accuracy_per_seed": [p["student_accuracy"] for p in per],
+                    "accuracy_gap_points_per_seed": [
+                        100 * (r["owner_accuracy"] - p["student_accuracy"])
+                        for r, p in zip(runs, per)
+                    ],
+                    "training_per_seed": [p.get("training") for p in per],
                 }
             )
             mk = " ".join(f"{p['student']['m']}/{p['student']['k']}" for p in per)
             imk = " ".join(f"{p['innocent']['m']}/{p['innocent']['k']}" for p in per)
-            acc = min(p["student_accuracy"] for p in per)
+            acc = " ".join(f"{p['student_accuracy']:.4f}" for p in per)
+            epochs = " ".join(_epochs(p) for p in per)
             print_(
-                f"  {rate:>6} {variant:>4} {n:>5} | {mk:<26} {_p(worst):>11} | "
-                f"{acc:.3f}/{min(r['owner_accuracy'] for r in runs):.3f} "
-                f"({-gap:+5.1f}) | {imk:<22} {_p(innocent_best):>10}"
+                f"  {rate:>6} {variant:>7} {n:>5} | {mk:<26} {_p(worst):>11} | "
+                f"{acc:<23} {gap:+5.1f} | {epochs:<17} | {imk:<22} {_p(innocent_best):>10}"
             )
         fewest = []
         for rate, variant in dict.fromkeys((k[0], k[1]) for k in keys):
@@ -582,42 +868,12 @@ def summarise(results: list[dict[str, Any]], print_: Any) -> dict[str, Any]:
                 f"  r={entry['rate']:>6} {entry['variant']:>4}: alpha 2^-64: "
                 f"{show(entry['2^-64'])}   alpha 2^-32: {show(entry['2^-32'])}"
             )
-        # Goal check.
-        checked, failures = 0, []
-        for r in runs:
-            for row in r["detection"]:
-                if (
-                    row["n"] >= GOAL_SIZE
-                    and Fraction(row["rate"]) <= GOAL_MAX_RATE
-                    and 100 * (r["owner_accuracy"] - row["student_accuracy"])
-                    <= GOAL_ACCURACY_POINTS
-                ):
-                    checked += 1
-                    if not row["student"]["detected_64"]:
-                        failures.append(
-                            {
-                                "seed": r["seed"],
-                                "rate": row["rate"],
-                                "variant": row["variant"],
-                                "n": row["n"],
-                                "m": row["student"]["m"],
-                                "k": row["student"]["k"],
-                                "log2_p": row["student"]["log2_p"],
-                            }
-                        )
-        # The same check without the accuracy condition: every student at
-        # n >= GOAL_SIZE and r <= 2 %, however far below the original it is.
-        any_size = [
-            (r["seed"], row)
-            for r in runs
-            for row in r["detection"]
-            if row["n"] >= GOAL_SIZE and Fraction(row["rate"]) <= GOAL_MAX_RATE
-        ]
-        any_missed = [(seed, row) for seed, row in any_size if not row["student"]["detected_64"]]
+        goal = goal_table(runs, print_)
+        checked, failures = goal["qualifying"], goal["failures"]
         if checked == 0:
             verdict = "vacuous: no student qualifies"
             if runs[0]["pool"] < GOAL_SIZE:
-                verdict += f" (the thief's pool is {runs[0]['pool']} < {GOAL_SIZE})"
+                verdict += f" (pool too small for the goal: {runs[0]['pool']} < {GOAL_SIZE})"
         elif failures:
             verdict = f"FAILS: {len(failures)} of {checked} qualifying students undetected"
         else:
@@ -627,17 +883,23 @@ def summarise(results: list[dict[str, Any]], print_: Any) -> dict[str, Any]:
             f">= {GOAL_SIZE} answers at r <= 2 % detected at 2^-64): {verdict}"
         )
         print_(
-            f"  without the accuracy condition: {len(any_size) - len(any_missed)} of "
-            f"{len(any_size)} students at n >= {GOAL_SIZE}, r <= 2 % detected at 2^-64"
-            + "".join(
-                f"; missed seed {seed} r={row['rate']} {row['variant']} n={row['n']}"
-                for seed, row in any_missed
-            )
+            f"  without the accuracy condition: {goal['detected']} of {goal['students']} "
+            f"students at n >= {GOAL_SIZE}, r <= 2 % detected at 2^-64"
         )
+        variants = list(dict.fromkeys(e["variant"] for e in goal["table"]))
+        for variant in variants:
+            entries = [e for e in goal["table"] if e["variant"] == variant]
+            rows_ = [x for e in entries for x in e["per_seed"]]
+            close = [x for x in rows_ if x["within_goal_accuracy"]]
+            print_(
+                f"  {variant}: {sum(x['detected_64'] for x in rows_)} of {len(rows_)} detected; "
+                f"within {GOAL_ACCURACY_POINTS:g} points: {len(close)}, of them detected "
+                f"{sum(x['detected_64'] for x in close)}"
+            )
         for f in failures:
             print_(
                 f"  undetected: seed {f['seed']} r={f['rate']} {f['variant']} n={f['n']} "
-                f"m/k={f['m']}/{f['k']} p={_p(f['log2_p'])}"
+                f"m/k={f['m']}/{f['k']} p={_p(f['log2_p'])} gap {f['gap_points']:.1f} points"
             )
         counter = [r["countermeasures"] for r in runs if "countermeasures" in r]
         if counter:
@@ -685,8 +947,9 @@ def summarise(results: list[dict[str, Any]], print_: Any) -> dict[str, Any]:
                 "verdict": verdict,
                 "qualifying": checked,
                 "failures": failures,
-                "any_accuracy_students": len(any_size),
-                "any_accuracy_detected": len(any_size) - len(any_missed),
+                "any_accuracy_students": goal["students"],
+                "any_accuracy_detected": goal["detected"],
+                "table": goal["table"],
             },
         }
     return summary
@@ -715,7 +978,28 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--counter-base", type=int, default=COUNTER_BASE)
     parser.add_argument("--counter-copies", type=int, nargs="*", default=list(COUNTER_COPIES))
     parser.add_argument("--no-soft", dest="soft", action="store_false")
+    parser.add_argument(
+        "--no-early-stop",
+        dest="early_stop",
+        action="store_false",
+        help="without the careful thief (early stopping on his own held-out answers)",
+    )
+    parser.add_argument("--holdout", type=float, default=HOLDOUT_SHARE)
+    parser.add_argument("--patience", type=int, default=PATIENCE)
+    parser.add_argument(
+        "--max-epochs",
+        type=int,
+        default=None,
+        help="the careful thief's epoch cap (default: the fixed recipe's epochs)",
+    )
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--merge",
+        type=Path,
+        nargs="+",
+        default=None,
+        help="summarise the runs of these result files (of separate processes) instead of running",
+    )
     parser.add_argument("--out", type=Path, default=None)
     config = parser.parse_args(argv)
     quick = config.quick
@@ -723,8 +1007,8 @@ def parse_arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         config.seeds = [1] if quick else list(DEFAULT_SEEDS)
     if config.tasks is None:
         config.tasks = list(TASKS)
-    if config.sizes is None:
-        config.sizes = [250, 1000] if quick else list(SIZES)
+    if config.sizes is None and quick:
+        config.sizes = [250, 1000]
     if config.rates is None:
         config.rates = ["1/50", "1/20"] if quick else list(DETECTION_RATES)
     if config.cost_rates is None:
@@ -749,11 +1033,24 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         print(line, file=sys.stderr, flush=True)
 
     results = []
-    for name in config.tasks:
+    merged: list[dict[str, Any]] = []
+    if config.merge:
+        merged = [json.loads(path.read_text()) for path in config.merge]
+        results = [run for part in merged for run in part["runs"]]
+        results.sort(key=lambda r: (TASKS.index(r["task"]), r["seed"]))
+        print(
+            "merged: "
+            + ", ".join(
+                f"{path} ({part['seconds']:.0f} s)" for path, part in zip(config.merge, merged)
+            )
+        )
+    for name in [] if config.merge else config.tasks:
         for seed in config.seeds:
             results.append(run_seed(name, seed, config, log))
     summary = summarise(results, print)
     seconds = time.perf_counter() - started
+    if config.merge:
+        seconds = max(part["seconds"] for part in merged)
     print(f"\ntotal {seconds:.0f} s")
     output = {
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(config).items()},
@@ -775,6 +1072,8 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, (np.bool_,)):
         return bool(value)
     if isinstance(value, float) and math.isinf(value):
+        return str(value)
+    if isinstance(value, Path):
         return str(value)
     raise TypeError(f"cannot serialise {type(value).__name__}")
 

@@ -1,7 +1,8 @@
 """Smoke test of benchmarks/extraction.py on a tiny configuration.
 
 A student trained on a marking gateway's answers is detected at a weak
-level; a model trained on the same inputs with their true labels is not.
+level; a model trained on the same inputs with their true labels is not; the
+early-stopping thief's students are tested on the same marked inputs.
 """
 
 from __future__ import annotations
@@ -61,8 +62,19 @@ def test_marked_student_detected_innocent_not(tmp_path: Path) -> None:
     )
     assert json.loads(out.read_text())["summary"].keys() == {"generated"}
     (run,) = result["runs"]
-    (row,) = run["detection"]
+    rows = {row["variant"]: row for row in run["detection"]}
+    assert set(rows) == {"hard", "es-loss", "es-acc"}
+    row = rows["hard"]
     student, innocent = row["student"], row["innocent"]
+    # The careful thief is tested on the same marked inputs; he picks an epoch
+    # he ran, holding out a tenth of his 300 answers.
+    for rule in ("es-loss", "es-acc"):
+        stopped = rows[rule]
+        assert stopped["student"]["k"] == student["k"]
+        assert stopped["innocent"] == innocent
+        training = stopped["training"]
+        assert 1 <= training["best_epoch"] <= training["epochs_run"] <= training["max_epochs"]
+        assert (training["holdout"], training["trained_on"]) == (30, 270)
     assert student["k"] == innocent["k"] > 0
     p0 = Fraction(1, 9)
     threshold = decision_threshold(student["k"], p0, WEAK_ALPHA)
