@@ -1,0 +1,85 @@
+"""``secmark arbiter serve``: the arbiter's working folder as an HTTP service.
+
+Registered under ``secmark arbiter`` by :func:`add_serve_command`, with the
+function that opens the folder's arbiter (as ``arbiter extraction`` is). The
+service (:mod:`secmark.service`) runs under uvicorn until interrupted; its
+query jobs stop after their batch in flight and resume at the next start.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from secmark.cli.extraction import ArbiterOpener
+from secmark.errors import EncodingError, SecmarkError
+
+__all__ = ["add_serve_command", "parse_listen"]
+
+DEFAULT_LISTEN = "127.0.0.1:8080"
+
+
+def add_serve_command(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], open_arbiter: ArbiterOpener
+) -> None:
+    """Add ``serve`` to the sub-commands of ``secmark arbiter``; it opens the
+    arbiter's working folder with ``open_arbiter``."""
+    serve = commands.add_parser(
+        "serve",
+        help="serve the arbiter's disputes as an HTTP API",
+        description=(
+            "Serves the arbiter of FOLDER over HTTP: claims, challenges, reveals, query jobs, "
+            "verdicts, bundles and the judge's page (GET /openapi.json lists them). Query jobs "
+            "build the suspect from the claim's oip: or json: reference and --suspect-defaults. "
+            "Put it behind a TLS-terminating proxy to serve it beyond this machine."
+        ),
+    )
+    serve.add_argument("folder", type=Path, help="the arbiter's working folder")
+    serve.add_argument("--passphrase-file", help="read the key file's passphrase from here")
+    serve.add_argument(
+        "--listen",
+        default=DEFAULT_LISTEN,
+        metavar="HOST:PORT",
+        help=f"address to listen on ({DEFAULT_LISTEN}; [::1]:PORT for IPv6)",
+    )
+    serve.add_argument(
+        "--suspect-defaults",
+        type=Path,
+        metavar="FILE",
+        help='settings of the suspects queried, per protocol: {"oip": {...}, "json": {...}}, '
+        "each a suspect config without url, model and model_version (specs/suspects.md)",
+    )
+    serve.set_defaults(handler=lambda args: _serve(args, open_arbiter))
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """(host, port) of ``HOST:PORT`` (``[v6]:PORT`` for an IPv6 address).
+
+    Raises:
+        EncodingError: no port, or one outside [0, 65535].
+    """
+    host, separator, port = text.rpartition(":")
+    if not separator or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise EncodingError(f"--listen takes HOST:PORT, e.g. {DEFAULT_LISTEN}, not {text!r}")
+    return host.removeprefix("[").removesuffix("]"), int(port)
+
+
+def _serve(args: argparse.Namespace, open_arbiter: ArbiterOpener) -> int:
+    try:
+        import uvicorn
+
+        from secmark.service import ReferenceSuspects, create_app
+    except ImportError as error:
+        raise SecmarkError(
+            f"secmark arbiter serve needs the serving extra ({error.name} is missing): "
+            "pip install 'secmark[serving]'"
+        ) from None
+    host, port = parse_listen(args.listen)
+    arbiter = open_arbiter(args.folder, args.passphrase_file)
+    suspects = (
+        ReferenceSuspects.from_file(args.suspect_defaults)
+        if args.suspect_defaults is not None
+        else ReferenceSuspects(base=args.folder)
+    )
+    uvicorn.run(create_app(arbiter, suspects=suspects), host=host, port=port, log_level="info")
+    return 0

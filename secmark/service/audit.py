@@ -1,0 +1,54 @@
+"""The service's append-only audit log: every request and every transition.
+
+One row per HTTP request (time, method, path, status, case id, identity)
+and one per case transition the service drives (claim filed, challenge
+issued, reveal received, query job started, queried, job failed, decided),
+in the service's database (:mod:`secmark.service.db`). The log is only ever
+inserted into: this module offers no update or delete.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from secmark.encoding import format_time, utc_now
+from secmark.service.db import AUDIT, ServiceDatabase
+
+__all__ = ["AuditLog"]
+
+
+class AuditLog:
+    """Appends to the audit table of ``database``."""
+
+    def __init__(self, database: ServiceDatabase) -> None:
+        self._engine = database.engine
+
+    def request(
+        self, method: str, path: str, status: int, case_id: str | None, identity: str | None
+    ) -> None:
+        """Record one answered request; ``identity`` is the verified signer's
+        key id, or ``addr:`` and the client address of an unsigned request."""
+        self._append(
+            kind="request",
+            method=method,
+            path=path[:2048],
+            status=status,
+            case_id=case_id,
+            identity=identity,
+        )
+
+    def transition(self, case_id: str, event: str, identity: str | None = None) -> None:
+        """Record that case ``case_id`` moved on (``event`` says how)."""
+        self._append(kind="transition", case_id=case_id, event=event, identity=identity)
+
+    def entries(self) -> list[dict[str, Any]]:
+        """Every row, oldest first (for operators and tests)."""
+        with self._engine.connect() as connection:
+            rows = connection.execute(select(AUDIT).order_by(AUDIT.c.seq)).all()
+        return [dict(row._mapping) for row in rows]
+
+    def _append(self, **values: Any) -> None:
+        with self._engine.begin() as connection:
+            connection.execute(AUDIT.insert().values(time=format_time(utc_now()), **values))

@@ -1,0 +1,77 @@
+"""The service's parts: suspects from references, the listen address, and
+a failure of the arbiter answered as a problem without internals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from secmark.cli.service import parse_listen
+from secmark.errors import EncodingError, ProtocolError, SecmarkError
+from secmark.messages.families import WeightsFamily
+from secmark.models import OipSuspect
+from secmark.service import ReferenceSuspects
+from tests.protocol.conftest import FAMILY
+from tests.service.conftest import Dispute, assert_problem, json_suspects, running
+
+
+def test_an_oip_suspect_is_built_from_its_reference(tmp_path: Path) -> None:
+    suspects = ReferenceSuspects({"oip": {"batch_size": 8, "timeout": 3}}, base=tmp_path)
+    for reference in (
+        "oip:http://10.0.0.7:9000/v2/models/digits",
+        "oip:https://models.example/api/v2/models/a%20b/versions/3",
+    ):
+        suspect = suspects(reference, FAMILY)
+        assert isinstance(suspect, OipSuspect) and suspect.describe() == reference
+
+
+def test_references_and_defaults_the_service_cannot_query(tmp_path: Path) -> None:
+    suspects = ReferenceSuspects(base=tmp_path)
+    with pytest.raises(ProtocolError, match="not sha256: suspects"):
+        suspects("sha256:" + "ab" * 32, FAMILY)
+    weights = WeightsFamily.__new__(WeightsFamily)
+    with pytest.raises(ProtocolError, match="weights"):
+        suspects("oip:http://10.0.0.7/v2/models/m", weights)
+    with pytest.raises(EncodingError, match="must not set url"):
+        ReferenceSuspects({"oip": {"url": "http://elsewhere"}}, base=tmp_path)
+    with pytest.raises(EncodingError, match="per protocol"):
+        ReferenceSuspects({"grpc": {}}, base=tmp_path)
+    with pytest.raises(EncodingError):
+        ReferenceSuspects({"json": {"answers": "/x"}}, base=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("127.0.0.1:8080", ("127.0.0.1", 8080)),
+        ("[::1]:0", ("::1", 0)),
+        ("host:65535", ("host", 65535)),
+    ],
+)
+def test_listen_addresses(text: str, expected: tuple[str, int]) -> None:
+    assert parse_listen(text) == expected
+
+
+@pytest.mark.parametrize("text", ["8080", ":8080", "host:", "host:65536", "host:-1"])
+def test_listen_addresses_refused(text: str) -> None:
+    with pytest.raises(EncodingError, match="HOST:PORT"):
+        parse_listen(text)
+
+
+@pytest.mark.parametrize(
+    "error", [RuntimeError("bug at /secret/path"), SecmarkError("/secret/path")]
+)
+def test_a_failure_inside_is_a_500_problem_naming_nothing_inside(
+    dispute: Dispute, monkeypatch: pytest.MonkeyPatch, error: Exception
+) -> None:
+    arbiter = dispute.arbiter()
+
+    def broken(data: bytes) -> None:
+        raise error
+
+    monkeypatch.setattr(arbiter, "file_claim", broken)
+    with running(arbiter, json_suspects(dispute.world.folder)) as client:
+        response = client.post("/claims", content=dispute.claim)
+        assert "/secret/path" not in assert_problem(response, 500)["detail"]
+        assert client.get("/metrics").status_code == 200  # the service lives on
