@@ -2,7 +2,9 @@
 
 ``arbiter init DIR`` records the arbiter's key file, identity document,
 trusted TSA roots and challenge policy in ``DIR/arbiter.json``; every other
-step reads it and works on the case folders under ``DIR/cases``.
+step reads it and works on the case folders under ``DIR/cases``, or, with
+``--database URL``, on the cases in that database (``arbiter migrate DIR
+--database URL`` copies a folder's cases there).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from secmark.cli.extraction import add_arbiter_command
 from secmark.cli.output import add_json_flag, emit
 from secmark.cli.passphrase import open_key_file
 from secmark.cli.plan import MIN_LOG2, parse_probability
+from secmark.cli.service import add_serve_command
 from secmark.cli.streams import (
     add_input,
     add_output,
@@ -39,6 +42,7 @@ from secmark.errors import EncodingError, SecmarkError
 from secmark.messages.challenge import parse_alpha
 from secmark.messages.identity import open_identity
 from secmark.protocol.arbiter import Arbiter, ArbiterPolicy
+from secmark.protocol.database_store import DatabaseStore, migrate_folder
 from secmark.stats import DEFAULT_ALPHA
 from secmark.timestamp import TrustStore
 
@@ -95,6 +99,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         step = commands.add_parser(name, help=text)
         step.add_argument("folder", type=Path, help="the arbiter's working folder")
         step.add_argument("--passphrase-file", help="read the key file's passphrase from here")
+        _add_database(step, required=False)
         if name == "file-claim":
             add_input(step, "claim", help="the claim to file")
         else:
@@ -141,7 +146,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             )
         add_json_flag(step)
         step.set_defaults(handler=_step, step=name)
+    migrate = commands.add_parser(
+        "migrate", help="copy an arbiter folder's cases and registry into a database"
+    )
+    migrate.add_argument("folder", type=Path, help="the arbiter's working folder")
+    _add_database(migrate, required=True)
+    add_json_flag(migrate)
+    migrate.set_defaults(handler=_migrate)
     add_arbiter_command(commands, _open_arbiter)
+    _add_database(add_serve_command(commands, _open_for_service), required=False)
+
+
+def _add_database(parser: argparse.ArgumentParser, *, required: bool) -> None:
+    parser.add_argument(
+        "--database",
+        required=required,
+        metavar="URL",
+        help="keep the cases and the challenge registry in this database "
+        "(sqlite:///PATH or postgresql+psycopg://...) instead of the folder; "
+        "keys and configuration stay in the folder",
+    )
 
 
 def _policy(config: dict[str, Any]) -> ArbiterPolicy:
@@ -202,7 +226,9 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_arbiter(folder: Path, passphrase_file: str | None) -> Arbiter:
+def _open_arbiter(
+    folder: Path, passphrase_file: str | None, *, store: DatabaseStore | None = None
+) -> Arbiter:
     try:
         config: dict[str, Any] = json.loads(read_file(folder / CONFIG_FILE))
     except json.JSONDecodeError:
@@ -215,11 +241,46 @@ def _open_arbiter(folder: Path, passphrase_file: str | None) -> Arbiter:
         TrustStore.from_pem_files(config["trust"]),
         folder,
         policy=policy,
+        store=store,
     )
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    store = DatabaseStore.open(args.database)
+    try:
+        copied, present, added = migrate_folder(args.folder, store)
+    finally:
+        store.close()
+    emit(
+        args,
+        [
+            (
+                f"{copied} case(s) copied, {present} already in the database; "
+                f"{added} registry entr{'y' if added == 1 else 'ies'} added"
+            )
+        ],
+        {"copied": copied, "present": present, "registry_added": added},
+    )
+    return 0
+
+
+def _open_for_service(args: argparse.Namespace) -> Arbiter:
+    """The arbiter ``arbiter serve`` serves: its cases stay in the database
+    it names for as long as the service runs."""
+    store = None if args.database is None else DatabaseStore.open(args.database)
+    return _open_arbiter(args.folder, args.passphrase_file, store=store)
+
+
 def _step(args: argparse.Namespace) -> int:
-    arbiter = _open_arbiter(args.folder, args.passphrase_file)
+    store = None if args.database is None else DatabaseStore.open(args.database)
+    try:
+        return _run_step(args, _open_arbiter(args.folder, args.passphrase_file, store=store))
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _run_step(args: argparse.Namespace, arbiter: Arbiter) -> int:
     if args.step == "file-claim":
         case = arbiter.file_claim(read_input(args.claim, what="claim"))
         emit(
@@ -293,13 +354,14 @@ def _step(args: argparse.Namespace) -> int:
         loader = torch_model_loader(args.torch_factory) if args.torch_factory else None
         arbiter.decide(case, released_models=released, load_model=loader)
         case = arbiter.case(case.name)
+        # In a database the bundle is a document of the case, not a file.
+        bundle = None if args.database is not None else str(case.folder / "bundle.json")
         emit(
             args,
-            [f"verdict: {case.record['outcome']}", f"bundle: {case.folder / 'bundle.json'}"],
-            {
-                "case": case.name,
-                "outcome": case.record["outcome"],
-                "bundle": str(case.folder / "bundle.json"),
-            },
+            [
+                f"verdict: {case.record['outcome']}",
+                f"bundle: {bundle or f'bundle.json of case {case.name} in the database'}",
+            ],
+            {"case": case.name, "outcome": case.record["outcome"], "bundle": bundle},
         )
     return 0

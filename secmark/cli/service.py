@@ -1,7 +1,8 @@
 """``secmark arbiter serve``: the arbiter's working folder as an HTTP service.
 
 Registered under ``secmark arbiter`` by :func:`add_serve_command`, with the
-function that opens the folder's arbiter (as ``arbiter extraction`` is). The
+function that opens the arbiter its parsed arguments name (the folder, and
+the database when one holds the cases). The
 service (:mod:`secmark.service`) runs under uvicorn until interrupted; its
 query jobs stop after their batch in flight and resume at the next start.
 """
@@ -9,21 +10,27 @@ query jobs stop after their batch in flight and resume at the next start.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 
-from secmark.cli.extraction import ArbiterOpener
 from secmark.errors import EncodingError, SecmarkError
+from secmark.protocol.arbiter import Arbiter
 
 __all__ = ["add_serve_command", "parse_listen"]
 
 DEFAULT_LISTEN = "127.0.0.1:8080"
 
+ArbiterFromArguments = Callable[[argparse.Namespace], Arbiter]
+"""Opens the arbiter the parsed arguments name."""
+
 
 def add_serve_command(
-    commands: argparse._SubParsersAction[argparse.ArgumentParser], open_arbiter: ArbiterOpener
-) -> None:
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    open_arbiter: ArbiterFromArguments,
+) -> argparse.ArgumentParser:
     """Add ``serve`` to the sub-commands of ``secmark arbiter``; it opens the
-    arbiter's working folder with ``open_arbiter``."""
+    arbiter with ``open_arbiter``. Returns the sub-command's parser, for the
+    caller's own options (where the cases are kept)."""
     serve = commands.add_parser(
         "serve",
         help="serve the arbiter's disputes as an HTTP API",
@@ -50,6 +57,7 @@ def add_serve_command(
         "each a suspect config without url, model and model_version (specs/suspects.md)",
     )
     serve.set_defaults(handler=lambda args: _serve(args, open_arbiter))
+    return serve
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -64,7 +72,7 @@ def parse_listen(text: str) -> tuple[str, int]:
     return host.removeprefix("[").removesuffix("]"), int(port)
 
 
-def _serve(args: argparse.Namespace, open_arbiter: ArbiterOpener) -> int:
+def _serve(args: argparse.Namespace, open_arbiter: ArbiterFromArguments) -> int:
     try:
         import uvicorn
 
@@ -75,7 +83,7 @@ def _serve(args: argparse.Namespace, open_arbiter: ArbiterOpener) -> int:
             "pip install 'secmark[serving]'"
         ) from None
     host, port = parse_listen(args.listen)
-    arbiter = open_arbiter(args.folder, args.passphrase_file)
+    arbiter = open_arbiter(args)
     suspects = (
         ReferenceSuspects.from_file(args.suspect_defaults)
         if args.suspect_defaults is not None

@@ -1,9 +1,11 @@
 """The arbiter's workflow: claim, challenge, reveal, query, decide.
 
-:class:`Arbiter` keeps one case folder per claim (``cases/<claim id>/``,
-see :mod:`secmark.protocol.case`) and a registry of the challenges issued per
-commitment (``registry.json``). Each step checks everything it receives
-before acting and writes its result before moving the case on:
+:class:`Arbiter` keeps one case per claim (see :mod:`secmark.protocol.case`)
+and a registry of the challenges issued per commitment in its store
+(:mod:`secmark.protocol.store`): case folders ``cases/<claim id>/`` and
+``registry.json`` in its folder by default, or a database. Each step checks
+everything it receives before acting and writes its result before moving the
+case on:
 
 1. :meth:`Arbiter.file_claim`: the claim's signature by the commitment's
    owner, the commitment, its timestamp against the arbiter's trust store,
@@ -27,7 +29,6 @@ import logging
 import re
 import secrets
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fractions import Fraction
@@ -46,7 +47,6 @@ from secmark.errors import (
     SecmarkError,
     SuspectError,
 )
-from secmark.files import PUBLIC_FILE_MODE, exclusive_lock, read_regular_file, write_atomic
 from secmark.messages.challenge import (
     MAX_ALPHA,
     MAX_CHALLENGED,
@@ -89,6 +89,7 @@ from secmark.protocol.querying import (
     trials_per_trigger,
 )
 from secmark.protocol.reveals import revealed_pool_items, revealed_triggers
+from secmark.protocol.store import LOCK_FILE, REGISTRY_FILE, ArbiterStore, FolderStore
 from secmark.protocol.suspects import bind_suspect, canonical_suspect
 from secmark.provenance import model_folder_digest
 from secmark.stats import DEFAULT_ALPHA, decision_threshold, null_match_probability
@@ -96,7 +97,7 @@ from secmark.timestamp import TrustStore
 from secmark.timestamp.evidence import TimestampEvidence
 from secmark.triggers import Trigger, draw_decoys
 
-__all__ = ["MIN_CASE_PREFIX", "Arbiter", "ArbiterPolicy"]
+__all__ = ["LOCK_FILE", "MIN_CASE_PREFIX", "REGISTRY_FILE", "Arbiter", "ArbiterPolicy"]
 
 _LOG = logging.getLogger("secmark.arbiter")
 
@@ -112,12 +113,9 @@ a stray digit or two is not taken for a case."""
 _CASE_PREFIX = re.compile(rf"[0-9a-fA-F]{{{MIN_CASE_PREFIX},64}}")
 
 
-REGISTRY_FILE = "registry.json"
-LOCK_FILE = "arbiter.lock"
 QUERY_PLAN_FILE = "query-plan.safetensors"
 QUERY_PROGRESS_FILE = "query-progress.json"
 _MAX_PROGRESS_SIZE = 512 * 1024 * 1024
-_MAX_REGISTRY_SIZE = 64 * 1024 * 1024
 # alpha / 2^64 is below any decidable test; a challenge document allows no more.
 _MAX_PRIOR_CHALLENGES = 64
 
@@ -185,7 +183,14 @@ def _figures(result: BlackBoxResult) -> TestFigures:
 
 
 class Arbiter:
-    """An arbiter working in ``folder`` with its keys and trust store."""
+    """An arbiter working in ``folder`` with its keys and trust store.
+
+    Its cases and registry are kept by ``store``: by default a
+    :class:`~secmark.protocol.store.FolderStore` on ``folder`` (case folders
+    under ``folder/cases``); a
+    :class:`~secmark.protocol.database_store.DatabaseStore` keeps them in a
+    database instead, ``folder`` then holding only the keys and configuration.
+    """
 
     def __init__(
         self,
@@ -196,6 +201,7 @@ class Arbiter:
         *,
         policy: ArbiterPolicy = ArbiterPolicy(),
         clock: Callable[[], datetime] = utc_now,
+        store: ArbiterStore | None = None,
     ) -> None:
         if identity.document.key_id != keys.key_id:
             raise ProtocolError("the identity document is not the arbiter's own")
@@ -211,8 +217,8 @@ class Arbiter:
         # verification per trigger.
         self._verified: dict[tuple[str, str], list[Trigger]] = {}
         self.damaged_cases: dict[str, str] = {}
-        """Cases skipped because their state is damaged: folder name -> why."""
-        (folder / "cases").mkdir(parents=True, exist_ok=True)
+        """Cases skipped because their state is damaged: case name -> why."""
+        self.store: ArbiterStore = FolderStore(folder) if store is None else store
 
     # -- claims -----------------------------------------------------------
 
@@ -269,17 +275,16 @@ class Arbiter:
         # signature and timestamp (specs/dispute.md, order of checks).
         self._require_decidable(commitment.document, self.policy.alpha)
         claim_id = SignedDocument(claim, envelope, owner.key_id).digest
-        folder = self.folder / "cases" / claim_id
+        storage = self.store.case_storage(claim_id)
         # Under the lock: the same claim filed twice at once must not write
         # a fresh "claimed" state over a case that has moved on meanwhile.
-        with self._exclusive():
-            if (folder / "state.json").exists():
-                return Case.load(folder)
-            # A folder without state is what a crash before Case.create leaves: reuse it.
-            folder.mkdir(parents=True, exist_ok=True)
-            write_atomic(folder / "claim.json", data, mode=PUBLIC_FILE_MODE, overwrite=True)
+        with self.store.exclusive():
+            if storage.has_state():
+                return Case.load(storage)
+            # Documents without a state are what a crash before Case.create leaves: reuse them.
+            storage.write("claim.json", data)
             return Case.create(
-                folder,
+                storage,
                 {
                     "claim_id": claim_id,
                     "commitment_id": commitment.digest,
@@ -314,7 +319,12 @@ class Arbiter:
         return evidence.check(self.trust, now=self._clock()).require_trusted_time()
 
     def case(self, claim_id: str) -> Case:
-        return Case.load(self.folder / "cases" / claim_id)
+        """The case of ``claim_id``, loaded.
+
+        Raises:
+            SecmarkError: no such case; EncodingError: its state is damaged.
+        """
+        return Case.load(self.store.case_storage(claim_id))
 
     def case_id(self, prefix: str) -> str:
         """The claim id of the one case whose id starts with ``prefix``.
@@ -336,16 +346,14 @@ class Arbiter:
                 f"not {shown}"
             )
         wanted = prefix.lower()
-        matches = sorted(
-            folder.name
-            for folder in (self.folder / "cases").iterdir()
-            if folder.name.startswith(wanted)
-            and _is_hex_digest(folder.name)
-            and (folder / "state.json").exists()
-        )
+        matches = [
+            name
+            for name in self.store.case_names()
+            if name.startswith(wanted) and _is_hex_digest(name)
+        ]
         if not matches:
             raise ProtocolError(
-                f"no case id starts with {wanted} in {self.folder / 'cases'}; "
+                f"no case id starts with {wanted} in {self.store.describe()}; "
                 "the id is the one file-claim printed"
             )
         if len(matches) > 1:
@@ -371,47 +379,8 @@ class Arbiter:
 
     # -- challenge --------------------------------------------------------
 
-    def _registry(self) -> dict[str, dict[str, str]]:
-        """Commitment id -> claim id -> challenge id of every challenge issued.
-
-        It counts the earlier challenges of a commitment (its alpha budget),
-        so a damaged registry is refused, never read as empty.
-
-        Raises:
-            EncodingError: the registry file is damaged (named in the message).
-        """
-        path = self.folder / REGISTRY_FILE
-        if not path.exists():
-            return {}
-        what = f"the arbiter registry {path}"
-        value = parse_canonical_json(
-            read_regular_file(path, max_size=_MAX_REGISTRY_SIZE, what=what),
-            max_size=_MAX_REGISTRY_SIZE,
-            what=what,
-        )
-        if not isinstance(value, dict) or not all(
-            _is_hex_digest(commitment)
-            and isinstance(issued, dict)
-            and all(_is_hex_digest(k) and _is_hex_digest(v) for k, v in issued.items())
-            for commitment, issued in value.items()
-        ):
-            raise EncodingError(
-                f"{what} is damaged: it must map commitment ids to objects mapping claim ids "
-                "to challenge ids (restore it from a backup; it counts each commitment's "
-                "challenges, so it cannot be rebuilt empty)"
-            )
-        return value
-
-    def _exclusive(self) -> AbstractContextManager[None]:
-        """The arbiter folder's lock, held by the steps that read the other
-        cases' state and then write their own (a challenge counts and
-        excludes earlier ones; a reveal must not overlap another's): two
-        such steps at once, in threads or processes, would each miss the
-        other's write."""
-        return exclusive_lock(self.folder / LOCK_FILE, what="the arbiter folder")
-
     def challenges_issued(self, commitment_id: str) -> int:
-        return len(self._registry().get(commitment_id, {}))
+        return len(self.store.registry().get(commitment_id, {}))
 
     def challenge(self, case: Case) -> bytes:
         """Issue the case's challenge (signed bytes).
@@ -426,13 +395,14 @@ class Arbiter:
             ProtocolError: the case is not at "claimed"; too few unrevealed
                 triggers are left, or the budget of levels is spent.
         """
-        with self._exclusive():
+        # Under the lock: a challenge counts and excludes the earlier ones;
+        # two at once would each miss the other's registry entry.
+        with self.store.exclusive():
             case.require("claimed", "issuing a challenge")
             commitment = self.commitment_of(case)
             size = commitment.document.size
             count = min(self.policy.challenge_size, size)
-            registry = self._registry()
-            issued_for_commitment = registry.setdefault(commitment.digest, {})
+            issued_for_commitment = self.store.registry().get(commitment.digest, {})
             prior = len([claim for claim in issued_for_commitment if claim != case.name])
             if prior > _MAX_PRIOR_CHALLENGES:
                 raise ProtocolError(
@@ -464,13 +434,7 @@ class Arbiter:
             )
             signed = sign_document(challenge, self.keys)
             case.write("challenge.json", signed.to_json())
-            issued_for_commitment[case.name] = signed.digest
-            write_atomic(
-                self.folder / REGISTRY_FILE,
-                canonical_json(registry),
-                mode=PUBLIC_FILE_MODE,
-                overwrite=True,
-            )
+            self.store.record_challenge(commitment.digest, case.name, signed.digest)
             case.advance("challenged", challenge_id=signed.digest, prior_challenges=prior)
             return signed.to_json()
 
@@ -485,12 +449,13 @@ class Arbiter:
             if other.record["commitment_id"] == commitment_id and other.at_least("revealed"):
                 revealed.update(self._challenge(other).document.indices)
         for name in self.damaged_cases:
-            folder = self.folder / "cases" / name
-            if name == case.name or not (folder / "reveal.json").exists():
+            storage = self.store.case_storage(name)
+            if name == case.name or not storage.exists("reveal.json"):
                 continue
             try:
-                data = read_regular_file(folder / "challenge.json", what="challenge")
-                challenge = open_challenge(data, self.keys.public_keys).document
+                challenge = open_challenge(
+                    storage.read("challenge.json"), self.keys.public_keys
+                ).document
             except SecmarkError:
                 continue  # no challenge of ours: nothing of it can have been revealed
             if challenge.commitment_id == commitment_id:
@@ -498,21 +463,21 @@ class Arbiter:
         return tuple(sorted(revealed))
 
     def _cases(self, *, besides: str | None = None) -> list[Case]:
-        """Every case in the folder (but ``besides``) whose state loads.
+        """Every case in the store (but ``besides``) whose state loads.
 
         A damaged case is skipped and reported (:attr:`damaged_cases`, and a
         warning on the ``secmark.arbiter`` logger) rather than failing every
         step of every other case.
         """
         found = []
-        for folder in sorted((self.folder / "cases").iterdir()):
-            if folder.name == besides or not (folder / "state.json").exists():
+        for name in self.store.case_names():
+            if name == besides:
                 continue
             try:
-                found.append(Case.load(folder))
+                found.append(Case.load(self.store.case_storage(name)))
             except SecmarkError as error:
-                self.damaged_cases[folder.name] = str(error)
-                _LOG.warning("skipping damaged case %s: %s", folder.name, error)
+                self.damaged_cases[name] = str(error)
+                _LOG.warning("skipping damaged case %s: %s", name, error)
         return found
 
     def _challenge(self, case: Case) -> SignedDocument[Challenge]:
@@ -543,7 +508,7 @@ class Arbiter:
         # The checks that depend on the other cases, again under the lock up
         # to the stage change: two reveals of overlapping indices checked at
         # once would both find the other unrevealed.
-        with self._exclusive():
+        with self.store.exclusive():
             case.require("challenged", "receiving a reveal")
             self._require_unexpired(challenge.document)
             self._require_unrevealed(commitment.digest, case, challenge.document)
@@ -643,7 +608,7 @@ class Arbiter:
         A stored plan wins: the pool and labels given are then not read.
         """
         decoys = self._challenge(case).document.decoys
-        if (case.folder / QUERY_PLAN_FILE).exists():
+        if case.exists(QUERY_PLAN_FILE):
             plan = QueryPlan.from_bytes(case.read(QUERY_PLAN_FILE))
             plan.check_triggers({t.index: t.input for t in triggers}, decoys)
             return plan
@@ -746,7 +711,7 @@ class Arbiter:
 
     def _progress(self, case: Case) -> tuple[datetime, dict[int, QueryRecord]]:
         """When the case's query step first started, and the answers stored since."""
-        if not (case.folder / QUERY_PROGRESS_FILE).exists():
+        if not case.exists(QUERY_PROGRESS_FILE):
             return self._clock(), {}
         value = parse_canonical_json(
             case.read(QUERY_PROGRESS_FILE), max_size=_MAX_PROGRESS_SIZE, what="query progress"

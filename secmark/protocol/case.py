@@ -1,6 +1,8 @@
-"""An arbiter's case folder: one claim's documents and the step it reached.
+"""An arbiter's case: one claim's documents and the step it reached.
 
-Each step writes its document first and then the state file, both
+A case is kept by a :class:`~secmark.protocol.store.CaseStorage`: a case
+folder (documents as files, the state in ``state.json``) or rows of a
+database. Each step writes its document first and then the state, both
 atomically, so a crash between steps loses nothing: the case resumes from the
 last state written, and a document written by a step whose state was not
 recorded is simply written again. A step is refused when the case is not at
@@ -14,21 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from secmark.encoding import canonical_json, parse_canonical_json
-from secmark.errors import EncodingError, ProtocolError, SecmarkError
-from secmark.files import PUBLIC_FILE_MODE, read_regular_file, write_atomic
+from secmark.errors import EncodingError, ProtocolError
 from secmark.messages.claim import MAX_SUSPECT_REFERENCE
 from secmark.messages.document import Fields
 from secmark.messages.release import MODEL_DIGEST_ALGORITHMS
 from secmark.messages.verdict import OUTCOMES, TestFigures
+from secmark.protocol.store import STATE_FILE, CaseStorage, FolderCaseStorage
 
-__all__ = ["STAGES", "Case"]
+__all__ = ["STAGES", "STATE_FILE", "Case"]
 
 STAGES = ("claimed", "challenged", "revealed", "queried", "decided")
 """The steps of a case, in order."""
 
-STATE_FILE = "state.json"
-_MAX_STATE_SIZE = 1 << 20
 _MAX_PRIOR_CHALLENGES = 64
 
 
@@ -78,66 +77,74 @@ def check_record(stage: str, record: Any, *, what: str) -> None:
 
 @dataclass
 class Case:
-    """A case folder. ``record`` holds the facts later steps need."""
+    """A case: its stage, the facts later steps need (``record``), and its
+    documents, kept by ``storage`` (a case folder, or rows of a database:
+    :mod:`secmark.protocol.store`)."""
 
-    folder: Path
+    storage: CaseStorage
     stage: str
     record: dict[str, Any]
 
     @classmethod
-    def create(cls, folder: Path, record: dict[str, Any]) -> Case:
-        folder.mkdir(parents=True, exist_ok=True)
-        case = cls(folder, "claimed", record)
-        case._save()
-        return case
-
-    @classmethod
-    def load(cls, folder: Path) -> Case:
-        """Load the case and check its state file (:func:`check_record`).
+    def create(cls, where: Path | CaseStorage, record: dict[str, Any]) -> Case:
+        """Store a new case at stage "claimed" (a folder is made if missing).
 
         Raises:
-            SecmarkError: no case in ``folder``.
-            EncodingError: a damaged state file (not canonical JSON, an
-                unknown stage, a fact missing or of the wrong type, or a
-                claim id other than the folder's name), naming the file.
+            ProtocolError: a database holds a state for the case already.
         """
-        path = folder / STATE_FILE
-        if not path.exists():
-            raise SecmarkError(f"no case in {folder}: it has no {STATE_FILE}")
-        what = f"the case state {path}"
-        data = read_regular_file(path, max_size=_MAX_STATE_SIZE, what=what)
+        storage = _storage(where)
+        storage.save_state("claimed", record, previous=None)
+        return cls(storage, "claimed", record)
+
+    @classmethod
+    def load(cls, where: Path | CaseStorage) -> Case:
+        """Load the case and check its state (:func:`check_record`).
+
+        Raises:
+            SecmarkError: no case there.
+            EncodingError: a damaged state (not canonical JSON, an unknown
+                stage, a fact missing or of the wrong type, or a claim id
+                other than the case's name), naming the state file or row.
+        """
+        storage = _storage(where)
+        what = storage.state_what
         try:
-            value = parse_canonical_json(data, max_size=_MAX_STATE_SIZE, what=what)
-            if not isinstance(value, dict) or set(value) != {"record", "stage"}:
-                raise EncodingError(f"{what} must be an object with exactly record and stage")
-            stage = value["stage"]
+            stage, record = storage.read_state()
             if not isinstance(stage, str) or stage not in STAGES:
                 raise EncodingError(f"{what} names an unknown stage {stage!r:.40}")
-            check_record(stage, value["record"], what=what)
-            if value["record"]["claim_id"] != folder.name:
+            check_record(stage, record, what=what)
+            assert isinstance(record, dict)  # check_record refuses anything else
+            if record["claim_id"] != storage.name:
                 raise EncodingError(
-                    f"{what} is the state of claim {value['record']['claim_id']}, not of the "
-                    f"folder's claim {folder.name}"
+                    f"{what} is the state of claim {record['claim_id']}, not of the "
+                    f"case's claim {storage.name}"
                 )
         except EncodingError as error:
-            raise EncodingError(
-                f"{error} (the case is damaged: restore {path} from a backup, or move the "
-                "case folder out of the arbiter's cases)"
-            ) from None
-        return cls(folder, stage, value["record"])
+            raise EncodingError(f"{error} (the case is damaged: {storage.repair})") from None
+        return cls(storage, stage, record)
 
     @property
     def name(self) -> str:
-        return self.folder.name
+        return self.storage.name
 
-    def require(self, stage: str, action: str) -> None:
-        """Reload the stored state (another handle on this folder may have
-        moved the case on), then check the case is at ``stage``.
+    @property
+    def folder(self) -> Path:
+        """The case folder.
 
         Raises:
-        ProtocolError: the case is not at ``stage``.
-        SecmarkError: the state file is missing or damaged."""
-        stored = Case.load(self.folder)
+            SecmarkError: the case is kept in a database, not a folder.
+        """
+        return self.storage.folder
+
+    def require(self, stage: str, action: str) -> None:
+        """Reload the stored state (another handle on this case may have
+        moved it on), then check the case is at ``stage``.
+
+        Raises:
+            ProtocolError: the case is not at ``stage``.
+            SecmarkError: the stored state is missing or damaged.
+        """
+        stored = Case.load(self.storage)
         self.stage, self.record = stored.stage, stored.record
         if self.stage != stage:
             raise ProtocolError(
@@ -148,22 +155,35 @@ class Case:
         return STAGES.index(self.stage) >= STAGES.index(stage)
 
     def write(self, name: str, data: bytes) -> None:
-        write_atomic(self.folder / name, data, mode=PUBLIC_FILE_MODE, overwrite=True)
+        self.storage.write(name, data)
 
     def read(self, name: str) -> bytes:
-        path = self.folder / name
-        if not path.exists():
-            raise SecmarkError(f"case {self.name} lacks {name}")
-        return read_regular_file(path, what=f"case {self.name} file")
+        """Document ``name`` of the case.
+
+        Raises:
+            SecmarkError: the case has no such document, or it cannot be read.
+        """
+        return self.storage.read(name)
+
+    def exists(self, name: str) -> bool:
+        return self.storage.exists(name)
 
     def advance(self, stage: str, **facts: Any) -> None:
-        """Record ``facts`` and move to ``stage`` (the next one)."""
+        """Record ``facts`` and move to ``stage`` (the next one), in one
+        transaction (or one atomic file); this handle changes only once the
+        new state is stored.
+
+        Raises:
+            ProtocolError: ``stage`` is not the next one, or (in a database)
+                the stored case moved on meanwhile.
+        """
         if STAGES.index(stage) != STAGES.index(self.stage) + 1:
             raise ProtocolError(f"case {self.name} cannot go from {self.stage!r} to {stage!r}")
-        self.record.update(facts)
-        self.stage = stage
-        self._save()
+        record = {**self.record, **facts}
+        self.storage.save_state(stage, record, previous=self.stage)
+        self.stage, self.record = stage, record
 
-    def _save(self) -> None:
-        state = canonical_json({"record": self.record, "stage": self.stage})
-        write_atomic(self.folder / STATE_FILE, state, mode=PUBLIC_FILE_MODE, overwrite=True)
+
+def _storage(where: Path | CaseStorage) -> CaseStorage:
+    # A path is a case folder, as before there were stores.
+    return FolderCaseStorage(where) if isinstance(where, Path) else where

@@ -233,7 +233,7 @@ def serve_process(
 ) -> Iterator[tuple[subprocess.Popen[bytes], httpx.Client]]:
     """``secmark arbiter serve`` in a process of its own; killed on exit if still running."""
     port = free_port()
-    command = [sys.executable, "-m", "tests.service.serve_main", "serve", str(folder)]
+    command = [sys.executable, "-m", "secmark", "arbiter", "serve", str(folder)]
     command += ["--listen", f"127.0.0.1:{port}", "--suspect-defaults", str(defaults)]
     with log.open("ab") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=_ROOT)

@@ -1,23 +1,14 @@
 """Fixtures for the serving tests: entries, operator keys, and log databases.
 
 ``log_url`` runs each store test twice: against an SQLite file and against
-a PostgreSQL server that ``postgres_server`` starts once per test process
-(``initdb`` + ``pg_ctl`` in a temporary directory, listening on 127.0.0.1
-only). When no server can be started, the PostgreSQL runs are skipped with
-the reason; they never fail for that.
+a PostgreSQL server that ``postgres_server`` (:mod:`tests.postgres`) starts
+once per test process. When no server can be started, the PostgreSQL runs
+are skipped with the reason; they never fail for that.
 """
 
 from __future__ import annotations
 
-import glob
 import hashlib
-import itertools
-import os
-import shutil
-import subprocess
-import tempfile
-import time
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,7 +16,10 @@ import pytest
 
 from secmark.crypto import IdentityKeys
 from secmark.serving.entry import LogEntry, client_account
-from tests.conftest import fixed_keys, free_ports
+from tests.conftest import fixed_keys
+
+# Imported for pytest: the fixture is shared with the arbiter store tests.
+from tests.postgres import PostgresServer, postgres_server  # noqa: F401
 
 POLICY_ID = hashlib.sha256(b"secmark tests serving policy").digest()
 OTHER_POLICY_ID = hashlib.sha256(b"secmark tests other serving policy").digest()
@@ -57,134 +51,6 @@ def make_entry(
 @pytest.fixture(scope="session")
 def operator() -> IdentityKeys:
     return fixed_keys("log operator")
-
-
-def _postgres_bin(name: str) -> str | None:
-    found = shutil.which(name)
-    if found:
-        return found
-    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"))
-    return candidates[-1] if candidates else None
-
-
-def _as_server_user() -> list[str]:
-    """The prefix that runs a PostgreSQL binary unprivileged: initdb and the
-    server refuse to run as root."""
-    if os.geteuid() != 0:
-        return []
-    for user in ("postgres", "nobody"):
-        if (
-            shutil.which("runuser")
-            and subprocess.run(["id", "-u", user], capture_output=True, check=False).returncode == 0
-        ):
-            return ["runuser", "-u", user, "--"]
-    raise RuntimeError("running as root with no postgres or nobody user to run the server")
-
-
-class PostgresServer:
-    """A throwaway server; :meth:`database_url` makes a fresh, empty log
-    database: a schema of its own (far quicker than CREATE DATABASE), made
-    the connection's search path."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self._counter = itertools.count()
-
-    def database_url(self) -> str:
-        import psycopg
-
-        name = f"secmark_test_{os.getpid()}_{next(self._counter)}"
-        with psycopg.connect(
-            f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True
-        ) as conn:
-            conn.execute(f"CREATE SCHEMA {name}")
-        return (
-            f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
-            f"?options=-csearch_path%3D{name}"
-        )
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    initdb, pg_ctl = _postgres_bin("initdb"), _postgres_bin("pg_ctl")
-    if initdb is None or pg_ctl is None:
-        pytest.skip("PostgreSQL is not installed (no initdb / pg_ctl)")
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        pytest.skip("psycopg is not installed")
-    try:
-        prefix = _as_server_user()
-    except RuntimeError as error:
-        pytest.skip(str(error))
-    # Under /tmp directly: pytest's own temporary directories are private to
-    # root, and the server user must reach its data directory.
-    base = Path(tempfile.mkdtemp(prefix="secmark-pg-"))
-    data = base / "data"
-    data.mkdir()
-    if prefix:
-        user = prefix[2]
-        shutil.chown(base, user)
-        shutil.chown(data, user)
-    port = free_ports(1)[0]
-    started = False
-    try:
-        init = subprocess.run(
-            [*prefix, initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=60,
-        )
-        if init.returncode != 0:
-            pytest.skip(f"initdb failed: {init.stderr.strip()[-300:]}")
-        options = (
-            f"-p {port} -k {base} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
-        start = subprocess.run(
-            [
-                *prefix,
-                pg_ctl,
-                "-D",
-                str(data),
-                "-o",
-                options,
-                "-l",
-                str(base / "log"),
-                "-w",
-                "start",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=60,
-        )
-        if start.returncode != 0:
-            log = (base / "log").read_text(errors="replace") if (base / "log").exists() else ""
-            pytest.skip(f"the PostgreSQL server did not start: {(start.stderr + log)[-300:]}")
-        started = True
-        server = PostgresServer(port)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                server.database_url()
-                break
-            except Exception as error:  # noqa: BLE001 - any failure means "not yet"
-                if time.monotonic() > deadline:
-                    pytest.skip(f"cannot connect to the PostgreSQL server: {error}")
-                time.sleep(0.2)
-        yield server
-    finally:
-        if started:
-            subprocess.run(
-                [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"],
-                capture_output=True,
-                text=True,
-                check=False,
-                timeout=60,
-            )
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
