@@ -1,12 +1,13 @@
-"""Extraction disputes from the command line: ``extraction-claim``, ``arbiter
-extraction`` and ``verify-extraction``.
+"""Extraction disputes from the command line: ``extraction-claim`` and
+``arbiter extraction``.
 
 The owner claims that a suspect was trained on the marked answers one client
 account received (``extraction-claim``, with the extract ``secmark log
 extract`` wrote); the arbiter checks the claim, queries the suspect, decides
 and writes the bundle (``arbiter extraction``, registered under ``secmark
 arbiter`` by :func:`add_arbiter_command`); a judge re-checks the bundle
-offline (``verify-extraction``).
+offline with ``verify-bundle``, which recognises an extraction bundle and
+reports it with :func:`report_extraction_bundle`.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from pathlib import Path
 from secmark.cli.output import add_json_flag, emit, printable
 from secmark.cli.passphrase import open_key_file
 from secmark.cli.querylog import parse_account, read_policy
-from secmark.cli.streams import add_input, add_output, is_stdio, read_file, read_input, write_new
+from secmark.cli.streams import add_output, is_stdio, read_file, write_new
 from secmark.cli.suspects import add_suspect_arguments, open_suspect, requests_sent
-from secmark.cli.verification import EXIT_SELF_ASSERTED, VERIFY_EXIT_STATUSES
+from secmark.cli.verification import EXIT_SELF_ASSERTED
 from secmark.errors import EncodingError, ProtocolError, SecmarkError, SignatureError
 from secmark.files import read_regular_file
 from secmark.messages.checkpoint import open_checkpoint
@@ -32,7 +33,6 @@ from secmark.protocol.arbiter import Arbiter
 from secmark.protocol.bundle_report import TimeTrust
 from secmark.protocol.extraction import ExtractionArbiter
 from secmark.protocol.extraction_bundle import (
-    MAX_EXTRACTION_BUNDLE_SIZE,
     ExtractionReport,
     build_extraction_bundle,
     examine_extraction_bundle,
@@ -52,20 +52,6 @@ __all__ = [
 
 ArbiterOpener = Callable[[Path, str | None], Arbiter]
 """Opens the arbiter of a working folder, with a passphrase file or None."""
-
-_VERIFY_DESCRIPTION = f"""\
-Re-check an extraction bundle offline: the claim and its serving policy, both
-timestamps, the operator-signed log and the account's completeness, every
-marking proof and entry time, the arbiter's sample, the transcript and the
-test. Without --trust the timestamps can only be checked against the TSA roots
-inside the bundle: the time is then SELF-ASSERTED, and the command says so and
-exits with status {EXIT_SELF_ASSERTED}. Without --arbiter any arbiter's
-signature is accepted, and the report says the arbiter is not pinned.
-
-The report lists every named check with its result and whose word it rests
-on; a refused bundle is reported up to its failing check, with no outcome.
---json prints the same report as one JSON object.
-"""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -109,30 +95,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_output(claim, "--out", required=True, help="where to write the claim")
     add_json_flag(claim)
     claim.set_defaults(handler=_claim)
-
-    verify = subparsers.add_parser(
-        "verify-extraction",
-        help="re-check an extraction bundle offline and print a report",
-        description=_VERIFY_DESCRIPTION,
-        epilog=VERIFY_EXIT_STATUSES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_input(verify, "bundle", help="the extraction bundle")
-    verify.add_argument(
-        "--trust",
-        action="append",
-        default=[],
-        metavar="PEM",
-        help="your own trusted TSA roots (without it the time is self-asserted)",
-    )
-    verify.add_argument(
-        "--arbiter",
-        metavar="KEY_ID",
-        help="pin the arbiter: its key id (64 lower-case hex digits, as its identity "
-        "document states it); a bundle signed by another arbiter is refused",
-    )
-    add_json_flag(verify)
-    verify.set_defaults(handler=_verify)
 
 
 def add_arbiter_command(
@@ -287,18 +249,13 @@ def _decide(args: argparse.Namespace, open_arbiter: ArbiterOpener) -> int:
 
 
 def extraction_exit_status(report: ExtractionReport) -> int:
-    """The status ``verify-extraction`` exits with, as ``verify-bundle``'s:
+    """The status ``verify-bundle`` exits with for an extraction bundle, as for any bundle:
     0 when every check passed against the judge's roots,
     :data:`~secmark.cli.verification.EXIT_SELF_ASSERTED` when they passed on the
     bundle's own roots, the failed check's error code otherwise."""
     if report.error is not None:
         return report.error.exit_code
     return EXIT_SELF_ASSERTED if report.time_trust is TimeTrust.SELF_ASSERTED else 0
-
-
-def _verify(args: argparse.Namespace) -> int:
-    bundle = read_input(args.bundle, max_size=MAX_EXTRACTION_BUNDLE_SIZE, what="bundle")
-    return report_extraction_bundle(args, bundle)
 
 
 def report_extraction_bundle(args: argparse.Namespace, bundle: bytes) -> int:

@@ -1,5 +1,5 @@
 """Exit statuses of the commands that verify a bundle (``verify-bundle``,
-``verify-extraction``, ``report``)."""
+``report``)."""
 
 from __future__ import annotations
 

@@ -201,7 +201,7 @@ class ExtractionDemoOutcome:
         return [
             [
                 "secmark",
-                "verify-extraction",
+                "verify-bundle",
                 str(result.bundle),
                 "--trust",
                 str(self.trust_root),

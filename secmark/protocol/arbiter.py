@@ -163,25 +163,6 @@ class ArbiterPolicy:
             )
 
 
-def _figures(result: BlackBoxResult) -> TestFigures:
-    test = result.test
-    return TestFigures(
-        trials=result.trials,
-        matches=result.matches,
-        p0=test.p0_exact,
-        alpha=test.alpha_exact,
-        threshold=test.threshold,
-        p_value=test.p_value,
-        log2_p_value=test.log2_p_value,
-        ci_low=test.ci_low,
-        ci_high=test.ci_high,
-        trigger_errors=result.trigger_errors,
-        decoy_errors=result.decoy_errors,
-        decoys_labelled=result.decoys_labelled,
-        decoys_correct=result.decoys_correct,
-    )
-
-
 class Arbiter:
     """An arbiter working in ``folder`` with its keys and trust store.
 
@@ -705,7 +686,7 @@ class Arbiter:
             "queried",
             transcript_id=signed.digest,
             holds=bool(result.test.decision),
-            test=_figures(result).to_fields(),
+            test=result.figures().to_fields(),
         )
         return result
 

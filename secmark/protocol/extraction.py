@@ -355,22 +355,7 @@ def test_figures(
         alpha=alpha / case.extract.client_count,
         p0=policy.p0,
     )
-    test = result.test
-    return TestFigures(
-        trials=result.trials,
-        matches=result.matches,
-        p0=test.p0_exact,
-        alpha=test.alpha_exact,
-        threshold=test.threshold,
-        p_value=test.p_value,
-        log2_p_value=test.log2_p_value,
-        ci_low=test.ci_low,
-        ci_high=test.ci_high,
-        trigger_errors=result.trigger_errors,
-        decoy_errors=result.decoy_errors,
-        decoys_labelled=result.decoys_labelled,
-        decoys_correct=result.decoys_correct,
-    )
+    return result.figures()
 
 
 @dataclass(frozen=True)

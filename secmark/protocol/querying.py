@@ -43,6 +43,7 @@ import safetensors.numpy
 from secmark.errors import EncodingError, SuspectError
 from secmark.messages.labels import ClassLabels, LabelSpace, RegressionLabels, TokenLabels
 from secmark.messages.transcript import MAX_ERROR_TEXT, TranscriptEntry
+from secmark.messages.verdict import TestFigures
 from secmark.models.base import Suspect
 from secmark.stats import DEFAULT_ALPHA, BinomialTestResult, binomial_test, null_match_probability
 
@@ -101,6 +102,25 @@ class BlackBoxResult:
     decoys_labelled: int
     decoys_correct: int
     test: BinomialTestResult
+
+    def figures(self) -> TestFigures:
+        """The figures a verdict states for this result."""
+        test = self.test
+        return TestFigures(
+            trials=self.trials,
+            matches=self.matches,
+            p0=test.p0_exact,
+            alpha=test.alpha_exact,
+            threshold=test.threshold,
+            p_value=test.p_value,
+            log2_p_value=test.log2_p_value,
+            ci_low=test.ci_low,
+            ci_high=test.ci_high,
+            trigger_errors=self.trigger_errors,
+            decoy_errors=self.decoy_errors,
+            decoys_labelled=self.decoys_labelled,
+            decoys_correct=self.decoys_correct,
+        )
 
 
 def input_digest(value: npt.NDArray[Any]) -> str:

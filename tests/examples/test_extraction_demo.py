@@ -77,7 +77,7 @@ def test_both_bundles_verify_with_the_judges_roots(
     commands = run.summary["verify_commands"]
     assert len(commands) == 2
     for command in commands:
-        assert command[:2] == ["secmark", "verify-extraction"] and "--arbiter" in command
+        assert command[:2] == ["secmark", "verify-bundle"] and "--arbiter" in command
         assert main(command[1:]) == 0
     capsys.readouterr()
 
