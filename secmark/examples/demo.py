@@ -62,7 +62,15 @@ from secmark.timestamp import TimestampAuthority, TrustStore
 from secmark.timestamp.evidence import collect_evidence
 from secmark.triggers import CommittedPool, iter_triggers, pool_root
 
-__all__ = ["DEMO_FILES", "MARKER_FILE", "Calendar", "DemoOutcome", "prepare_folder", "run_demo"]
+__all__ = [
+    "DEMO_FILES",
+    "MARKER_FILE",
+    "Calendar",
+    "DemoDesk",
+    "DemoOutcome",
+    "prepare_folder",
+    "run_demo",
+]
 
 TRIGGERS = 256
 CHALLENGE = 128
@@ -197,6 +205,42 @@ class Calendar:
         return self.now
 
 
+class DemoDesk:
+    """A demo's folder, prepared (:func:`prepare_folder`) and marked, with the
+    built-in TSA on a simulated calendar whose "today" is the real one.
+
+    Raises (constructor):
+        SecmarkError: the folder cannot be used.
+    """
+
+    def __init__(self, folder: Path, *, replace: bool, history: timedelta) -> None:
+        prepare_folder(folder, replace=replace)
+        write_atomic(
+            folder / MARKER_FILE,
+            b"made by secmark demo; secmark demo --force may empty this folder\n",
+            mode=PUBLIC_FILE_MODE,
+        )
+        self.folder = folder
+        self.today = utc_now()
+        self.calendar = Calendar(self.today - history)
+        self.tsa = TimestampAuthority.initialize(
+            folder / "tsa", passphrase=None, allow_unencrypted=True, clock=self.calendar
+        )
+        self.trust = TrustStore(roots=(self.tsa.root_certificate,))
+
+    def save(self, name: str, data: bytes) -> None:
+        """Write a public file of the demo."""
+        write_atomic(self.folder / name, data, mode=PUBLIC_FILE_MODE, overwrite=True)
+
+    def timestamp(self, name: str, subject: str, days_ago: int) -> bytes:
+        """Evidence for document id ``subject``, dated ``days_ago`` days before
+        today, saved as ``name`` and returned."""
+        self.calendar.now = self.today - timedelta(days=days_ago)
+        evidence = collect_evidence(subject, [self.tsa.respond]).to_json()
+        self.save(name, evidence)
+        return evidence
+
+
 def _derive_all(
     keys: IdentityKeys, commitment: SignedDocument[Commitment]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -219,27 +263,11 @@ def run_demo(
         SecmarkError: the folder cannot be used (:func:`prepare_folder`).
     """
     started = time.monotonic()
-    prepare_folder(folder, replace=replace)
-    write_atomic(
-        folder / MARKER_FILE,
-        b"made by secmark demo; secmark demo --force may empty this folder\n",
-        mode=PUBLIC_FILE_MODE,
-    )
-    today = utc_now()
-    calendar = Calendar(today - timedelta(days=365))
-    tsa = TimestampAuthority.initialize(
-        folder / "tsa", passphrase=None, allow_unencrypted=True, clock=calendar
-    )
-    trust = TrustStore(roots=(tsa.root_certificate,))
-
-    def save(name: str, data: bytes) -> None:
-        write_atomic(folder / name, data, mode=PUBLIC_FILE_MODE, overwrite=True)
+    desk = DemoDesk(folder, replace=replace, history=timedelta(days=365))
+    calendar, trust, save, today = desk.calendar, desk.trust, desk.save, desk.today
 
     def timestamp(name: str, document: SignedDocument[Any], days_ago: int) -> bytes:
-        calendar.now = today - timedelta(days=days_ago)
-        evidence = collect_evidence(document.digest, [tsa.respond]).to_json()
-        save(name, evidence)
-        return evidence
+        return desk.timestamp(name, document.digest, days_ago)
 
     def register(
         keys: IdentityKeys,

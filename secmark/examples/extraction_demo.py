@@ -49,7 +49,7 @@ from torch import nn
 from secmark.crypto.keys import IdentityKeys
 from secmark.embed import evaluate_accuracy, load_state, predict_labels, save_state
 from secmark.encoding import format_time, utc_now
-from secmark.examples.demo import MARKER_FILE, TSA_ROOT, Calendar, prepare_folder
+from secmark.examples.demo import TSA_ROOT, DemoDesk
 from secmark.examples.digits import (
     IMAGE_SHAPE,
     NUM_CLASSES,
@@ -60,7 +60,6 @@ from secmark.examples.digits import (
     train_clean,
     trigger_set,
 )
-from secmark.files import PUBLIC_FILE_MODE, write_atomic
 from secmark.messages.commitment import create_commitment
 from secmark.messages.extraction import create_extraction_claim
 from secmark.messages.families import NoiseFamily
@@ -77,7 +76,7 @@ from secmark.serving.marking import Marker
 from secmark.serving.wrapper import MarkedClassifier
 from secmark.stats import DEFAULT_ALPHA
 from secmark.stats.extraction import extraction_plan
-from secmark.timestamp import TimestampAuthority, TrustStore
+from secmark.timestamp import TrustStore
 from secmark.timestamp.evidence import collect_evidence
 from secmark.triggers import iter_triggers
 
@@ -258,27 +257,9 @@ def run_extraction_demo(
         SecmarkError: the folder cannot be used.
     """
     started = time.monotonic()
-    prepare_folder(folder, replace=replace)
-    write_atomic(
-        folder / MARKER_FILE,
-        b"made by secmark demo; secmark demo --force may empty this folder\n",
-        mode=PUBLIC_FILE_MODE,
-    )
-    today = utc_now()
-    calendar = Calendar(today - timedelta(days=60))
-    tsa = TimestampAuthority.initialize(
-        folder / "tsa", passphrase=None, allow_unencrypted=True, clock=calendar
-    )
-    trust = TrustStore(roots=(tsa.root_certificate,))
-
-    def save(name: str, data: bytes) -> None:
-        write_atomic(folder / name, data, mode=PUBLIC_FILE_MODE, overwrite=True)
-
-    def timestamp(name: str, digest: str, days_ago: int) -> bytes:
-        calendar.now = today - timedelta(days=days_ago)
-        evidence = collect_evidence(digest, [tsa.respond]).to_json()
-        save(name, evidence)
-        return evidence
+    desk = DemoDesk(folder, replace=replace, history=timedelta(days=60))
+    calendar, trust, tsa = desk.calendar, desk.trust, desk.tsa
+    save, timestamp = desk.save, desk.timestamp
 
     owner, platform, arbiter_keys = (
         IdentityKeys.generate(),
