@@ -1,5 +1,6 @@
 """The owner's and the judge's commands: ``release``, ``claim``, ``reveal``,
-``verify-bundle``."""
+``verify-bundle``. With ``--arbiter-url``, ``claim`` and ``reveal`` talk to
+the arbiter service (:mod:`secmark.cli.remote`)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ from secmark.cli.derive import open_pool
 from secmark.cli.extraction import report_extraction_bundle
 from secmark.cli.output import add_json_flag, emit, printable
 from secmark.cli.passphrase import open_key_file
-from secmark.cli.streams import add_input, add_output, read_file, read_input, write_new
+from secmark.cli.remote import add_arbiter_url, file_claim_remotely, reveal_remotely
+from secmark.cli.streams import (
+    UsageError,
+    add_input,
+    add_output,
+    read_file,
+    read_input,
+    write_new,
+)
 from secmark.cli.verification import EXIT_SELF_ASSERTED, VERIFY_EXIT_STATUSES
 from secmark.errors import SecmarkError
 from secmark.messages.commitment import open_commitment
@@ -46,11 +55,16 @@ secmark.bundle-report object (specs/report.md; schema bundle-report).
 """
 
 
-def _owner_options(parser: argparse.ArgumentParser) -> None:
+def _owner_options(parser: argparse.ArgumentParser, *, remote: bool = False) -> None:
     parser.add_argument("--key", required=True, type=Path, help="the owner's key file")
     parser.add_argument("--passphrase-file", help="read the key file's passphrase from here")
     add_input(parser, "--commitment", required=True, help="the signed commitment")
-    add_output(parser, "--out", required=True, help="where to write the result")
+    add_output(
+        parser,
+        "--out",
+        required=not remote,
+        help="where to write the result" + (" (optional with --arbiter-url)" if remote else ""),
+    )
     add_json_flag(parser)
 
 
@@ -85,7 +99,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     release.set_defaults(handler=_release)
 
     claim = subparsers.add_parser("claim", help="file a claim against a suspect with an arbiter")
-    _owner_options(claim)
+    _owner_options(claim, remote=True)
     add_input(claim, "--evidence", required=True, help="the commitment's timestamp evidence")
     add_input(claim, "--release", help="the registered release")
     add_input(claim, "--release-evidence", help="the release's timestamp evidence")
@@ -98,19 +112,27 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     claim.add_argument(
         "--arbiter", required=True, type=Path, help="the arbiter's identity document"
     )
+    add_arbiter_url(claim, help="file the claim at the arbiter service there and print its case id")
     claim.set_defaults(handler=_claim)
 
     reveal = subparsers.add_parser(
         "reveal", help="answer a challenge: check it, then reveal exactly its indices, sealed"
     )
-    add_input(reveal, "challenge", help="the arbiter's challenge")
-    _owner_options(reveal)
+    add_input(
+        reveal, "challenge", nargs="?", help="the arbiter's challenge (not with --arbiter-url)"
+    )
+    _owner_options(reveal, remote=True)
     reveal.add_argument(
         "--arbiter", required=True, type=Path, help="the arbiter's identity document"
     )
     reveal.add_argument(
         "--pool", type=Path, help="the committed pool as one .npy array (pool and overlay families)"
     )
+    add_arbiter_url(
+        reveal,
+        help="fetch the challenge of --case from the arbiter service there, and submit the reveal",
+    )
+    reveal.add_argument("--case", metavar="ID", help="with --arbiter-url: the case's id")
     reveal.set_defaults(handler=_reveal)
 
     verify = subparsers.add_parser(
@@ -190,6 +212,8 @@ def _release(args: argparse.Namespace) -> int:
 def _claim(args: argparse.Namespace) -> int:
     if (args.release is None) != (args.release_evidence is None):
         raise SecmarkError("give --release and --release-evidence together")
+    if args.out is None and args.arbiter_url is None:
+        raise UsageError("give --out (where to write the claim), --arbiter-url, or both")
     keys = open_key_file(args.key, args.passphrase_file)
     arbiter = open_identity(read_file(args.arbiter))
     claim = file_claim(
@@ -203,20 +227,37 @@ def _claim(args: argparse.Namespace) -> int:
         if args.release_evidence is None
         else read_input(args.release_evidence, what="release evidence"),
     )
-    write_new(args.out, claim)
+    if args.out is not None:
+        write_new(args.out, claim)
+    if args.arbiter_url is not None:
+        return file_claim_remotely(args, keys, claim)
     emit(args, [f"claim written to {args.out}; send it to the arbiter"], {"file": str(args.out)})
     return 0
 
 
+def _check_reveal_usage(args: argparse.Namespace) -> None:
+    if args.arbiter_url is not None:
+        if args.case is None or args.challenge is not None:
+            raise UsageError("with --arbiter-url give --case (the challenge is fetched), no file")
+    elif args.challenge is None or args.out is None or args.case is not None:
+        raise UsageError("give the challenge and --out, or --arbiter-url and --case")
+
+
 def _reveal(args: argparse.Namespace) -> int:
+    _check_reveal_usage(args)
     keys = open_key_file(args.key, args.passphrase_file)
     commitment = open_commitment(
         read_input(args.commitment, what="commitment"), owner_key_id=keys.key_id
     )
     arbiter = open_identity(read_file(args.arbiter))
     pool = open_pool(args.pool, commitment.document)
-    challenge = read_input(args.challenge, what="challenge")
-    reveal = answer_challenge(keys, commitment, challenge, arbiter, pool=pool)
+
+    def answer(challenge: bytes) -> bytes:
+        return answer_challenge(keys, commitment, challenge, arbiter, pool=pool)
+
+    if args.arbiter_url is not None:
+        return reveal_remotely(args, keys, answer)
+    reveal = answer(read_input(args.challenge, what="challenge"))
     write_new(args.out, reveal)
     emit(
         args,
