@@ -2,7 +2,12 @@
 
 Targets (``targets.py``): each document type, DSSE envelopes, bundles,
 key files (bytes and paths), TSA key files, timestamp tokens, timestamp
-evidence, OIP inference responses and trigger-set directories. Each starts
+evidence, OIP inference responses and trigger-set directories; and the
+serving side (``specs/serving.md``): serving policies, log checkpoints,
+log entries and leaves, client extracts (verified against their signed
+checkpoint), extraction claims, verdicts and bundles, and the gateway's
+parsing of a client's OIP request body. Their seeds are one small
+extraction case (``serving_corpus.py``). Each starts
 from valid seeds (``corpus.py``) and is fed mutations (``mutate.py``): bit
 flips, byte insertions and deletions, truncation, and JSON-level mutations
 of canonical documents *re-signed* with the test keys, so that signature

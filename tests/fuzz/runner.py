@@ -11,7 +11,7 @@ from typing import Any
 
 from secmark.errors import SecmarkError
 from tests.fuzz.mutate import mutate_bytes
-from tests.fuzz.targets import RoundTripError, Target
+from tests.fuzz.targets import AcceptedForgery, RoundTripError, Target
 
 __all__ = ["SLOW_SECONDS", "Finding", "Stats", "generate", "run_one", "run_target"]
 
@@ -96,6 +96,9 @@ def run_one(
         accepted = target.check(data)
     except target.expected:
         stats.rejected += 1
+    except AcceptedForgery as error:
+        stats.forged += 1
+        stats.findings.append(Finding("forged", data, f"{kind} mutation: {error}"))
     except RoundTripError as error:
         stats.round_trip += 1
         stats.findings.append(Finding("round-trip", data, str(error)))

@@ -18,7 +18,13 @@ from hypothesis import strategies as st
 from tests.fuzz.runner import Stats, baseline_of, generate, run_one, run_target
 from tests.fuzz.targets import TARGETS
 
-_SHORT = {"bundle": 4, "timestamp-evidence": 6, "trigger-set": 8}
+_SHORT = {
+    "bundle": 4,
+    "timestamp-evidence": 6,
+    "trigger-set": 8,
+    "extraction-bundle": 4,
+    "log-extract": 8,
+}
 _DEFAULT_EXAMPLES = 12
 
 

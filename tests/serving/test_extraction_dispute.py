@@ -78,7 +78,7 @@ def test_models_made_without_the_answers_are_rejected(world: World, model: Any) 
 
 
 def test_repeated_queries_count_once(world: World) -> None:
-    served = world.serve(queries=120, repeat=3)
+    served = world.serve(queries=300, repeat=3)
     claim, extract = world.claim(served)
     bundle = world.decide(claim, extract, copy_of(served.answers))
     report = _verdict(world, bundle)
