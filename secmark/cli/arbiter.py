@@ -10,11 +10,12 @@ step reads it and works on the case folders under ``DIR/cases``, or, with
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 from datetime import timedelta
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy.typing as npt
 
@@ -42,9 +43,12 @@ from secmark.errors import EncodingError, SecmarkError
 from secmark.messages.challenge import parse_alpha
 from secmark.messages.identity import open_identity
 from secmark.protocol.arbiter import Arbiter, ArbiterPolicy
-from secmark.protocol.database_store import DatabaseStore, migrate_folder
+from secmark.protocol.store import ArbiterStore
 from secmark.stats import DEFAULT_ALPHA
 from secmark.timestamp import TrustStore
+
+if TYPE_CHECKING:
+    from secmark.protocol.database_store import DatabaseStore
 
 CONFIG_FILE = "arbiter.json"
 
@@ -226,8 +230,18 @@ def _init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _database(url: str) -> DatabaseStore:
+    """The arbiter's database: SQLAlchemy is the serving extra's, so it is
+    imported only when a command is given ``--database``."""
+    if importlib.util.find_spec("sqlalchemy") is None:
+        raise SecmarkError("--database needs SQLAlchemy: pip install 'secmark[serving]'")
+    from secmark.protocol.database_store import DatabaseStore
+
+    return DatabaseStore.open(url)
+
+
 def _open_arbiter(
-    folder: Path, passphrase_file: str | None, *, store: DatabaseStore | None = None
+    folder: Path, passphrase_file: str | None, *, store: ArbiterStore | None = None
 ) -> Arbiter:
     try:
         config: dict[str, Any] = json.loads(read_file(folder / CONFIG_FILE))
@@ -246,8 +260,10 @@ def _open_arbiter(
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    store = DatabaseStore.open(args.database)
+    store = _database(args.database)
     try:
+        from secmark.protocol.database_store import migrate_folder
+
         copied, present, added = migrate_folder(args.folder, store)
     finally:
         store.close()
@@ -267,12 +283,12 @@ def _migrate(args: argparse.Namespace) -> int:
 def _open_for_service(args: argparse.Namespace) -> Arbiter:
     """The arbiter ``arbiter serve`` serves: its cases stay in the database
     it names for as long as the service runs."""
-    store = None if args.database is None else DatabaseStore.open(args.database)
+    store = None if args.database is None else _database(args.database)
     return _open_arbiter(args.folder, args.passphrase_file, store=store)
 
 
 def _step(args: argparse.Namespace) -> int:
-    store = None if args.database is None else DatabaseStore.open(args.database)
+    store = None if args.database is None else _database(args.database)
     try:
         return _run_step(args, _open_arbiter(args.folder, args.passphrase_file, store=store))
     finally:

@@ -38,6 +38,9 @@ def add_serve_command(
             "Serves the arbiter of FOLDER over HTTP: claims, challenges, reveals, query jobs, "
             "verdicts, bundles and the judge's page (GET /openapi.json lists them). Query jobs "
             "build the suspect from the claim's oip: or json: reference and --suspect-defaults. "
+            "The service keeps its jobs and audit log beside the cases: in the --database "
+            "given, else in FOLDER/service.sqlite3. Challenge, query and decide need a request "
+            "signed by a party of the case. "
             "Put it behind a TLS-terminating proxy to serve it beyond this machine."
         ),
     )
@@ -76,7 +79,8 @@ def _serve(args: argparse.Namespace, open_arbiter: ArbiterFromArguments) -> int:
     try:
         import uvicorn
 
-        from secmark.service import ReferenceSuspects, create_app
+        from secmark.service.app import create_app
+        from secmark.service.suspects import ReferenceSuspects
     except ImportError as error:
         raise SecmarkError(
             f"secmark arbiter serve needs the serving extra ({error.name} is missing): "

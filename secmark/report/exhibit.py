@@ -418,9 +418,12 @@ def _roots(report: BundleReport) -> str:
     )
 
 
-def render_exhibit(report: BundleReport, *, generator: str = "secmark") -> str:
+def render_exhibit(
+    report: BundleReport, *, generator: str = "secmark", bundle_href: str | None = None
+) -> str:
     """The exhibit as one HTML document (UTF-8 text). ``generator`` names
-    the program in the footer."""
+    the program in the footer; ``bundle_href``, where a page served beside
+    its bundle links the bundle for download (a same-origin path)."""
     title = f"Verdict exhibit: {headline(report)}"
     subtitle = "" if report.case is None else f"claim {report.case.claim_id}"
     body = [
@@ -435,6 +438,12 @@ def render_exhibit(report: BundleReport, *, generator: str = "secmark") -> str:
         _statistics(report),
         _verdict(report),
         _roots(report),
+        (
+            ""
+            if bundle_href is None
+            else f'<p><a id="bundle" href="{_e(bundle_href)}" download>Download the bundle</a> '
+            "and re-check it offline: <code>secmark verify-bundle</code>.</p>"
+        ),
         (
             f"<footer>Produced by {_e(generator)} from the bundle alone, offline, at "
             f"{_e(format_time(report.checked_at))} by the verifier's clock.</footer>"

@@ -9,12 +9,15 @@ are JSON, the signed documents, HTML (the judge's page) or Prometheus text.
 ``POST /claims``                       file a claim: 201 and the case (its id
                                        is the claim's digest), 200 when filed
                                        before
-``POST /cases/{id}/challenge``         the signed challenge (issued once)
+``POST /cases/{id}/challenge``         the signed challenge (issued once): a
+                                       party's signed request
 ``POST /cases/{id}/reveal``            the owner's reveal: 200; the same again
                                        200, another 409
-``POST /cases/{id}/query``             202 and the query job (one per case)
+``POST /cases/{id}/query``             202 and the query job (one per case):
+                                       a party's signed request
 ``GET /jobs/{id}``                     a job's state and progress
-``POST /cases/{id}/decide``            the signed verdict (issued once)
+``POST /cases/{id}/decide``            the signed verdict (issued once): a
+                                       party's signed request
 ``GET /cases/{id}``                    public state: stage, ids, outcome
 ``GET /cases/{id}/verdict``            the signed verdict of a decided case
 ``GET /cases/{id}/bundle``             its bundle, to verify offline
@@ -22,12 +25,19 @@ are JSON, the signed documents, HTML (the judge's page) or Prometheus text.
 ``GET /cases/{id}/reveal``             the reveal: a party's signed request
 ``GET /cases/{id}/transcript``         the transcript: public once decided,
                                        before that a party's signed request
-``GET /commitments/{id}/cases``        the cases filed on a commitment
+``GET /commitments/{id}/cases``        the arbiter's cases on a commitment
 ``GET /metrics``                       Prometheus text
 ``GET /openapi.json``                  the OpenAPI schema
 =====================================  =======================================
 
-Signed requests: :mod:`secmark.service.auth`. Every error is an RFC 9457
+Signed requests (:mod:`secmark.service.auth`): the steps that cost the
+arbiter work or decide (challenge, query, decide) and the reads of a case's
+private parts need a request signed by a party of the case, the owner of
+the claim's commitment or the arbiter; claims and reveals are signed
+documents themselves. The service's tables live in the arbiter's database
+when its cases are kept in one (:meth:`ServiceDatabase.for_arbiter`), and
+the cases it lists and counts are the arbiter's store's, CLI-filed ones
+included. Every error is an RFC 9457
 problem document (:mod:`secmark.service.problems`), a body over
 ``limits.max_body`` is refused (413) before more of it is read, each caller
 has a request rate (429 with ``Retry-After``), and every request and
@@ -42,7 +52,7 @@ import hashlib
 import logging
 import re
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from typing import Any, Final, TypeVar
 
@@ -62,7 +72,7 @@ from secmark.protocol.case import STAGES, Case
 from secmark.report import render_exhibit
 from secmark.service.audit import AuditLog
 from secmark.service.auth import RequestVerifier
-from secmark.service.db import DB_FILE, ServiceDatabase
+from secmark.service.db import ServiceDatabase
 from secmark.service.jobs import JobRunner
 from secmark.service.limits import RateLimiter, ServiceLimits
 from secmark.service.metrics import CONTENT_TYPE, RequestCounter, render_metrics
@@ -75,6 +85,7 @@ _LOG = logging.getLogger("secmark.service")
 _T = TypeVar("_T")
 
 _HEX_ID = re.compile(r"[0-9a-f]{64}")
+_JOB_ID = re.compile(r"[0-9a-f]{32}")
 _CASE_PATH = re.compile(r"/cases/([0-9a-f]{64})(?:/|$)")
 _DOCUMENT: Final = "application/json"
 _SIGNED_BODY: Final = {
@@ -84,6 +95,28 @@ _SIGNED_BODY: Final = {
         "content": {_DOCUMENT: {"schema": {"type": "object"}}},
     }
 }
+
+
+def _signature_header(required: bool) -> dict[str, Any]:
+    return {
+        "parameters": [
+            {
+                "name": "Authorization",
+                "in": "header",
+                "required": required,
+                "description": "a party's signature of the request: 'Secmark-Signature "
+                "keyid=<hex>, time=<RFC 3339>, signature=<base64url>' (secmark.service.auth)",
+                "schema": {"type": "string"},
+            }
+        ]
+    }
+
+
+_PARTY: Final = _signature_header(True)
+"""A route that needs a party's signed request."""
+_PARTY_BEFORE_DECIDED: Final = _signature_header(False)
+"""A route that needs one until the case is decided."""
+
 _PUBLIC_FACTS: Final[tuple[str, ...]] = (
     "claim_id",
     "commitment_id",
@@ -104,7 +137,7 @@ class _Service:
     def __init__(self, arbiter: Arbiter, suspects: SuspectFactory, limits: ServiceLimits) -> None:
         self.arbiter = arbiter
         self.limits = limits
-        self.db = ServiceDatabase(arbiter.folder / DB_FILE)
+        self.db = ServiceDatabase.for_arbiter(arbiter)
         self.audit = AuditLog(self.db)
         self.jobs = JobRunner(arbiter, self.db, self.audit, suspects, workers=limits.query_workers)
         self.verifier = RequestVerifier()
@@ -134,7 +167,7 @@ class _Service:
             # For a whole id, find_case's only refusal is "no case has it".
             raise Problem(404, "unknown-case", "No such case", f"no case {case_id}") from None
 
-    def private(self, request: Request, body: bytes, case: Case) -> str:
+    def party(self, request: Request, body: bytes, case: Case) -> str:
         """The key id of the party of ``case`` that signed ``request``; its
         own rate is then spent too.
 
@@ -160,16 +193,32 @@ class _Service:
             raise _too_many(retry)
         return key_id
 
-    def case_counts(self) -> dict[str, int]:
-        """Indexed cases by stage (``damaged``: a state that does not load)."""
-        counts = dict.fromkeys(STAGES, 0)
-        for case_id in self.db.case_ids():
+    def _cases(self) -> Iterator[Case | None]:
+        """Every case of the arbiter's store (None: one whose state does not load)."""
+        for name in self.arbiter.store.case_names():
             try:
-                stage = self.arbiter.case(case_id).stage
+                yield self.arbiter.case(name)
             except SecmarkError:
-                stage = "damaged"
+                yield None
+
+    def case_counts(self) -> dict[str, int]:
+        """The arbiter's cases by stage (``damaged``: a state that does not load)."""
+        counts = dict.fromkeys(STAGES, 0)
+        for case in self._cases():
+            stage = "damaged" if case is None else case.stage
             counts[stage] = counts.get(stage, 0) + 1
         return counts
+
+    def commitment_cases(self, commitment_id: str) -> list[str]:
+        """The ids of the arbiter's cases on ``commitment_id``: those filed
+        elsewhere (the CLI) first, by id, then those filed here in filing order."""
+        filed = self.db.filed_times()
+        names = [
+            case.name
+            for case in self._cases()
+            if case is not None and case.record.get("commitment_id") == commitment_id
+        ]
+        return sorted(names, key=lambda name: (filed.get(name, ""), name))
 
 
 def _too_many(retry: int) -> Problem:
@@ -252,14 +301,17 @@ class _Gate:
             # Else the route's handler logged it and answered already.
         finally:
             service.requests.add(status)
-            await run_in_threadpool(
-                service.audit.request,
-                scope["method"],
-                scope["path"],
-                status,
-                state.get("case_id"),
-                state.get("identity"),
-            )
+            try:
+                await run_in_threadpool(
+                    service.audit.request,
+                    scope["method"],
+                    scope["path"],
+                    status,
+                    state.get("case_id"),
+                    state.get("identity"),
+                )
+            except Exception:  # noqa: BLE001 - answered already: log it, serve on
+                _LOG.exception("cannot audit %s %s", scope["method"], scope["path"])
 
 
 def _content_length(scope: Scope) -> int | None:
@@ -287,8 +339,9 @@ def create_app(
     suspects: SuspectFactory | None = None,
     limits: ServiceLimits = DEFAULT_LIMITS,
 ) -> FastAPI:
-    """The service of ``arbiter`` (module docstring), its own database in
-    the arbiter's folder (:data:`~secmark.service.db.DB_FILE`).
+    """The service of ``arbiter`` (module docstring); its tables in the
+    arbiter's database, or in the folder's SQLite file
+    (:meth:`~secmark.service.db.ServiceDatabase.for_arbiter`).
 
     ``suspects`` builds the suspect a claim names
     (:class:`~secmark.service.suspects.ReferenceSuspects`; default: no
@@ -372,11 +425,15 @@ def create_app(
             _public(case), 201 if new else 200, headers={"Location": f"/cases/{case.name}"}
         )
 
-    @app.post("/cases/{case_id}/challenge")
-    async def post_challenge(case_id: str) -> Response:
-        """The case's signed challenge: issued on the first request, the same after."""
+    @app.post("/cases/{case_id}/challenge", openapi_extra=_PARTY)
+    async def post_challenge(case_id: str, request: Request) -> Response:
+        """The case's signed challenge: issued on the first request, the same
+        after. A request signed by a party of the case."""
+        body = await request.body()
 
         def challenge() -> bytes:
+            case = service.find(case_id)
+            service.party(request, body, case)
             with service.lock(case_id):
                 case = service.find(case_id)
                 if case.stage != "claimed":
@@ -406,13 +463,15 @@ def create_app(
 
         return JSONResponse(await work(reveal))
 
-    @app.post("/cases/{case_id}/query", status_code=202)
-    async def post_query(case_id: str) -> Response:
+    @app.post("/cases/{case_id}/query", status_code=202, openapi_extra=_PARTY)
+    async def post_query(case_id: str, request: Request) -> Response:
         """Start querying the case's suspect in the background: 202 and the
         job (the case's active job if there is one; the finished one once
-        the case is queried)."""
+        the case is queried). A request signed by a party of the case."""
+        body = await request.body()
 
         def query() -> dict[str, Any]:
+            service.party(request, body, service.find(case_id))
             with service.lock(case_id):
                 case = service.find(case_id)
                 if case.at_least("queried"):
@@ -431,16 +490,19 @@ def create_app(
     async def get_job(job_id: str) -> Response:
         """A query job: state (queued, running, done, failed), inputs
         answered of the total, and the error of a failed job."""
-        job = await work(service.db.job, job_id)
+        job = await work(service.db.job, job_id) if _JOB_ID.fullmatch(job_id) else None
         if job is None:
             raise Problem(404, "unknown-job", "No such job", f"no job {job_id[:64]}")
         return JSONResponse(job.public())
 
-    @app.post("/cases/{case_id}/decide")
-    async def post_decide(case_id: str) -> Response:
-        """Sign the verdict of a queried case (the same verdict once decided)."""
+    @app.post("/cases/{case_id}/decide", openapi_extra=_PARTY)
+    async def post_decide(case_id: str, request: Request) -> Response:
+        """Sign the verdict of a queried case (the same verdict once decided).
+        A request signed by a party of the case."""
+        body = await request.body()
 
         def decide() -> bytes:
+            service.party(request, body, service.find(case_id))
             with service.lock(case_id):
                 case = service.find(case_id)
                 if case.at_least("decided"):
@@ -495,25 +557,29 @@ def create_app(
             report = examine_bundle(
                 case.read("bundle.json"), arbiter.trust, arbiter_key_id=arbiter.keys.key_id
             )
-            return render_exhibit(report, generator=f"secmark {__version__}")
+            return render_exhibit(
+                report,
+                generator=f"secmark {__version__}",
+                bundle_href=f"/cases/{case.name}/bundle",
+            )
 
         return HTMLResponse(await work(render))
 
-    @app.get("/cases/{case_id}/reveal")
+    @app.get("/cases/{case_id}/reveal", openapi_extra=_PARTY)
     async def get_reveal(case_id: str, request: Request) -> Response:
         """The case's reveal, to a party of the case (a signed request)."""
         body = await request.body()
 
         def read() -> bytes:
             case = service.find(case_id)
-            service.private(request, body, case)
+            service.party(request, body, case)
             if not case.at_least("revealed"):
                 raise ProtocolError(f"case {case.name} has no reveal yet")
             return case.read("reveal.json")
 
         return _document(await work(read))
 
-    @app.get("/cases/{case_id}/transcript")
+    @app.get("/cases/{case_id}/transcript", openapi_extra=_PARTY_BEFORE_DECIDED)
     async def get_transcript(case_id: str, request: Request) -> Response:
         """The signed transcript: public once the case is decided (the
         bundle holds it), before that to a party of the case only."""
@@ -522,7 +588,7 @@ def create_app(
         def read() -> bytes:
             case = service.find(case_id)
             if not case.at_least("decided"):
-                service.private(request, body, case)
+                service.party(request, body, case)
             if not case.at_least("queried"):
                 raise ProtocolError(f"case {case.name} has no transcript yet")
             return case.read("transcript.json")
@@ -531,12 +597,13 @@ def create_app(
 
     @app.get("/commitments/{commitment_id}/cases")
     async def get_commitment_cases(commitment_id: str) -> Response:
-        """The ids of the cases filed here on a commitment, in filing order."""
+        """The ids of the arbiter's cases on a commitment (those filed with
+        the CLI first, then those filed here, in filing order)."""
         if not _HEX_ID.fullmatch(commitment_id):
             raise Problem(
                 400, "invalid-id", "Invalid id", "a commitment id is 64 lower-case hex digits"
             )
-        cases = await work(service.db.case_ids, commitment_id)
+        cases = await work(service.commitment_cases, commitment_id)
         return JSONResponse({"commitment": commitment_id, "cases": cases})
 
     @app.get("/metrics", response_class=Response)

@@ -23,7 +23,7 @@ class AuditLog:
     """Appends to the audit table of ``database``."""
 
     def __init__(self, database: ServiceDatabase) -> None:
-        self._engine = database.engine
+        self._database = database
 
     def request(
         self, method: str, path: str, status: int, case_id: str | None, identity: str | None
@@ -32,8 +32,8 @@ class AuditLog:
         key id, or ``addr:`` and the client address of an unsigned request."""
         self._append(
             kind="request",
-            method=method,
-            path=path[:2048],
+            method=_text(method, 16),
+            path=_text(path, 2048),
             status=status,
             case_id=case_id,
             identity=identity,
@@ -41,14 +41,22 @@ class AuditLog:
 
     def transition(self, case_id: str, event: str, identity: str | None = None) -> None:
         """Record that case ``case_id`` moved on (``event`` says how)."""
-        self._append(kind="transition", case_id=case_id, event=event, identity=identity)
+        self._append(
+            kind="transition", case_id=case_id, event=_text(event, 4096), identity=identity
+        )
 
     def entries(self) -> list[dict[str, Any]]:
         """Every row, oldest first (for operators and tests)."""
-        with self._engine.connect() as connection:
+        with self._database.transaction(write=False) as connection:
             rows = connection.execute(select(AUDIT).order_by(AUDIT.c.seq)).all()
         return [dict(row._mapping) for row in rows]
 
     def _append(self, **values: Any) -> None:
-        with self._engine.begin() as connection:
+        with self._database.transaction(write=True) as connection:
             connection.execute(AUDIT.insert().values(time=format_time(utc_now()), **values))
+
+
+def _text(value: str, size: int) -> str:
+    """``value`` as a column of ``size`` characters holds it: cut, and no
+    NUL (which PostgreSQL's text refuses; a request path may carry one)."""
+    return value.replace("\x00", "\ufffd")[:size]

@@ -317,7 +317,9 @@ class ArbiterClient:
 
     def start_query(self, case_id: str) -> JobInfo:
         """Start querying the case's suspect; its job (the same job when started before)."""
-        return JobInfo.from_json(self._json("POST", self._case(case_id, "/query"), b""))
+        return JobInfo.from_json(
+            self._json("POST", self._case(case_id, "/query"), b"", signed=True)
+        )
 
     def job(self, job_id: str) -> JobInfo:
         """A query job's state and progress."""

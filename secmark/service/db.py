@@ -1,13 +1,18 @@
-"""The service's own SQLite database: its case index, query jobs and audit log.
+"""The service's own tables: its case index, query jobs and audit log.
 
 The arbiter keeps the cases (:class:`~secmark.protocol.arbiter.Arbiter`,
 behind its own store); the service keeps only what the arbiter does not:
 which cases it has filed (to list a commitment's cases and count stages),
 the background query jobs (so a restart resumes them) and the append-only
-audit log (:mod:`secmark.service.audit`). A SQLite file rather than JSON
+audit log (:mod:`secmark.service.audit`). A database rather than JSON
 files, because job threads and request handlers update these rows
-concurrently and each update must be one transaction; SQLAlchemy so the
-same tables can later move to the arbiter's own database.
+concurrently and each update must be one transaction.
+
+Where they live (:meth:`ServiceDatabase.for_arbiter`): in the arbiter's
+own database when its cases are kept in one
+(:class:`~secmark.protocol.database_store.DatabaseStore`, SQLite or
+PostgreSQL), beside its tables; else in the SQLite file :data:`DB_FILE` of
+the arbiter's folder. The tables are named ``secmark_service_*``.
 
 Every method is one transaction; a failure raises SQLAlchemy's errors,
 which the service answers as 500 (never a half-written row).
@@ -16,12 +21,16 @@ which the service answers as 500 (never a half-written row).
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from sqlalchemy import (
+    URL,
     Column,
+    Connection,
     Engine,
     Integer,
     MetaData,
@@ -31,15 +40,23 @@ from sqlalchemy import (
     create_engine,
     event,
     func,
+    make_url,
     select,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import ArgumentError
+
+from secmark.errors import EncodingError
+
+if TYPE_CHECKING:
+    from secmark.protocol.arbiter import Arbiter
 
 __all__ = ["DB_FILE", "JOB_STATES", "Job", "ServiceDatabase"]
 
 DB_FILE: Final = "service.sqlite3"
-"""The database's file name in the arbiter's working folder."""
+"""The database's file name in the arbiter's working folder (a folder store)."""
 
 JOB_STATES: Final = ("queued", "running", "done", "failed")
 """A job is queued (not started, or interrupted by a stop and waiting to
@@ -49,11 +66,13 @@ too often: the case stays revealed, and a new job resumes its progress)."""
 ACTIVE_STATES: Final = ("queued", "running")
 
 _BUSY_TIMEOUT_S = 30.0
+_WRITE: Final = "secmark_service_write"
+"""Execution option: begin the SQLite transaction holding the write lock."""
 
 METADATA = MetaData()
 
 CASES = Table(
-    "cases",
+    "secmark_service_cases",
     METADATA,
     Column("claim_id", String(64), primary_key=True),
     Column("commitment_id", String(64), nullable=False, index=True),
@@ -61,7 +80,7 @@ CASES = Table(
 )
 
 JOBS = Table(
-    "jobs",
+    "secmark_service_jobs",
     METADATA,
     Column("job_id", String(32), primary_key=True),
     Column("case_id", String(64), nullable=False, index=True),
@@ -74,7 +93,7 @@ JOBS = Table(
 )
 
 AUDIT = Table(
-    "audit",
+    "secmark_service_audit",
     METADATA,
     Column("seq", Integer, primary_key=True, autoincrement=True),
     Column("time", String(20), nullable=False),
@@ -88,12 +107,22 @@ AUDIT = Table(
 )
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL: readers (metrics, job polls) never wait for the job threads' writes.
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # The driver's own transaction handling would begin transactions late and
+    # never as BEGIN IMMEDIATE: off, and begun in _sqlite_begin instead.
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
+    # WAL: readers (metrics, job polls) never wait for the job threads' writes.
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.close()
+
+
+def _sqlite_begin(connection: Connection) -> None:
+    # A writer takes the write lock when it begins, so it waits for another
+    # writer (busy timeout) instead of failing when it upgrades a read lock.
+    write = connection.get_execution_options().get(_WRITE, False)
+    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 @dataclass(frozen=True)
@@ -123,38 +152,105 @@ class Job:
 
 
 class ServiceDatabase:
-    """The tables above in the SQLite file ``path`` (created when missing)."""
+    """The tables above, in the database ``engine`` reaches (SQLite or
+    PostgreSQL); open one with :meth:`open`, :meth:`in_folder` or
+    :meth:`for_arbiter`, which create the tables when missing."""
 
-    def __init__(self, path: Path) -> None:
-        self.engine: Engine = create_engine(
-            f"sqlite:///{path}",
-            connect_args={"timeout": _BUSY_TIMEOUT_S, "check_same_thread": False},
-        )
-        event.listen(self.engine, "connect", _sqlite_pragmas)
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
         METADATA.create_all(self.engine)
+
+    @classmethod
+    def open(cls, url: str | URL) -> ServiceDatabase:
+        """The service's tables in the database at ``url``: ``sqlite:///PATH``
+        or ``postgresql+psycopg://...``.
+
+        Raises:
+            EncodingError: not a database URL, or not of SQLite or PostgreSQL.
+        """
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise EncodingError("the service's database URL is not a database URL") from None
+        backend = parsed.get_backend_name()
+        if backend == "sqlite":
+            if parsed.database in (None, "", ":memory:"):
+                raise EncodingError("the service's SQLite database must be a file")
+            engine = create_engine(
+                parsed,
+                connect_args={"timeout": _BUSY_TIMEOUT_S, "check_same_thread": False},
+            )
+            event.listen(engine, "connect", _sqlite_connect)
+            event.listen(engine, "begin", _sqlite_begin)
+        elif backend == "postgresql":
+            engine = create_engine(parsed, pool_pre_ping=True)
+        else:
+            raise EncodingError(f"the service's database is sqlite or postgresql, not {backend!r}")
+        try:
+            return cls(engine)
+        except BaseException:
+            engine.dispose()
+            raise
+
+    @classmethod
+    def in_folder(cls, folder: Path) -> ServiceDatabase:
+        """The SQLite file :data:`DB_FILE` in ``folder``."""
+        return cls.open(URL.create("sqlite", database=str(folder / DB_FILE)))
+
+    @classmethod
+    def for_arbiter(cls, arbiter: Arbiter) -> ServiceDatabase:
+        """The database of ``arbiter``'s store when it keeps its cases in one
+        (one database for the cases and the service); else the folder's file."""
+        from secmark.protocol.database_store import DatabaseStore
+
+        store = arbiter.store
+        if isinstance(store, DatabaseStore):
+            # The store's own engine holds the URL with its password (its
+            # describe() hides it); the service opens a pool of its own.
+            return cls.open(store._engine.url)
+        return cls.in_folder(arbiter.folder)
 
     def close(self) -> None:
         self.engine.dispose()
+
+    @contextmanager
+    def transaction(self, *, write: bool) -> Iterator[Connection]:
+        """One transaction, committed at the end of the block."""
+        with self.engine.connect() as connection:
+            if write:
+                connection.execution_options(**{_WRITE: True})
+            with connection.begin():
+                yield connection
 
     # -- cases ------------------------------------------------------------
 
     def index_case(self, claim_id: str, commitment_id: str, now: str) -> bool:
         """Index a filed case; True when it was not indexed before (the
         insert is atomic, so of two requests filing one claim, one gets True)."""
+        insert = postgresql_insert if self._postgres else sqlite_insert
         statement = (
-            sqlite_insert(CASES)
+            insert(CASES)
             .values(claim_id=claim_id, commitment_id=commitment_id, filed=now)
             .on_conflict_do_nothing()
+            .returning(CASES.c.claim_id)
         )
-        with self.engine.begin() as connection:
-            return connection.execute(statement).rowcount == 1
+        with self.transaction(write=True) as connection:
+            # The row inserted, or none (rowcount is not reliable on every driver).
+            return connection.execute(statement).first() is not None
+
+    def filed_times(self) -> dict[str, str]:
+        """Claim id -> filing time of the cases filed through the service."""
+        with self.transaction(write=False) as connection:
+            rows = connection.execute(select(CASES.c.claim_id, CASES.c.filed)).all()
+        return {claim_id: filed for claim_id, filed in rows}
 
     def case_ids(self, commitment_id: str | None = None) -> list[str]:
         """The indexed case ids (of one commitment), in filing order."""
         query = select(CASES.c.claim_id).order_by(CASES.c.filed, CASES.c.claim_id)
         if commitment_id is not None:
             query = query.where(CASES.c.commitment_id == commitment_id)
-        with self.engine.connect() as connection:
+        with self.transaction(write=False) as connection:
             return list(connection.execute(query).scalars())
 
     # -- jobs -------------------------------------------------------------
@@ -165,7 +261,7 @@ class ServiceDatabase:
         The caller holds the case's lock (one service process per arbiter
         folder), so the check and the insert are not raced.
         """
-        with self.engine.begin() as connection:
+        with self.transaction(write=True) as connection:
             active = connection.execute(
                 select(JOBS)
                 .where(JOBS.c.case_id == case_id, JOBS.c.state.in_(ACTIVE_STATES))
@@ -178,7 +274,7 @@ class ServiceDatabase:
             return job, True
 
     def latest_job(self, case_id: str) -> Job | None:
-        with self.engine.connect() as connection:
+        with self.transaction(write=False) as connection:
             row = connection.execute(
                 select(JOBS)
                 .where(JOBS.c.case_id == case_id)
@@ -188,19 +284,19 @@ class ServiceDatabase:
         return None if row is None else Job(**row._mapping)
 
     def job(self, job_id: str) -> Job | None:
-        with self.engine.connect() as connection:
+        with self.transaction(write=False) as connection:
             row = connection.execute(select(JOBS).where(JOBS.c.job_id == job_id)).first()
         return None if row is None else Job(**row._mapping)
 
     def update_job(self, job_id: str, now: str, **fields: Any) -> None:
-        with self.engine.begin() as connection:
+        with self.transaction(write=True) as connection:
             connection.execute(
                 update(JOBS).where(JOBS.c.job_id == job_id).values(updated=now, **fields)
             )
 
     def active_jobs(self) -> list[Job]:
         """Jobs queued or running, oldest first: those to resume at startup."""
-        with self.engine.connect() as connection:
+        with self.transaction(write=False) as connection:
             rows = connection.execute(
                 select(JOBS).where(JOBS.c.state.in_(ACTIVE_STATES)).order_by(JOBS.c.created)
             ).all()
@@ -208,7 +304,7 @@ class ServiceDatabase:
 
     def job_counts(self) -> dict[str, int]:
         """Jobs by state (every state, 0 where none)."""
-        with self.engine.connect() as connection:
+        with self.transaction(write=False) as connection:
             rows = connection.execute(
                 select(JOBS.c.state, func.count()).group_by(JOBS.c.state)
             ).all()

@@ -43,9 +43,7 @@ def render_metrics(
     cases: Mapping[str, int], jobs: Mapping[str, int], requests: Mapping[int, int]
 ) -> str:
     """The exposition of cases by stage, jobs by state, requests and errors by status."""
-    lines = _family(
-        "secmark_cases", "gauge", "Cases filed through the service, by stage.", "stage", cases
-    )
+    lines = _family("secmark_cases", "gauge", "The arbiter's cases, by stage.", "stage", cases)
     lines += _family("secmark_query_jobs", "gauge", "Query jobs, by state.", "state", jobs)
     by_status = {str(status): count for status, count in requests.items()}
     lines += _family(

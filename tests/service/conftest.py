@@ -20,6 +20,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -30,9 +31,15 @@ import pytest
 import uvicorn
 
 from secmark.crypto.keyfile import write_key_file
+from secmark.encoding import utc_now
 from secmark.models import CallableSuspect
 from secmark.protocol.arbiter import Arbiter
-from secmark.service import ReferenceSuspects, ServiceLimits, create_app
+from secmark.protocol.database_store import DatabaseStore
+from secmark.service.app import create_app
+from secmark.service.auth import sign_request
+from secmark.service.limits import ServiceLimits
+from secmark.service.suspects import ReferenceSuspects
+from tests.postgres import PostgresServer, postgres_server  # noqa: F401 (the fixture)
 from tests.protocol.conftest import FAMILY, POLICY, Committed, World, memorising_suspect
 
 _STARTUP_TIMEOUT = 10.0
@@ -116,33 +123,100 @@ def json_suspects(base: Path) -> ReferenceSuspects:
     return ReferenceSuspects({"json": JSON_DEFAULTS}, base=base)
 
 
+STORES = ("folder", "sqlite", "postgresql")
+"""Where the arbiter keeps its cases: its folder, or a database (the
+service's tables then live in the same database)."""
+
+
+def store_url(kind: str, request: pytest.FixtureRequest, folder: Path) -> str | None:
+    """The arbiter database of ``kind`` (None: the folder), empty."""
+    if kind == "folder":
+        return None
+    if kind == "sqlite":
+        return f"sqlite:///{folder / 'arbiter.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.database_url()
+
+
 @dataclass
 class Dispute:
-    """A world, the owner's mark, the suspect server carrying it, and the
-    claim naming that server."""
+    """A world, the owner's mark, the suspect server carrying it, the claim
+    naming that server, and the database of the arbiter's cases (None: its
+    folder)."""
 
     world: World
     mark: Committed
     suspect: SuspectServer
     claim: bytes
+    database: str | None = None
+    stores: list[DatabaseStore] = field(default_factory=list)
+    signed: set[tuple[str, str, str, bytes, datetime]] = field(default_factory=set)
 
     @property
     def reference(self) -> str:
         return f"json:{self.suspect.url}"
 
     def arbiter(self) -> Arbiter:
-        """A fresh arbiter on the world's folder, as a restarted service opens it."""
-        return self.world.arbiter()
+        """A fresh arbiter on the world's folder (its cases in the dispute's
+        database, if any), as a restarted service opens it."""
+        world = self.world
+        if self.database is None:
+            return world.arbiter()
+        self.stores.append(DatabaseStore.open(self.database))
+        return Arbiter(
+            world.arbiter_keys,
+            world.arbiter_identity,
+            world.trust,
+            world.folder / "arbiter",
+            policy=POLICY,
+            store=self.stores[-1],
+        )
+
+    def sign(
+        self,
+        method: str,
+        path: str,
+        *,
+        keys: str = "owner",
+        body: bytes = b"",
+        now: datetime | None = None,
+    ) -> dict[str, str]:
+        """The Authorization header of ``method path`` signed by one of the world's keys."""
+        world = self.world
+        chosen = {"owner": world.owner, "arbiter": world.arbiter_keys, "thief": world.thief}[keys]
+        if now is None:
+            # A signature covers the time to the second and is accepted once:
+            # a request signed again within the same second needs another time.
+            now = utc_now().replace(microsecond=0)
+            while (keys, method, path, body, now) in self.signed:
+                now -= timedelta(seconds=1)
+            self.signed.add((keys, method, path, body, now))
+        return {"Authorization": sign_request(chosen, method, path, body, now=now)}
+
+    def step(
+        self, client: httpx.Client, case_id: str, step: str, *, keys: str = "owner"
+    ) -> httpx.Response:
+        """``POST /cases/{case_id}/{step}`` (challenge, query, decide), signed."""
+        path = f"/cases/{case_id}/{step}"
+        return client.post(path, headers=self.sign("POST", path, keys=keys))
 
 
 @pytest.fixture
-def dispute(tmp_path: Path, suspect_server: SuspectServer) -> Dispute:
+def dispute(
+    request: pytest.FixtureRequest, tmp_path: Path, suspect_server: SuspectServer
+) -> Iterator[Dispute]:
+    """A dispute; parametrize it indirectly with one of :data:`STORES`
+    (default: the folder)."""
+    database = store_url(getattr(request, "param", "folder"), request, tmp_path)
     world = World(tmp_path)
     mark = world.commit()
     world.register_release(mark, world.model_file("released"))
     suspect_server.model = memorising_suspect(mark)
     claim = world.claim(mark, suspect=f"json:{suspect_server.url}")
-    return Dispute(world, mark, suspect_server, claim)
+    dispute = Dispute(world, mark, suspect_server, claim, database)
+    yield dispute
+    for store in dispute.stores:
+        store.close()
 
 
 @contextmanager

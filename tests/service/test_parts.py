@@ -11,7 +11,7 @@ from secmark.cli.service import parse_listen
 from secmark.errors import EncodingError, ProtocolError, SecmarkError
 from secmark.messages.families import WeightsFamily
 from secmark.models import OipSuspect
-from secmark.service import ReferenceSuspects
+from secmark.service.suspects import ReferenceSuspects
 from tests.protocol.conftest import FAMILY
 from tests.service.conftest import Dispute, assert_problem, json_suspects, running
 

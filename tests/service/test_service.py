@@ -8,8 +8,9 @@ import json
 import signal
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from secmark.encoding import utc_now
@@ -17,13 +18,14 @@ from secmark.messages.verdict import open_verdict
 from secmark.protocol.bundle import verify_bundle
 from secmark.protocol.owner import answer_challenge
 from secmark.protocol.querying import DEFAULT_QUERY_BATCH
-from secmark.service import ServiceLimits, sign_request
 from secmark.service.audit import AuditLog
 from secmark.service.db import DB_FILE, ServiceDatabase
+from secmark.service.limits import ServiceLimits
 from tests.protocol.conftest import CHALLENGE_SIZE, resign
 from tests.service.conftest import (
     BATCH,
     JSON_DEFAULTS,
+    STORES,
     Dispute,
     arbiter_folder,
     assert_problem,
@@ -36,15 +38,7 @@ from tests.service.conftest import (
 QUERIES = 2 * CHALLENGE_SIZE
 
 
-def signed(
-    dispute: Dispute, path: str, *, keys: str = "owner", now: datetime | None = None
-) -> dict[str, str]:
-    """The Authorization header of ``GET path`` signed by one of the world's keys."""
-    world = dispute.world
-    chosen = {"owner": world.owner, "arbiter": world.arbiter_keys, "thief": world.thief}[keys]
-    return {"Authorization": sign_request(chosen, "GET", path, b"", now=now)}
-
-
+@pytest.mark.parametrize("dispute", STORES, indirect=True)
 def test_a_whole_dispute_through_http_ends_in_a_verified_bundle(dispute: Dispute) -> None:
     world, mark = dispute.world, dispute.mark
     arbiter = dispute.arbiter()
@@ -60,9 +54,10 @@ def test_a_whole_dispute_through_http_ends_in_a_verified_bundle(dispute: Dispute
         listed = client.get(f"/commitments/{mark.digest}/cases").json()
         assert listed == {"commitment": mark.digest, "cases": [case_id]}
 
-        challenge = client.post(f"/cases/{case_id}/challenge")
+        challenge = dispute.step(client, case_id, "challenge")
         assert challenge.status_code == 200, challenge.text
-        assert client.post(f"/cases/{case_id}/challenge").content == challenge.content
+        again = dispute.step(client, case_id, "challenge", keys="arbiter")
+        assert again.content == challenge.content
         reveal = answer_challenge(mark.keys, mark.signed, challenge.content, world.arbiter_identity)
         answered = client.post(f"/cases/{case_id}/reveal", content=reveal)
         assert answered.status_code == 200, answered.text
@@ -70,21 +65,22 @@ def test_a_whole_dispute_through_http_ends_in_a_verified_bundle(dispute: Dispute
         other = answer_challenge(mark.keys, mark.signed, challenge.content, world.arbiter_identity)
         assert_problem(client.post(f"/cases/{case_id}/reveal", content=other), 409)
 
-        started = client.post(f"/cases/{case_id}/query")
+        started = dispute.step(client, case_id, "query")
         assert started.status_code == 202, started.text
         job = wait_for_job(client, started.json()["job"])
         assert job["state"] == "done" and job["answered"] == job["total"] == QUERIES, job
-        assert client.post(f"/cases/{case_id}/query").json()["job"] == job["job"]
+        assert dispute.step(client, case_id, "query").json()["job"] == job["job"]
         assert len(dispute.suspect.answered) == len(set(dispute.suspect.answered)) == QUERIES
 
         # Before the decision the transcript is the parties' only.
         path = f"/cases/{case_id}/transcript"
         assert_problem(client.get(path), 401)
-        assert client.get(path, headers=signed(dispute, path, keys="arbiter")).status_code == 200
+        read = client.get(path, headers=dispute.sign("GET", path, keys="arbiter"))
+        assert read.status_code == 200
 
-        verdict = client.post(f"/cases/{case_id}/decide")
+        verdict = dispute.step(client, case_id, "decide", keys="arbiter")
         assert verdict.status_code == 200, verdict.text
-        assert client.post(f"/cases/{case_id}/decide").content == verdict.content
+        assert dispute.step(client, case_id, "decide").content == verdict.content
         decision = open_verdict(verdict.content, world.arbiter_keys.public_keys).document
         assert decision.outcome == "upheld"
         assert client.get(f"/cases/{case_id}/verdict").content == verdict.content
@@ -114,7 +110,12 @@ def test_a_whole_dispute_through_http_ends_in_a_verified_bundle(dispute: Dispute
         errors = {s.labels["status"] for s in families["secmark_http_errors"].samples}
         assert {"401", "409"} <= errors
 
-    audit = AuditLog(ServiceDatabase(world.folder / "arbiter" / DB_FILE)).entries()
+    # One database: the service's tables beside the arbiter's cases when
+    # those are in a database, else the folder's own file.
+    database = ServiceDatabase.for_arbiter(dispute.arbiter())
+    assert (dispute.database is None) == (world.folder / "arbiter" / DB_FILE).exists()
+    audit = AuditLog(database).entries()
+    database.close()
     events = [row["event"] for row in audit if row["kind"] == "transition"]
     assert events[0] == "claim filed" and events[-1] == "decided: upheld"
     assert {"challenged", "revealed"} <= set(events)
@@ -125,33 +126,55 @@ def test_reading_the_reveal_needs_a_fresh_signature_by_a_party(dispute: Dispute)
     world, mark = dispute.world, dispute.mark
     with running(dispute.arbiter(), json_suspects(world.folder)) as client:
         case_id = client.post("/claims", content=dispute.claim).json()["case"]
-        challenge = client.post(f"/cases/{case_id}/challenge").content
+        challenge = dispute.step(client, case_id, "challenge").content
         reveal = answer_challenge(mark.keys, mark.signed, challenge, world.arbiter_identity)
         client.post(f"/cases/{case_id}/reveal", content=reveal)
         path = f"/cases/{case_id}/reveal"
 
         problem = assert_problem(client.get(path), 401)
         assert "sign the request" in problem["detail"]
-        headers = signed(dispute, path)
+        headers = dispute.sign("GET", path)
         read = client.get(path, headers=headers)
         assert read.status_code == 200 and read.content == reveal
         assert "accepted before" in assert_problem(client.get(path, headers=headers), 401)["detail"]
-        old = signed(dispute, path, now=utc_now() - timedelta(minutes=6))
+        old = dispute.sign("GET", path, now=utc_now() - timedelta(minutes=6))
         assert (
             "from the service's clock"
             in assert_problem(client.get(path, headers=old), 401)["detail"]
         )
-        future = signed(dispute, path, now=utc_now() + timedelta(minutes=6))
+        future = dispute.sign("GET", path, now=utc_now() + timedelta(minutes=6))
         assert_problem(client.get(path, headers=future), 401)
-        assert_problem(client.get(path, headers=signed(dispute, path, keys="thief")), 403)
-        elsewhere = signed(dispute, f"/cases/{case_id}/transcript")
+        assert_problem(client.get(path, headers=dispute.sign("GET", path, keys="thief")), 403)
+        elsewhere = dispute.sign("GET", f"/cases/{case_id}/transcript")
         assert (
             "does not verify" in assert_problem(client.get(path, headers=elsewhere), 401)["detail"]
         )
         garbled = {"Authorization": headers["Authorization"].replace("keyid=", "key=")}
         assert_problem(client.get(path, headers=garbled), 401)
-        arbiter = client.get(path, headers=signed(dispute, path, keys="arbiter"))
+        arbiter = client.get(path, headers=dispute.sign("GET", path, keys="arbiter"))
         assert arbiter.status_code == 200
+
+
+def test_the_steps_that_cost_or_decide_need_a_signature_by_a_party(dispute: Dispute) -> None:
+    world, mark = dispute.world, dispute.mark
+    with running(dispute.arbiter(), json_suspects(world.folder)) as client:
+        case_id = client.post("/claims", content=dispute.claim).json()["case"]
+        for step in ("challenge", "query", "decide"):
+            path = f"/cases/{case_id}/{step}"
+            problem = assert_problem(client.post(path), 401)
+            assert "sign the request" in problem["detail"]
+            assert_problem(dispute.step(client, case_id, step, keys="thief"), 403)
+            # Signed for another step, or for a GET: it does not verify here.
+            other = dispute.sign("POST", f"/cases/{case_id}/reveal")
+            assert_problem(client.post(path, headers=other), 401)
+            assert_problem(client.post(path, headers=dispute.sign("GET", path)), 401)
+        assert client.get(f"/cases/{case_id}").json()["stage"] == "claimed"
+        # Nothing was issued to the refused requests; a party's works.
+        challenge = dispute.step(client, case_id, "challenge")
+        assert challenge.status_code == 200, challenge.text
+        reveal = answer_challenge(mark.keys, mark.signed, challenge.content, world.arbiter_identity)
+        assert client.post(f"/cases/{case_id}/reveal", content=reveal).status_code == 200
+        assert dispute.step(client, case_id, "query", keys="arbiter").status_code == 202
 
 
 def test_every_error_is_a_problem_document(dispute: Dispute) -> None:
@@ -195,7 +218,7 @@ def test_a_claim_that_does_not_verify_or_comes_too_early(dispute: Dispute) -> No
         assert_problem(client.post("/claims", content=dispute.claim[:-20]), 400)
         case_id = client.post("/claims", content=dispute.claim).json()["case"]
         for step in ("query", "decide"):
-            assert_problem(client.post(f"/cases/{case_id}/{step}"), 409)
+            assert_problem(dispute.step(client, case_id, step), 409)
         for part in ("verdict", "bundle", "page"):
             assert_problem(client.get(f"/cases/{case_id}/{part}"), 409)
 
@@ -206,10 +229,10 @@ def test_a_query_job_stopped_with_the_service_resumes_after_a_restart(dispute: D
     suspects = json_suspects(world.folder)
     with running(dispute.arbiter(), suspects) as client:
         case_id = client.post("/claims", content=dispute.claim).json()["case"]
-        challenge = client.post(f"/cases/{case_id}/challenge").content
+        challenge = dispute.step(client, case_id, "challenge").content
         reveal = answer_challenge(mark.keys, mark.signed, challenge, world.arbiter_identity)
         client.post(f"/cases/{case_id}/reveal", content=reveal)
-        job_id = client.post(f"/cases/{case_id}/query").json()["job"]
+        job_id = dispute.step(client, case_id, "query").json()["job"]
         wait_for_job(client, job_id, until=("running",))
         while suspect.requests < 2:
             time.sleep(0.02)
@@ -221,7 +244,7 @@ def test_a_query_job_stopped_with_the_service_resumes_after_a_restart(dispute: D
         job = wait_for_job(client, job_id)
         assert job["state"] == "done", job
         assert client.get(f"/cases/{case_id}").json()["stage"] == "queried"
-        verdict = client.post(f"/cases/{case_id}/decide").content
+        verdict = dispute.step(client, case_id, "decide").content
     decision = open_verdict(verdict, world.arbiter_keys.public_keys).document
     assert decision.outcome == "upheld"
     assert decision.test.matches == decision.test.trials == CHALLENGE_SIZE
@@ -243,10 +266,10 @@ def test_a_query_job_survives_kill_9_of_the_serve_command(dispute: Dispute) -> N
     suspect.delay = 0.3
     with serve_process(folder, defaults, log) as (process, client):
         case_id = client.post("/claims", content=dispute.claim).json()["case"]
-        challenge = client.post(f"/cases/{case_id}/challenge").content
+        challenge = dispute.step(client, case_id, "challenge").content
         reveal = answer_challenge(mark.keys, mark.signed, challenge, world.arbiter_identity)
         assert client.post(f"/cases/{case_id}/reveal", content=reveal).status_code == 200
-        job_id = client.post(f"/cases/{case_id}/query").json()["job"]
+        job_id = dispute.step(client, case_id, "query").json()["job"]
         while suspect.requests <= DEFAULT_QUERY_BATCH // BATCH:
             time.sleep(0.02)
         process.send_signal(signal.SIGKILL)
@@ -257,7 +280,7 @@ def test_a_query_job_survives_kill_9_of_the_serve_command(dispute: Dispute) -> N
     with serve_process(folder, defaults, log) as (_, client):
         job = wait_for_job(client, job_id)
         assert job["state"] == "done", job
-        verdict = client.post(f"/cases/{case_id}/decide").content
+        verdict = dispute.step(client, case_id, "decide").content
     decision = open_verdict(verdict, world.arbiter_keys.public_keys).document
     assert decision.outcome == "upheld"
     assert decision.test.matches == decision.test.trials == CHALLENGE_SIZE
