@@ -1,7 +1,7 @@
 """RFC 9457 problem documents for every error the service answers.
 
 Each of secmark's typed errors maps to one status and one problem type
-(``https://secmark.dev/problems/<name>``, a name, not a page to fetch); the
+(``https://secmark.invalid/problems/<name>``, a name, not a page to fetch); the
 detail is the error's own message, which says what was wrong. Anything else
 is a 500 whose detail names no internals: never a traceback.
 """
@@ -30,7 +30,7 @@ __all__ = ["PROBLEM_TYPE_BASE", "Problem", "internal_problem", "problem_for", "p
 
 _LOG = logging.getLogger("secmark.service")
 
-PROBLEM_TYPE_BASE: Final = "https://secmark.dev/problems/"
+PROBLEM_TYPE_BASE: Final = "https://secmark.invalid/problems/"
 MEDIA_TYPE: Final = "application/problem+json"
 
 

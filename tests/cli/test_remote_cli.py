@@ -222,7 +222,7 @@ def test_refusals_are_one_typed_line_with_their_exit_code(
 
 
 def _problem(status: int, name: str, detail: str, **headers: str) -> httpx.Response:
-    body = {"type": f"https://secmark.dev/problems/{name}", "title": name, "status": status}
+    body = {"type": f"https://secmark.invalid/problems/{name}", "title": name, "status": status}
     body["detail"] = detail
     return httpx.Response(
         status,
