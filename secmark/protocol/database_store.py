@@ -49,9 +49,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
-    create_engine,
     delete,
-    event,
     exists,
     func,
     insert,
@@ -60,9 +58,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from secmark.database import WRITE, database_errors, open_engine
 from secmark.encoding import canonical_json, parse_canonical_json
 from secmark.errors import EncodingError, ProtocolError, SecmarkError
 from secmark.protocol.case import Case
@@ -76,7 +75,6 @@ from secmark.protocol.store import (
 
 __all__ = ["DatabaseCaseStorage", "DatabaseStore", "migrate_folder"]
 
-_SQLITE_BUSY_TIMEOUT_S = 30.0
 """How long an SQLite writer waits for another's write lock."""
 
 _DIGEST = 64
@@ -117,56 +115,6 @@ _lock = Table(
     Column("id", Integer, primary_key=True, autoincrement=False),
 )
 _LOCK_ROW = 1
-_IMMEDIATE = "secmark_immediate"
-"""Execution option: begin the SQLite transaction holding the write lock."""
-
-
-@contextmanager
-def _database_errors(action: str) -> Iterator[None]:
-    """Turn a driver or SQLAlchemy failure into a :class:`SecmarkError`."""
-    try:
-        yield
-    except SQLAlchemyError as error:
-        raise SecmarkError(
-            f"arbiter database: cannot {action}: {error.__class__.__name__}: {error}"
-        ) from None
-
-
-def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
-    # The driver's own transaction handling would begin transactions late
-    # and never as BEGIN IMMEDIATE: turn it off and begin them in _sqlite_begin.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    # WAL lets readers run beside the writer; synchronous=FULL syncs the WAL
-    # at every commit, so a committed step survives a power loss.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.close()
-
-
-def _sqlite_begin(conn: Connection) -> None:
-    # A writer takes the write lock when it begins: a transaction that read
-    # first and then asked for it could fail at once instead of waiting.
-    immediate = conn.get_execution_options().get(_IMMEDIATE, False)
-    conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-
-def _create_engine(url: str) -> Engine:
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise EncodingError("the arbiter database URL is not a database URL") from None
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        if parsed.database in (None, "", ":memory:"):
-            raise EncodingError("an SQLite arbiter database must be a file (sqlite:///path)")
-        engine = create_engine(parsed, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_S})
-        event.listen(engine, "connect", _sqlite_connect)
-        event.listen(engine, "begin", _sqlite_begin)
-        return engine
-    if backend == "postgresql":
-        return create_engine(parsed)
-    raise EncodingError(f"an arbiter database is sqlite or postgresql, not {backend!r}")
 
 
 def _digest(data: bytes) -> str:
@@ -200,14 +148,17 @@ class DatabaseStore:
         Raises:
             EncodingError: an unusable URL.
         """
-        engine = _create_engine(url)
+        engine = open_engine(url, what="an arbiter database")
         try:
-            with _database_errors("create the arbiter tables"), engine.begin() as conn:
+            with (
+                database_errors("arbiter database", "create the arbiter tables"),
+                engine.begin() as conn,
+            ):
                 for table in _metadata.sorted_tables:
                     conn.execute(CreateTable(table, if_not_exists=True))
                     for index in table.indexes:
                         conn.execute(CreateIndex(index, if_not_exists=True))
-            with _database_errors("initialise the arbiter lock"):
+            with database_errors("arbiter database", "initialise the arbiter lock"):
                 try:
                     with engine.begin() as conn:
                         if conn.execute(select(_lock.c.id)).first() is None:
@@ -234,11 +185,11 @@ class DatabaseStore:
         a transaction of its own, committed at the end of the block."""
         held: Connection | None = getattr(self._local, "conn", None)
         if held is not None:
-            with _database_errors(action):
+            with database_errors("arbiter database", action):
                 yield held
             return
-        with _database_errors(action), self._engine.connect() as conn:
-            conn.execution_options(**{_IMMEDIATE: write})
+        with database_errors("arbiter database", action), self._engine.connect() as conn:
+            conn.execution_options(**{WRITE: write})
             with conn.begin():
                 yield conn
 
@@ -255,7 +206,7 @@ class DatabaseStore:
             raise ProtocolError("the arbiter database's lock is held by this thread already")
         with self._transaction("take the arbiter's lock", write=True) as conn:
             if self._postgres:
-                with _database_errors("take the arbiter's lock"):
+                with database_errors("arbiter database", "take the arbiter's lock"):
                     conn.execute(
                         select(_lock.c.id).where(_lock.c.id == _LOCK_ROW).with_for_update()
                     ).one()

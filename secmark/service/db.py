@@ -37,18 +37,14 @@ from sqlalchemy import (
     String,
     Table,
     Text,
-    create_engine,
-    event,
     func,
-    make_url,
     select,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import ArgumentError
 
-from secmark.errors import EncodingError
+from secmark.database import WRITE, open_engine
 
 if TYPE_CHECKING:
     from secmark.protocol.arbiter import Arbiter
@@ -65,8 +61,6 @@ too often: the case stays revealed, and a new job resumes its progress)."""
 
 ACTIVE_STATES: Final = ("queued", "running")
 
-_BUSY_TIMEOUT_S = 30.0
-_WRITE: Final = "secmark_service_write"
 """Execution option: begin the SQLite transaction holding the write lock."""
 
 METADATA = MetaData()
@@ -105,24 +99,6 @@ AUDIT = Table(
     Column("identity", String(80), nullable=True),
     Column("event", Text, nullable=True),
 )
-
-
-def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
-    # The driver's own transaction handling would begin transactions late and
-    # never as BEGIN IMMEDIATE: off, and begun in _sqlite_begin instead.
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    # WAL: readers (metrics, job polls) never wait for the job threads' writes.
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.close()
-
-
-def _sqlite_begin(connection: Connection) -> None:
-    # A writer takes the write lock when it begins, so it waits for another
-    # writer (busy timeout) instead of failing when it upgrades a read lock.
-    write = connection.get_execution_options().get(_WRITE, False)
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 @dataclass(frozen=True)
@@ -169,24 +145,7 @@ class ServiceDatabase:
         Raises:
             EncodingError: not a database URL, or not of SQLite or PostgreSQL.
         """
-        try:
-            parsed = make_url(url)
-        except ArgumentError:
-            raise EncodingError("the service's database URL is not a database URL") from None
-        backend = parsed.get_backend_name()
-        if backend == "sqlite":
-            if parsed.database in (None, "", ":memory:"):
-                raise EncodingError("the service's SQLite database must be a file")
-            engine = create_engine(
-                parsed,
-                connect_args={"timeout": _BUSY_TIMEOUT_S, "check_same_thread": False},
-            )
-            event.listen(engine, "connect", _sqlite_connect)
-            event.listen(engine, "begin", _sqlite_begin)
-        elif backend == "postgresql":
-            engine = create_engine(parsed, pool_pre_ping=True)
-        else:
-            raise EncodingError(f"the service's database is sqlite or postgresql, not {backend!r}")
+        engine = open_engine(url, what="the service's database")
         try:
             return cls(engine)
         except BaseException:
@@ -219,7 +178,7 @@ class ServiceDatabase:
         """One transaction, committed at the end of the block."""
         with self.engine.connect() as connection:
             if write:
-                connection.execution_options(**{_WRITE: True})
+                connection.execution_options(**{WRITE: True})
             with connection.begin():
                 yield connection
 

@@ -25,8 +25,7 @@ correct first; a cache of complete subtree hashes would make it O(log n).
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -41,18 +40,16 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
-    create_engine,
-    event,
     insert,
     select,
     update,
 )
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, IntegrityError, SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from secmark.crypto import merkle
 from secmark.crypto.keys import IdentityKeys
+from secmark.database import database_errors, open_engine
 from secmark.errors import EncodingError, ProtocolError, SecmarkError
 from secmark.messages.checkpoint import LogCheckpoint, create_checkpoint, open_checkpoint
 from secmark.messages.document import SignedDocument
@@ -68,7 +65,6 @@ time; a bound keeps one transaction from holding the lock for long."""
 MAX_EVIDENCE_SIZE = 1 << 20
 """Bound on stored timestamp evidence: a few RFC 3161 tokens."""
 
-_SQLITE_BUSY_TIMEOUT_S = 30.0
 """How long an SQLite appender waits for another's write lock."""
 
 _metadata = MetaData()
@@ -100,43 +96,6 @@ _checkpoints = Table(
 _INFO_ROW = 1
 
 
-@contextmanager
-def _database_errors(action: str) -> Iterator[None]:
-    """Turn a driver or SQLAlchemy failure into a :class:`SecmarkError`."""
-    try:
-        yield
-    except SQLAlchemyError as error:
-        raise SecmarkError(
-            f"query log: cannot {action}: {error.__class__.__name__}: {error}"
-        ) from None
-
-
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # WAL lets readers run beside the writer; synchronous=FULL syncs the WAL
-    # at every commit, so a committed append survives a power loss.
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=FULL")
-    cursor.close()
-
-
-def _create_engine(url: str) -> Engine:
-    try:
-        parsed = make_url(url)
-    except ArgumentError:
-        raise EncodingError("the query log URL is not a database URL") from None
-    backend = parsed.get_backend_name()
-    if backend == "sqlite":
-        if parsed.database in (None, "", ":memory:"):
-            raise EncodingError("a SQLite query log must be a file (sqlite:///path)")
-        engine = create_engine(parsed, connect_args={"timeout": _SQLITE_BUSY_TIMEOUT_S})
-        event.listen(engine, "connect", _sqlite_pragmas)
-        return engine
-    if backend == "postgresql":
-        return create_engine(parsed)
-    raise EncodingError(f"a query log is kept in sqlite or postgresql, not {backend!r}")
-
-
 class QueryLog:
     """The query log of one serving policy in one database.
 
@@ -161,16 +120,16 @@ class QueryLog:
         """
         if not isinstance(policy_id, bytes) or len(policy_id) != POLICY_ID_SIZE:
             raise EncodingError(f"a serving policy id must be {POLICY_ID_SIZE} bytes")
-        engine = _create_engine(url)
+        engine = open_engine(url, what="a query log")
         try:
-            with _database_errors("create the log tables"), engine.begin() as conn:
+            with database_errors("query log", "create the log tables"), engine.begin() as conn:
                 for table in _metadata.sorted_tables:
                     conn.execute(CreateTable(table, if_not_exists=True))
                     for index in table.indexes:
                         conn.execute(CreateIndex(index, if_not_exists=True))
             stored = cls._stored_policy(engine)
             if stored is None:
-                with _database_errors("initialise the log"):
+                with database_errors("query log", "initialise the log"):
                     try:
                         with engine.begin() as conn:
                             conn.execute(
@@ -188,7 +147,7 @@ class QueryLog:
 
     @staticmethod
     def _stored_policy(engine: Engine) -> bytes | None:
-        with _database_errors("read the log's policy"), engine.connect() as conn:
+        with database_errors("query log", "read the log's policy"), engine.connect() as conn:
             value = conn.execute(
                 select(_info.c.policy_id).where(_info.c.id == _INFO_ROW)
             ).scalar_one_or_none()
@@ -230,7 +189,7 @@ class QueryLog:
                     "marked": entry.marked,
                 }
             )
-        with _database_errors("append to the log"), self._engine.begin() as conn:
+        with database_errors("query log", "append to the log"), self._engine.begin() as conn:
             # The counter update comes first: it takes the lock that orders
             # appenders, and the new size it returns names our numbers.
             new_size = conn.execute(
@@ -249,7 +208,7 @@ class QueryLog:
 
     def size(self) -> int:
         """The number of committed entries."""
-        with _database_errors("read the log size"), self._engine.connect() as conn:
+        with database_errors("query log", "read the log size"), self._engine.connect() as conn:
             return self._size(conn)
 
     @staticmethod
@@ -263,7 +222,7 @@ class QueryLog:
         Raises:
             ProtocolError: ``size`` is negative or beyond the log.
         """
-        with _database_errors("read the log"), self._engine.connect() as conn:
+        with database_errors("query log", "read the log"), self._engine.connect() as conn:
             current = self._size(conn)
             if not 0 <= size <= current:
                 raise ProtocolError(f"the log has {current} entries, not {size}")
@@ -298,7 +257,7 @@ class QueryLog:
         Raises:
             ProtocolError: no such entry.
         """
-        with _database_errors("read an entry"), self._engine.connect() as conn:
+        with database_errors("query log", "read an entry"), self._engine.connect() as conn:
             data = conn.execute(
                 select(_entries.c.entry).where(_entries.c.seq == seq)
             ).scalar_one_or_none()
@@ -347,7 +306,7 @@ class QueryLog:
             SignatureError: the stored checkpoint of this size is not signed
                 by ``operator_keys``.
         """
-        with _database_errors("read the log size"), self._engine.connect() as conn:
+        with database_errors("query log", "read the log size"), self._engine.connect() as conn:
             size = self._size(conn)
         signed = create_checkpoint(
             operator_keys,
@@ -372,7 +331,7 @@ class QueryLog:
         Raises:
             ProtocolError: no checkpoint of that size is stored.
         """
-        with _database_errors("read a checkpoint"), self._engine.connect() as conn:
+        with database_errors("query log", "read a checkpoint"), self._engine.connect() as conn:
             row = conn.execute(
                 select(_checkpoints.c.checkpoint, _checkpoints.c.timestamp).where(
                     _checkpoints.c.size == size
@@ -393,7 +352,7 @@ class QueryLog:
         """
         if len(evidence) > MAX_EVIDENCE_SIZE:
             raise EncodingError(f"timestamp evidence may have at most {MAX_EVIDENCE_SIZE} bytes")
-        with _database_errors("store timestamp evidence"), self._engine.begin() as conn:
+        with database_errors("query log", "store timestamp evidence"), self._engine.begin() as conn:
             updated = conn.execute(
                 update(_checkpoints).where(_checkpoints.c.size == size).values(timestamp=evidence)
             ).rowcount
@@ -413,7 +372,10 @@ class QueryLog:
         query = select(_entries.c.entry).where(_entries.c.client == client, _entries.c.seq < size)
         if not decoys:
             query = query.where(_entries.c.marked.is_(True))
-        with _database_errors("read a client's entries"), self._engine.connect() as conn:
+        with (
+            database_errors("query log", "read a client's entries"),
+            self._engine.connect() as conn,
+        ):
             entries = [
                 bytes(data) for data in conn.execute(query.order_by(_entries.c.seq)).scalars()
             ]
