@@ -5,7 +5,6 @@ the network for nothing. Skipped only where no chromium is installed."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -13,32 +12,14 @@ from typing import TYPE_CHECKING
 import pytest
 
 from secmark.cli.main import main
+from tests.chromium import launched_browser, require_chromium
 from tests.protocol.test_bundle_checks import NAMES
 from tests.report.conftest import HOSTILE_NAME, Exhibits
 
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Dialog, Page
 
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="Playwright's Python package is not installed"
-)
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-if not Path(CHROMIUM).is_file():
-    pytest.skip(
-        "no browser installed: Debian's chromium package (/usr/bin/chromium) is missing; "
-        "Playwright's own browser download is not used",
-        allow_module_level=True,
-    )
-
-_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+CHROMIUM = require_chromium()
 
 _SMALLEST_TEXT = """() => Math.min(...Array.from(document.querySelectorAll('svg text, svg tspan'))
     .map(e => parseFloat(getComputedStyle(e).fontSize) * e.closest('svg').getScreenCTM().a))"""
@@ -47,10 +28,8 @@ _SMALLEST_TEXT = """() => Math.min(...Array.from(document.querySelectorAll('svg 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=_ARGS)
+    with launched_browser(CHROMIUM) as launched:
         yield launched
-        launched.close()
 
 
 def _open(browser: Browser, path: Path) -> tuple[Page, list[str], list[str]]:

@@ -13,7 +13,6 @@ full-page screenshot. Skipped only where no chromium is installed.
 from __future__ import annotations
 
 import re
-import shutil
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +28,7 @@ from secmark.protocol.bundle import verify_bundle
 from secmark.protocol.owner import answer_challenge
 from secmark.report.words import RESULT_WORDS
 from secmark.service.auth import sign_request
+from tests.chromium import launched_browser, require_chromium
 from tests.protocol.conftest import CHALLENGE_SIZE
 from tests.protocol.test_bundle_checks import NAMES
 from tests.service.conftest import Dispute, json_suspects, running, wait_for_job
@@ -36,26 +36,7 @@ from tests.service.conftest import Dispute, json_suspects, running, wait_for_job
 if TYPE_CHECKING:
     from playwright.sync_api import Browser, Dialog, Page
 
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="Playwright's Python package is not installed"
-)
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-if not Path(CHROMIUM).is_file():
-    pytest.skip(
-        "no browser installed: Debian's chromium package (/usr/bin/chromium) is missing; "
-        "Playwright's own browser download is not used",
-        allow_module_level=True,
-    )
-
-_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+CHROMIUM = require_chromium()
 
 _FACTS = """(list) => Object.fromEntries(Array.from(list.querySelectorAll('dt'))
     .map(dt => [dt.innerText.trim(), dt.nextElementSibling.innerText.trim()]))"""
@@ -64,10 +45,8 @@ _FACTS = """(list) => Object.fromEntries(Array.from(list.querySelectorAll('dt'))
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_api.sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=_ARGS)
+    with launched_browser(CHROMIUM) as launched:
         yield launched
-        launched.close()
 
 
 @pytest.fixture
