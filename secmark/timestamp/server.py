@@ -98,6 +98,10 @@ class _Handler(BaseHTTPRequestHandler):
 
 class _HttpServer(ThreadingHTTPServer):
     daemon_threads = True
+    # Closing the server must not wait for handler threads: one may be
+    # reading a client's idle keep-alive connection for up to its timeout,
+    # and a foreground server stops on Ctrl-C at once.
+    block_on_close = False
     request_queue_size = LISTEN_BACKLOG
 
     def __init__(self, address: tuple[str, int], respond: Callable[[bytes], bytes]) -> None:
