@@ -23,15 +23,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from types import FrameType
-from typing import Any
 
 import httpx
 
 from secmark.cli.output import add_json_flag, emit
+from secmark.cli.signals import StopRequested, stop_on_signals
 from secmark.errors import SecmarkError
 from secmark.examples.serving import (
     DEFAULT_HTTP_PORT,
@@ -133,28 +130,6 @@ def _die_with_parent() -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-class _Stop(Exception):
-    """A signal asked the command to stop."""
-
-
-@contextmanager
-def _stop_on_signals() -> Iterator[None]:
-    """SIGTERM and SIGHUP raise :class:`_Stop` inside the block (Ctrl-C
-    raises KeyboardInterrupt already); the previous handlers come back after."""
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        raise _Stop(signal.Signals(signum).name)
-
-    previous: dict[signal.Signals, Callable[[int, FrameType | None], Any] | int | None] = {}
-    for signum in (signal.SIGTERM, signal.SIGHUP):
-        previous[signum] = signal.signal(signum, stop)
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
 def _stop_group(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM to the server's process group, then SIGKILL if it lingers."""
     for signum in (signal.SIGTERM, signal.SIGKILL):
@@ -215,7 +190,7 @@ def _serve(args: argparse.Namespace) -> int:
     model_url = oip_model_url(address.base_url, model.name, model.version)
     with tempfile.TemporaryDirectory(prefix="secmark-serve-") as folder:
         write_mlserver_folder(Path(folder), model, address)
-        with _stop_on_signals():
+        with stop_on_signals():
             process = subprocess.Popen(
                 [sys.executable, "-c", _MLSERVER, "start", folder],
                 cwd=folder,  # MLServer writes .envs/ and .metrics/ into its working directory
@@ -235,7 +210,7 @@ def _serve(args: argparse.Namespace) -> int:
                 )
                 sys.stdout.flush()
                 status = process.wait()
-            except (_Stop, KeyboardInterrupt):
+            except (StopRequested, KeyboardInterrupt):
                 return 0
             finally:
                 _stop_group(process)

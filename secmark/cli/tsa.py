@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.serialization import Encoding
 
 from secmark.cli.output import add_json_flag, emit
 from secmark.cli.passphrase import read_passphrase
+from secmark.cli.signals import StopRequested, stop_on_signals
 from secmark.errors import SecmarkError
 from secmark.timestamp import TimestampAuthority, TimestampServer
 from secmark.timestamp.authority import ROOT_CERTIFICATE_FILE, TSA_CERTIFICATE_FILE
@@ -134,8 +135,9 @@ def _serve(args: argparse.Namespace) -> int:
     )
     sys.stdout.flush()
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        # Ctrl-C is how a foreground server is meant to stop.
+        with stop_on_signals():
+            server.serve_forever()
+    except (KeyboardInterrupt, StopRequested):
+        # Ctrl-C, or a supervisor's SIGTERM, is how a foreground server stops.
         pass
     return 0
