@@ -79,10 +79,10 @@ from secmark.messages.verdict import open_verdict
 from secmark.models.torch_module import TorchSuspect
 from secmark.protocol.arbiter import Arbiter, ArbiterPolicy
 from secmark.protocol.owner import answer_challenge, file_claim
-from secmark.service import sign_request
+from secmark.service.auth import sign_request
 from secmark.timestamp import TrustStore
 from tests.conftest import free_ports
-from tests.postgres import PostgresServer, _as_server_user, _postgres_bin
+from tests.postgres import running_postgres
 
 STORES = ("folder", "sqlite", "postgresql")
 SUSPECT_BATCH = 64
@@ -225,7 +225,9 @@ def serve(folder: Path, port: int, database: str | None) -> None:
     import uvicorn
 
     from secmark.protocol.database_store import DatabaseStore
-    from secmark.service import ReferenceSuspects, ServiceLimits, create_app
+    from secmark.service.app import create_app
+    from secmark.service.limits import ServiceLimits
+    from secmark.service.suspects import ReferenceSuspects
 
     config = json.loads((folder / "arbiter.json").read_text())
     store = None if database is None else DatabaseStore.open(database)
@@ -279,75 +281,6 @@ def service_process(folder: Path, database: str | None, log: Path) -> Iterator[s
 
 
 # -- PostgreSQL -----------------------------------------------------------------
-
-
-@contextmanager
-def postgres(base: Path) -> Iterator[PostgresServer]:
-    """A throwaway PostgreSQL server (as tests/postgres.py starts one).
-
-    Raises:
-        RuntimeError: it cannot start here, and why.
-    """
-    initdb, pg_ctl = _postgres_bin("initdb"), _postgres_bin("pg_ctl")
-    if initdb is None or pg_ctl is None:
-        raise RuntimeError("PostgreSQL is not installed (no initdb / pg_ctl)")
-    prefix = _as_server_user()
-    # Under /tmp directly, reachable by the server's user.
-    home = Path(tempfile.mkdtemp(prefix="secmark-pg-bench-"))
-    data = home / "data"
-    data.mkdir()
-    if prefix:
-        shutil.chown(home, prefix[2])
-        shutil.chown(data, prefix[2])
-    port = free_ports(1)[0]
-    started = False
-    try:
-        init = subprocess.run(
-            [*prefix, initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "--no-sync"],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
-        if init.returncode != 0:
-            raise RuntimeError(f"initdb failed: {init.stderr.strip()[-300:]}")
-        # The same settings as the test fixture: no fsync (a benchmark of the
-        # service, not of this machine's disk).
-        options = (
-            f"-p {port} -k {home} -c listen_addresses=127.0.0.1 "
-            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        )
-        start = subprocess.run(
-            [*prefix, pg_ctl, "-D", str(data), "-o", options, "-l", str(home / "log"), "-w"]
-            + ["start"],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=120,
-        )
-        if start.returncode != 0:
-            raise RuntimeError(f"the PostgreSQL server did not start: {start.stderr[-300:]}")
-        started = True
-        server = PostgresServer(port)
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                server.database_url()
-                break
-            except Exception as error:  # noqa: BLE001 - any failure means "not yet"
-                if time.monotonic() > deadline:
-                    raise RuntimeError(f"cannot connect to PostgreSQL: {error}") from None
-                time.sleep(0.2)
-        yield server
-    finally:
-        if started:
-            subprocess.run(
-                [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"],
-                capture_output=True,
-                check=False,
-                timeout=60,
-            )
-        shutil.rmtree(home, ignore_errors=True)
 
 
 # -- measuring -------------------------------------------------------------------
@@ -588,7 +521,7 @@ def main(argv: list[str] | None = None) -> int:
                         database = f"sqlite:///{base / 'cases.sqlite'}"
                     elif store == "postgresql":
                         try:
-                            server = per_store.enter_context(postgres(base))
+                            server = per_store.enter_context(running_postgres())
                         except RuntimeError as error:
                             print(f"  skipped: {error}", flush=True)
                             continue

@@ -18,13 +18,14 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import free_ports
 
-__all__ = ["PostgresServer", "postgres_server"]
+__all__ = ["PostgresServer", "PostgresUnavailable", "postgres_server", "running_postgres"]
 
 
 def _postgres_bin(name: str) -> str | None:
@@ -72,28 +73,39 @@ class PostgresServer:
         )
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
+class PostgresUnavailable(RuntimeError):
+    """No PostgreSQL server can be started here (the message says why)."""
+
+
+@contextmanager
+def running_postgres() -> Iterator[PostgresServer]:
+    """A throwaway server (``initdb`` + ``pg_ctl`` in a temporary directory on
+    127.0.0.1, without fsync: it measures secmark, not this disk), stopped
+    and deleted on exit.
+
+    Raises:
+        PostgresUnavailable: psycopg or PostgreSQL is missing, or the server
+            cannot start.
+    """
     initdb, pg_ctl = _postgres_bin("initdb"), _postgres_bin("pg_ctl")
     if initdb is None or pg_ctl is None:
-        pytest.skip("PostgreSQL is not installed (no initdb / pg_ctl)")
+        raise PostgresUnavailable("PostgreSQL is not installed (no initdb / pg_ctl)")
     try:
         import psycopg  # noqa: F401
     except ImportError:
-        pytest.skip("psycopg is not installed")
+        raise PostgresUnavailable("psycopg is not installed") from None
     try:
         prefix = _as_server_user()
     except RuntimeError as error:
-        pytest.skip(str(error))
+        raise PostgresUnavailable(str(error)) from None
     # Under /tmp directly: pytest's own temporary directories are private to
     # root, and the server user must reach its data directory.
     base = Path(tempfile.mkdtemp(prefix="secmark-pg-"))
     data = base / "data"
     data.mkdir()
     if prefix:
-        user = prefix[2]
-        shutil.chown(base, user)
-        shutil.chown(data, user)
+        shutil.chown(base, prefix[2])
+        shutil.chown(data, prefix[2])
     port = free_ports(1)[0]
     started = False
     try:
@@ -105,32 +117,24 @@ def postgres_server() -> Iterator[PostgresServer]:
             timeout=60,
         )
         if init.returncode != 0:
-            pytest.skip(f"initdb failed: {init.stderr.strip()[-300:]}")
+            raise PostgresUnavailable(f"initdb failed: {init.stderr.strip()[-300:]}")
         options = (
             f"-p {port} -k {base} -c listen_addresses=127.0.0.1 "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
         )
+        log = base / "log"
         start = subprocess.run(
-            [
-                *prefix,
-                pg_ctl,
-                "-D",
-                str(data),
-                "-o",
-                options,
-                "-l",
-                str(base / "log"),
-                "-w",
-                "start",
-            ],
+            [*prefix, pg_ctl, "-D", str(data), "-o", options, "-l", str(log), "-w", "start"],
             capture_output=True,
             text=True,
             check=False,
             timeout=60,
         )
         if start.returncode != 0:
-            log = (base / "log").read_text(errors="replace") if (base / "log").exists() else ""
-            pytest.skip(f"the PostgreSQL server did not start: {(start.stderr + log)[-300:]}")
+            written = log.read_text(errors="replace") if log.exists() else ""
+            raise PostgresUnavailable(
+                f"the PostgreSQL server did not start: {(start.stderr + written)[-300:]}"
+            )
         started = True
         server = PostgresServer(port)
         deadline = time.monotonic() + 20
@@ -140,7 +144,9 @@ def postgres_server() -> Iterator[PostgresServer]:
                 break
             except Exception as error:  # noqa: BLE001 - any failure means "not yet"
                 if time.monotonic() > deadline:
-                    pytest.skip(f"cannot connect to the PostgreSQL server: {error}")
+                    raise PostgresUnavailable(
+                        f"cannot connect to the PostgreSQL server: {error}"
+                    ) from None
                 time.sleep(0.2)
         yield server
     finally:
@@ -153,3 +159,12 @@ def postgres_server() -> Iterator[PostgresServer]:
                 timeout=60,
             )
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    try:
+        with running_postgres() as server:
+            yield server
+    except PostgresUnavailable as reason:
+        pytest.skip(str(reason))
