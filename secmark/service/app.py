@@ -140,7 +140,7 @@ class _Service:
         self.db = ServiceDatabase.for_arbiter(arbiter)
         self.audit = AuditLog(self.db)
         self.jobs = JobRunner(arbiter, self.db, self.audit, suspects, workers=limits.query_workers)
-        self.verifier = RequestVerifier()
+        self.verifier = RequestVerifier(remember=self.db.accept_signature)
         self.rates = RateLimiter(limits.rate, limits.burst)
         self.requests = RequestCounter()
         self._locks: dict[str, threading.Lock] = {}

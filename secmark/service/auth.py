@@ -16,8 +16,9 @@ when there is one). The service accepts it when the key is a party of the
 case (the commitment's owner, or the arbiter itself), the time is within
 :data:`MAX_SKEW` of its clock, the signature verifies
 (:func:`secmark.crypto.keys.verify_ed25519`) and the same signature was not
-accepted before: each is accepted once, and is remembered only as long as
-its time lies within the window, after which the time check refuses it.
+accepted before: each is accepted once, and is remembered (by the service,
+in its database) only as long as its time lies within the window, after
+which the time check refuses it.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ __all__ = [
     "SCHEME",
     "AuthenticationError",
     "RequestVerifier",
+    "SignatureMemory",
     "sign_request",
     "signed_message",
 ]
@@ -95,16 +97,41 @@ def _parse(header: str) -> _Parsed:
     return _Parsed(match["keyid"], match["time"], signature)
 
 
+SignatureMemory = Callable[[bytes, datetime, datetime], bool]
+"""``remember(signature, expires, now)``: record an accepted signature until
+``expires``; False when it was recorded before (a replay)."""
+
+
 class RequestVerifier:
-    """Checks signed requests and remembers accepted signatures (thread-safe)."""
+    """Checks signed requests and remembers accepted signatures (thread-safe).
+
+    ``remember`` keeps the accepted signatures (the service keeps them in its
+    database, so a restart forgets none); by default they are kept in memory.
+    """
 
     def __init__(
-        self, *, window: timedelta = MAX_SKEW, clock: Callable[[], datetime] = utc_now
+        self,
+        *,
+        window: timedelta = MAX_SKEW,
+        clock: Callable[[], datetime] = utc_now,
+        remember: SignatureMemory | None = None,
     ) -> None:
         self._window = window
         self._clock = clock
         self._lock = threading.Lock()
         self._seen: dict[bytes, datetime] = {}
+        self._remember = remember or self._remember_in_memory
+
+    def _remember_in_memory(self, signature: bytes, expires: datetime, now: datetime) -> bool:
+        with self._lock:
+            # Forget what the time check now refuses anyway: the cache holds
+            # at most one window of accepted signatures.
+            for old in [s for s, expiry in self._seen.items() if expiry < now]:
+                del self._seen[old]
+            if signature in self._seen:
+                return False
+            self._seen[signature] = expires
+            return True
 
     def verify(
         self,
@@ -154,12 +181,6 @@ class RequestVerifier:
                 "the request signature does not verify (it covers method, path, time and the "
                 "body's SHA-256)"
             ) from None
-        with self._lock:
-            # Forget what the time check now refuses anyway: the cache holds
-            # at most one window of accepted signatures.
-            for old in [s for s, expiry in self._seen.items() if expiry < now]:
-                del self._seen[old]
-            if parsed.signature in self._seen:
-                raise AuthenticationError("this signed request was accepted before: sign anew")
-            self._seen[parsed.signature] = signed_at + self._window
+        if not self._remember(parsed.signature, signed_at + self._window, now):
+            raise AuthenticationError("this signed request was accepted before: sign anew")
         return parsed.key_id

@@ -20,10 +20,12 @@ which the service answers as 500 (never a half-written row).
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -37,6 +39,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    delete,
     func,
     select,
     update,
@@ -45,6 +48,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from secmark.database import WRITE, open_engine
+from secmark.encoding import format_time
 
 if TYPE_CHECKING:
     from secmark.protocol.arbiter import Arbiter
@@ -60,8 +64,6 @@ resume), running, done (the case is queried) or failed (the suspect failed
 too often: the case stays revealed, and a new job resumes its progress)."""
 
 ACTIVE_STATES: Final = ("queued", "running")
-
-"""Execution option: begin the SQLite transaction holding the write lock."""
 
 METADATA = MetaData()
 
@@ -85,6 +87,15 @@ JOBS = Table(
     Column("created", String(20), nullable=False),
     Column("updated", String(20), nullable=False),
 )
+
+SIGNATURES = Table(
+    "secmark_service_signatures",
+    METADATA,
+    Column("digest", String(64), primary_key=True),
+    Column("expires", String(20), nullable=False, index=True),
+)
+"""Request signatures accepted, until their time leaves the window: a
+restarted service still refuses a replay."""
 
 AUDIT = Table(
     "secmark_service_audit",
@@ -181,6 +192,24 @@ class ServiceDatabase:
                 connection.execution_options(**{WRITE: True})
             with connection.begin():
                 yield connection
+
+    # -- request signatures -----------------------------------------------
+
+    def accept_signature(self, signature: bytes, expires: datetime, now: datetime) -> bool:
+        """Remember an accepted request signature until ``expires``; False
+        when it was accepted before (a replay). Signatures whose time has
+        left the window are forgotten first: the time check refuses them
+        anyway. (:data:`secmark.service.auth.SignatureMemory`.)"""
+        insert = postgresql_insert if self._postgres else sqlite_insert
+        statement = (
+            insert(SIGNATURES)
+            .values(digest=hashlib.sha256(signature).hexdigest(), expires=format_time(expires))
+            .on_conflict_do_nothing()
+            .returning(SIGNATURES.c.digest)
+        )
+        with self.transaction(write=True) as connection:
+            connection.execute(delete(SIGNATURES).where(SIGNATURES.c.expires < format_time(now)))
+            return connection.execute(statement).first() is not None
 
     # -- cases ------------------------------------------------------------
 

@@ -11,7 +11,10 @@ from secmark.cli.service import parse_listen
 from secmark.errors import EncodingError, ProtocolError, SecmarkError
 from secmark.messages.families import WeightsFamily
 from secmark.models import OipSuspect
+from secmark.service.auth import AuthenticationError, RequestVerifier, sign_request
+from secmark.service.db import ServiceDatabase
 from secmark.service.suspects import ReferenceSuspects
+from tests.conftest import fixed_keys
 from tests.protocol.conftest import FAMILY
 from tests.service.conftest import Dispute, assert_problem, json_suspects, running
 
@@ -75,3 +78,25 @@ def test_a_failure_inside_is_a_500_problem_naming_nothing_inside(
         response = client.post("/claims", content=dispute.claim)
         assert "/secret/path" not in assert_problem(response, 500)["detail"]
         assert client.get("/metrics").status_code == 200  # the service lives on
+
+
+def test_a_replayed_request_is_refused_after_a_restart(tmp_path: Path) -> None:
+    # Accepted signatures are kept in the service's database: a restart
+    # must not reopen the replay window.
+    keys = fixed_keys("party")
+    parties = {keys.key_id: keys.public_keys.signing_key}
+    header = sign_request(keys, "GET", "/cases/ab/reveal")
+    before = ServiceDatabase.in_folder(tmp_path)
+    assert (
+        RequestVerifier(remember=before.accept_signature).verify(
+            header, "GET", "/cases/ab/reveal", b"", parties
+        )
+        == keys.key_id
+    )
+    before.close()
+    after = ServiceDatabase.in_folder(tmp_path)
+    with pytest.raises(AuthenticationError, match="accepted before"):
+        RequestVerifier(remember=after.accept_signature).verify(
+            header, "GET", "/cases/ab/reveal", b"", parties
+        )
+    after.close()
