@@ -215,6 +215,9 @@ class Arbiter:
                 for the committed model.
         """
         envelope, claim = read_unverified_payload(data, Claim, max_size=MAX_CLAIM_SIZE)
+        filed = self._filed_before(hashlib.sha256(envelope.payload).hexdigest(), data)
+        if filed is not None:
+            return filed
         commitment = open_commitment(claim.commitment)
         owner = commitment.document.owner
         envelope.verify(owner)
@@ -275,6 +278,17 @@ class Arbiter:
                     "suspect": claim.suspect,
                 },
             )
+
+    def _filed_before(self, claim_id: str, data: bytes) -> Case | None:
+        """The case of exactly these claim bytes, when they were filed before:
+        they passed every check then, so filing them again costs no
+        signature, timestamp or threshold."""
+        storage = self.store.case_storage(claim_id)
+        if not (storage.has_state() and storage.exists("claim.json")):
+            return None
+        if storage.read("claim.json") != data:
+            return None
+        return Case.load(storage)
 
     def _require_decidable(self, commitment: Commitment, alpha: Fraction) -> None:
         """Refuse a dispute that could not reach a verdict at ``alpha``.
