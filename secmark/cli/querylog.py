@@ -193,7 +193,7 @@ def _open_log(
     from secmark.serving.log import QueryLog
 
     url = args.log or default_log_url(args.policy)
-    log = QueryLog.open(url, policy_id=bytes.fromhex(policy.digest))
+    log = QueryLog.open(url, policy_id=bytes.fromhex(policy.digest), create=False)
     try:
         yield log
     finally:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -41,9 +42,11 @@ from sqlalchemy import (
     String,
     Table,
     insert,
+    inspect,
     select,
     update,
 )
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -108,20 +111,35 @@ class QueryLog:
         self._policy_id = policy_id
 
     @classmethod
-    def open(cls, url: str, *, policy_id: bytes) -> QueryLog:
-        """Open the log at ``url``, creating its tables on first use.
+    def open(cls, url: str, *, policy_id: bytes, create: bool = True) -> QueryLog:
+        """Open the log at ``url``, creating its tables on first use; with
+        ``create=False`` only a log that exists (what reads, checkpoints and
+        extracts want: a mistyped URL must not become an empty log).
 
         Create a log once (one process) before several gateways share it:
         two first opens at once may race on creating the tables.
 
         Raises:
             EncodingError: an unusable URL, or a policy id that is not 32 bytes.
-            ProtocolError: the database holds the log of another policy.
+            ProtocolError: the database holds the log of another policy, or,
+                with ``create=False``, no log.
         """
         if not isinstance(policy_id, bytes) or len(policy_id) != POLICY_ID_SIZE:
             raise EncodingError(f"a serving policy id must be {POLICY_ID_SIZE} bytes")
+        if not create:
+            parsed = make_url(url)
+            if parsed.get_backend_name() == "sqlite" and not Path(parsed.database or "").is_file():
+                raise ProtocolError(
+                    f"no query log at {parsed.database}: check the log's URL (the gateway "
+                    "creates the log when it starts)"
+                )
         engine = open_engine(url, what="a query log")
         try:
+            if not create and not inspect(engine).has_table(_info.name):
+                raise ProtocolError(
+                    "the database holds no query log: check the log's URL (the gateway "
+                    "creates the log when it starts)"
+                )
             with database_errors("query log", "create the log tables"), engine.begin() as conn:
                 for table in _metadata.sorted_tables:
                     conn.execute(CreateTable(table, if_not_exists=True))

@@ -312,3 +312,10 @@ def test_only_the_policys_operator_signs_checkpoints(
                           "--checkpoint", served.files["checkpoint.json"],
                           "--evidence", served.files["policy.evidence.json"])  # fmt: skip
     assert status == 8 and "not the checkpoint" in err
+    # A mistyped --log is refused, never made into an empty log and signed.
+    typo = served.folder / "typo.sqlite"
+    status, err = refused(capsys, "log", "checkpoint", "--policy", served.files["policy.json"],
+                          "--log", f"sqlite:///{typo}", "--operator-key",
+                          served.files["platform.key"], "--out", str(out))  # fmt: skip
+    assert status == 8 and "no query log" in err
+    assert not typo.exists() and not out.exists()

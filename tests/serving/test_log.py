@@ -102,6 +102,18 @@ def test_reopen_and_policy_binding(log_url: str) -> None:
         QueryLog.open(log_url, policy_id=OTHER_POLICY_ID)
 
 
+def test_a_log_that_must_exist_is_never_created(log_url: str, tmp_path: Path) -> None:
+    # A mistyped URL must not become an empty log that a checkpoint then signs.
+    missing = tmp_path / "typo.sqlite"
+    with pytest.raises(ProtocolError, match="no query log"):
+        QueryLog.open(f"sqlite:///{missing}", policy_id=POLICY_ID, create=False)
+    assert not missing.exists()
+    with pytest.raises(ProtocolError, match="no query log"):
+        QueryLog.open(log_url, policy_id=POLICY_ID, create=False)
+    QueryLog.open(log_url, policy_id=POLICY_ID).close()
+    QueryLog.open(log_url, policy_id=POLICY_ID, create=False).close()
+
+
 def test_two_writers_never_share_a_number(log_url: str) -> None:
     QueryLog.open(log_url, policy_id=POLICY_ID).close()  # created once, first
     numbers: dict[str, list[int]] = {}
