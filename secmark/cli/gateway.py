@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from secmark.cli.passphrase import open_key_file
-from secmark.errors import SecmarkError
+from secmark.errors import EncodingError, SecmarkError
 from secmark.files import read_regular_file
 from secmark.messages.serving_policy import MAX_POLICY_SIZE, open_serving_policy
 from secmark.models.http import hide_userinfo
@@ -27,6 +27,11 @@ __all__ = ["default_log_url", "register"]
 
 _DEFAULT_LISTEN = "127.0.0.1:8080"
 _LOG_FILE = "query-log.sqlite"
+
+
+DEFAULT_MAX_CONNECTIONS = 256
+"""Connections the gateway serves at once: bounds the memory its request
+bodies and worker threads may take."""
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -92,6 +97,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="SECONDS",
         help="the most one upstream exchange may take (10)",
     )
+    gateway.add_argument(
+        "--max-connections",
+        type=int,
+        default=DEFAULT_MAX_CONNECTIONS,
+        metavar="N",
+        help="connections served at once; more are answered 503 "
+        f"({DEFAULT_MAX_CONNECTIONS}; each may hold a request body of up to 16 MiB)",
+    )
     gateway.set_defaults(handler=_gateway)
 
 
@@ -119,6 +132,8 @@ def _gateway(args: argparse.Namespace) -> int:
     from secmark.serving.log import QueryLog
     from secmark.serving.marking import Marker
 
+    if args.max_connections < 1:
+        raise EncodingError("--max-connections must be at least 1")
     host, port = _listen_address(args.listen)
     policy = open_serving_policy(
         read_regular_file(args.policy, max_size=MAX_POLICY_SIZE, what="serving policy")
@@ -145,7 +160,14 @@ def _gateway(args: argparse.Namespace) -> int:
             f"on http://{args.listen}; Ctrl-C stops it",
             file=sys.stderr,
         )
-        uvicorn.run(app, host=host, port=port, lifespan="on", log_level="warning")
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            lifespan="on",
+            log_level="warning",
+            limit_concurrency=args.max_connections,
+        )
     finally:
         log.close()
     return 0
