@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
 from datetime import datetime
 
 from secmark.encoding import format_time
@@ -225,7 +226,7 @@ def _event(when: datetime, kind: str, badge: str, text: str) -> tuple[datetime, 
     )
 
 
-def _timeline(report: BundleReport) -> str:
+def _timeline(report: BundleReport, history: Sequence[tuple[datetime, str]]) -> str:
     events = []
     for time in report.times:
         trusted = time.root_source is RootSource.JUDGE
@@ -261,6 +262,8 @@ def _timeline(report: BundleReport) -> str:
             )
         )
         events.append(_event(verdict.issued, "clock", clock, "the arbiter signed the verdict"))
+    for when, step in history:
+        events.append(_event(when, "clock", clock, f"at the arbiter's service: {_e(step)}"))
     events.append(
         _event(
             report.checked_at,
@@ -419,11 +422,17 @@ def _roots(report: BundleReport) -> str:
 
 
 def render_exhibit(
-    report: BundleReport, *, generator: str = "secmark", bundle_href: str | None = None
+    report: BundleReport,
+    *,
+    generator: str = "secmark",
+    bundle_href: str | None = None,
+    history: Sequence[tuple[datetime, str]] = (),
 ) -> str:
     """The exhibit as one HTML document (UTF-8 text). ``generator`` names
     the program in the footer; ``bundle_href``, where a page served beside
-    its bundle links the bundle for download (a same-origin path)."""
+    its bundle links the bundle for download (a same-origin path);
+    ``history``, the steps of the case as the arbiter's service recorded
+    them (its clock, its word), placed on the timeline."""
     title = f"Verdict exhibit: {headline(report)}"
     subtitle = "" if report.case is None else f"claim {report.case.claim_id}"
     body = [
@@ -432,7 +441,7 @@ def render_exhibit(
         _warnings(report),
         _parties(report),
         _case(report),
-        _timeline(report),
+        _timeline(report, history),
         _checks(report),
         _arbiters_word(report) if report.checks_passed else "",
         _statistics(report),

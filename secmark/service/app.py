@@ -561,6 +561,7 @@ def create_app(
                 report,
                 generator=f"secmark {__version__}",
                 bundle_href=f"/cases/{case.name}/bundle",
+                history=service.audit.history(case.name),
             )
 
         return HTMLResponse(await work(render))

@@ -9,11 +9,12 @@ inserted into: this module offers no update or delete.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
 
-from secmark.encoding import format_time, utc_now
+from secmark.encoding import format_time, parse_time, utc_now
 from secmark.service.db import AUDIT, ServiceDatabase
 
 __all__ = ["AuditLog"]
@@ -44,6 +45,16 @@ class AuditLog:
         self._append(
             kind="transition", case_id=case_id, event=_text(event, 4096), identity=identity
         )
+
+    def history(self, case_id: str) -> list[tuple[datetime, str]]:
+        """The transitions of one case, oldest first: (time, what happened)."""
+        with self._database.transaction(write=False) as connection:
+            rows = connection.execute(
+                select(AUDIT.c.time, AUDIT.c.event)
+                .where(AUDIT.c.kind == "transition", AUDIT.c.case_id == case_id)
+                .order_by(AUDIT.c.seq)
+            ).all()
+        return [(parse_time(time), event or "") for time, event in rows]
 
     def entries(self) -> list[dict[str, Any]]:
         """Every row, oldest first (for operators and tests)."""

@@ -150,6 +150,10 @@ def test_a_judge_reads_the_decided_case_on_the_services_page(
         assert all("trusted: the judge's TSA root" in text for text in trusted_texts)
         clock = page.locator("ol.timeline li.clock").all_inner_texts()
         assert any("the arbiter signed the verdict" in text for text in clock)
+        # The case's steps at the service, from its audit log, in order.
+        steps = [text for text in clock if "at the arbiter's service" in text]
+        for step in ("claim filed", "challenged", "revealed", "queried", "decided: upheld"):
+            assert sum(step in text for text in steps) == 1, (step, steps)
 
         # Every check, with the result the judge's own verification gives.
         rows = page.locator("table.checks tbody tr")
