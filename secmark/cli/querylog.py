@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +24,7 @@ from secmark.cli.gateway import default_log_url
 from secmark.cli.output import add_json_flag, emit
 from secmark.cli.passphrase import open_key_file
 from secmark.cli.streams import add_output, read_file, write_new
+from secmark.encoding import is_hex_digest
 from secmark.errors import EncodingError, ProtocolError, SecmarkError, SignatureError
 from secmark.files import read_regular_file
 from secmark.messages.checkpoint import (
@@ -43,7 +43,6 @@ if TYPE_CHECKING:
 __all__ = ["parse_account", "read_policy", "register"]
 
 _MAX_API_KEY_FILE = 64 * 1024
-_ACCOUNT = re.compile(r"[0-9a-f]{64}")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -170,7 +169,7 @@ def parse_account(text: str) -> str:
     Raises:
         EncodingError: it is not.
     """
-    if _ACCOUNT.fullmatch(text) is None:
+    if not is_hex_digest(text):
         raise EncodingError(
             "a client account is 64 lower-case hex digits, as 'secmark log account' prints it"
         )

@@ -20,6 +20,7 @@ from secmark.crypto.keys import IdentityKeys, PublicKeys
 from secmark.encoding import (
     b64url_decode,
     canonical_json,
+    is_hex_digest,
     parse_canonical_json,
     parse_time,
 )
@@ -179,7 +180,7 @@ class Fields:
 
     def hex_digest(self, name: str) -> str:
         value = self._get(name)
-        if not isinstance(value, str) or len(value) != 64 or value.strip("0123456789abcdef") != "":
+        if not is_hex_digest(value):
             raise self._fail(name, "64 lower-case hex digits (a SHA-256 digest)")
         return value
 

@@ -39,7 +39,14 @@ import numpy as np
 import numpy.typing as npt
 
 from secmark.crypto.keys import IdentityKeys
-from secmark.encoding import canonical_json, format_time, parse_canonical_json, parse_time, utc_now
+from secmark.encoding import (
+    canonical_json,
+    format_time,
+    is_hex_digest,
+    parse_canonical_json,
+    parse_time,
+    utc_now,
+)
 from secmark.errors import (
     EncodingError,
     ProofError,
@@ -100,10 +107,6 @@ from secmark.triggers import Trigger, draw_decoys
 __all__ = ["LOCK_FILE", "MIN_CASE_PREFIX", "REGISTRY_FILE", "Arbiter", "ArbiterPolicy"]
 
 _LOG = logging.getLogger("secmark.arbiter")
-
-
-def _is_hex_digest(value: object) -> bool:
-    return isinstance(value, str) and len(value) == 64 and value.strip("0123456789abcdef") == ""
 
 
 MIN_CASE_PREFIX = 4
@@ -344,7 +347,7 @@ class Arbiter:
         matches = [
             name
             for name in self.store.case_names()
-            if name.startswith(wanted) and _is_hex_digest(name)
+            if name.startswith(wanted) and is_hex_digest(name)
         ]
         if not matches:
             raise ProtocolError(

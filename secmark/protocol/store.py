@@ -24,7 +24,7 @@ from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Protocol
 
-from secmark.encoding import canonical_json, parse_canonical_json
+from secmark.encoding import canonical_json, is_hex_digest, parse_canonical_json
 from secmark.errors import EncodingError, SecmarkError
 from secmark.files import PUBLIC_FILE_MODE, exclusive_lock, read_regular_file, write_atomic
 
@@ -50,10 +50,6 @@ Registry = dict[str, dict[str, str]]
 """Commitment id -> claim id -> challenge id."""
 
 
-def _is_hex_digest(value: object) -> bool:
-    return isinstance(value, str) and len(value) == 64 and value.strip("0123456789abcdef") == ""
-
-
 def check_registry(value: object, *, what: str) -> Registry:
     """``value`` as a registry, checked: hex digests all through.
 
@@ -65,9 +61,9 @@ def check_registry(value: object, *, what: str) -> Registry:
             ids to challenge ids; the message names ``what``.
     """
     if not isinstance(value, dict) or not all(
-        _is_hex_digest(commitment)
+        is_hex_digest(commitment)
         and isinstance(issued, dict)
-        and all(_is_hex_digest(k) and _is_hex_digest(v) for k, v in issued.items())
+        and all(is_hex_digest(k) and is_hex_digest(v) for k, v in issued.items())
         for commitment, issued in value.items()
     ):
         raise EncodingError(

@@ -64,7 +64,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from secmark import __version__
-from secmark.encoding import format_time, utc_now
+from secmark.encoding import format_time, is_hex_digest, utc_now
 from secmark.errors import ProtocolError, SecmarkError
 from secmark.protocol.arbiter import Arbiter
 from secmark.protocol.bundle import examine_bundle
@@ -84,7 +84,6 @@ __all__ = ["create_app"]
 _LOG = logging.getLogger("secmark.service")
 _T = TypeVar("_T")
 
-_HEX_ID = re.compile(r"[0-9a-f]{64}")
 _JOB_ID = re.compile(r"[0-9a-f]{32}")
 _CASE_PATH = re.compile(r"/cases/([0-9a-f]{64})(?:/|$)")
 _DOCUMENT: Final = "application/json"
@@ -157,7 +156,7 @@ class _Service:
             Problem: 404 for an id of no case (or no id at all).
             SecmarkError: the case's state is damaged.
         """
-        if not _HEX_ID.fullmatch(case_id):
+        if not is_hex_digest(case_id):
             raise Problem(
                 404, "unknown-case", "No such case", "a case id is 64 lower-case hex digits"
             )
@@ -600,7 +599,7 @@ def create_app(
     async def get_commitment_cases(commitment_id: str) -> Response:
         """The ids of the arbiter's cases on a commitment (those filed with
         the CLI first, then those filed here, in filing order)."""
-        if not _HEX_ID.fullmatch(commitment_id):
+        if not is_hex_digest(commitment_id):
             raise Problem(
                 400, "invalid-id", "Invalid id", "a commitment id is 64 lower-case hex digits"
             )

@@ -38,7 +38,7 @@ from typing import Any, Final
 import httpx
 
 from secmark.crypto.keys import IdentityKeys
-from secmark.encoding import format_time, utc_now
+from secmark.encoding import format_time, is_hex_digest, utc_now
 from secmark.errors import (
     EncodingError,
     KeyMaterialError,
@@ -70,7 +70,6 @@ MAX_RETRY_AFTER: Final = 60
 
 _MAX_REDIRECTS: Final = 3
 _MAX_DETAIL: Final = 500
-_HEX_ID = re.compile(r"[0-9a-f]{64}")
 _JOB_ID = re.compile(r"[0-9a-f]{1,64}")
 _FINISHED: Final = ("done", "failed")
 
@@ -174,7 +173,7 @@ def check_case_id(case_id: str) -> str:
     Raises:
         ProtocolError: it is not (no case has it).
     """
-    if not _HEX_ID.fullmatch(case_id):
+    if not is_hex_digest(case_id):
         raise ProtocolError(f"no case {case_id[:80]!r}: a case id is 64 lower-case hex digits")
     return case_id
 
@@ -202,7 +201,7 @@ class CaseInfo:
         if not (
             isinstance(value, dict)
             and isinstance(value.get("case"), str)
-            and _HEX_ID.fullmatch(value["case"])
+            and is_hex_digest(value["case"])
             and isinstance(value.get("stage"), str)
         ):
             raise EncodingError("the arbiter's answer is not a case (no case id and stage)")

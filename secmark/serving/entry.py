@@ -28,6 +28,7 @@ from secmark.encoding import (
     b64url_encode,
     canonical_json,
     format_time,
+    is_hex_digest,
     parse_canonical_json,
     parse_time,
 )
@@ -63,11 +64,6 @@ MAX_LEAF_SIZE = 256
 """A leaf is two hex digests and a flag: about 150 bytes."""
 
 _CLIENT_DOMAIN = b"secmark-v1 client"
-_HEX = frozenset("0123456789abcdef")
-
-
-def _is_hex_digest(value: object) -> bool:
-    return isinstance(value, str) and len(value) == 64 and set(value) <= _HEX
 
 
 def client_account(policy_id: bytes, api_key: str) -> str:
@@ -119,7 +115,7 @@ class LogEntry:
         """
         if not isinstance(self.policy_id, bytes) or len(self.policy_id) != POLICY_ID_SIZE:
             raise EncodingError(f"a log entry's policy id must be {POLICY_ID_SIZE} bytes")
-        if not _is_hex_digest(self.client):
+        if not is_hex_digest(self.client):
             raise EncodingError("a log entry's client must be 64 lower-case hex digits")
         if not isinstance(self.time, datetime):
             raise EncodingError("a log entry's time must be a datetime")
@@ -193,9 +189,9 @@ class LogEntry:
                 f"a log entry has the fields {sorted(expected)}, not {sorted(value)}"
             )
         policy_id = value["policy_id"]
-        if not _is_hex_digest(policy_id):
+        if not is_hex_digest(policy_id):
             raise EncodingError("a log entry's policy_id must be 64 lower-case hex digits")
-        if not _is_hex_digest(value["input_digest"]):
+        if not is_hex_digest(value["input_digest"]):
             raise EncodingError("a log entry's input_digest must be 64 lower-case hex digits")
         entry = cls(
             policy_id=bytes.fromhex(policy_id),
@@ -244,7 +240,7 @@ def parse_leaf(data: bytes) -> Leaf:
     value = parse_canonical_json(data, max_size=MAX_LEAF_SIZE, what="log leaf")
     if not isinstance(value, dict) or set(value) != {"client", "entry", "marked"}:
         raise EncodingError("a log leaf must be an object with client, entry and marked")
-    if not _is_hex_digest(value["client"]) or not _is_hex_digest(value["entry"]):
+    if not is_hex_digest(value["client"]) or not is_hex_digest(value["entry"]):
         raise EncodingError("a log leaf's client and entry must be 64 lower-case hex digits")
     if type(value["marked"]) is not bool:
         raise EncodingError("a log leaf's marked flag must be true or false")

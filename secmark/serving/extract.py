@@ -16,7 +16,13 @@ from dataclasses import dataclass
 
 from secmark.crypto import merkle
 from secmark.crypto.keys import PublicKeys
-from secmark.encoding import b64url_decode, b64url_encode, canonical_json, parse_canonical_json
+from secmark.encoding import (
+    b64url_decode,
+    b64url_encode,
+    canonical_json,
+    is_hex_digest,
+    parse_canonical_json,
+)
 from secmark.errors import EncodingError, ProofError, ProtocolError
 from secmark.messages.checkpoint import LogCheckpoint, open_checkpoint
 from secmark.messages.document import SignedDocument
@@ -85,7 +91,7 @@ class ClientExtract:
         if type(value["version"]) is not int or value["version"] != _EXTRACT_VERSION:
             raise EncodingError(f"unsupported log extract version {value['version']!r}")
         client = value["client"]
-        if not isinstance(client, str) or len(client) != 64 or client.strip("0123456789abcdef"):
+        if not is_hex_digest(client):
             raise EncodingError("a log extract's client must be 64 lower-case hex digits")
         return cls(
             client=client,
