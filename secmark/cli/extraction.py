@@ -36,9 +36,9 @@ from secmark.protocol.extraction_bundle import (
     ExtractionReport,
     build_extraction_bundle,
     examine_extraction_bundle,
-    extraction_outcome_lines,
 )
 from secmark.protocol.suspects import canonical_suspect
+from secmark.report import render_extraction_text
 from secmark.serving.extract import MAX_EXTRACT_SIZE, ClientExtract
 from secmark.timestamp import TrustStore
 from secmark.timestamp.evidence import TimestampEvidence
@@ -266,7 +266,7 @@ def report_extraction_bundle(args: argparse.Namespace, bundle: bytes) -> int:
     report = examine_extraction_bundle(bundle, trust=trust, arbiter_key_id=args.arbiter)
     status = extraction_exit_status(report)
     # A refused bundle is reported too, with its failed check, never as a pass.
-    emit(args, extraction_outcome_lines(report), {**report.to_data(), "exit_code": status})
+    emit(args, render_extraction_text(report), {**report.to_data(), "exit_code": status})
     if report.error is not None:
         print(f"secmark: error: {printable(str(report.error))}", file=sys.stderr)
     return status

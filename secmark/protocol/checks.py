@@ -115,6 +115,17 @@ class Check:
     evidence: str
     rests_on: Basis
 
+    def to_data(self) -> dict[str, str]:
+        """The record as the JSON reports carry it."""
+        return {
+            "name": self.name,
+            "title": self.title,
+            "subject": self.subject,
+            "result": self.result.value,
+            "evidence": self.evidence,
+            "rests_on": self.rests_on.value,
+        }
+
 
 class Finding:
     """What the body of a running check writes: its evidence, and the basis

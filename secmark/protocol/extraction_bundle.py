@@ -31,7 +31,7 @@ from secmark.messages.identity import open_identity
 from secmark.messages.transcript import open_transcript
 from secmark.protocol.bundle import bundle_trust_store
 from secmark.protocol.bundle_report import RootSource, TimeTrust
-from secmark.protocol.checks import Basis, Check, Checklist, CheckResult, CheckSpec
+from secmark.protocol.checks import Basis, Check, Checklist, CheckSpec
 from secmark.protocol.extraction import (
     ExtractionDecision,
     claim_checks,
@@ -49,7 +49,6 @@ __all__ = [
     "build_extraction_bundle",
     "examine_extraction_bundle",
     "extraction_bundle_checks",
-    "extraction_outcome_lines",
     "is_extraction_bundle",
 ]
 
@@ -225,17 +224,7 @@ class ExtractionReport:
             "time_trust": self.time_trust.value,
             "arbiter_key_id": self.arbiter_key_id,
             "arbiter_pinned": self.arbiter_pinned,
-            "checks": [
-                {
-                    "name": check.name,
-                    "title": check.title,
-                    "subject": check.subject,
-                    "result": check.result.value,
-                    "evidence": check.evidence,
-                    "rests_on": check.rests_on.value,
-                }
-                for check in self.checks
-            ],
+            "checks": [check.to_data() for check in self.checks],
         }
 
 
@@ -407,18 +396,3 @@ def _examine(
             f"{figures.threshold} at level {figures.alpha} (p0 = {figures.p0}); {outcome}"
         )
     return stated.outcome, arbiter.key_id
-
-
-def extraction_outcome_lines(report: ExtractionReport) -> list[str]:
-    """The report as text lines: each check with its result and basis."""
-    lines = [f"outcome: {report.outcome or 'NOT VERIFIED'}"]
-    for check in report.checks:
-        mark = {
-            CheckResult.PASSED: "ok  ",
-            CheckResult.FAILED: "FAIL",
-            CheckResult.NOT_CHECKED: "--  ",
-        }[check.result]
-        lines.append(f"  {mark} {check.name}: {check.evidence} [{check.rests_on.label}]")
-    if report.time_trust is TimeTrust.SELF_ASSERTED:
-        lines.append("trusted times rest on the bundle's own TSA roots: give --trust")
-    return lines

@@ -118,17 +118,7 @@ def report_data(report: BundleReport, *, exit_code: int) -> dict[str, Any]:
             }
             for root in report.roots
         ],
-        "checks": [
-            {
-                "name": check.name,
-                "title": check.title,
-                "subject": check.subject,
-                "result": check.result.value,
-                "evidence": check.evidence,
-                "rests_on": check.rests_on.value,
-            }
-            for check in report.checks
-        ],
+        "checks": [check.to_data() for check in report.checks],
         "figures": None
         if figures is None
         else {

@@ -7,9 +7,12 @@ so a document cannot move the cursor or forge a line of the report.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from secmark.encoding import format_time
-from secmark.protocol.bundle_report import BundleReport, RootSource, TrustedTime
-from secmark.protocol.checks import Basis, CheckResult
+from secmark.protocol.bundle_report import BundleReport, RootSource, TimeTrust, TrustedTime
+from secmark.protocol.checks import Basis, Check, CheckResult
+from secmark.protocol.extraction_bundle import ExtractionReport
 from secmark.report.words import (
     OUTCOME_WORDS,
     RESULT_WORDS,
@@ -24,7 +27,7 @@ from secmark.report.words import (
     visible,
 )
 
-__all__ = ["render_text"]
+__all__ = ["render_extraction_text", "render_text"]
 
 _RESULT_WIDTH = max(len(word) for word in RESULT_WORDS.values())
 
@@ -99,9 +102,9 @@ def _times(report: BundleReport) -> list[str]:
     return lines
 
 
-def _checks(report: BundleReport) -> list[str]:
+def _checks(checks: Sequence[Check]) -> list[str]:
     lines = ["checks (result  name [what it rests on]: evidence):"]
-    for check in report.checks:
+    for check in checks:
         lines.append(
             f"  {RESULT_WORDS[check.result]:<{_RESULT_WIDTH}}  {check.name} "
             f"[{check.rests_on.label}]: {check.evidence}"
@@ -181,10 +184,19 @@ def render_text(report: BundleReport) -> list[str]:
         *_case(report),
         *_parties(report),
         *_times(report),
-        *_checks(report),
+        *_checks(report.checks),
         *_figures(report),
         *_verdict(report),
         *_trust(report),
         status_sentence(report),
     ]
+    return [visible(line) for line in lines]
+
+
+def render_extraction_text(report: ExtractionReport) -> list[str]:
+    """An extraction bundle's report as lines (``secmark verify-bundle`` on
+    one), its checks as a trigger bundle's are shown, escaped alike."""
+    lines = [f"outcome: {report.outcome or 'NOT VERIFIED'}", *_checks(report.checks)]
+    if report.time_trust is TimeTrust.SELF_ASSERTED:
+        lines.append("trusted times rest on the bundle's own TSA roots: give --trust")
     return [visible(line) for line in lines]

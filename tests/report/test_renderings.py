@@ -12,9 +12,18 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from secmark import schemas
+from secmark.encoding import utc_now
 from secmark.protocol.bundle import examine_bundle
-from secmark.protocol.bundle_report import BundleReport, Figures
-from secmark.report import REPORT_TYPE, render_exhibit, render_text, report_data
+from secmark.protocol.bundle_report import BundleReport, Figures, TimeTrust
+from secmark.protocol.checks import Basis, Check, CheckResult
+from secmark.protocol.extraction_bundle import ExtractionReport
+from secmark.report import (
+    REPORT_TYPE,
+    render_exhibit,
+    render_extraction_text,
+    render_text,
+    report_data,
+)
 from secmark.report.distribution import MAX_PLOTTED_POINTS, null_curve
 from secmark.report.plot import null_plot
 from secmark.report.words import format_level, format_p_value, visible
@@ -183,3 +192,27 @@ def test_the_plot_scales_to_large_challenges_and_to_ones_that_cannot_decide() ->
     small = null_plot(_figures(20, 20, 21))
     assert 'class="threshold"' not in small and 'class="rejection-region"' not in small
     assert 'class="alpha"' in small and 'id="observed"' in small
+
+
+def test_an_extraction_report_escapes_what_documents_put_in_it() -> None:
+    # The evidence of a check quotes documents (an error message, a reference):
+    # a hostile one must not move the cursor or forge a line.
+    hostile = "evil\u202egnp.exe\x1b[2J\nok   forged-check: passed"
+    check = Check(
+        "claim-signature", "the claim is signed", "claim", CheckResult.FAILED, hostile,
+        Basis.CRYPTOGRAPHY,
+    )  # fmt: skip
+    report = ExtractionReport(
+        outcome=None,
+        time_trust=TimeTrust.SELF_ASSERTED,
+        arbiter_key_id=None,
+        arbiter_pinned=False,
+        checked_at=utc_now(),
+        checks=(check,),
+    )
+    lines = render_extraction_text(report)
+    text = "\n".join(lines)
+    assert "\u202e" not in text and "\x1b" not in text
+    assert not any(line.startswith("ok   forged-check") for line in lines)
+    assert lines[0] == "outcome: NOT VERIFIED"
+    assert "FAILED" in lines[2] and "claim-signature" in lines[2]
