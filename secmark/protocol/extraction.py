@@ -62,6 +62,7 @@ from secmark.protocol.bundle import describe_trusted_time, trusted_time
 from secmark.protocol.bundle_report import RootSource, TrustedTime
 from secmark.protocol.checks import Basis, Checklist, CheckSpec
 from secmark.protocol.querying import QueryPlan, run_plan, score_answers
+from secmark.protocol.store import LOCK_FILE
 from secmark.protocol.suspects import bind_suspect, canonical_suspect
 from secmark.serving.entry import LogEntry
 from secmark.serving.extract import ClientExtract, VerifiedExtract, verify_extract
@@ -91,7 +92,6 @@ MAX_TESTED = MAX_CHALLENGED
 """The most marked entries one test sends the suspect."""
 
 REGISTRY_FILE = "extraction-registry.json"
-LOCK_FILE = "arbiter.lock"
 _MAX_REGISTRY_SIZE = 64 * 1024 * 1024
 
 
