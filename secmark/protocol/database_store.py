@@ -57,7 +57,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -176,6 +176,12 @@ class DatabaseStore:
 
     def describe(self) -> str:
         return f"the arbiter database {self._url}"
+
+    @property
+    def url(self) -> URL:
+        """The database's URL, password included, for another connection pool
+        to the same database (:meth:`describe` hides the password)."""
+        return self._engine.url
 
     # -- transactions -------------------------------------------------------
 

@@ -176,9 +176,8 @@ class ServiceDatabase:
 
         store = arbiter.store
         if isinstance(store, DatabaseStore):
-            # The store's own engine holds the URL with its password (its
-            # describe() hides it); the service opens a pool of its own.
-            return cls.open(store._engine.url)
+            # A pool of the service's own on the same database.
+            return cls.open(store.url)
         return cls.in_folder(arbiter.folder)
 
     def close(self) -> None:
