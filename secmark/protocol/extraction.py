@@ -32,8 +32,6 @@ from datetime import datetime
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
-import numpy.typing as npt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
@@ -66,7 +64,7 @@ from secmark.protocol.store import LOCK_FILE
 from secmark.protocol.suspects import bind_suspect, canonical_suspect
 from secmark.serving.entry import LogEntry
 from secmark.serving.extract import ClientExtract, VerifiedExtract, verify_extract
-from secmark.serving.marking import verify_marking
+from secmark.serving.marking import decode_inputs, verify_marking
 from secmark.stats import DEFAULT_ALPHA
 from secmark.timestamp import MAX_CLOCK_SKEW, TrustStore
 from secmark.triggers.sampling import KeyStream, distinct_uniform_integers
@@ -329,14 +327,6 @@ def tested_entries(
     return tuple(ordered[p] for p in sampled_positions(beta, len(ordered), most))
 
 
-def input_array(entry: LogEntry, policy: ServingPolicy) -> npt.NDArray[np.generic]:
-    """An entry's input as the array the suspect is sent."""
-    dtype = np.dtype(policy.input.dtype).newbyteorder("<")
-    if len(entry.input) != policy.input.size * dtype.itemsize:
-        raise EncodingError("a logged input does not have the policy's encoding")
-    return np.frombuffer(entry.input, dtype=dtype).reshape(policy.input.shape)
-
-
 def test_figures(
     case: ExtractionCase, tested: tuple[LogEntry, ...], transcript: Transcript, alpha: Fraction
 ) -> TestFigures:
@@ -475,8 +465,8 @@ class ExtractionArbiter:
         decoys = case.extract.unmarked
         plan = QueryPlan.shuffled(
             list(range(len(tested))),
-            np.stack([input_array(entry, policy) for entry in tested]),
-            _stacked([input_array(entry, policy) for entry in decoys], policy),
+            decode_inputs([entry.input for entry in tested], policy.input),
+            decode_inputs([entry.input for entry in decoys], policy.input),
             [entry.served_answer for entry in decoys],
         )
         started = self._clock()
@@ -534,14 +524,6 @@ class ExtractionArbiter:
                 overwrite=True,
             )
         return ExtractionDecision(transcript, verdict)
-
-
-def _stacked(
-    arrays: list[npt.NDArray[np.generic]], policy: ServingPolicy
-) -> npt.NDArray[np.generic]:
-    if arrays:
-        return np.stack(arrays)
-    return np.empty((0, *policy.input.shape), dtype=np.dtype(policy.input.dtype).newbyteorder("<"))
 
 
 def _reason(case: ExtractionCase, figures: TestFigures, upheld: bool) -> str:

@@ -57,13 +57,12 @@ from starlette.routing import Route
 from secmark.crypto.keys import IdentityKeys
 from secmark.errors import EncodingError, ProtocolError, SecmarkError
 from secmark.models.http import MAX_RESPONSE_BYTES, load_json
-from secmark.serving.marking import Marker, Marking
+from secmark.serving.marking import Marker, Marking, decode_inputs
 from secmark.serving.wrapper import (
     DEFAULT_MAX_BATCH,
     BatchMarker,
     EntrySink,
     ModelAnswerError,
-    canonical_batch,
     canonical_rows,
     class_answers,
     score_answers,
@@ -358,7 +357,7 @@ class _Gateway:
             )
         except (ValueError, RecursionError) as error:  # EncodingError is a ValueError
             raise _Refusal(400, str(error)) from None
-        forwarded = canonical_batch(rows, marker).reshape(-1).tolist()
+        forwarded = decode_inputs(rows, marker.policy.input).reshape(-1).tolist()
         document["inputs"] = [{**tensor, "data": forwarded}]
         return document, rows
 

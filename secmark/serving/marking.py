@@ -21,6 +21,7 @@ the marked answer exactly uniform. ``specs/serving.md`` 3 is normative.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,7 @@ __all__ = [
     "Marking",
     "canonical_input",
     "decide",
+    "decode_inputs",
     "marked_answer",
     "marked_scores",
     "marking_alpha",
@@ -102,6 +104,20 @@ def canonical_input(value: Any, encoding: InputEncoding) -> bytes:
             raise EncodingError(f"an input holds a value outside the {encoding.dtype} range")
         converted = array.astype(dtype)
     return np.ascontiguousarray(converted).tobytes()
+
+
+def decode_inputs(rows: Sequence[bytes], encoding: InputEncoding) -> npt.NDArray[Any]:
+    """The inputs whose canonical bytes are ``rows`` (the inverse of
+    :func:`canonical_input`), as one ``[N, *shape]`` array (N may be 0).
+
+    Raises:
+        EncodingError: a row that is not one input's worth of bytes.
+    """
+    dtype = np.dtype(encoding.dtype).newbyteorder("<")
+    size = encoding.size * dtype.itemsize
+    if any(len(row) != size for row in rows):
+        raise EncodingError(f"an input's canonical bytes are {size} bytes under this encoding")
+    return np.frombuffer(b"".join(rows), dtype=dtype).reshape((len(rows), *encoding.shape))
 
 
 def marking_alpha(policy_id: bytes, input_digest: bytes) -> bytes:

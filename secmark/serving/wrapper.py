@@ -30,7 +30,13 @@ from secmark.errors import EncodingError, ProtocolError, SecmarkError
 from secmark.messages.checkpoint import LogCheckpoint
 from secmark.messages.document import SignedDocument
 from secmark.serving.entry import LogEntry, client_account
-from secmark.serving.marking import Marker, Marking, canonical_input, marked_scores
+from secmark.serving.marking import (
+    Marker,
+    Marking,
+    canonical_input,
+    decode_inputs,
+    marked_scores,
+)
 from secmark.timestamp.evidence import collect_evidence
 
 __all__ = [
@@ -40,7 +46,6 @@ __all__ = [
     "EntrySink",
     "MarkedClassifier",
     "ModelAnswerError",
-    "canonical_batch",
     "canonical_rows",
     "class_answers",
     "score_answers",
@@ -110,14 +115,6 @@ def canonical_rows(
         except EncodingError as error:
             raise EncodingError(f"input {index}: {error}") from None
     return rows
-
-
-def canonical_batch(rows: Sequence[bytes], marker: Marker) -> npt.NDArray[Any]:
-    """The inputs whose canonical bytes are ``rows``, as one ``[N, ...]`` array."""
-    encoding = marker.policy.input
-    dtype = np.dtype(encoding.dtype).newbyteorder("<")
-    flat = np.frombuffer(b"".join(rows), dtype=dtype)
-    return flat.reshape((len(rows), *encoding.shape))
 
 
 def class_answers(values: Any, rows: int, num_classes: int) -> list[int]:
@@ -338,4 +335,4 @@ class MarkedClassifier:
     def _run(self, batch: Any) -> tuple[list[bytes], npt.NDArray[Any]]:
         marker = self._marking.marker
         rows = canonical_rows(batch, marker, max_batch=self._max_batch)
-        return rows, np.asarray(self._predict(canonical_batch(rows, marker)))
+        return rows, np.asarray(self._predict(decode_inputs(rows, marker.policy.input)))

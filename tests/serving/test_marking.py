@@ -28,6 +28,7 @@ from secmark.serving.marking import (
     Marker,
     canonical_input,
     decide,
+    decode_inputs,
     marked_answer,
     marked_scores,
     marking_alpha,
@@ -252,3 +253,14 @@ def test_marked_scores_put_the_served_answer_first_and_keep_the_values() -> None
     assert sorted(served.tolist()) == sorted(scores.tolist())
     assert np.array_equal(marked_scores(scores, 1), scores)
     assert np.array_equal(scores, np.array([0.1, 0.6, 0.2, 0.1], dtype=np.float32))
+
+
+def test_canonical_bytes_decode_back_to_the_inputs() -> None:
+    rows = [canonical_input(np.full(6, value), ENCODING) for value in (0.5, -2.0, 7.25)]
+    decoded = decode_inputs(rows, ENCODING)
+    assert decoded.shape == (3, 6) and decoded.dtype == np.dtype("<f4")
+    assert [canonical_input(row, ENCODING) for row in decoded] == rows
+    assert decode_inputs([], ENCODING).shape == (0, 6)
+    # Two rows of the wrong length would still add up to two inputs' worth.
+    with pytest.raises(EncodingError):
+        decode_inputs([rows[0][:-4], rows[1] + b"\0\0\0\0"], ENCODING)
