@@ -26,6 +26,7 @@ from secmark.messages.families import OverlayFamily, PoolFamily, WeightsFamily, 
 from secmark.messages.labels import label_space_from_fields
 from secmark.messages.serving_policy import InputEncoding, open_serving_policy
 from secmark.models import WeightsSuspect
+from secmark.models.canonical import feature_matrix
 from secmark.serving.marking import canonical_input, decide, marking_alpha, verify_marking
 from secmark.timestamp import TrustStore, verify_timestamp
 from secmark.triggers import (
@@ -237,6 +238,39 @@ def check_weights_derivation(content: dict[str, Any]) -> None:
     assert [int(float(np.dot(r.astype(np.float64), reduced)) > 0) for r in rows] == answers.tolist()
 
 
+def check_weights_canonical(content: dict[str, Any]) -> None:
+    """The trigger-derivation checks, then each suspect's canonical vector,
+    feature matrix and bits recomputed from its layers (specs/derivation.md
+    7.11.1); the rearranged suspect agrees with the original."""
+    check_trigger_derivation(content)
+    family = _parsed(content["commitment"]["family"], family_from_fields)
+    assert isinstance(family, WeightsFamily) and family.reduction == "canonical"
+    assert family.producer is not None and family.consumer is not None
+    features = feature_matrix(family.projected_size, family.unit_size)
+    assert hashlib.sha256(features.tobytes()).hexdigest() == content["feature_sha256"]
+    rows = np.stack(
+        [np.frombuffer(bytes.fromhex(v["input_hex"]), dtype=np.int8) for v in content["triggers"]]
+    )
+    vectors = []
+    for case in content["suspects"]:
+        state = {
+            name: np.frombuffer(bytes.fromhex(case[f"{key}_hex"]), dtype="<f4").reshape(
+                case[f"{key}_shape"]
+            )
+            for key, name in (
+                ("parameter", family.parameter),
+                ("producer", family.producer),
+                ("consumer", family.consumer),
+            )
+        }
+        suspect = WeightsSuspect.from_family(state, family)
+        assert np.allclose(suspect.reduced, case["vector"], rtol=0, atol=1e-9)
+        assert suspect.predict(rows).tolist() == case["answers"]
+        vectors.append(np.asarray(case["vector"]))
+    assert np.allclose(vectors[0], vectors[1], rtol=0, atol=1e-7)
+    assert content["suspects"][0]["answers"] == content["suspects"][1]["answers"]
+
+
 def check_merkle_rfc6962(content: dict[str, Any]) -> None:
     leaves = [bytes.fromhex(leaf) for leaf in content["leaves"]]
     assert merkle_root([]).hex() == content["empty_root"]
@@ -309,6 +343,7 @@ CHECKERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "trigger-derivation": check_trigger_derivation,
     "trigger-derivation-negative": check_trigger_derivation_negative,
     "weights-derivation": check_weights_derivation,
+    "weights-canonical": check_weights_canonical,
     "merkle-rfc6962": check_merkle_rfc6962,
     "serving-marking": check_serving_marking,
     "serving-canonical-input": check_serving_canonical_input,

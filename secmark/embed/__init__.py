@@ -42,6 +42,7 @@ from secmark.embed.train import (
 from secmark.embed.weights import (
     WeightsEmbedReport,
     WeightsRegularizer,
+    canonical_tensor,
     embed_weights,
     reduce_tensor,
     weights_rows,
@@ -58,6 +59,7 @@ __all__ = [
     "WeightsEmbedReport",
     "WeightsRegularizer",
     "batch_pairs",
+    "canonical_tensor",
     "embed",
     "embed_weights",
     "evaluate_accuracy",

@@ -30,11 +30,13 @@ from secmark.errors import EncodingError
 from secmark.messages.commitment import Commitment
 from secmark.messages.document import SignedDocument
 from secmark.messages.families import WeightsFamily
+from secmark.models.canonical import canonical_layout, feature_matrix
 from secmark.triggers import iter_triggers
 
 __all__ = [
     "WeightsEmbedReport",
     "WeightsRegularizer",
+    "canonical_tensor",
     "embed_weights",
     "reduce_tensor",
     "weights_rows",
@@ -72,6 +74,62 @@ def reduce_tensor(weights: torch.Tensor, reduction: str) -> torch.Tensor:
     return weights.reshape(-1)
 
 
+def canonical_tensor(model: nn.Module, family: WeightsFamily) -> torch.Tensor:
+    """The torch counterpart of :func:`secmark.models.canonical.canonical_vector`
+    for a ``canonical`` family, on ``model``'s current parameters.
+
+    The layout (groups, weights and scales of the units) is computed by
+    :func:`~secmark.models.canonical.canonical_layout` on the detached
+    values, as an arbiter computes it on the file; the vector is then
+    differentiable in the committed parameter. It is divided by its norm
+    and multiplied by the square root of its length, which keeps the
+    regulariser's logits in range and changes no projection's sign.
+
+    Raises:
+        EncodingError: ``family`` is not ``canonical``, or a parameter it
+            names is missing.
+        SuspectError: as :func:`secmark.models.canonical.check_layer_shapes`.
+    """
+    if family.reduction != "canonical" or family.producer is None or family.consumer is None:
+        raise EncodingError("canonical_tensor needs a weights family with the canonical reduction")
+    parameters = dict(model.named_parameters())
+    for name in (family.parameter, family.producer, family.consumer):
+        if name not in parameters:
+            raise EncodingError(f"the model has no parameter {name!r}")
+    weights = parameters[family.parameter]
+    size, unit_size = family.projected_size, family.unit_size
+
+    def detached(name: str) -> npt.NDArray[np.float64]:
+        return parameters[name].detach().cpu().double().numpy()
+
+    layout = canonical_layout(
+        detached(family.parameter),
+        detached(family.producer),
+        detached(family.consumer),
+        unit_size=unit_size,
+    )
+    if not layout.inputs or not layout.outputs:
+        return weights.new_zeros(size)
+    by_unit = weights.reshape(weights.shape[0], -1, unit_size)
+    shares = torch.tensor(layout.input_weights).to(weights)
+    merged = torch.stack(
+        [
+            torch.einsum("ocs,c->os", by_unit[:, list(group)], shares[list(group)]) * scale
+            for group, scale in zip(layout.inputs, layout.input_scales, strict=True)
+        ],
+        dim=1,
+    )
+    representatives = [group[0] for group in layout.outputs]
+    units = torch.einsum(
+        "ghs,g->hs", merged[representatives], torch.tensor(layout.output_scales).to(weights)
+    )
+    features = torch.from_numpy(feature_matrix(size, unit_size)).to(weights)
+    projected = units @ features.T
+    vector = (projected * projected.abs()).sum(dim=0)
+    scaled: torch.Tensor = vector / (vector.norm() + torch.finfo(vector.dtype).tiny) * size**0.5
+    return scaled
+
+
 class WeightsRegularizer:
     """The loss term ``lam * mean_j BCE(sigmoid(X_j . reduce(w)), b_j)``.
 
@@ -83,8 +141,13 @@ class WeightsRegularizer:
     parameter is looked up by name at every call, so moving the model to
     another device afterwards is fine.
 
+    For a ``canonical`` family the term is computed on the layer's
+    canonical form (:func:`canonical_tensor`), so it also trains the
+    producer and consumer.
+
     Raises:
-        EncodingError: the model has no such parameter or another shape;
+        EncodingError: the model has no such parameter (or, for
+            ``canonical``, no such producer or consumer) or another shape;
             rows or bits of another shape or with other values; ``lam`` not
             positive and finite.
     """
@@ -98,8 +161,9 @@ class WeightsRegularizer:
         lam: float,
     ) -> None:
         parameters = dict(model.named_parameters())
-        if family.parameter not in parameters:
-            raise EncodingError(f"the model has no parameter {family.parameter!r}")
+        for name in (family.parameter, family.producer, family.consumer):
+            if name is not None and name not in parameters:
+                raise EncodingError(f"the model has no parameter {name!r}")
         shape = tuple(parameters[family.parameter].shape)
         if shape != family.parameter_shape:
             raise EncodingError(
@@ -145,7 +209,10 @@ class WeightsRegularizer:
 
     def _logits(self) -> torch.Tensor:
         weights = self._model.get_parameter(self._family.parameter)
-        reduced = reduce_tensor(weights, self._family.reduction)
+        if self._family.reduction == "canonical":
+            reduced = canonical_tensor(self._model, self._family)
+        else:
+            reduced = reduce_tensor(weights, self._family.reduction)
         rows = self._rows.to(device=weights.device, dtype=weights.dtype)
         return rows @ reduced
 

@@ -17,6 +17,7 @@ from secmark.messages.document import Fields
 
 __all__ = [
     "DTYPES",
+    "MAX_CANONICAL_UNITS",
     "MAX_PARAMETER_ELEMENTS",
     "MAX_TRIGGER_ELEMENTS",
     "PROJECTIONS",
@@ -41,10 +42,13 @@ _MAX_VOCABULARY = 1 << 31
 _MAX_RESERVED = 1 << 16
 _FLOAT32_MAX = 3.4028234663852886e38
 
-REDUCTIONS = ("mean-out", "flatten")
+REDUCTIONS = ("mean-out", "flatten", "canonical")
 """How a weights family turns a parameter into the M-vector its rows project:
 ``mean-out`` averages over axis 0 (output units or channels, Uchida et al.'s
-choice) and flattens the rest, ``flatten`` takes every value."""
+choice) and flattens the rest, ``flatten`` takes every value, ``canonical``
+sums the rows of the layer's canonical form, which no permutation,
+rescaling or dummy unit of its inputs or outputs changes
+(:mod:`secmark.models.canonical`)."""
 
 PROJECTIONS = ("rademacher",)
 """Row distributions of a weights family: ``rademacher`` rows are exactly
@@ -54,6 +58,10 @@ function enters the derivation and every platform gets the same rows."""
 MAX_PARAMETER_ELEMENTS = 1 << 40
 """Bound on the committed parameter's size: far beyond any layer, it only
 keeps the products a verifier computes from a hostile shape small."""
+
+MAX_CANONICAL_UNITS = 1 << 14
+"""Most units on either side of a layer with the ``canonical`` reduction:
+its grouping compares every pair of units."""
 
 _MAX_PARAMETER_NAME = 512
 _MIN_PROJECTED = 2
@@ -258,11 +266,21 @@ class WeightsFamily:
     commitment), so a model whose weights were not trained with the rows
     matches each bit with probability exactly 1/2.
 
+    The ``canonical`` reduction also names the ``producer`` (the parameter
+    whose first axis enumerates the committed parameter's input units, each
+    ``unit_size`` of its columns) and the ``consumer`` (the 2-D parameter
+    with one column per output unit); the parameter must be 2-D. The other
+    reductions have neither, and a ``unit_size`` of 1.
+
     Raises:
         EncodingError: an empty or over-long parameter name, a shape of 0 or
             more than 8 dimensions or over :data:`MAX_PARAMETER_ELEMENTS`
             values, an unknown reduction or projection, ``mean-out`` on a 1-D
-            parameter, or M outside ``[2, MAX_TRIGGER_ELEMENTS]``.
+            parameter, M outside ``[2, MAX_TRIGGER_ELEMENTS]``, or a
+            ``canonical`` family without its two layers, with a unit size
+            that does not divide the columns, more than 16384 units on a side
+            or M x unit_size over ``MAX_TRIGGER_ELEMENTS`` (another reduction
+            with either layer or a unit size).
     """
 
     NAME: ClassVar[str] = "weights"
@@ -270,6 +288,9 @@ class WeightsFamily:
     parameter_shape: tuple[int, ...]
     reduction: str = "mean-out"
     projection: str = "rademacher"
+    producer: str | None = None
+    consumer: str | None = None
+    unit_size: int = 1
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.parameter) <= _MAX_PARAMETER_NAME or not self.parameter.isprintable():
@@ -293,6 +314,7 @@ class WeightsFamily:
             )
         if self.reduction == "mean-out" and len(shape) < 2:
             raise EncodingError("the mean-out reduction needs a parameter of 2 or more dimensions")
+        self._check_layers()
         # One projected value is one bit of the row per trial: fewer than two
         # leave every row equal up to sign, which carries no watermark.
         if not _MIN_PROJECTED <= self.projected_size <= MAX_TRIGGER_ELEMENTS:
@@ -301,35 +323,94 @@ class WeightsFamily:
                 f"not {self.projected_size}"
             )
 
+    def _check_layers(self) -> None:
+        layers = (self.producer, self.consumer)
+        if self.reduction != "canonical":
+            if layers != (None, None) or self.unit_size != 1:
+                raise EncodingError(
+                    f"the {self.reduction} reduction has no producer, consumer or unit size"
+                )
+            return
+        if any(
+            layer is None or not 1 <= len(layer) <= _MAX_PARAMETER_NAME or not layer.isprintable()
+            for layer in layers
+        ):
+            raise EncodingError(
+                "the canonical reduction needs producer and consumer parameter names of 1 to "
+                f"{_MAX_PARAMETER_NAME} printable characters"
+            )
+        if len({self.parameter, *layers}) != 3:
+            raise EncodingError("the parameter, producer and consumer must be three parameters")
+        shape = self.parameter_shape
+        if (
+            isinstance(self.unit_size, bool)
+            or len(shape) != 2
+            or not 1 <= self.unit_size <= shape[1]
+            or shape[1] % self.unit_size
+        ):
+            raise EncodingError(
+                "the canonical reduction needs a 2-D parameter whose columns are a whole "
+                "number of units of unit_size columns"
+            )
+        if max(shape[0], shape[1] // self.unit_size) > MAX_CANONICAL_UNITS:
+            raise EncodingError(
+                f"the canonical reduction takes at most {MAX_CANONICAL_UNITS} units on a side"
+            )
+        # The public feature matrix has M x unit_size entries.
+        if shape[1] * self.unit_size > MAX_TRIGGER_ELEMENTS:
+            raise EncodingError(
+                f"M x unit_size must be at most {MAX_TRIGGER_ELEMENTS} for the canonical reduction"
+            )
+
     @property
     def projected_size(self) -> int:
         """M: the length of the reduced parameter, and of every row."""
-        shape = self.parameter_shape[1:] if self.reduction == "mean-out" else self.parameter_shape
+        shape = (
+            self.parameter_shape[1:]
+            if self.reduction in ("mean-out", "canonical")
+            else self.parameter_shape
+        )
         return math.prod(shape)
 
     def to_fields(self) -> dict[str, Any]:
-        return {
+        fields: dict[str, Any] = {
             "name": self.NAME,
             "parameter": self.parameter,
             "parameter_shape": list(self.parameter_shape),
             "projection": self.projection,
             "reduction": self.reduction,
         }
+        if self.reduction == "canonical":
+            fields |= {
+                "consumer": self.consumer,
+                "producer": self.producer,
+                "unit_size": self.unit_size,
+            }
+        return fields
 
     @classmethod
     def from_fields(cls, fields: Fields) -> WeightsFamily:
+        parameter = fields.text("parameter", max_length=_MAX_PARAMETER_NAME)
+        shape = tuple(
+            fields.integer_list(
+                "parameter_shape",
+                minimum=1,
+                maximum=MAX_PARAMETER_ELEMENTS,
+                max_items=_MAX_DIMENSIONS,
+            )
+        )
+        reduction = fields.text("reduction")
+        projection = fields.text("projection")
+        if reduction != "canonical":
+            return cls(parameter, shape, reduction, projection)
         return cls(
-            fields.text("parameter", max_length=_MAX_PARAMETER_NAME),
-            tuple(
-                fields.integer_list(
-                    "parameter_shape",
-                    minimum=1,
-                    maximum=MAX_PARAMETER_ELEMENTS,
-                    max_items=_MAX_DIMENSIONS,
-                )
-            ),
-            fields.text("reduction"),
-            fields.text("projection"),
+            parameter,
+            shape,
+            reduction,
+            projection,
+            producer=fields.text("producer", max_length=_MAX_PARAMETER_NAME),
+            consumer=fields.text("consumer", max_length=_MAX_PARAMETER_NAME),
+            unit_size=fields.integer("unit_size", minimum=1, maximum=MAX_TRIGGER_ELEMENTS),
         )
 
 

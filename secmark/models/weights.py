@@ -20,7 +20,10 @@ this module, so ``secmark.models`` imports without either.
 A suspect whose architecture differs from the committed one (no parameter
 of the committed name, or another shape) is refused with a
 :class:`~secmark.errors.SuspectError` saying so: white-box evidence does not
-apply to it, and nothing here guesses a corresponding layer.
+apply to it, and nothing here guesses a corresponding layer. Under the
+``canonical`` reduction (:mod:`secmark.models.canonical`) the layer and its
+producer and consumer may have other numbers of units than committed, since
+dummy units change them; the three must still fit together.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import numpy.typing as npt
 from secmark.errors import SuspectError
 from secmark.messages.families import REDUCTIONS, WeightsFamily
 from secmark.models.base import check_answers, check_batch
+from secmark.models.canonical import canonical_vector
 
 __all__ = ["WeightsSource", "WeightsSuspect", "reduce_parameter"]
 
@@ -66,9 +70,15 @@ def reduce_parameter(values: npt.NDArray[Any], reduction: str) -> npt.NDArray[np
     (``specs/derivation.md`` 7.11).
 
     Raises:
-        SuspectError: an unknown reduction, or ``mean-out`` of a 1-D array.
+        SuspectError: an unknown reduction, ``canonical`` (it reads two more
+            layers: :func:`secmark.models.canonical.canonical_vector`), or
+            ``mean-out`` of a 1-D array.
     """
     array = np.asarray(values, dtype=np.float64)
+    if reduction == "canonical":
+        raise SuspectError(
+            "the canonical reduction reads the producer and consumer too: use canonical_vector"
+        )
     if reduction not in REDUCTIONS:
         raise SuspectError(
             f"unknown reduction {reduction!r}; expected one of {', '.join(REDUCTIONS)}"
@@ -99,35 +109,37 @@ def _safetensors() -> Any:
 
 
 def _from_safetensors(
-    safetensors: Any, data: bytes, parameter: str
-) -> tuple[list[str], npt.NDArray[Any] | None]:
-    """The file's names and the parameter's values (None when absent).
+    safetensors: Any, data: bytes, wanted: tuple[str, ...]
+) -> tuple[list[str], dict[str, npt.NDArray[Any]]]:
+    """The file's names and the values of those of ``wanted`` it holds.
 
     Raises:
         safetensors.SafetensorError: not a safetensors file.
-        SuspectError: the parameter is not floating point.
+        SuspectError: a wanted parameter is not floating point.
     """
     tensors = safetensors.deserialize(data)
     names = [name for name, _ in tensors]
+    found: dict[str, npt.NDArray[Any]] = {}
     for name, tensor in tensors:
-        if name != parameter:
+        if name not in wanted:
             continue
         dtype, shape, raw = tensor["dtype"], tuple(tensor["shape"]), bytes(tensor["data"])
         if dtype == "BF16":
             halves = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
-            return names, halves.view(np.float32).reshape(shape)
-        if dtype not in _SAFETENSORS_FLOATS:
+            found[name] = halves.view(np.float32).reshape(shape)
+        elif dtype in _SAFETENSORS_FLOATS:
+            found[name] = np.frombuffer(raw, dtype=_SAFETENSORS_FLOATS[dtype]).reshape(shape)
+        else:
             raise SuspectError(
-                f"parameter {parameter!r} is stored as {dtype}, not floating point; "
+                f"parameter {name!r} is stored as {dtype}, not floating point; "
                 "dequantise the model before a white-box check"
             )
-        return names, np.frombuffer(raw, dtype=_SAFETENSORS_FLOATS[dtype]).reshape(shape)
-    return names, None
+    return names, found
 
 
 def _from_torch_checkpoint(
-    data: bytes, parameter: str, source: str
-) -> tuple[list[str], npt.NDArray[Any] | None]:
+    data: bytes, wanted: tuple[str, ...], source: str
+) -> tuple[list[str], dict[str, npt.NDArray[Any]]]:
     """As :func:`_from_safetensors`, for a ``torch.save`` of a flat state dict.
 
     Raises:
@@ -157,20 +169,23 @@ def _from_torch_checkpoint(
         raise SuspectError(
             f"{source} does not hold a flat mapping of names to tensors (a state dict)"
         )
-    value = loaded.get(parameter)
-    if value is None:
-        return list(loaded), None
-    if not value.is_floating_point():
-        raise SuspectError(
-            f"parameter {parameter!r} is {value.dtype}, not floating point; "
-            "dequantise the model before a white-box check"
-        )
-    return list(loaded), value.detach().to(torch.float64).numpy()
+    found: dict[str, npt.NDArray[Any]] = {}
+    for name in wanted:
+        value = loaded.get(name)
+        if value is None:
+            continue
+        if not value.is_floating_point():
+            raise SuspectError(
+                f"parameter {name!r} is {value.dtype}, not floating point; "
+                "dequantise the model before a white-box check"
+            )
+        found[name] = value.detach().to(torch.float64).numpy()
+    return list(loaded), found
 
 
 def _from_state(
-    state: Mapping[str, np.ndarray], parameter: str
-) -> tuple[str, list[str], npt.NDArray[Any] | None]:
+    state: Mapping[str, np.ndarray], wanted: tuple[str, ...]
+) -> tuple[str, list[str], dict[str, npt.NDArray[Any]]]:
     """The reference, names and parameter values of an in-memory state dict."""
     if not all(
         isinstance(name, str) and isinstance(value, np.ndarray) for name, value in state.items()
@@ -183,13 +198,14 @@ def _from_state(
         data = safetensors.numpy.save(dict(state))
     except (safetensors.SafetensorError, ValueError, TypeError) as error:
         raise SuspectError(f"the state dict cannot be written as safetensors: {error}") from None
-    values = state.get(parameter)
-    if values is not None and values.dtype.kind != "f":
-        raise SuspectError(
-            f"parameter {parameter!r} is {values.dtype}, not floating point; "
-            "dequantise the model before a white-box check"
-        )
-    return "sha256:" + hashlib.sha256(data).hexdigest(), list(state), values
+    found = {name: state[name] for name in wanted if name in state}
+    for name, values in found.items():
+        if values.dtype.kind != "f":
+            raise SuspectError(
+                f"parameter {name!r} is {values.dtype}, not floating point; "
+                "dequantise the model before a white-box check"
+            )
+    return "sha256:" + hashlib.sha256(data).hexdigest(), list(state), found
 
 
 class WeightsSuspect:
@@ -201,6 +217,11 @@ class WeightsSuspect:
     ``predict(rows)`` returns ``(rows @ reduce(w) > 0)`` as int64 labels, one
     per row, with ``reduce`` the ``reduction`` (:func:`reduce_parameter`)
     computed in float64.
+
+    With ``reduction="canonical"``, ``producer`` and ``consumer`` name the
+    layers around the parameter, ``unit_size`` is its columns per input unit
+    and ``size`` the committed M, the vector's length; ``shape`` is then not
+    checked, since dummy units change it (:mod:`secmark.models.canonical`).
 
     ``describe()`` is ``sha256:<hex>``, the SHA-256 of the file's bytes (the
     canonical reference of a model file, :mod:`secmark.protocol.suspects`);
@@ -215,7 +236,8 @@ class WeightsSuspect:
             would run code is refused, never executed); no parameter of that
             name or another shape than committed ("the architecture
             differs"); a parameter that is not floating point or holds NaN or
-            infinity; an unknown reduction.
+            infinity; an unknown reduction; under ``canonical``, a producer
+            or consumer missing or not fitting the parameter.
     """
 
     __slots__ = ("_parameter", "_reduced", "_reference")
@@ -227,10 +249,23 @@ class WeightsSuspect:
         reduction: str = "mean-out",
         *,
         shape: tuple[int, ...] | None = None,
+        producer: str | None = None,
+        consumer: str | None = None,
+        unit_size: int = 1,
+        size: int | None = None,
     ) -> None:
+        wanted: tuple[str, ...] = (parameter,)
+        layers: tuple[str, str, int] | None = None
+        if reduction == "canonical":
+            if producer is None or consumer is None or size is None:
+                raise SuspectError(
+                    "the canonical reduction needs the producer, the consumer and the size"
+                )
+            layers = (producer, consumer, size)
+            wanted = (parameter, producer, consumer)
         if isinstance(source, Mapping):
             origin = "the state dict"
-            self._reference, names, values = _from_state(source, parameter)
+            self._reference, names, found = _from_state(source, wanted)
         else:
             path = Path(source)
             origin = str(path)
@@ -240,32 +275,50 @@ class WeightsSuspect:
             data = path.read_bytes()
             self._reference = "sha256:" + hashlib.sha256(data).hexdigest()
             try:
-                names, values = _from_safetensors(safetensors, data, parameter)
+                names, found = _from_safetensors(safetensors, data, wanted)
             except safetensors.SafetensorError:
-                names, values = _from_torch_checkpoint(data, parameter, origin)
-        if values is None:
-            raise SuspectError(
-                f"{origin} has no parameter {parameter!r}: the suspect's architecture differs "
-                f"from the committed one, so white-box evidence cannot be checked on it "
-                f"(it has {len(names)} tensors: {_names(names)})"
+                names, found = _from_torch_checkpoint(data, wanted, origin)
+        for name in wanted:
+            if name not in found:
+                raise SuspectError(
+                    f"{origin} has no parameter {name!r}: the suspect's architecture differs "
+                    f"from the committed one, so white-box evidence cannot be checked on it "
+                    f"(it has {len(names)} tensors: {_names(names)})"
+                )
+            if not np.isfinite(found[name]).all():
+                raise SuspectError(f"parameter {name!r} in {origin} holds NaN or infinite values")
+        values = found[parameter]
+        if layers is not None:
+            reduced = canonical_vector(
+                values, found[layers[0]], found[layers[1]], unit_size=unit_size, size=layers[2]
             )
-        if shape is not None and tuple(values.shape) != tuple(shape):
-            raise SuspectError(
-                f"parameter {parameter!r} has shape {tuple(values.shape)} in {origin}, "
-                f"{tuple(shape)} in the commitment: the suspect's architecture differs, so "
-                "white-box evidence cannot be checked on it"
-            )
-        if not np.isfinite(values).all():
-            raise SuspectError(f"parameter {parameter!r} in {origin} holds NaN or infinite values")
+        else:
+            if shape is not None and tuple(values.shape) != tuple(shape):
+                raise SuspectError(
+                    f"parameter {parameter!r} has shape {tuple(values.shape)} in {origin}, "
+                    f"{tuple(shape)} in the commitment: the suspect's architecture differs, so "
+                    "white-box evidence cannot be checked on it"
+                )
+            reduced = reduce_parameter(values, reduction)
         self._parameter = parameter
-        self._reduced = reduce_parameter(values, reduction)
+        self._reduced = reduced
         self._reduced.flags.writeable = False
 
     @classmethod
     def from_family(cls, source: WeightsSource, family: WeightsFamily) -> WeightsSuspect:
         """The suspect for a weights commitment: its parameter, committed
-        shape and reduction. Raises as the constructor."""
-        return cls(source, family.parameter, family.reduction, shape=family.parameter_shape)
+        shape and reduction, and for ``canonical`` its layers. Raises as the
+        constructor."""
+        return cls(
+            source,
+            family.parameter,
+            family.reduction,
+            shape=family.parameter_shape,
+            producer=family.producer,
+            consumer=family.consumer,
+            unit_size=family.unit_size,
+            size=family.projected_size,
+        )
 
     @property
     def projected_size(self) -> int:

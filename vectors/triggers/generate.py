@@ -36,6 +36,7 @@ from secmark.messages.labels import (
     TokenLabels,
 )
 from secmark.models import WeightsSuspect
+from secmark.models.canonical import feature_matrix
 from secmark.triggers import CommittedPool, derive_trigger, pool_root, trigger_alpha
 
 HERE = Path(__file__).resolve().parent
@@ -177,6 +178,138 @@ def weights(keys: IdentityKeys, seeds: dict[str, str]) -> None:
             "commitment_id": signed.digest,
             "envelope": signed.to_json().decode(),
             "parameter_hex": input_bytes(parameter).hex(),
+            "triggers": triggers,
+        },
+    )
+
+
+# The canonical reduction (specs/derivation.md 7.11.1): a 6 x 12 layer of
+# 4 input units of 3 columns, a 4 x 5 x 2 producer and a 3 x 6 consumer.
+CANONICAL = WeightsFamily(
+    "block.linear.weight",
+    (6, 12),
+    "canonical",
+    "rademacher",
+    producer="block.conv.weight",
+    consumer="head.weight",
+    unit_size=3,
+)
+
+
+def obfuscated(
+    layer: np.ndarray, producer: np.ndarray, consumer: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The same function rearranged: units permuted and rescaled on both
+    sides, the units before the producer rescaled, one input unit split in
+    two, a dummy input unit and a dummy output unit."""
+    outputs, inputs, size = layer.shape[0], producer.shape[0], CANONICAL.unit_size
+    by_unit = layer.reshape(outputs, inputs, size)
+    order, scale = np.array([2, 0, 3, 1]), np.array([0.5, 2.0, 4.0, 0.25], dtype=np.float32)
+    producer = producer[order] * scale[:, None, None]
+    by_unit = by_unit[:, order] / scale[None, :, None]
+    # The units before the producer rescaled: only its columns show it.
+    producer = producer / np.array([1.0, 8.0, 1.0, 0.5, 1.0], dtype=np.float32)[None, :, None]
+    # Unit 0 split into two copies carrying a quarter and three quarters of
+    # its outgoing weights; a dummy unit with incoming weights and none out.
+    producer = np.concatenate([producer, producer[:1], producer[1:2] * 3.0 + 1.0])
+    by_unit = np.concatenate(
+        [by_unit, by_unit[:, :1] * 0.75, np.zeros((outputs, 1, size), np.float32)], axis=1
+    )
+    by_unit[:, 0] *= 0.25
+    layer = by_unit.reshape(outputs, -1)
+    rows, columns = np.array([4, 1, 5, 0, 3, 2]), np.array([3.0, 0.5, 1.0, 2.0, 0.25, 1.0])
+    layer = (layer[rows] * columns[:, None]).astype(np.float32)
+    consumer = (consumer[:, rows] / columns[None, :]).astype(np.float32)
+    # A dummy output unit: incoming weights, no outgoing ones.
+    layer = np.concatenate([layer, layer[2:3] * -1.5])
+    consumer = np.concatenate([consumer, np.zeros((consumer.shape[0], 1), np.float32)], axis=1)
+    return layer, producer.astype(np.float32), consumer
+
+
+def weights_canonical(keys: IdentityKeys, seeds: dict[str, str]) -> None:
+    """A canonical commitment's bits, answered alike by a layer and its rearrangement."""
+    name = "weights-canonical"
+    signed = create_commitment(
+        keys,
+        family=CANONICAL,
+        labels=ClassLabels(2),
+        size=64,
+        model_label=f"secmark trigger vector {name}",
+        nonce=nonce(name),
+        created=CREATED,
+    )
+    layer = make_parameter(f"{name} layer", CANONICAL.parameter_shape)
+    producer = make_parameter(f"{name} producer", (4, 5, 2))
+    consumer = make_parameter(f"{name} consumer", (3, 6))
+    models = {
+        "original": (layer, producer, consumer),
+        "rearranged": obfuscated(layer, producer, consumer),
+    }
+    derived = [derive_trigger(keys, signed, index) for index in INDICES]
+    rows = np.stack([trigger.input for trigger in derived])
+    triggers = [
+        {
+            "index": index,
+            "alpha": trigger_alpha(bytes.fromhex(signed.digest), index).hex(),
+            "pi": trigger.proof.hex(),
+            "beta": trigger.beta.hex(),
+            "input_sha256": hashlib.sha256(input_bytes(trigger.input)).hexdigest(),
+            "input_hex": input_bytes(trigger.input).hex(),
+            "label": label_json(trigger.label),
+            "pool_index": None,
+        }
+        for index, trigger in zip(INDICES, derived, strict=True)
+    ]
+    suspects = []
+    for label, (weights_, incoming, outgoing) in models.items():
+        state = {
+            CANONICAL.parameter: weights_,
+            "block.conv.weight": incoming,
+            "head.weight": outgoing,
+        }
+        suspect = WeightsSuspect.from_family(state, CANONICAL)
+        suspects.append(
+            {
+                "model": label,
+                "parameter_shape": list(weights_.shape),
+                "parameter_hex": input_bytes(weights_).hex(),
+                "producer_shape": list(incoming.shape),
+                "producer_hex": input_bytes(incoming).hex(),
+                "consumer_shape": list(outgoing.shape),
+                "consumer_hex": input_bytes(outgoing).hex(),
+                "vector": [float(value) for value in suspect.reduced],
+                "answers": suspect.predict(rows).tolist(),
+            }
+        )
+    write(
+        f"{name}.json",
+        {
+            "kind": "weights-canonical",
+            "source": SOURCE,
+            "note": (
+                "the canonical reduction (specs/derivation.md 7.11.1); triggers as in weights.json. "
+                "Each suspect holds float32 layers (C order, little-endian), its canonical vector "
+                "(float64 values, unit norm, to be matched within 1e-9) and the bits it answers to "
+                "the triggers' rows; the rearranged model computes the same function as the "
+                "original, and has the same vector within 1e-7 and the same bits. feature_sha256 is "
+                "the SHA-256 of the feature matrix, one int8 (+1 = 01, -1 = ff) per value, row by row"
+            ),
+            "owner": seeds,
+            "commitment": {
+                "family": CANONICAL.to_fields(),
+                "labels": ClassLabels(2).to_fields(),
+                "size": 64,
+                "model_label": f"secmark trigger vector {name}",
+                "pool_root": None,
+                "nonce": nonce(name).hex(),
+                "created": "2026-02-01T00:00:00Z",
+            },
+            "commitment_id": signed.digest,
+            "envelope": signed.to_json().decode(),
+            "feature_sha256": hashlib.sha256(
+                feature_matrix(CANONICAL.projected_size, CANONICAL.unit_size).tobytes()
+            ).hexdigest(),
+            "suspects": suspects,
             "triggers": triggers,
         },
     )
@@ -381,3 +514,4 @@ if __name__ == "__main__":
     owner_keys, owner_seeds = owner()
     negative(owner_keys, positive(owner_keys, owner_seeds))
     weights(owner_keys, owner_seeds)
+    weights_canonical(owner_keys, owner_seeds)
