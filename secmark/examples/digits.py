@@ -48,6 +48,7 @@ __all__ = [
     "DigitsCNN",
     "DigitsData",
     "embed_watermark",
+    "forward_state",
     "load_data",
     "new_model",
     "noise_triggers",
@@ -136,6 +137,31 @@ class DigitsCNN(nn.Module):
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         logits: torch.Tensor = self.classifier(self.features(inputs))
         return logits
+
+
+def forward_state(state: dict[str, np.ndarray], inputs: torch.Tensor) -> torch.Tensor:
+    """The logits a :class:`DigitsCNN` state dict of numpy arrays gives, for
+    any numbers of channels and hidden units (a rearranged model may have
+    more than the class does). No parameter is trained."""
+    tensors = {name: torch.from_numpy(np.asarray(value)) for name, value in state.items()}
+    hidden = nn.functional.relu(
+        nn.functional.conv2d(
+            inputs, tensors["features.0.weight"], tensors["features.0.bias"], padding=1
+        )
+    )
+    hidden = nn.functional.relu(
+        nn.functional.conv2d(
+            hidden, tensors["features.2.weight"], tensors["features.2.bias"], padding=1
+        )
+    )
+    hidden = nn.functional.max_pool2d(hidden, 2).flatten(1)
+    hidden = nn.functional.relu(
+        nn.functional.linear(hidden, tensors["classifier.1.weight"], tensors["classifier.1.bias"])
+    )
+    logits: torch.Tensor = nn.functional.linear(
+        hidden, tensors["classifier.3.weight"], tensors["classifier.3.bias"]
+    )
+    return logits
 
 
 def new_model(seed: int) -> DigitsCNN:

@@ -261,39 +261,24 @@ def _merged_inputs(
     return merged
 
 
-def canonical_layout(
-    parameter: npt.NDArray[Any],
-    producer: npt.NDArray[Any],
-    consumer: npt.NDArray[Any],
-    *,
+def _input_layout(
+    merged: npt.NDArray[np.float64],
+    weights: npt.NDArray[np.float64],
+    live_rows: npt.NDArray[np.bool_],
     unit_size: int,
 ) -> CanonicalLayout:
-    """Steps 1 to 4 for one suspect's layer.
-
-    Raises:
-        SuspectError: as :func:`check_layer_shapes`.
-    """
-    inputs_count, _ = check_layer_shapes(parameter.shape, producer.shape, consumer.shape, unit_size)
-    weights = np.asarray(parameter, dtype=np.float64)
-    incoming = np.asarray(producer, dtype=np.float64)
-    incoming = incoming.reshape(incoming.shape[0], incoming.shape[1], -1)
-    outgoing = np.asarray(consumer, dtype=np.float64)
-
-    columns = parallel_groups(incoming.transpose(1, 0, 2).reshape(incoming.shape[1], -1))
-    merged = (
-        np.stack([incoming[:, list(group)].sum(axis=1) for group in columns], axis=1)
-        if columns
-        else np.zeros((inputs_count, 0, incoming.shape[2]))
-    )
+    """Steps 2 and 3, the outgoing weights read on ``live_rows`` only."""
+    inputs_count = merged.shape[0]
     flat = merged.reshape(inputs_count, -1)
     lengths = np.linalg.norm(flat, axis=1)
     input_weights = np.zeros(inputs_count)
-    by_unit = weights.reshape(weights.shape[0], inputs_count, unit_size)
+    by_unit = weights[live_rows].reshape(int(live_rows.sum()), inputs_count, unit_size)
     inputs: list[tuple[int, ...]] = []
     for group in parallel_groups(flat):
         members = list(group)
         shares = lengths[members] / lengths[group[0]]
-        # A clique whose outgoing weights cancel is a dummy: it goes.
+        # A unit nothing live reads, or a clique whose outgoing weights
+        # cancel, is a dummy: it goes.
         if np.any(np.einsum("ocs,c->os", by_unit[:, members], shares) != 0):
             inputs.append(group)
             input_weights[members] = shares
@@ -301,10 +286,18 @@ def canonical_layout(
     if inputs:
         row_factors, _ = balance(np.linalg.norm(merged[[group[0] for group in inputs]], axis=2))
         scales = 1.0 / row_factors
-    partial = CanonicalLayout(
+    return CanonicalLayout(
         tuple(inputs), tuple(input_weights.tolist()), tuple(scales.tolist()), (), ()
     )
 
+
+def _output_layout(
+    partial: CanonicalLayout,
+    weights: npt.NDArray[np.float64],
+    outgoing: npt.NDArray[np.float64],
+    unit_size: int,
+) -> CanonicalLayout:
+    """Step 4 on the input layout ``partial``."""
     rows = _merged_inputs(weights, partial, unit_size).reshape(weights.shape[0], -1)
     outputs: list[tuple[int, ...]] = []
     merged_columns = []
@@ -322,6 +315,51 @@ def canonical_layout(
     return CanonicalLayout(
         partial.inputs, partial.input_weights, partial.input_scales, tuple(outputs), output_scales
     )
+
+
+def canonical_layout(
+    parameter: npt.NDArray[Any],
+    producer: npt.NDArray[Any],
+    consumer: npt.NDArray[Any],
+    *,
+    unit_size: int,
+) -> CanonicalLayout:
+    """Steps 1 to 4 for one suspect's layer.
+
+    Which input units are dummies depends on which output units are live
+    (a unit read only by dummy outputs is one too) and the reverse, so
+    steps 2 to 4 repeat, each time reading outgoing weights only on the
+    output units step 4 kept, until those stop changing.
+
+    Raises:
+        SuspectError: as :func:`check_layer_shapes`.
+    """
+    inputs_count, outputs_count = check_layer_shapes(
+        parameter.shape, producer.shape, consumer.shape, unit_size
+    )
+    weights = np.asarray(parameter, dtype=np.float64)
+    incoming = np.asarray(producer, dtype=np.float64)
+    incoming = incoming.reshape(incoming.shape[0], incoming.shape[1], -1)
+    outgoing = np.asarray(consumer, dtype=np.float64)
+
+    columns = parallel_groups(incoming.transpose(1, 0, 2).reshape(incoming.shape[1], -1))
+    merged = (
+        np.stack([incoming[:, list(group)].sum(axis=1) for group in columns], axis=1)
+        if columns
+        else np.zeros((inputs_count, 0, incoming.shape[2]))
+    )
+    live_rows = np.linalg.norm(outgoing, axis=0) > 0
+    for _ in range(outputs_count + 1):
+        layout = _output_layout(
+            _input_layout(merged, weights, live_rows, unit_size), weights, outgoing, unit_size
+        )
+        kept = np.zeros(outputs_count, dtype=bool)
+        for group in layout.outputs:
+            kept[list(group)] = True
+        if np.array_equal(kept, live_rows):
+            break
+        live_rows = kept
+    return layout
 
 
 def project_layout(
