@@ -35,6 +35,7 @@ DOCUMENTS = (
     "release",
     "reveal",
     "reveal-contents",
+    "scan-finding",
     "serving-policy",
     "timestamp-evidence",
     "transcript",
@@ -335,3 +336,32 @@ def test_extraction_documents_match_their_schemas(tmp_path: Path) -> None:
     validator("log-checkpoint").validate(json.loads(Envelope.from_json(raw).payload))
     payloads["verdict"]["log_word"] = "platform"
     assert not validator("extraction-verdict").is_valid(payloads["verdict"])
+
+
+def test_a_scan_finding_matches_its_schema(owner_keys: IdentityKeys) -> None:
+    from datetime import datetime, timezone
+    from fractions import Fraction
+
+    from secmark.messages.document import sign_document
+    from secmark.messages.finding import ScanFinding
+
+    finding = ScanFinding(
+        scan_id="nightly 2026-12-01",
+        deposit_id="ab" * 32,
+        commitment_id="cd" * 32,
+        owner=owner_keys.key_id,
+        model="sha256:" + "ef" * 32,
+        p0=Fraction(1, 10),
+        alpha=Fraction(1, 2**64),
+        models=10_000,
+        deposits=1_000,
+        trials=64,
+        threshold=40,
+        matches=61,
+        scanned=datetime(2026, 12, 1, tzinfo=timezone.utc),
+    )
+    raw = sign_document(finding, owner_keys).to_json()
+    payload = json.loads(Envelope.from_json(raw).payload)
+    validator("scan-finding").validate(payload)
+    payload["p0"] = "0.1"
+    assert not validator("scan-finding").is_valid(payload)

@@ -50,6 +50,13 @@ references, as are two DNS names of one server. What the arbiter actually
 queried is bound to the claim's reference by
 :func:`secmark.protocol.suspects.bind_suspect`.
 
+``platform:<hex>``
+    Every model a platform hosts, for an owner's *deposit* with that
+    platform (``specs/scan.md``): the platform's identity key id, 64
+    lower-case hex digits. Only the platform named may take such a claim;
+    an arbiter refuses it, and no adapter describes itself by it, so nothing
+    is ever queried or decided under it.
+
 ``label:<text>`` (:func:`arbiter_label`) is how an adapter describes an
 in-process model that was not loaded from a file: the arbiter's own name for
 it. No claim may name one, since its claimant would choose the text, and
@@ -85,8 +92,8 @@ MAX_REFERENCE_LENGTH: Final = 1024
 MAX_LABEL_LENGTH: Final = 256
 """Longest text of an arbiter's ``label:``."""
 
-CLAIMABLE_KINDS: Final = ("oip", "sha256", "json")
-"""The kinds of reference a claim may name."""
+CLAIMABLE_KINDS: Final = ("oip", "sha256", "json", "platform")
+"""The kinds of reference a claim may name (``platform`` only in a deposit)."""
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
 _MAX_HOST_LENGTH = 253  # RFC 1035 2.3.4, without the trailing dot
@@ -139,6 +146,13 @@ def canonical_reference(reference: str) -> str:
                 "of the SHA-256 of its bytes"
             )
         return "sha256:" + rest.lower()
+    if separator and kind == "platform":
+        if not _HEX64.fullmatch(rest):
+            raise EncodingError(
+                f"{_shown(reference)}: a platform is named platform: and the 64 hex digits of "
+                "its identity key id"
+            )
+        return "platform:" + rest.lower()
     if separator and kind == "oip":
         origin, segments = _split_url(rest, _shown(reference), strip_trailing_slashes=False)
         if not _is_model_path(segments):
@@ -160,7 +174,7 @@ def canonical_reference(reference: str) -> str:
     raise EncodingError(
         f"{_shown(reference)} is not a suspect reference: a claim names an Open Inference "
         "Protocol endpoint (oip:URL), another JSON endpoint (json:URL) or a model file "
-        "(sha256:HEX)"
+        "(sha256:HEX), and a deposit the platform (platform:KEYID)"
     )
 
 

@@ -174,6 +174,12 @@ class Arbiter:
     under ``folder/cases``); a
     :class:`~secmark.protocol.database_store.DatabaseStore` keeps them in a
     database instead, ``folder`` then holding only the keys and configuration.
+
+    With ``deposits=True`` it is a platform taking owners' deposits
+    (``specs/scan.md``): it files only claims that name its own
+    ``platform:`` reference, and keeps each reveal only as it came, sealed
+    to its encryption key, opening it in memory when the triggers are
+    needed. Without it, a claim naming a ``platform:`` reference is refused.
     """
 
     def __init__(
@@ -186,6 +192,7 @@ class Arbiter:
         policy: ArbiterPolicy = ArbiterPolicy(),
         clock: Callable[[], datetime] = utc_now,
         store: ArbiterStore | None = None,
+        deposits: bool = False,
     ) -> None:
         if identity.document.key_id != keys.key_id:
             raise ProtocolError("the identity document is not the arbiter's own")
@@ -203,6 +210,7 @@ class Arbiter:
         self.damaged_cases: dict[str, str] = {}
         """Cases skipped because their state is damaged: case name -> why."""
         self.store: ArbiterStore = FolderStore(folder) if store is None else store
+        self.deposits = deposits
 
     # -- claims -----------------------------------------------------------
 
@@ -240,6 +248,7 @@ class Arbiter:
             raise ProtocolError(
                 f"the suspect reference is not canonical; file it as {canonical_suspect(claim.suspect)!r}"
             )
+        self._require_role(claim.suspect)
         commitment_time = self._trusted_time(claim.commitment_evidence, commitment.digest)
         release_record = None
         if claim.release is not None and claim.release_evidence is not None:
@@ -280,6 +289,25 @@ class Arbiter:
                     "release": release_record,
                     "suspect": claim.suspect,
                 },
+            )
+
+    def _require_role(self, suspect: str) -> None:
+        """A deposit goes to the platform it names, and only a deposit does.
+
+        Raises:
+            ProtocolError: a ``platform:`` reference filed with an arbiter or
+                another platform, or a suspect filed with a platform.
+        """
+        deposit = suspect.startswith("platform:")
+        if deposit and not self.deposits:
+            raise ProtocolError(
+                "a claim naming a platform is a deposit: file it with that platform "
+                "(secmark deposit), not with an arbiter"
+            )
+        if self.deposits and suspect != f"platform:{self.keys.key_id}":
+            raise ProtocolError(
+                "this platform takes deposits naming platform:"
+                f"{self.keys.key_id}; a claim on a suspect goes to an arbiter"
             )
 
     def _filed_before(self, claim_id: str, data: bytes) -> Case | None:
@@ -512,7 +540,8 @@ class Arbiter:
             self._require_unrevealed(commitment.digest, case, challenge.document)
             case.write("reveal.json", data)
             stored = contents.to_json()
-            case.write("reveal-contents.json", stored)
+            if not self.deposits:
+                case.write("reveal-contents.json", stored)
             self._verified[(case.name, hashlib.sha256(stored).hexdigest())] = triggers
             case.advance("revealed")
         return triggers
@@ -540,7 +569,7 @@ class Arbiter:
         (once per stored reveal and arbiter: later calls reuse them)."""
         if not case.at_least("revealed"):
             raise ProtocolError(f"case {case.name} has no reveal yet")
-        data = case.read("reveal-contents.json")
+        data = self._reveal_contents(case)
         key = (case.name, hashlib.sha256(data).hexdigest())
         if key not in self._verified:
             self._verified[key] = revealed_triggers(
@@ -549,6 +578,14 @@ class Arbiter:
                 self._challenge(case).document.indices,
             )
         return self._verified[key]
+
+    def _reveal_contents(self, case: Case) -> bytes:
+        """The case's reveal contents: as stored, or for a platform opened
+        from the sealed reveal it keeps instead."""
+        if not self.deposits:
+            return case.read("reveal-contents.json")
+        reveal = open_reveal(case.read("reveal.json"), self.commitment_of(case).document.owner)
+        return reveal.document.open(self.keys.encryption_key).to_json()
 
     # -- query ------------------------------------------------------------
 
@@ -565,7 +602,7 @@ class Arbiter:
         commitment = self.commitment_of(case)
         exclude = [trigger.input for trigger in triggers]
         if commitment.document.pool_root is not None:
-            contents = RevealContents.from_json(case.read("reveal-contents.json"))
+            contents = RevealContents.from_json(self._reveal_contents(case))
             exclude += revealed_pool_items(commitment.document, contents)
             if decoy_pool is None and count:
                 raise ProtocolError(
