@@ -15,6 +15,7 @@ import os
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from secmark.encoding import b64url_decode, b64url_encode, canonical_json
 from secmark.errors import (
     EncodingError,
     KeyMaterialError,
+    ProtocolError,
     SecmarkError,
     SuspectError,
     TimestampError,
@@ -39,8 +41,9 @@ from secmark.messages.challenge import open_challenge
 from secmark.messages.checkpoint import open_checkpoint
 from secmark.messages.claim import open_claim
 from secmark.messages.commitment import open_commitment
-from secmark.messages.document import encode_payload
+from secmark.messages.document import encode_payload, sign_document
 from secmark.messages.extraction import open_extraction_claim, open_extraction_verdict
+from secmark.messages.finding import ScanFinding, open_finding
 from secmark.messages.identity import open_identity
 from secmark.messages.release import open_release
 from secmark.messages.reveal import RevealContents, open_reveal
@@ -54,8 +57,10 @@ from secmark.protocol.bundle import verify_bundle
 from secmark.protocol.challenge import check_challenge_indices
 from secmark.protocol.checks import CheckResult
 from secmark.protocol.extraction_bundle import examine_extraction_bundle
+from secmark.scan.platform import verify_finding
 from secmark.serving.entry import LogEntry, parse_leaf
 from secmark.serving.extract import ClientExtract, VerifiedExtract, verify_extract
+from secmark.stats import decision_threshold
 from secmark.timestamp.authority import decode_tsa_key, encode_tsa_key
 from secmark.timestamp.evidence import TimestampEvidence, collect_evidence
 from secmark.timestamp.verify import verify_timestamp
@@ -1023,3 +1028,41 @@ SERVING_TARGETS: tuple[Target, ...] = (
 )
 
 TARGETS.update((target.name, target) for target in SERVING_TARGETS)
+
+
+def _findings() -> list[bytes]:
+    """A finding the corpus's arbiter signs as a platform: 61 of 64 at 1/10."""
+    finding = ScanFinding(
+        scan_id="fuzz",
+        deposit_id="ab" * 32,
+        commitment_id="cd" * 32,
+        owner=corpus().owner.key_id,
+        model="sha256:" + "ef" * 32,
+        p0=Fraction(1, 10),
+        alpha=Fraction(1, 2**64),
+        models=100,
+        deposits=10,
+        trials=64,
+        threshold=decision_threshold(64, Fraction(1, 10), Fraction(1, 2**64) / 1000),
+        matches=61,
+        scanned=datetime(2026, 12, 1, tzinfo=timezone.utc),
+    )
+    return [sign_document(finding, corpus().arbiter).to_json()]
+
+
+def _finding_then(signed: Any) -> None:
+    """A finding the platform signed is checked for its figures; a refusal
+    must be typed (a ProtocolError), never a crash."""
+    try:
+        verify_finding(signed.to_json(), corpus().arbiter.public_keys)
+    except ProtocolError:
+        return
+
+
+TARGETS["scan-finding"] = _document(
+    "scan-finding",
+    _findings,
+    lambda d: open_finding(d, corpus().arbiter.public_keys),
+    _arbiter,
+    _finding_then,
+)
