@@ -34,9 +34,11 @@ from secmark.cli import (
     gateway,
     keys,
     plan,
+    platform,
     querylog,
     remote,
     report,
+    scan,
     serve,
     serving,
     timestamping,
@@ -67,6 +69,8 @@ _COMMAND_MODULES = (
     gateway,
     querylog,
     extraction,
+    platform,
+    scan,
 )
 
 
