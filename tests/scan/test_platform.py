@@ -279,3 +279,66 @@ def test_only_a_hit_makes_a_finding_and_a_bent_finding_is_refused(
     with pytest.raises(SignatureError):
         verify_finding(signed, fixed_keys("someone else").public_keys)
     assert isinstance(finding, ScanFinding)
+
+
+def test_a_white_box_deposit_is_scanned_by_projection(
+    court: Court, results: ScanResults, tmp_path: Path
+) -> None:
+    """A weights commitment's deposit carries its rows; a model file whose
+    parameter gives their bits is a hit, without any inference. (At p0 =
+    1/2 a deposit needs more rows than a 10-class one needs triggers.)"""
+    import safetensors.numpy
+
+    platform_keys = fixed_keys("platform")
+    platform = Platform(
+        platform_keys,
+        create_identity(platform_keys, "model hub"),
+        court.trust,
+        tmp_path / "platform",
+        deposit_size=128,
+    )
+
+    from secmark.messages.families import WeightsFamily
+    from secmark.messages.labels import ClassLabels
+
+    family = WeightsFamily("classifier.1.weight", (64, 512))
+    keys = fixed_keys("platform white-box owner")
+    signed = create_commitment(
+        keys,
+        family=family,
+        labels=ClassLabels(2),
+        size=256,
+        model_label="platform test white-box",
+        nonce=hashlib.sha256(b"white-box").digest(),
+        created=datetime(2026, 1, 1, tzinfo=timezone.utc),
+    )
+    claim = file_claim(
+        keys,
+        commitment=signed.to_json(),
+        commitment_evidence=court.evidence(signed.digest),
+        suspect=platform.reference,
+        arbiter=platform.arbiter.identity,
+    )
+    case = platform.file_deposit(claim)
+    reveal = answer_challenge(keys, signed, platform.challenge(case), platform.arbiter.identity)
+    assert platform.receive_reveal(case, reveal) == 128
+    (probe,) = platform.probes()
+    assert probe.white_box and probe.inputs.shape == (128, 512)
+    # A parameter whose mean over rows gives every deposited bit.
+    signs = probe.labels.astype(np.float64) * 2 - 1
+    reduced = np.linalg.pinv(probe.inputs.astype(np.float64)) @ signs
+    marked = tmp_path / "marked.safetensors"
+    parameter = np.tile(reduced.astype(np.float32), (64, 1))
+    safetensors.numpy.save_file({family.parameter: parameter}, marked)
+    unmarked = tmp_path / "unmarked.safetensors"
+    noise = np.random.default_rng(5).normal(size=(64, 512)).astype(np.float32)
+    safetensors.numpy.save_file({family.parameter: noise}, unmarked)
+    summary = run_scan(
+        [HostedModel("marked", weights=marked), HostedModel("unmarked", weights=unmarked)],
+        [probe],
+        results,
+        scan_id="white-box",
+        progress=False,
+    )
+    assert [(hit.model_id, hit.deposit_id) for hit in summary.hits] == [("marked", case.name)]
+    assert summary.hits[0].matches == 128
