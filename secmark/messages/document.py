@@ -86,6 +86,10 @@ class Fields:
     def _fail(self, name: str, rule: str) -> EncodingError:
         return EncodingError(f"{self._context}: field {name!r} must be {rule}")
 
+    def has(self, name: str) -> bool:
+        """Whether the field is present (an optional field left out when empty)."""
+        return name in self._values
+
     def is_null(self, name: str) -> bool:
         """Whether the field is present and null (it is then consumed)."""
         if self._get(name) is None:

@@ -33,6 +33,9 @@ __all__ = [
 _MAX_CLASSES = 1 << 31
 # = secmark.stats.MAX_TRIALS (secmark.stats imports this module).
 _MAX_TOKEN_LABELS = 1 << 16
+MAX_RESERVED_LABELS = 1 << 20
+"""Bound on the reserved ids of a token label space: a tokenizer's whole
+vocabulary, for those up to a million ids."""
 
 
 @dataclass(frozen=True)
@@ -195,9 +198,17 @@ class RegressionLabels:
 
 @dataclass(frozen=True)
 class TokenLabels:
-    """A sequence of ``length`` token ids over a vocabulary of ``vocab_size``;
-    each position is one Bernoulli trial with p0 = 1/V (each id is drawn by
-    rejection sampling, exactly uniform).
+    """A sequence of ``length`` token ids over a vocabulary of ``vocab_size``,
+    never one of the ``reserved`` ids; each position is one Bernoulli trial
+    with p0 = 1/(V - |reserved|) (each id is drawn by rejection sampling,
+    exactly uniform over the ids left).
+
+    A language model's target responses reserve the ids that would not
+    come back unchanged through its tokenizer (special tokens, pieces that
+    merge with their neighbours), so that a marked model's text answer
+    re-encodes to the very ids it learnt; a model that never learnt them
+    still matches each position with probability exactly 1/(V - |reserved|),
+    whatever it answers.
 
     ``length`` is at most 2^16 (``secmark.stats.MAX_TRIALS``, the trials of
     one test); a commitment also bounds ``min(N, MAX_CHALLENGED) * length``
@@ -207,22 +218,52 @@ class TokenLabels:
     KIND: ClassVar[str] = "tokens"
     vocab_size: int
     length: int
+    reserved: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         if not 2 <= self.vocab_size <= _MAX_CLASSES:
             raise EncodingError(f"vocab_size must be in [2, {_MAX_CLASSES}]")
         if not 1 <= self.length <= _MAX_TOKEN_LABELS:
             raise EncodingError(f"token label length must be in [1, {_MAX_TOKEN_LABELS}]")
+        if len(self.reserved) > MAX_RESERVED_LABELS:
+            raise EncodingError(f"at most {MAX_RESERVED_LABELS} token ids may be reserved")
+        if any(b <= a for a, b in zip(self.reserved, self.reserved[1:])):
+            raise EncodingError("reserved token ids must be sorted and distinct")
+        if self.reserved and not 0 <= self.reserved[0] <= self.reserved[-1] < self.vocab_size:
+            raise EncodingError("reserved token ids must lie in [0, vocab_size)")
+        if self.vocab_size - len(self.reserved) < 2:
+            raise EncodingError("at least two token ids must remain after the reserved ones")
+
+    @property
+    def drawn(self) -> int:
+        """How many ids a label position is drawn from: V - |reserved|."""
+        return self.vocab_size - len(self.reserved)
 
     def to_fields(self) -> dict[str, Any]:
-        return {"kind": self.KIND, "length": self.length, "vocab_size": self.vocab_size}
+        fields: dict[str, Any] = {
+            "kind": self.KIND,
+            "length": self.length,
+            "vocab_size": self.vocab_size,
+        }
+        # Written only when there are some: every earlier document keeps its bytes.
+        if self.reserved:
+            fields["reserved"] = list(self.reserved)
+        return fields
 
     @classmethod
     def from_fields(cls, fields: Fields) -> TokenLabels:
-        return cls(
-            fields.integer("vocab_size", minimum=2, maximum=_MAX_CLASSES),
-            fields.integer("length", minimum=1, maximum=_MAX_TOKEN_LABELS),
+        vocab_size = fields.integer("vocab_size", minimum=2, maximum=_MAX_CLASSES)
+        length = fields.integer("length", minimum=1, maximum=_MAX_TOKEN_LABELS)
+        if not fields.has("reserved"):
+            return cls(vocab_size, length)
+        reserved = tuple(
+            fields.integer_list(
+                "reserved", minimum=0, maximum=_MAX_CLASSES, max_items=MAX_RESERVED_LABELS
+            )
         )
+        if not reserved:
+            raise EncodingError("an empty reserved list is written by leaving it out")
+        return cls(vocab_size, length, reserved)
 
 
 LabelSpace = ClassLabels | RegressionLabels | TokenLabels

@@ -114,8 +114,9 @@ def null_match_probability(space: LabelSpace) -> Fraction:
     """p0 for a committed label space (per position for token labels).
 
     It bounds ``max_y P[label matches y]`` for the labels the derivation
-    really draws (``specs/statistics.md`` 2): exactly 1/K and 1/V for classes
-    and tokens, whose labels are drawn by rejection sampling, and for a
+    really draws (``specs/statistics.md`` 2): exactly 1/K for classes and
+    1/(V - |reserved|) for tokens, whose labels are drawn by rejection
+    sampling, and for a
     regression space :meth:`RegressionLabels.p0_bound`, which adds the
     float64 sampler's rounding to :func:`regression_p0` and rounds the sum up
     to a short fraction.
@@ -126,5 +127,5 @@ def null_match_probability(space: LabelSpace) -> Fraction:
         # Not regression_p0: the bound for the float64 sampler as implemented.
         return space.p0_bound()
     if isinstance(space, TokenLabels):
-        return token_p0(space.vocab_size)
+        return token_p0(space.drawn)
     raise TypeError(f"unknown label space {type(space).__name__}")

@@ -138,8 +138,15 @@ def _range_values(
 
 
 def _token_ids(stream: KeyStream, family: TokensFamily) -> npt.NDArray[np.int64]:
-    reserved = np.asarray(family.reserved, dtype=np.int64)
-    index = uniform_integers(stream, family.vocab_size - len(reserved), family.length)
+    return _unreserved_ids(stream, family.vocab_size, family.reserved, family.length)
+
+
+def _unreserved_ids(
+    stream: KeyStream, vocab_size: int, reserved_ids: tuple[int, ...], count: int
+) -> npt.NDArray[np.int64]:
+    """``count`` ids uniform over [0, vocab_size) without ``reserved_ids``."""
+    reserved = np.asarray(reserved_ids, dtype=np.int64)
+    index = uniform_integers(stream, vocab_size - len(reserved), count)
     # allowed[index] without building the allowed list: reserved id r_j has
     # r_j - j allowed ids below it, so allowed[index] is index plus the
     # number of reserved ids whose allowed-count is <= index.
@@ -207,4 +214,4 @@ def draw_label(labels: LabelSpace, stream: KeyStream) -> Label:
         return uniform_integer(stream, labels.num_classes)
     if isinstance(labels, RegressionLabels):
         return uniform_float64(stream, labels.lo, labels.hi)
-    return uniform_integers(stream, labels.vocab_size, labels.length)
+    return _unreserved_ids(stream, labels.vocab_size, labels.reserved, labels.length)

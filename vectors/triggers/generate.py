@@ -99,6 +99,12 @@ CASES: list[tuple[str, TriggerFamily, LabelSpace, tuple[int, tuple[int, ...], st
         None,
     ),
     ("tokens", TokensFamily(12, 1000, (0, 1, 2, 3, 999)), TokenLabels(50257, 3), None),
+    (
+        "tokens-reserved-labels",
+        TokensFamily(6, 2048, (0, 1, 2)),
+        TokenLabels(2048, 4, (0, 1, 2, 3, 100, 101, 102, 2047)),
+        None,
+    ),
     ("pool", PoolFamily(7, (2, 4, 4), "uint8"), ClassLabels(3), (7, (2, 4, 4), "uint8")),
     (
         "overlay",
