@@ -328,9 +328,9 @@ def _run_step(args: argparse.Namespace, arbiter: Arbiter) -> int:
             {"case": case.name, "triggers": len(triggers)},
         )
     elif args.step == "query":
-        family = arbiter.commitment_of(case).document.family
+        committed = arbiter.commitment_of(case).document
         pool, labels = _decoy_pool(args.decoy_pool), _decoy_labels(args.decoy_labels)
-        with open_suspect(args, family) as suspect:
+        with open_suspect(args, committed.family, committed.labels) as suspect:
             result = arbiter.query(case, suspect, decoy_pool=pool, decoy_labels=labels)
         sent = requests_sent(suspect)
         accuracy = (

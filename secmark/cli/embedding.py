@@ -139,7 +139,8 @@ def _check(args: argparse.Namespace) -> int:
     verify_trigger_set(trigger_set, commitment)
     document = commitment.document
     decoys = generate_decoys(document, args.decoys_per_trigger * len(trigger_set), items=None)
-    with open_suspect(args, document.family, total=len(trigger_set) + len(decoys)) as suspect:
+    total = len(trigger_set) + len(decoys)
+    with open_suspect(args, document.family, document.labels, total=total) as suspect:
         result = query_suspect(
             suspect,
             document.labels,

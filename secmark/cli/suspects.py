@@ -48,6 +48,7 @@ from secmark.cli.extras import require_torch
 from secmark.cli.output import show_progress
 from secmark.errors import EncodingError, SecmarkError, SuspectError
 from secmark.messages.families import TriggerFamily, WeightsFamily
+from secmark.messages.labels import LabelSpace, TokenLabels
 from secmark.models import OIP_DATATYPES, OUTPUTS, Suspect, SuspectConfig, WeightsSuspect
 
 __all__ = [
@@ -79,13 +80,18 @@ _REMOTE_FLAGS = {
     "tls_ca_file": "tls",
     "tls_cert_file": "tls",
     "tls_key_file": "tls",
+    "openai": "protocol",
+    "tokenizer": "tokenizer",
+    "system_prompt": "system",
     "header": None,
 }
 
 _CONFIG_HELP = (
     "every setting of a remote suspect in one JSON object (specs/suspects.md), kept with a "
-    "case: protocol ('oip' or 'json'), url; for oip model, model_version, input_name, "
-    "datatype, output_name, requested_outputs; for json request (a body template holding "
+    "case: protocol ('oip', 'json', 'openai-completions' or 'openai-chat'), url; for oip "
+    "model, model_version, input_name, datatype, output_name, requested_outputs; for "
+    "openai model, tokenizer (the tokenizer.json answers are re-encoded with) and, for "
+    "chat, system; for json request (a body template holding "
     "the string '{{inputs}}' once) and answers (an RFC 6901 JSON pointer to the list of "
     "answers, e.g. '/predictions'), answer (a pointer inside each); output, batch_size, "
     "batch_dimension, input_shape, timeout, retries, backoff, max_response_bytes, tls "
@@ -147,6 +153,29 @@ def add_suspect_arguments(parser: argparse.ArgumentParser) -> None:
         type=int,
         metavar="N",
         help="retries of a request after a timeout, connection failure, 408, 429 or 5xx (2)",
+    )
+    group.add_argument(
+        "--openai",
+        choices=("completions", "chat"),
+        help="--url is an OpenAI-compatible language-model server (its root, without /v1) and "
+        "--model its model name, asked greedily at /v1/completions or /v1/chat/completions",
+    )
+    group.add_argument(
+        "--tokenizer",
+        type=Path,
+        metavar="FILE",
+        help="with --openai: the model's tokenizer.json (or its folder); answers are re-encoded "
+        "with it and compared id by id",
+    )
+    group.add_argument(
+        "--system-prompt", metavar="TEXT", help="with --openai chat: a system message first"
+    )
+    group.add_argument(
+        "--lm-folder",
+        type=Path,
+        metavar="FOLDER",
+        help="a local Hugging Face causal language model (safetensors), queried greedily in "
+        "process with the folder's tokenizer",
     )
     group.add_argument("--tls-ca-file", type=Path, metavar="PEM", help="CA certificates to trust")
     group.add_argument(
@@ -251,6 +280,8 @@ def _config_from_flags(args: argparse.Namespace) -> SuspectConfig:
             continue
         if dest == "no_batch_dimension":
             value = not value
+        elif dest == "openai":
+            value = f"openai-{value}"
         elif dest == "header_from_env":
             value = _pairs(value, "=", dest)
         elif isinstance(value, Path):
@@ -285,9 +316,12 @@ def _pairs(entries: list[str], separator: str, dest: str) -> dict[str, str]:
     return pairs
 
 
-def build_suspect(args: argparse.Namespace, family: TriggerFamily | None) -> Suspect:
-    """The adapter the options describe, for a commitment to ``family``
-    (None: a model that is only queried, as for an extraction claim).
+def build_suspect(
+    args: argparse.Namespace, family: TriggerFamily | None, labels: LabelSpace | None = None
+) -> Suspect:
+    """The adapter the options describe, for a commitment to ``family`` with
+    label space ``labels`` (None: a model that is only queried, as for an
+    extraction claim). A language model answers ``labels``' target length.
     Nothing is sent to a remote suspect yet.
 
     Raises:
@@ -303,11 +337,17 @@ def build_suspect(args: argparse.Namespace, family: TriggerFamily | None) -> Sus
     remote = configured or bool(flags)
     local = args.torch_factory is not None or args.weights is not None
     white_box = args.weights_file is not None
-    if remote + local + white_box != 1:
+    language_model = args.lm_folder is not None
+    if remote + local + white_box + language_model != 1:
         raise SecmarkError(
             "name the suspect with --suspect-config (or --url and --model), with "
-            "--torch-factory and --weights, or (white-box) with --weights-file"
+            "--torch-factory and --weights, with --lm-folder, or (white-box) with --weights-file"
         )
+    length = labels.length if isinstance(labels, TokenLabels) else None
+    if language_model:
+        if length is None:
+            raise SecmarkError("--lm-folder answers a commitment with token labels")
+        return _language_model(args.lm_folder, length)
     if isinstance(family, WeightsFamily) != white_box:
         raise SecmarkError(
             "a weights commitment is checked with --weights-file, any other by querying a model"
@@ -339,7 +379,15 @@ def build_suspect(args: argparse.Namespace, family: TriggerFamily | None) -> Sus
             file=sys.stderr,
         )
         credentials = _pairs(args.header, ":", "header")
-    return config.build(credentials=credentials)
+    return config.build(credentials=credentials, answer_length=length)
+
+
+def _language_model(folder: Path, length: int) -> Suspect:
+    """The in-process language model of ``folder``, with its own tokenizer."""
+    from secmark.models.tokenizer import LMTokenizer
+    from secmark.models.transformers_lm import TransformersSuspect
+
+    return TransformersSuspect(folder, tokenizer=LMTokenizer.from_file(folder), length=length)
 
 
 def requests_sent(suspect: Suspect) -> int | None:
@@ -385,14 +433,18 @@ class _Progress:
 
 @contextmanager
 def open_suspect(
-    args: argparse.Namespace, family: TriggerFamily | None, *, total: int | None = None
+    args: argparse.Namespace,
+    family: TriggerFamily | None,
+    labels: LabelSpace | None = None,
+    *,
+    total: int | None = None,
 ) -> Iterator[Suspect]:
     """The suspect the options describe (:func:`build_suspect`), with a
     progress bar over ``total`` inputs on standard error when it is a
     terminal and neither ``--quiet`` was given; closed on exit. A
     SuspectError raised inside says how many requests were sent.
     """
-    suspect = build_suspect(args, family)
+    suspect = build_suspect(args, family, labels)
     stream = sys.stderr
     bar: tqdm[Any] = tqdm(
         total=total,

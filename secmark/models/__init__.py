@@ -16,14 +16,19 @@ which the arbiter binds to the claim's.
   from one JSON file (``specs/suspects.md``), which builds either adapter.
   Both remote adapters post through :mod:`secmark.models.http` (bounded
   retries honouring ``Retry-After``, counted requests, redacted credentials).
+- :class:`OpenAICompletionsSuspect`, :class:`OpenAIChatSuspect`: a language
+  model behind an OpenAI-compatible API, asked greedily for the target
+  tokens of a language-model commitment, its text answers re-encoded with
+  :class:`~secmark.models.tokenizer.LMTokenizer` (``secmark[lm]``).
 - :class:`CallableSuspect`, :class:`EstimatorSuspect`: a Python function, a
   scikit-learn style estimator.
 - :class:`WeightsSuspect`: a model's weights (a safetensors file or a
   weights-only torch checkpoint), answering the rows of a weights commitment
   with the bits of their projections: white-box evidence. numpy only.
-- ``secmark.models.torch_module.TorchSuspect``: a ``torch.nn.Module``. It is
-  not imported here, so that this package works without torch installed;
-  import it from its module.
+- ``secmark.models.torch_module.TorchSuspect``: a ``torch.nn.Module``, and
+  ``secmark.models.transformers_lm.TransformersSuspect``: a Hugging Face
+  causal language model run in process. They are not imported here, so that
+  this package works without torch installed; import them from their modules.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ from secmark.models.callable import CallableSuspect, EstimatorSuspect
 from secmark.models.config import SuspectConfig
 from secmark.models.http import TlsFiles
 from secmark.models.json_api import PLACEHOLDER, JsonApiSuspect, JsonPointer
+from secmark.models.openai import OpenAIChatSuspect, OpenAICompletionsSuspect, openai_endpoint_url
 from secmark.models.remote import OIP_DATATYPES, OipSuspect
 from secmark.models.weights import WeightsSuspect, reduce_parameter
 
@@ -54,6 +60,8 @@ __all__ = [
     "JsonApiSuspect",
     "JsonPointer",
     "OipSuspect",
+    "OpenAIChatSuspect",
+    "OpenAICompletionsSuspect",
     "Output",
     "Suspect",
     "SuspectConfig",
@@ -64,5 +72,6 @@ __all__ = [
     "check_batch_size",
     "check_output",
     "check_reference",
+    "openai_endpoint_url",
     "reduce_parameter",
 ]

@@ -7,12 +7,16 @@ time. ``specs/suspects.md`` is the normative description of the file; in
 short, an object with these members (all optional but ``url``, and ``model``
 for ``oip``, ``request`` and ``answers`` for ``json``)::
 
-    protocol            "oip" (default) or "json"
-    url                 oip: the server root; json: the URL posted to
+    protocol            "oip" (default), "json", "openai-completions" or
+                        "openai-chat"
+    url                 oip and openai: the server root; json: the URL posted to
     model, model_version, input_name, datatype, output_name,
     requested_outputs   oip only
     request, answers, answer
                         json only: template and JSON pointers (json_api)
+    model, tokenizer    openai only: the model name, and the tokenizer.json
+                        answers are re-encoded with (secmark.models.openai)
+    system              openai-chat only: a system message before the prompt
     output              "argmax" (default), "labels" or "values"
     batch_size, batch_dimension, input_shape,
     timeout, retries, backoff, max_response_bytes
@@ -64,20 +68,31 @@ from secmark.models.http import (
     load_json,
 )
 from secmark.models.json_api import JsonApiSuspect, JsonPointer, check_template, json_endpoint_url
+from secmark.models.openai import (
+    CHAT_PATH,
+    COMPLETIONS_PATH,
+    OpenAIChatSuspect,
+    OpenAICompletionsSuspect,
+    openai_endpoint_url,
+)
 from secmark.models.remote import MAX_REQUESTED_OUTPUTS, OIP_DATATYPES, OipSuspect, oip_model_url
+from secmark.models.tokenizer import LMTokenizer
 
 __all__ = [
     "CREDENTIAL_HEADERS",
     "MAX_CONFIG_SIZE",
     "MAX_RETRIES",
     "MAX_TIMEOUT",
+    "OPENAI_PROTOCOLS",
     "PROTOCOLS",
     "SuspectConfig",
 ]
 
-PROTOCOLS: Final = ("oip", "json")
+PROTOCOLS: Final = ("oip", "json", "openai-completions", "openai-chat")
 """``oip``: :class:`~secmark.models.OipSuspect`; ``json``:
-:class:`~secmark.models.JsonApiSuspect`."""
+:class:`~secmark.models.JsonApiSuspect`; ``openai-completions`` and
+``openai-chat``: the language-model adapters of :mod:`secmark.models.openai`."""
+OPENAI_PROTOCOLS: Final = ("openai-completions", "openai-chat")
 
 MAX_CONFIG_SIZE = 1024 * 1024
 """Largest config file (and headers file): a description, not data."""
@@ -137,7 +152,13 @@ _ONLY: Final = {
         }
     ),
     "json": frozenset({"request", "answers", "answer"}),
+    "openai-completions": frozenset({"model", "tokenizer"}),
+    "openai-chat": frozenset({"model", "tokenizer", "system"}),
 }
+_NOT_OPENAI: Final = ("output", "batch_size", "batch_dimension", "input_shape")
+"""Settings of a model that answers arrays, which a language model does not:
+it answers one prompt per request with text, re-encoded to token ids."""
+_MAX_SYSTEM = 64 * 1024
 _TLS_KEYS: Final = ("ca_file", "cert_file", "key_file")
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 _MAX_TEXT = 1024
@@ -279,6 +300,8 @@ class SuspectConfig:
     request: Any = None
     answers: str | None = None
     answer: str = ""
+    tokenizer: Path | None = None
+    system: str | None = None
     batch_size: int = DEFAULT_BATCH_SIZE
     batch_dimension: bool = True
     input_shape: tuple[int, ...] | None = None
@@ -356,7 +379,24 @@ class SuspectConfig:
             raise read.fail("url", "is missing: name the endpoint")
         read.text("description", _MAX_DESCRIPTION)
         fields: dict[str, Any] = {"url": url, "protocol": protocol}
-        if protocol == "oip":
+        if protocol in OPENAI_PROTOCOLS:
+            for key in _NOT_OPENAI:
+                if key in value:
+                    raise read.fail(
+                        key,
+                        "does not apply to a language model: it answers text, one prompt a request",
+                    )
+            model = read.text("model")
+            if model is None:
+                raise read.fail("model", "is missing: an openai suspect names its model")
+            tokenizer = read.path("tokenizer", base)
+            if tokenizer is None:
+                raise read.fail(
+                    "tokenizer", "is missing: the tokenizer.json answers are re-encoded with"
+                )
+            fields |= {"model": model, "tokenizer": tokenizer}
+            fields["system"] = read.text("system", _MAX_SYSTEM)
+        elif protocol == "oip":
             model = read.text("model")
             if model is None:
                 raise read.fail("model", "is missing: an oip suspect names its model")
@@ -428,6 +468,10 @@ class SuspectConfig:
         """
         if self.protocol == "oip":
             return "oip:" + oip_model_url(self.url, self.model or "", self.model_version)
+        if self.protocol == "openai-completions":
+            return "json:" + openai_endpoint_url(self.url, COMPLETIONS_PATH)
+        if self.protocol == "openai-chat":
+            return "json:" + openai_endpoint_url(self.url, CHAT_PATH)
         return "json:" + json_endpoint_url(self.url)
 
     def resolve_headers(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -469,14 +513,17 @@ class SuspectConfig:
         *,
         environ: Mapping[str, str] | None = None,
         credentials: Mapping[str, str] | None = None,
-    ) -> OipSuspect | JsonApiSuspect:
+        answer_length: int | None = None,
+    ) -> OipSuspect | JsonApiSuspect | OpenAICompletionsSuspect | OpenAIChatSuspect:
         """The adapter, with the headers of :meth:`resolve_headers` (reading
         ``environ``, default ``os.environ``) and ``credentials`` (headers
-        the caller holds). Nothing is sent.
+        the caller holds). Nothing is sent. An openai suspect answers
+        ``answer_length`` token ids (the commitment's target length).
 
         Raises:
-            SuspectError: an invalid setting (as the adapters say), or a
-                header given twice.
+            SuspectError: an invalid setting (as the adapters say), a header
+                given twice, or an openai suspect without ``answer_length``
+                or whose tokenizer cannot be read.
             KeyMaterialError, EncodingError, SecmarkError: as
                 :meth:`resolve_headers`.
         """
@@ -485,6 +532,8 @@ class SuspectConfig:
             if header.lower() in {h.lower() for h in headers}:
                 raise SuspectError(f"header {header!r} is given twice")
             headers[header] = text
+        if self.protocol in OPENAI_PROTOCOLS:
+            return self._build_openai(headers, answer_length)
         common: dict[str, Any] = {
             "output": self.output,
             "batch_size": self.batch_size,
@@ -511,6 +560,31 @@ class SuspectConfig:
         return JsonApiSuspect(
             self.url, request=self.request, answers=self.answers or "", answer=self.answer, **common
         )
+
+    def _build_openai(
+        self, headers: dict[str, str], answer_length: int | None
+    ) -> OpenAICompletionsSuspect | OpenAIChatSuspect:
+        if answer_length is None:
+            raise SuspectError(
+                "a language-model suspect answers the commitment's target tokens: it is "
+                "queried for a commitment with token labels"
+            )
+        if self.tokenizer is None or self.model is None:
+            raise SuspectError("a language-model suspect names its model and tokenizer")
+        common: dict[str, Any] = {
+            "model": self.model,
+            "tokenizer": LMTokenizer.from_file(self.tokenizer),
+            "length": answer_length,
+            "timeout": self.timeout,
+            "retries": self.retries,
+            "backoff": self.backoff,
+            "max_response_bytes": self.max_response_bytes,
+            "headers": headers,
+            "tls": self.tls,
+        }
+        if self.protocol == "openai-chat":
+            return OpenAIChatSuspect(self.url, system=self.system, **common)
+        return OpenAICompletionsSuspect(self.url, **common)
 
 
 def _tls(read: _Reader, base: Path) -> TlsFiles | None:

@@ -1,0 +1,107 @@
+"""Suspect configs of language models served by OpenAI-compatible APIs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from secmark.errors import EncodingError, SuspectError
+from secmark.models.config import SuspectConfig
+from secmark.models.openai import OpenAIChatSuspect, OpenAICompletionsSuspect
+
+pytest.importorskip("tokenizers")
+
+
+@pytest.fixture(scope="module")
+def tokenizer_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small byte-level BPE tokenizer, trained on a few lines in a blink."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=300, special_tokens=["<|endoftext|>"], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )  # fmt: skip
+    tokenizer.train_from_iterator(["the quick brown fox jumps over the lazy dog"] * 50, trainer)
+    path = tmp_path_factory.mktemp("tokenizer") / "tokenizer.json"
+    tokenizer.save(str(path))
+    return path
+
+
+def config(tmp_path: Path, tokenizer_file: Path, **members: object) -> SuspectConfig:
+    body = {
+        "protocol": "openai-completions",
+        "url": "https://lm.example.com",
+        "model": "stolen-7b",
+        "tokenizer": str(tokenizer_file),
+    } | members
+    path = tmp_path / "suspect.json"
+    path.write_text(json.dumps(body), encoding="utf-8")
+    return SuspectConfig.from_file(path)
+
+
+def test_a_completions_config_builds_the_adapter_its_reference_names(
+    tmp_path: Path, tokenizer_file: Path
+) -> None:
+    parsed = config(tmp_path, tokenizer_file)
+    assert parsed.reference() == "json:https://lm.example.com/v1/completions"
+    suspect = parsed.build(answer_length=4)
+    assert isinstance(suspect, OpenAICompletionsSuspect)
+    assert suspect.describe() == parsed.reference()
+    chat = config(tmp_path, tokenizer_file, protocol="openai-chat", system="Be brief.")
+    assert chat.reference() == "json:https://lm.example.com/v1/chat/completions"
+    assert isinstance(chat.build(answer_length=4), OpenAIChatSuspect)
+
+
+def test_the_tokenizer_path_is_read_from_the_config_folder(
+    tmp_path: Path, tokenizer_file: Path
+) -> None:
+    (tmp_path / "tokenizer.json").write_bytes(tokenizer_file.read_bytes())
+    parsed = config(tmp_path, tokenizer_file, tokenizer="tokenizer.json")
+    assert parsed.tokenizer == tmp_path / "tokenizer.json"
+
+
+@pytest.mark.parametrize(
+    ("members", "message"),
+    [
+        ({"tokenizer": None}, "tokenizer"),
+        ({"model": None}, "model"),
+        ({"batch_size": 4}, "does not apply to a language model"),
+        ({"output": "labels"}, "does not apply to a language model"),
+        ({"system": "hi"}, "applies to protocol 'openai-chat' only"),
+        ({"request": {}}, "applies to protocol 'json' only"),
+        ({"url": "https://lm.example.com/v1"}, None),
+    ],
+)
+def test_malformed_configs_are_refused(
+    tmp_path: Path, tokenizer_file: Path, members: dict[str, object], message: str | None
+) -> None:
+    kept = {key: value for key, value in members.items() if value is not None}
+    dropped = [key for key, value in members.items() if value is None]
+    body = {
+        "protocol": "openai-completions",
+        "url": "https://lm.example.com",
+        "model": "stolen-7b",
+        "tokenizer": str(tokenizer_file),
+    } | kept
+    for key in dropped:
+        del body[key]
+    path = tmp_path / "suspect.json"
+    path.write_text(json.dumps(body), encoding="utf-8")
+    if message is None:  # a base URL ending in /v1: refused once the URL is canonicalised
+        with pytest.raises(SuspectError, match="/v1"):
+            SuspectConfig.from_file(path).reference()
+        return
+    with pytest.raises(EncodingError, match=message):
+        SuspectConfig.from_file(path)
+
+
+def test_an_openai_suspect_needs_the_commitments_target_length(
+    tmp_path: Path, tokenizer_file: Path
+) -> None:
+    with pytest.raises(SuspectError, match="target tokens"):
+        config(tmp_path, tokenizer_file).build()
