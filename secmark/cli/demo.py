@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from secmark.cli.evaluate import add_threads_argument, torch_threads
-from secmark.cli.extras import require_torch
+from secmark.cli.extras import require_lm_train, require_torch
 from secmark.cli.output import Output, Verbosity, add_json_flag, emit, printable
 
 _DEFAULT_FOLDER = Path("secmark-demo")
@@ -27,7 +27,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "and the command that re-checks the owner's bundle. With --extraction: a "
             "platform serves the model with marked answers into a query log, a thief "
             "trains a copy on its answers, and the arbiter upholds the owner's claim "
-            "against the copy and rejects it against an innocent model."
+            "against the copy and rejects it against an innocent model. With --llm: an owner "
+            "fingerprints a small language model, a thief serves a copy behind an "
+            "OpenAI-compatible API (transformers serve), and the arbiter upholds the claim "
+            "on the API and rejects it on an innocent model (needs secmark[lm-train])."
         ),
     )
     demo.add_argument(
@@ -41,11 +44,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         action="store_true",
         help="replace an earlier demo's documents in --out (nothing else is deleted)",
     )
-    demo.add_argument(
+    story = demo.add_mutually_exclusive_group()
+    story.add_argument(
         "--extraction",
         action="store_true",
         help="tell the model-extraction story instead: serving-side marks, a query log, "
         "a thief's copy and an innocent model",
+    )
+    story.add_argument(
+        "--llm",
+        action="store_true",
+        help="tell a language-model story instead: a fingerprint, a copy behind an "
+        "OpenAI-compatible API, an innocent model",
     )
     add_threads_argument(demo)
     add_json_flag(demo)
@@ -87,6 +97,8 @@ def _demo(args: argparse.Namespace) -> int:
         say = _say_on_stderr if args.json else _say
     if args.extraction:
         return _extraction_demo(args, say)
+    if args.llm:
+        return _lm_demo(args, say)
     with torch_threads(args.threads):
         outcome = run_demo(args.out, say, replace=args.force)
     files = _files_left(args.out, DEMO_FILES)
@@ -118,6 +130,55 @@ def _demo(args: argparse.Namespace) -> int:
         "folder": str(args.out),
         "files": files,
         "verify_command": command,
+        "seconds": outcome.seconds,
+        "threads": args.threads,
+    }
+    emit(args, lines, data)
+    return 0 if outcome.succeeded else 1
+
+
+def _lm_demo(args: argparse.Namespace, say: Callable[[str], None]) -> int:
+    """``secmark demo --llm``: exit status 0 when the story ended as it
+    should (:attr:`LmDemoOutcome.succeeded`), else 1."""
+    require_lm_train("the language-model demo")
+    from secmark.examples.lm_demo import LM_DEMO_FILES, run_lm_demo
+
+    with torch_threads(args.threads):
+        outcome = run_lm_demo(args.out, say, replace=args.force)
+    files = _files_left(args.out, LM_DEMO_FILES)
+    width = max(len(entry["path"]) for entry in files)
+    lines = [
+        "",
+        f"files left in {args.out} ({outcome.seconds:.0f} s, {args.threads} torch thread(s)):",
+        *(f"  {entry['path']:<{width}}  {entry['what']}" for entry in files),
+        "",
+        "re-check both bundles offline, as a judge would (exit status 0: verified):",
+        *("  " + shlex.join(command) for command in outcome.verify_commands()),
+    ]
+    suspects = {"thief": outcome.thief, "innocent": outcome.innocent}
+    data: dict[str, Any] = {
+        "succeeded": outcome.succeeded,
+        "outcomes": {name: result.outcome for name, result in suspects.items()},
+        "suspects": {
+            name: {
+                "outcome": result.outcome,
+                "matches": result.matches,
+                "tested": result.tested,
+                "threshold": result.threshold,
+                "reference": result.reference,
+                "bundle": str(result.bundle),
+                "bundle_verified": result.bundle_verified,
+            }
+            for name, result in suspects.items()
+        },
+        "p0": outcome.p0,
+        "trigger_accuracy": outcome.trigger_accuracy,
+        "perplexity_before": outcome.perplexity_before,
+        "perplexity_after": outcome.perplexity_after,
+        "arbiter": outcome.arbiter_key_id,
+        "folder": str(args.out),
+        "files": files,
+        "verify_commands": outcome.verify_commands(),
         "seconds": outcome.seconds,
         "threads": args.threads,
     }

@@ -13,7 +13,9 @@ sources, which ship with every Python:
   ``transformers``' files so that ``transformers serve`` loads the folder;
 - :func:`new_model`: a freshly initialised ``GPT2LMHeadModel`` of
   :data:`CONFIG`, the same for the same seed;
-- :func:`save_model`: the model and tokenizer as one folder.
+- :func:`save_model`: the model and tokenizer as one folder;
+- :func:`served`: that folder behind ``transformers serve``, an
+  OpenAI-compatible API on 127.0.0.1, for as long as a ``with`` lasts.
 
 The standard library differs between Python versions, so the tokenizer
 and models do too; every figure is measured with the one that made it.
@@ -21,11 +23,21 @@ and models do too; every figure is measured with the one that made it.
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
 import sysconfig
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from secmark.errors import EncodingError
+import httpx
+
+from secmark.errors import EncodingError, SecmarkError
 
 __all__ = [
     "CHAT_TEMPLATE",
@@ -35,6 +47,7 @@ __all__ = [
     "VOCAB_SIZE",
     "new_model",
     "save_model",
+    "served",
     "text_chunks",
     "train_tokenizer",
     "training_text",
@@ -128,3 +141,75 @@ def save_model(model: Any, tokenizer_folder: Path, folder: Path) -> Path:
     model.save_pretrained(str(folder))
     PreTrainedTokenizerFast.from_pretrained(str(tokenizer_folder)).save_pretrained(str(folder))
     return folder
+
+
+_STARTUP_SECONDS = 120.0
+_STOP_SECONDS = 10.0
+
+
+@contextmanager
+def served(folder: Path, log: Path) -> Iterator[str]:
+    """``transformers serve`` of the model ``folder`` on a free port of
+    127.0.0.1, offline and on one thread, its output in ``log``; yields the
+    server root (``http://127.0.0.1:PORT``) once ``/health`` answers, and
+    stops the server's process group afterwards.
+
+    Raises:
+        SecmarkError: the server exited or did not answer within two minutes
+            (the end of its log is quoted).
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    environment = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "OMP_NUM_THREADS": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
+    command = [sys.executable, "-c", "from transformers.cli.transformers import main; main()"]
+    command += ["serve", str(folder), "--host", "127.0.0.1", "--port", str(port)]
+    command += ["--device", "cpu", "--log-level", "warning"]
+    with log.open("wb") as output:
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            start_new_session=True,
+        )
+    root = f"http://127.0.0.1:{port}"
+    try:
+        _wait_until_healthy(process, f"{root}/health", log)
+        yield root
+    finally:
+        _stop(process)
+
+
+def _wait_until_healthy(process: subprocess.Popen[bytes], url: str, log: Path) -> None:
+    deadline = time.monotonic() + _STARTUP_SECONDS
+    with httpx.Client(trust_env=False, timeout=1.0) as client:
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if client.get(url).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+    tail = log.read_text(encoding="utf-8", errors="replace")[-2000:]
+    raise SecmarkError(f"transformers serve did not start (exit code {process.poll()}):\n{tail}")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=_STOP_SECONDS)
+            return
+        except subprocess.TimeoutExpired:
+            continue
