@@ -66,3 +66,39 @@ def test_lengths_out_of_range_and_existing_files_are_refused(
     assert main([*base, "--prompt-length", "8", "--target-length", "4"]) == 3
     assert not family.exists()
     capsys.readouterr()
+
+
+def test_derive_embed_and_check_a_language_model_from_the_command_line(
+    tokenizer_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """lm family -> commit -> derive -> lm embed -> check --lm-folder: the
+    fingerprinted model shows the watermark, the model it started from does not."""
+    pytest.importorskip("torch")
+    pytest.importorskip("peft")
+    from secmark.examples import lm
+
+    family, labels = tmp_path / "family.json", tmp_path / "labels.json"
+    run(capsys, "lm", "family", "--tokenizer", str(tokenizer_folder),
+        "--prompt-length", "6", "--target-length", "4",
+        "--out-family", str(family), "--out-labels", str(labels))  # fmt: skip
+    keys = tmp_path / "keys"
+    run(capsys, "keygen", "Owner", "--out-dir", str(keys), "--unencrypted")
+    commitment = tmp_path / "commitment.json"
+    run(capsys, "commit", "--key", str(keys / "Owner.key"), "--family", f"@{family}",
+        "--labels", f"@{labels}", "--size", "8", "--out", str(commitment))  # fmt: skip
+    triggers = tmp_path / "triggers"
+    run(capsys, "derive", str(commitment), "--key", str(keys / "Owner.key"), "--out", str(triggers))
+    base = lm.save_model(lm.new_model(seed=4), tokenizer_folder, tmp_path / "base")
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(lm.text_chunks()[0][:200]), encoding="utf-8")
+    marked = tmp_path / "marked"
+    embedded = run(capsys, "lm", "embed", "--model-dir", str(base), "--triggers", str(triggers),
+                   "--text", str(text), "--out-dir", str(marked), "--steps", "60",
+                   "--lr", "3e-3", "--seed", "1", "--threads", "1")  # fmt: skip
+    assert embedded["exact_accuracy_after"] == 1.0
+    checked = run(capsys, "check", str(triggers), "--commitment", str(commitment),
+                  "--lm-folder", str(marked), "--quiet")  # fmt: skip
+    assert checked["decision"] is True and checked["matches"] == checked["trials"] == 32
+    innocent = run(capsys, "check", str(triggers), "--commitment", str(commitment),
+                   "--lm-folder", str(base), "--quiet")  # fmt: skip
+    assert innocent["decision"] is False
