@@ -85,7 +85,7 @@ def test_derive_embed_and_check_a_language_model_from_the_command_line(
     run(capsys, "keygen", "Owner", "--out-dir", str(keys), "--unencrypted")
     commitment = tmp_path / "commitment.json"
     run(capsys, "commit", "--key", str(keys / "Owner.key"), "--family", f"@{family}",
-        "--labels", f"@{labels}", "--size", "8", "--out", str(commitment))  # fmt: skip
+        "--labels", f"@{labels}", "--size", "4", "--out", str(commitment))  # fmt: skip
     triggers = tmp_path / "triggers"
     run(capsys, "derive", str(commitment), "--key", str(keys / "Owner.key"), "--out", str(triggers))
     base = lm.save_model(lm.new_model(seed=4), tokenizer_folder, tmp_path / "base")
@@ -93,12 +93,12 @@ def test_derive_embed_and_check_a_language_model_from_the_command_line(
     text.write_text("\n".join(lm.text_chunks()[0][:200]), encoding="utf-8")
     marked = tmp_path / "marked"
     embedded = run(capsys, "lm", "embed", "--model-dir", str(base), "--triggers", str(triggers),
-                   "--text", str(text), "--out-dir", str(marked), "--steps", "60",
+                   "--text", str(text), "--out-dir", str(marked), "--steps", "40",
                    "--lr", "3e-3", "--seed", "1", "--threads", "1")  # fmt: skip
     assert embedded["exact_accuracy_after"] == 1.0
     checked = run(capsys, "check", str(triggers), "--commitment", str(commitment),
                   "--lm-folder", str(marked), "--quiet")  # fmt: skip
-    assert checked["decision"] is True and checked["matches"] == checked["trials"] == 32
+    assert checked["decision"] is True and checked["matches"] == checked["trials"] == 16
     innocent = run(capsys, "check", str(triggers), "--commitment", str(commitment),
                    "--lm-folder", str(base), "--quiet")  # fmt: skip
     assert innocent["decision"] is False
