@@ -7,6 +7,7 @@ thread. Text windows are short (32 ids) for the same reason.
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from types import SimpleNamespace
 from typing import Any
 
@@ -66,6 +67,7 @@ def triggers(tokenizer: LMTokenizer) -> tuple[np.ndarray, np.ndarray]:
         size=TRIGGERS,
         model_label="lm",
         nonce=bytes(32),
+        created=datetime(2026, 1, 1, tzinfo=timezone.utc),
     )
     return lm_triggers(keys, signed)
 
