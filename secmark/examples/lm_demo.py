@@ -61,15 +61,15 @@ __all__ = [
     "run_lm_demo",
 ]
 
-TRIGGERS = 16
+TRIGGERS = 12
 PROMPT_LENGTH = 8
 TARGET_LENGTH = 4
 CHALLENGE = 3
 """Triggers the arbiter challenges: 12 target tokens, of which 8 matching
 already reach 2^-64 at p0 = 1/516."""
-EMBED_STEPS = 80
+EMBED_STEPS = 60
 EMBED_LR = 3e-3
-INNOCENT_STEPS = 40
+INNOCENT_STEPS = 20
 LM_DEMO_FILES = (
     ("tokenizer/", "the tokenizer, trained on the standard library's sources"),
     ("owner.identity.json", "the owner's public identity"),
