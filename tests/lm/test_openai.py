@@ -48,7 +48,7 @@ def test_completions_answer_as_the_model_does_in_process(
     prompts = lm_model.prompts(10, seed=1)
     expected = _in_process(lm_model).predict(prompts)  # while the server starts
     with OpenAICompletionsSuspect(
-        lm_server.ready(), model=lm_server.model, tokenizer=lm_model.tokenizer, length=LENGTH
+        lm_server.base_url, model=lm_server.model, tokenizer=lm_model.tokenizer, length=LENGTH
     ) as suspect:
         answers = suspect.predict(prompts)
         assert suspect.requests_sent == len(prompts)  # one request per prompt
@@ -65,7 +65,7 @@ def test_chat_answers_as_the_model_does_in_process(
     prompts = lm_model.prompts(10, seed=2)
     expected = _in_process(lm_model, chat=True, system=system).predict(prompts)
     with OpenAIChatSuspect(
-        lm_server.ready(),
+        lm_server.base_url,
         model=lm_server.model,
         tokenizer=lm_model.tokenizer,
         length=LENGTH,
@@ -83,7 +83,7 @@ def test_a_model_the_server_does_not_serve_is_an_error(
 ) -> None:
     with (
         OpenAICompletionsSuspect(
-            lm_server.ready(), model="no/such-model", tokenizer=lm_model.tokenizer, length=1
+            lm_server.base_url, model="no/such-model", tokenizer=lm_model.tokenizer, length=1
         ) as suspect,
         pytest.raises(SuspectError, match=r"^json:http://127\.0\.0\.1:\d+/v1/completions: HTTP"),
     ):
