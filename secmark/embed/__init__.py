@@ -21,6 +21,16 @@ except ImportError as error:
 
 from secmark.embed.checkpoint import load_state, save_state
 from secmark.embed.dataset import TriggerDataset
+from secmark.embed.lm import (
+    RAW,
+    LMEmbedReport,
+    PromptTemplate,
+    embed_lm,
+    greedy_answers,
+    lm_triggers,
+    perplexity,
+    train_lm,
+)
 from secmark.embed.mixing import (
     DEFAULT_PER_BATCH,
     TriggerMixer,
@@ -51,8 +61,11 @@ from secmark.embed.weights import (
 __all__ = [
     "DEFAULT_PER_BATCH",
     "OPTIMIZERS",
+    "RAW",
     "EmbedReport",
     "EvaluationData",
+    "LMEmbedReport",
+    "PromptTemplate",
     "Regularizer",
     "TriggerDataset",
     "TriggerMixer",
@@ -61,15 +74,20 @@ __all__ = [
     "batch_pairs",
     "canonical_tensor",
     "embed",
+    "embed_lm",
     "embed_weights",
     "evaluate_accuracy",
+    "greedy_answers",
+    "lm_triggers",
     "load_state",
     "mixed_batches",
+    "perplexity",
     "predict_labels",
     "reduce_tensor",
     "resolve_device",
     "save_state",
     "train",
+    "train_lm",
     "watermark_accuracy",
     "weights_rows",
 ]

@@ -40,7 +40,7 @@ from tqdm import tqdm
 
 from secmark.crypto.ecvrf import VrfSecretKey
 from secmark.crypto.keys import IdentityKeys
-from secmark.embed.train import _reproducible, resolve_device
+from secmark.embed.train import reproducible, resolve_device
 from secmark.errors import EncodingError, SecmarkError
 from secmark.messages.commitment import Commitment
 from secmark.messages.document import SignedDocument
@@ -585,7 +585,7 @@ def train_lm(
     model.to(target)
     generator = torch.Generator().manual_seed(seed)
     text = _text_cycle(model, tokenizer, text_chunks, context, text_batch, generator)
-    with _reproducible(seed, target) if deterministic else nullcontext():
+    with reproducible(seed, target) if deterministic else nullcontext():
         return _fit_lm(
             model,
             text,
@@ -695,7 +695,7 @@ def embed_lm(
         return exact, token, held_out
 
     exact_before, token_before, perplexity_before = evaluate()
-    with _reproducible(seed, target) if deterministic else nullcontext():
+    with reproducible(seed, target) if deterministic else nullcontext():
         seconds = _fit_lm(
             model,
             text,

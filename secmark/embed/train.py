@@ -44,6 +44,7 @@ __all__ = [
     "embed",
     "evaluate_accuracy",
     "predict_labels",
+    "reproducible",
     "resolve_device",
     "train",
     "watermark_accuracy",
@@ -246,7 +247,7 @@ def _check_recipe(epochs: int, lr: float, optimizer: str, seed: int) -> None:
 
 
 @contextmanager
-def _reproducible(seed: int, device: torch.device) -> Iterator[None]:
+def reproducible(seed: int, device: torch.device) -> Iterator[None]:
     """Seed torch's generators and require deterministic kernels inside the
     block, and put the caller's generator states and settings back after.
 
@@ -360,7 +361,7 @@ def train(
     _check_recipe(epochs, lr, optimizer, seed)
     target = resolve_device(device)
     model.to(target)
-    with _reproducible(seed, target) if deterministic else nullcontext():
+    with reproducible(seed, target) if deterministic else nullcontext():
         return _fit(
             model,
             train_loader,
@@ -435,7 +436,7 @@ def embed(
     )
     clean_before = None if holdout is None else evaluate_accuracy(model, holdout)
     watermark_before = watermark_accuracy(model, triggers)
-    with _reproducible(seed, target) if deterministic else nullcontext():
+    with reproducible(seed, target) if deterministic else nullcontext():
         seconds = _fit(
             model,
             train_loader,
