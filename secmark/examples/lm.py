@@ -109,7 +109,7 @@ def train_tokenizer(folder: Path) -> Path:
         show_progress=False,
     )
     tokenizer.train_from_iterator([training_text()], trainer)
-    wrapped = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+    wrapped = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         eos_token=SPECIAL_TOKENS[0],
         bos_token=SPECIAL_TOKENS[0],
