@@ -137,6 +137,25 @@ def _demo(args: argparse.Namespace) -> int:
     return 0 if outcome.succeeded else 1
 
 
+def _two_bundle_lines(
+    args: argparse.Namespace,
+    seconds: float,
+    files: list[dict[str, str]],
+    commands: list[list[str]],
+) -> list[str]:
+    """The closing lines of a story with two bundles: the files it left and
+    the commands that re-check both."""
+    width = max(len(entry["path"]) for entry in files)
+    return [
+        "",
+        f"files left in {args.out} ({seconds:.0f} s, {args.threads} torch thread(s)):",
+        *(f"  {entry['path']:<{width}}  {entry['what']}" for entry in files),
+        "",
+        "re-check both bundles offline, as a judge would (exit status 0: verified):",
+        *("  " + shlex.join(command) for command in commands),
+    ]
+
+
 def _lm_demo(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     """``secmark demo --llm``: exit status 0 when the story ended as it
     should (:attr:`LmDemoOutcome.succeeded`), else 1."""
@@ -146,15 +165,7 @@ def _lm_demo(args: argparse.Namespace, say: Callable[[str], None]) -> int:
     with torch_threads(args.threads):
         outcome = run_lm_demo(args.out, say, replace=args.force)
     files = _files_left(args.out, LM_DEMO_FILES)
-    width = max(len(entry["path"]) for entry in files)
-    lines = [
-        "",
-        f"files left in {args.out} ({outcome.seconds:.0f} s, {args.threads} torch thread(s)):",
-        *(f"  {entry['path']:<{width}}  {entry['what']}" for entry in files),
-        "",
-        "re-check both bundles offline, as a judge would (exit status 0: verified):",
-        *("  " + shlex.join(command) for command in outcome.verify_commands()),
-    ]
+    lines = _two_bundle_lines(args, outcome.seconds, files, outcome.verify_commands())
     suspects = {"thief": outcome.thief, "innocent": outcome.innocent}
     data: dict[str, Any] = {
         "succeeded": outcome.succeeded,
@@ -195,15 +206,7 @@ def _extraction_demo(args: argparse.Namespace, say: Callable[[str], None]) -> in
         outcome = run_extraction_demo(args.out, say, replace=args.force)
     files = _files_left(args.out, EXTRACTION_DEMO_FILES)
     commands = outcome.verify_commands()
-    width = max(len(entry["path"]) for entry in files)
-    lines = [
-        "",
-        f"files left in {args.out} ({outcome.seconds:.0f} s, {args.threads} torch thread(s)):",
-        *(f"  {entry['path']:<{width}}  {entry['what']}" for entry in files),
-        "",
-        "re-check both bundles offline, as a judge would (exit status 0: verified):",
-        *("  " + shlex.join(command) for command in commands),
-    ]
+    lines = _two_bundle_lines(args, outcome.seconds, files, commands)
     suspects = {"student": outcome.student, "innocent": outcome.innocent}
     data: dict[str, Any] = {
         "succeeded": outcome.succeeded,
