@@ -94,6 +94,7 @@ __all__ = [
     "PLACEHOLDER",
     "JsonApiSuspect",
     "JsonPointer",
+    "check_sent_as_named",
     "check_template",
     "json_endpoint_url",
 ]
@@ -125,6 +126,21 @@ def json_endpoint_url(url: str) -> str:
         raise SuspectError(
             hide_userinfo(url, message) if isinstance(url, str) else message
         ) from None
+
+
+def check_sent_as_named(endpoint: str) -> None:
+    """Check that httpx sends the canonical ``endpoint`` byte for byte (the
+    root with or without its slash): the reference is bound to what is queried.
+
+    Raises:
+        SuspectError: httpx would send another spelling of the URL.
+    """
+    sent = str(httpx.URL(endpoint))
+    if sent not in (endpoint, endpoint + "/"):
+        raise SuspectError(
+            f"json:{endpoint}: this URL would be sent as {sent!r}; "
+            "name the endpoint by its canonical URL"
+        )
 
 
 class JsonPointer:
@@ -351,13 +367,7 @@ class JsonApiSuspect(HttpSuspect):
         max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         endpoint = json_endpoint_url(url)
-        # The reference is bound to what is queried: httpx must send the
-        # canonical URL byte for byte.
-        if str(httpx.URL(endpoint)) not in (endpoint, endpoint + "/"):
-            raise SuspectError(
-                f"json:{endpoint}: this URL would be sent as {str(httpx.URL(endpoint))!r}; "
-                "name the endpoint by its canonical URL"
-            )
+        check_sent_as_named(endpoint)
         check_template(request)
         self._template = copy.deepcopy(request)
         self._answers = JsonPointer(answers)

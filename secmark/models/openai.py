@@ -81,7 +81,7 @@ from secmark.models.http import (
     check_media_type,
     load_json,
 )
-from secmark.models.json_api import json_endpoint_url
+from secmark.models.json_api import check_sent_as_named, json_endpoint_url
 from secmark.models.tokenizer import LMTokenizer
 
 __all__ = [
@@ -174,13 +174,7 @@ class _OpenAISuspect(HttpSuspect):
         max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         endpoint = openai_endpoint_url(base_url, self._PATH)
-        # The reference is bound to what is queried: httpx must send the
-        # canonical URL byte for byte.
-        if str(httpx.URL(endpoint)) != endpoint:
-            raise SuspectError(
-                f"json:{endpoint}: this URL would be sent as {str(httpx.URL(endpoint))!r}; "
-                "name the server by its canonical URL"
-            )
+        check_sent_as_named(endpoint)
         if not isinstance(tokenizer, LMTokenizer):
             raise SuspectError(f"tokenizer must be an LMTokenizer, got {type(tokenizer).__name__}")
         if (
