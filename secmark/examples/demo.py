@@ -70,6 +70,7 @@ __all__ = [
     "DemoOutcome",
     "prepare_folder",
     "run_demo",
+    "verify_command",
 ]
 
 TRIGGERS = 256
@@ -149,15 +150,21 @@ class DemoOutcome:
     def verify_command(self) -> list[str]:
         """The command line that re-checks the owner's bundle offline against
         the demo TSA's root, with the arbiter pinned."""
-        return [
-            "secmark",
-            "verify-bundle",
-            str(self.bundle),
-            "--trust",
-            str(self.trust_root),
-            "--arbiter",
-            self.arbiter_key_id,
-        ]
+        return verify_command(self.bundle, self.trust_root, self.arbiter_key_id)
+
+
+def verify_command(bundle: Path, trust_root: Path, arbiter_key_id: str) -> list[str]:
+    """The command line that re-checks ``bundle`` offline against the TSA
+    root ``trust_root``, with the arbiter pinned (exit status 0: verified)."""
+    return [
+        "secmark",
+        "verify-bundle",
+        str(bundle),
+        "--trust",
+        str(trust_root),
+        "--arbiter",
+        arbiter_key_id,
+    ]
 
 
 def prepare_folder(folder: Path, *, replace: bool = False) -> None:

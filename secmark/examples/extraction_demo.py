@@ -49,7 +49,7 @@ from torch import nn
 from secmark.crypto.keys import IdentityKeys
 from secmark.embed import evaluate_accuracy, load_state, predict_labels, save_state
 from secmark.encoding import format_time, utc_now
-from secmark.examples.demo import TSA_ROOT, DemoDesk
+from secmark.examples.demo import TSA_ROOT, DemoDesk, verify_command
 from secmark.examples.digits import (
     IMAGE_SHAPE,
     NUM_CLASSES,
@@ -198,15 +198,7 @@ class ExtractionDemoOutcome:
         """The command lines that re-check both bundles offline against the
         demo TSA's root, with the arbiter pinned (exit status 0: verified)."""
         return [
-            [
-                "secmark",
-                "verify-bundle",
-                str(result.bundle),
-                "--trust",
-                str(self.trust_root),
-                "--arbiter",
-                self.arbiter_key_id,
-            ]
+            verify_command(result.bundle, self.trust_root, self.arbiter_key_id)
             for result in (self.student, self.innocent)
         ]
 

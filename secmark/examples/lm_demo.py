@@ -36,7 +36,7 @@ from secmark.crypto.keys import IdentityKeys
 from secmark.embed.lm import embed_lm, lm_triggers, train_lm
 from secmark.encoding import format_time
 from secmark.examples import lm
-from secmark.examples.demo import TSA_ROOT, DemoDesk
+from secmark.examples.demo import TSA_ROOT, DemoDesk, verify_command
 from secmark.messages.commitment import create_commitment
 from secmark.messages.families import TokensFamily
 from secmark.messages.identity import create_identity
@@ -132,15 +132,7 @@ class LmDemoOutcome:
     def verify_commands(self) -> list[list[str]]:
         """The command lines that re-check both bundles offline."""
         return [
-            [
-                "secmark",
-                "verify-bundle",
-                str(result.bundle),
-                "--trust",
-                str(self.trust_root),
-                "--arbiter",
-                self.arbiter_key_id,
-            ]
+            verify_command(result.bundle, self.trust_root, self.arbiter_key_id)
             for result in (self.thief, self.innocent)
         ]
 
