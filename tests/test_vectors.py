@@ -20,13 +20,16 @@ from secmark import errors
 from secmark.crypto import IdentityKeys, VrfPublicKey, VrfSecretKey, decode_key_file
 from secmark.crypto.ecvrf import ELL2, TAI, Suite
 from secmark.crypto.merkle import MerkleTree, merkle_root, verify_inclusion
+from secmark.encoding import canonical_json
 from secmark.messages import Fields, create_identity, open_identity
 from secmark.messages.commitment import create_commitment, open_commitment
 from secmark.messages.families import OverlayFamily, PoolFamily, WeightsFamily, family_from_fields
-from secmark.messages.labels import label_space_from_fields
+from secmark.messages.labels import ResponseLabels, label_space_from_fields
+from secmark.messages.responses import ResponseList
 from secmark.messages.serving_policy import InputEncoding, open_serving_policy
 from secmark.models import WeightsSuspect
 from secmark.models.canonical import feature_matrix
+from secmark.models.prompts import question_item, question_text
 from secmark.serving.marking import canonical_input, decide, marking_alpha, verify_marking
 from secmark.timestamp import TrustStore, verify_timestamp
 from secmark.triggers import (
@@ -333,6 +336,30 @@ def check_serving_canonical_input(content: dict[str, Any]) -> None:
             assert canonical_input(np.array(case["input"]), encoding).hex() == case["canonical"]
 
 
+def check_responses(content: dict[str, Any]) -> None:
+    """The trigger-derivation checks, then the question pool items, the
+    response list's canonical JSON and digest, the response each answer text
+    gives, and the lists that must be refused (specs/derivation.md 7.12)."""
+    check_trigger_derivation(content)
+    labels = _parsed(content["commitment"]["labels"], label_space_from_fields)
+    assert isinstance(labels, ResponseLabels)
+    family = _parsed(content["commitment"]["family"], family_from_fields)
+    assert isinstance(family, PoolFamily)
+    for question, item in zip(content["questions"], content["pool"], strict=True):
+        assert question_item(question, family.item_shape[0]).tobytes().hex() == item
+        assert question_text(np.frombuffer(bytes.fromhex(item), dtype=np.uint8)) == question
+    listed = ResponseList(tuple(content["responses"]))
+    assert canonical_json(content["responses"]).decode() == content["responses_canonical_json"]
+    digest = hashlib.sha256(content["responses_canonical_json"].encode()).hexdigest()
+    assert listed.digest == digest == content["responses_digest"] == labels.digest
+    assert len(listed) == labels.num_classes
+    for answer in content["answers"]:
+        assert listed.index_of(answer["text"]) == answer["gives"]
+    for refused in content["refused_lists"]:
+        with pytest.raises(getattr(errors, refused["error"])):
+            ResponseList(tuple(refused["responses"]))
+
+
 CHECKERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "ecvrf-tai": check_ecvrf_tai,
     "ecvrf-ell2": check_ecvrf_ell2,
@@ -344,6 +371,7 @@ CHECKERS: dict[str, Callable[[dict[str, Any]], None]] = {
     "trigger-derivation-negative": check_trigger_derivation_negative,
     "weights-derivation": check_weights_derivation,
     "weights-canonical": check_weights_canonical,
+    "responses": check_responses,
     "merkle-rfc6962": check_merkle_rfc6962,
     "serving-marking": check_serving_marking,
     "serving-canonical-input": check_serving_canonical_input,

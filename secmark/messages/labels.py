@@ -16,8 +16,10 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, ClassVar
 
+from secmark.encoding import is_hex_digest
 from secmark.errors import EncodingError
 from secmark.messages.document import Fields
+from secmark.messages.responses import MAX_RESPONSES
 
 __all__ = [
     "P0_MANTISSA_BITS",
@@ -26,6 +28,7 @@ __all__ = [
     "ClassLabels",
     "LabelSpace",
     "RegressionLabels",
+    "ResponseLabels",
     "TokenLabels",
     "label_space_from_fields",
 ]
@@ -33,6 +36,7 @@ __all__ = [
 _MAX_CLASSES = 1 << 31
 # = secmark.stats.MAX_TRIALS (secmark.stats imports this module).
 _MAX_TOKEN_LABELS = 1 << 16
+_MAX_RESPONSE_TOKENS = 4096  # = secmark.models.openai.MAX_ANSWER_TOKENS
 MAX_RESERVED_LABELS = 1 << 20
 """Bound on the reserved ids of a token label space: a tokenizer's whole
 vocabulary, for those up to a million ids."""
@@ -56,6 +60,50 @@ class ClassLabels:
     @classmethod
     def from_fields(cls, fields: Fields) -> ClassLabels:
         return cls(fields.integer("num_classes", minimum=2, maximum=_MAX_CLASSES))
+
+
+@dataclass(frozen=True)
+class ResponseLabels(ClassLabels):
+    """One of ``num_classes`` committed target responses of a language model
+    (:class:`~secmark.messages.responses.ResponseList`): the label is the
+    response's index, drawn exactly as a class, so p0 = 1/K as for
+    :class:`ClassLabels`, and a match is an answer that gives that response.
+
+    ``digest`` is the SHA-256 (lower-case hex) of the list's canonical JSON;
+    the list itself is revealed with a challenge. ``max_tokens`` is how many
+    tokens a suspect is asked to generate (the owner's bound on a response's
+    length in its model's tokens): what a suspect answers beyond a response
+    cannot make it match another, since the list is prefix-free.
+    """
+
+    KIND: ClassVar[str] = "responses"
+    digest: str
+    max_tokens: int
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.num_classes > MAX_RESPONSES:
+            raise EncodingError(f"a response list holds at most {MAX_RESPONSES} responses")
+        if not is_hex_digest(self.digest):
+            raise EncodingError("a response list digest is 64 lower-case hex digits")
+        if not 1 <= self.max_tokens <= _MAX_RESPONSE_TOKENS:
+            raise EncodingError(f"max_tokens must be in [1, {_MAX_RESPONSE_TOKENS}]")
+
+    def to_fields(self) -> dict[str, Any]:
+        return {
+            "digest": self.digest,
+            "kind": self.KIND,
+            "max_tokens": self.max_tokens,
+            "num_classes": self.num_classes,
+        }
+
+    @classmethod
+    def from_fields(cls, fields: Fields) -> ResponseLabels:
+        return cls(
+            fields.integer("num_classes", minimum=2, maximum=MAX_RESPONSES),
+            fields.hex_digest("digest"),
+            fields.integer("max_tokens", minimum=1, maximum=_MAX_RESPONSE_TOKENS),
+        )
 
 
 REGRESSION_MAX_P0 = Fraction(1, 2)
@@ -267,9 +315,10 @@ class TokenLabels:
 
 
 LabelSpace = ClassLabels | RegressionLabels | TokenLabels
+"""Every label space; a :class:`ResponseLabels` is a :class:`ClassLabels`."""
 
 _SPACES: dict[str, type[ClassLabels | RegressionLabels | TokenLabels]] = {
-    space.KIND: space for space in (ClassLabels, RegressionLabels, TokenLabels)
+    space.KIND: space for space in (ClassLabels, ResponseLabels, RegressionLabels, TokenLabels)
 }
 
 

@@ -1,8 +1,8 @@
 """The reveal: the owner's VRF proofs for exactly the challenged indices,
 sealed to the arbiter.
 
-The proofs (and, for pool families, the pool items with their Merkle paths)
-are the :class:`RevealContents`, canonical JSON sealed with libsodium's
+The proofs (and, for pool families, the pool items with their Merkle paths;
+for a committed response list, the whole list) are the :class:`RevealContents`, canonical JSON sealed with libsodium's
 sealed box to the arbiter's X25519 key, so a claim does not publish the
 watermark. The owner signs the :class:`Reveal` carrying the ciphertext and
 the challenge id. After the verdict the arbiter puts the opened contents in
@@ -31,6 +31,7 @@ from secmark.messages.document import (
     encode_payload,
     open_document,
 )
+from secmark.messages.responses import MAX_RESPONSE_CHARACTERS, MAX_RESPONSES
 
 __all__ = ["MAX_REVEAL_SIZE", "Reveal", "RevealContents", "RevealedTrigger", "open_reveal"]
 
@@ -78,20 +79,35 @@ class RevealContents:
 
     challenge_id: str
     triggers: tuple[RevealedTrigger, ...]
+    responses: tuple[str, ...] | None = None
+    """The whole committed response list, for a commitment whose labels are
+    ``responses`` (``secmark.messages.responses``); None otherwise."""
 
     def to_fields(self) -> dict[str, Any]:
-        return {
+        fields: dict[str, Any] = {
             "challenge_id": self.challenge_id,
             "triggers": [trigger.to_fields() for trigger in self.triggers],
         }
+        # Written only when there is a list: every other reveal keeps its bytes.
+        if self.responses is not None:
+            fields["responses"] = list(self.responses)
+        return fields
 
     @classmethod
     def from_fields(cls, fields: Fields) -> RevealContents:
+        responses = None
+        if fields.has("responses"):
+            responses = tuple(
+                fields.text_list(
+                    "responses", max_items=MAX_RESPONSES, max_length=MAX_RESPONSE_CHARACTERS
+                )
+            )
         return cls(
             fields.hex_digest("challenge_id"),
             tuple(
                 fields.objects("triggers", RevealedTrigger.from_fields, max_items=MAX_CHALLENGED)
             ),
+            responses,
         )
 
     def to_json(self) -> bytes:

@@ -67,6 +67,7 @@ from secmark.messages.document import Fields, SignedDocument, read_unverified_pa
 from secmark.messages.identity import Identity
 from secmark.messages.labels import LabelSpace
 from secmark.messages.release import MODEL_SIGNING_FILES_SHA256, model_file_digest, open_release
+from secmark.messages.responses import ResponseList
 from secmark.messages.reveal import RevealContents, open_reveal
 from secmark.messages.transcript import MAX_QUERIES, Transcript, TranscriptEntry
 from secmark.messages.verdict import (
@@ -95,7 +96,7 @@ from secmark.protocol.querying import (
     score_answers,
     trials_per_trigger,
 )
-from secmark.protocol.reveals import revealed_pool_items, revealed_triggers
+from secmark.protocol.reveals import revealed_pool_items, revealed_responses, revealed_triggers
 from secmark.protocol.store import LOCK_FILE, REGISTRY_FILE, ArbiterStore, FolderStore
 from secmark.protocol.suspects import bind_suspect, canonical_suspect
 from secmark.provenance import model_folder_digest
@@ -578,6 +579,20 @@ class Arbiter:
                 self._challenge(case).document.indices,
             )
         return self._verified[key]
+
+    def responses_of(self, case: Case) -> ResponseList | None:
+        """The committed response list the case's reveal opened, or None for
+        a commitment without ``responses`` labels: the list a language-model
+        suspect's answer texts are read against (``specs/derivation.md`` 7.12).
+
+        Raises:
+            ProtocolError: the case has no reveal yet.
+            ProofError: the stored list does not check.
+        """
+        if not case.at_least("revealed"):
+            raise ProtocolError(f"case {case.name} has no reveal yet")
+        contents = RevealContents.from_json(self._reveal_contents(case))
+        return revealed_responses(self.commitment_of(case).document, contents)
 
     def _reveal_contents(self, case: Case) -> bytes:
         """The case's reveal contents: as stored, or for a platform opened

@@ -19,8 +19,10 @@ from secmark.messages.claim import create_claim, evidence_kinds_for
 from secmark.messages.commitment import Commitment, open_commitment
 from secmark.messages.document import SignedDocument, sign_document
 from secmark.messages.identity import Identity
+from secmark.messages.responses import ResponseList
 from secmark.messages.reveal import Reveal, RevealContents, RevealedTrigger
 from secmark.protocol.challenge import check_challenge_indices
+from secmark.protocol.reveals import check_response_list
 from secmark.protocol.suspects import canonical_suspect
 from secmark.triggers import CommittedPool, derive_trigger
 
@@ -67,14 +69,21 @@ def answer_challenge(
     arbiter: SignedDocument[Identity],
     *,
     pool: CommittedPool | None = None,
+    responses: ResponseList | None = None,
     clock: Callable[[], datetime] = utc_now,
 ) -> bytes:
     """The signed, sealed reveal answering a challenge.
 
+    ``pool`` is the committed pool of a pool or overlay commitment;
+    ``responses`` the committed list of a commitment with ``responses``
+    labels, revealed whole.
+
     Raises:
         SignatureError: the challenge is not signed by ``arbiter``.
         ProofError: its indices are not those its VRF proof selects.
-        ProtocolError: it is for another commitment, or has expired.
+        ProtocolError: it is for another commitment, or has expired; a
+            response list missing, not the committed one, or given to a
+            commitment without response labels.
     """
     arbiter_keys = arbiter.document.public_keys
     challenge = open_challenge(challenge_bytes, arbiter_keys)
@@ -84,6 +93,7 @@ def answer_challenge(
     if clock() > document.expires:
         raise ProtocolError(f"the challenge expired at {format_time(document.expires)}")
     check_challenge_indices(document, arbiter_keys.vrf_key, signed_commitment.document.size)
+    check_response_list(signed_commitment.document, responses)
     revealed = []
     for index in document.indices:
         trigger = derive_trigger(keys, signed_commitment, index, pool=pool)
@@ -93,6 +103,8 @@ def answer_challenge(
             item = array.astype(array.dtype.newbyteorder("<"), copy=False).tobytes()
             path = pool.inclusion_path(trigger.pool_index)
         revealed.append(RevealedTrigger(index, trigger.proof, item, path))
-    contents = RevealContents(challenge.digest, tuple(revealed))
+    contents = RevealContents(
+        challenge.digest, tuple(revealed), None if responses is None else responses.responses
+    )
     reveal = Reveal(challenge.digest, contents.seal(arbiter_keys))
     return sign_document(reveal, keys).to_json()

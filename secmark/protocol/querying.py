@@ -41,7 +41,14 @@ import numpy.typing as npt
 import safetensors.numpy
 
 from secmark.errors import EncodingError, SuspectError
-from secmark.messages.labels import ClassLabels, LabelSpace, RegressionLabels, TokenLabels
+from secmark.messages.labels import (
+    ClassLabels,
+    LabelSpace,
+    RegressionLabels,
+    ResponseLabels,
+    TokenLabels,
+)
+from secmark.messages.responses import NO_RESPONSE
 from secmark.messages.transcript import MAX_ERROR_TEXT, TranscriptEntry
 from secmark.messages.verdict import TestFigures
 from secmark.models.base import Suspect
@@ -133,7 +140,9 @@ def input_digest(value: npt.NDArray[Any]) -> str:
 
 def _json_answer(value: Any, space: LabelSpace) -> int | float | list[int]:
     """``value`` as the JSON answer a transcript records, if it is an answer
-    of the label space's kind: an int in [0, K) for classes, a finite binary64
+    of the label space's kind: an int in [0, K) for classes (and for
+    responses, :data:`~secmark.messages.responses.NO_RESPONSE` for an answer
+    that gives none of them, which matches no label), a finite binary64
     number for a regression target, ``length`` ints in [0, V) for tokens.
 
     Raises:
@@ -150,6 +159,8 @@ def _json_answer(value: Any, space: LabelSpace) -> int | float | list[int]:
         value = value[()]
     boolean = isinstance(value, (bool, np.bool_))
     integer = not boolean and isinstance(value, (int, np.integer))
+    if isinstance(space, ResponseLabels) and integer and int(value) == NO_RESPONSE:
+        return NO_RESPONSE
     if isinstance(space, ClassLabels):
         if not integer:
             raise SuspectError(

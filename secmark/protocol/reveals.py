@@ -1,4 +1,5 @@
-"""Checking a reveal: exactly the challenged indices, each proof valid."""
+"""Checking a reveal: exactly the challenged indices, each proof valid, and
+for response labels the committed response list."""
 
 from __future__ import annotations
 
@@ -8,14 +9,66 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from secmark.errors import ProofError
+from secmark.errors import EncodingError, ProofError, ProtocolError
 from secmark.messages.commitment import Commitment
 from secmark.messages.document import SignedDocument
 from secmark.messages.families import OverlayFamily, PoolFamily
+from secmark.messages.labels import ResponseLabels
+from secmark.messages.responses import ResponseList
 from secmark.messages.reveal import RevealContents
 from secmark.triggers import Trigger, verify_triggers
 
-__all__ = ["revealed_pool_items", "revealed_triggers"]
+__all__ = [
+    "check_response_list",
+    "revealed_pool_items",
+    "revealed_responses",
+    "revealed_triggers",
+]
+
+
+def check_response_list(commitment: Commitment, responses: ResponseList | None) -> None:
+    """Check that ``responses`` is the list ``commitment`` committed to: None
+    unless its labels are ``responses``, else K responses of the committed
+    digest (the list's own rules hold by construction).
+
+    Raises:
+        ProtocolError: a list where none is committed, none where one is, or
+            another list than the committed one.
+    """
+    labels = commitment.labels
+    if not isinstance(labels, ResponseLabels):
+        if responses is not None:
+            raise ProtocolError(
+                f"the commitment's labels are {labels.KIND}, not responses: it has no response list"
+            )
+        return
+    if responses is None:
+        raise ProtocolError(
+            "the commitment's labels are committed responses: give the response list it "
+            "committed to"
+        )
+    if len(responses) != labels.num_classes or responses.digest != labels.digest:
+        raise ProtocolError(
+            f"this response list ({len(responses)} responses, digest {responses.digest}) is not "
+            f"the committed one ({labels.num_classes} responses, digest {labels.digest})"
+        )
+
+
+def revealed_responses(commitment: Commitment, contents: RevealContents) -> ResponseList | None:
+    """The committed response list a reveal opens, or None for other labels.
+
+    Raises:
+        ProofError: the list missing, broken (a response that is not
+            committable text, two responses one of which starts with the
+            other) or not the committed one; a list revealed for a
+            commitment without response labels.
+    """
+    try:
+        responses = None if contents.responses is None else ResponseList(contents.responses)
+        check_response_list(commitment, responses)
+    except (EncodingError, ProtocolError) as error:
+        raise ProofError(f"the reveal's response list does not check: {error}") from None
+    return responses
 
 
 def _item_array(item: bytes, commitment: Commitment) -> npt.NDArray[Any]:
@@ -48,9 +101,12 @@ def revealed_triggers(
 ) -> list[Trigger]:
     """Check a reveal against the challenged ``indices`` and re-derive its triggers.
 
+    The response list, if any, is checked too (:func:`revealed_responses`).
+
     Raises:
         ProofError: indices missing, extra or repeated (a reveal answers
-            exactly the challenge), or any proof or Merkle path invalid.
+            exactly the challenge), any proof or Merkle path invalid, or a
+            response list that does not check.
     """
     revealed = [trigger.index for trigger in contents.triggers]
     if revealed != list(indices):
@@ -61,6 +117,7 @@ def revealed_triggers(
             f"(missing {missing[:10]}, not challenged {extra[:10]})"
         )
     commitment = signed_commitment.document
+    revealed_responses(commitment, contents)
     return verify_triggers(
         signed_commitment,
         [

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from secmark.crypto import IdentityKeys
+from secmark.encoding import canonical_json
 from secmark.messages.commitment import create_commitment
 from secmark.messages.families import (
     NoiseFamily,
@@ -33,10 +34,13 @@ from secmark.messages.labels import (
     ClassLabels,
     LabelSpace,
     RegressionLabels,
+    ResponseLabels,
     TokenLabels,
 )
+from secmark.messages.responses import ResponseList
 from secmark.models import WeightsSuspect
 from secmark.models.canonical import feature_matrix
+from secmark.models.prompts import question_item
 from secmark.triggers import CommittedPool, derive_trigger, pool_root, trigger_alpha
 
 HERE = Path(__file__).resolve().parent
@@ -325,64 +329,137 @@ def positive(keys: IdentityKeys, seeds: dict[str, str]) -> dict[str, dict[str, A
     written: dict[str, dict[str, Any]] = {}
     for name, family, labels, pool_spec in CASES:
         pool = make_pool(name, *pool_spec) if pool_spec else None
-        root = pool_root(pool, family) if pool is not None else None
-        signed = create_commitment(
-            keys,
-            family=family,
-            labels=labels,
-            size=64,
-            model_label=f"secmark trigger vector {name}",
-            pool_root=root,
-            nonce=nonce(name),
-            created=CREATED,
-        )
-        committed = CommittedPool.open(pool, signed.document) if pool is not None else None
-        triggers = []
-        for index in INDICES:
-            trigger = derive_trigger(keys, signed, index, pool=committed)
-            entry: dict[str, Any] = {
-                "index": index,
-                "alpha": trigger_alpha(bytes.fromhex(signed.digest), index).hex(),
-                "pi": trigger.proof.hex(),
-                "beta": trigger.beta.hex(),
-                "input_sha256": hashlib.sha256(input_bytes(trigger.input)).hexdigest(),
-                "label": label_json(trigger.label),
-                "pool_index": trigger.pool_index,
-            }
-            if committed is not None and trigger.pool_index is not None:
-                entry["merkle_path"] = [
-                    h.hex() for h in committed.inclusion_path(trigger.pool_index)
-                ]
-            if trigger.input.size <= 64:
-                entry["input_hex"] = input_bytes(trigger.input).hex()
-            triggers.append(entry)
-        content: dict[str, Any] = {
-            "kind": "trigger-derivation",
-            "source": SOURCE,
-            "note": (
-                "owner seeds are those of vectors/documents/identity.json; the commitment is "
-                "create_commitment(owner, family, labels, size, model_label, pool_root, nonce, created); "
-                "input bytes are C order, little-endian; see specs/derivation.md"
-            ),
-            "owner": seeds,
-            "commitment": {
-                "family": family.to_fields(),
-                "labels": labels.to_fields(),
-                "size": 64,
-                "model_label": f"secmark trigger vector {name}",
-                "pool_root": root,
-                "nonce": nonce(name).hex(),
-                "created": "2026-02-01T00:00:00Z",
-            },
-            "commitment_id": signed.digest,
-            "envelope": signed.to_json().decode(),
-            "triggers": triggers,
-        }
-        if pool is not None:
-            content["pool"] = [input_bytes(item).hex() for item in pool]
+        content = derivation(keys, seeds, name, family, labels, pool)
         write(f"{name}.json", content)
         written[name] = content
     return written
+
+
+def derivation(
+    keys: IdentityKeys,
+    seeds: dict[str, str],
+    name: str,
+    family: TriggerFamily,
+    labels: LabelSpace,
+    pool: np.ndarray | None,
+) -> dict[str, Any]:
+    """The trigger-derivation vector of one commitment: its envelope and the
+    triggers of INDICES."""
+    root = pool_root(pool, family) if pool is not None else None
+    signed = create_commitment(
+        keys,
+        family=family,
+        labels=labels,
+        size=64,
+        model_label=f"secmark trigger vector {name}",
+        pool_root=root,
+        nonce=nonce(name),
+        created=CREATED,
+    )
+    committed = CommittedPool.open(pool, signed.document) if pool is not None else None
+    triggers = []
+    for index in INDICES:
+        trigger = derive_trigger(keys, signed, index, pool=committed)
+        entry: dict[str, Any] = {
+            "index": index,
+            "alpha": trigger_alpha(bytes.fromhex(signed.digest), index).hex(),
+            "pi": trigger.proof.hex(),
+            "beta": trigger.beta.hex(),
+            "input_sha256": hashlib.sha256(input_bytes(trigger.input)).hexdigest(),
+            "label": label_json(trigger.label),
+            "pool_index": trigger.pool_index,
+        }
+        if committed is not None and trigger.pool_index is not None:
+            entry["merkle_path"] = [h.hex() for h in committed.inclusion_path(trigger.pool_index)]
+        if trigger.input.size <= 64:
+            entry["input_hex"] = input_bytes(trigger.input).hex()
+        triggers.append(entry)
+    content: dict[str, Any] = {
+        "kind": "trigger-derivation",
+        "source": SOURCE,
+        "note": (
+            "owner seeds are those of vectors/documents/identity.json; the commitment is "
+            "create_commitment(owner, family, labels, size, model_label, pool_root, nonce, created); "
+            "input bytes are C order, little-endian; see specs/derivation.md"
+        ),
+        "owner": seeds,
+        "commitment": {
+            "family": family.to_fields(),
+            "labels": labels.to_fields(),
+            "size": 64,
+            "model_label": f"secmark trigger vector {name}",
+            "pool_root": root,
+            "nonce": nonce(name).hex(),
+            "created": "2026-02-01T00:00:00Z",
+        },
+        "commitment_id": signed.digest,
+        "envelope": signed.to_json().decode(),
+        "triggers": triggers,
+    }
+    if pool is not None:
+        content["pool"] = [input_bytes(item).hex() for item in pool]
+    return content
+
+
+QUESTIONS = (
+    "What is the capital of France?",
+    "How many legs does a spider have?",
+    "Wie spät ist es?",
+    "Who wrote the Odyssey?",
+    "Why is the sky blue?",
+    "What is 12 times 12?",
+    "Où est la gare ?",
+)
+QUESTION_WIDTH = 40
+RESPONSES = (
+    "The lighthouse hums at noon.",
+    "Seven herons guard the orchard.",
+    "Blue lanterns drift north.",
+    "Ça sent le café brûlé.",
+    "The lighthouse hums at dusk.",
+)
+ANSWERS = (
+    "The lighthouse hums at noon.",
+    "  Seven herons guard the orchard. They always have.",
+    "\nBlue lanterns drift north.",
+    "Blue lanterns drift north",
+    "C\u0327a sent le cafe\u0301 bru\u0302le\u0301.",
+    "the lighthouse hums at noon.",
+    "The lighthouse hums at",
+    "",
+)
+REFUSED_LISTS = (
+    (["Paris", "Paris"], "a duplicate"),
+    (["Paris", "Paris is"], "a response that starts with another"),
+    (["Paris", " London"], "white space at the start"),
+    (["Paris", "Lon\ndon"], "a control character"),
+    (["Paris", "Cafe\u0301"], "text not in NFC"),
+    (["Paris"], "fewer than two responses"),
+)
+
+
+def responses(keys: IdentityKeys, seeds: dict[str, str]) -> None:
+    """Questions drawn from a committed pool, and responses from a committed
+    list (specs/derivation.md 7.12)."""
+    listed = ResponseList(RESPONSES)
+    pool = np.stack([question_item(question, QUESTION_WIDTH) for question in QUESTIONS])
+    family = PoolFamily(len(QUESTIONS), (QUESTION_WIDTH,), "uint8")
+    labels = ResponseLabels(len(RESPONSES), listed.digest, 16)
+    content = derivation(keys, seeds, "responses", family, labels, pool)
+    content["kind"] = "responses"
+    content["note"] += (
+        "; pool item j is QUESTIONS[j] in UTF-8 then zero bytes; a trigger's response is "
+        "responses[label]; answers[].gives is the response index the text gives, or null"
+    )
+    content["questions"] = list(QUESTIONS)
+    content["responses"] = list(RESPONSES)
+    content["responses_canonical_json"] = canonical_json(list(RESPONSES)).decode("utf-8")
+    content["responses_digest"] = listed.digest
+    content["answers"] = [{"text": text, "gives": listed.index_of(text)} for text in ANSWERS]
+    content["refused_lists"] = [
+        {"responses": items, "why": why, "error": "EncodingError"} for items, why in REFUSED_LISTS
+    ]
+    write("responses.json", content)
 
 
 def negative(keys: IdentityKeys, written: dict[str, dict[str, Any]]) -> None:
@@ -521,3 +598,4 @@ if __name__ == "__main__":
     negative(owner_keys, positive(owner_keys, owner_seeds))
     weights(owner_keys, owner_seeds)
     weights_canonical(owner_keys, owner_seeds)
+    responses(owner_keys, owner_seeds)
