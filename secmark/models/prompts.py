@@ -1,4 +1,4 @@
-"""The text of a language-model prompt, from a trigger's input.
+"""What a language-model suspect is sent and what its answer counts as.
 
 A language-model commitment's prompts are either token ids (the ``tokens``
 family: decoded with the commitment's tokenizer) or natural questions drawn
@@ -17,10 +17,17 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from secmark.errors import EncodingError
-from secmark.messages.responses import check_committed_text
+from secmark.errors import EncodingError, SuspectError
+from secmark.messages.responses import NO_RESPONSE, ResponseList, check_committed_text
+from secmark.models.tokenizer import LMTokenizer
 
-__all__ = ["MAX_QUESTION_BYTES", "question_item", "question_text"]
+__all__ = [
+    "MAX_QUESTION_BYTES",
+    "AnswerReading",
+    "prompt_texts",
+    "question_item",
+    "question_text",
+]
 
 MAX_QUESTION_BYTES = 4096
 """Widest question item, in UTF-8 bytes."""
@@ -63,3 +70,80 @@ def question_text(item: npt.ArrayLike) -> str:
     except UnicodeDecodeError:
         raise EncodingError("a question item is not UTF-8 text followed by zero bytes") from None
     return check_committed_text(text, "a question", len(array))
+
+
+def prompt_texts(batch: np.ndarray, tokenizer: LMTokenizer, source: str) -> list[str]:
+    """The prompt text of every row of ``batch``: a ``uint8`` row is a
+    question item (:func:`question_text`), a row of another integer dtype
+    token ids that ``tokenizer`` decodes.
+
+    Raises:
+        SuspectError: prefixed with ``source``: not a 2-D integer array with
+            at least one column, an id outside the tokenizer's vocabulary, or
+            a row that is no question.
+    """
+    if batch.ndim != 2 or batch.dtype.kind not in "iu" or batch.shape[1] == 0:
+        raise SuspectError(
+            f"{source}: prompts must be a 2-D array of token ids or of question items (uint8), "
+            f"got shape {batch.shape} of dtype {batch.dtype}"
+        )
+    try:
+        if batch.dtype == np.uint8:
+            return [question_text(row) for row in batch]
+        vocab = tokenizer.vocab_size
+        if (batch < 0).any() or (batch >= vocab).any():
+            raise EncodingError(f"prompt token ids must lie in [0, {vocab})")
+        return [tokenizer.decode([int(i) for i in row]) for row in batch]
+    except EncodingError as error:
+        raise SuspectError(f"{source}: {error}") from None
+
+
+class AnswerReading:
+    """How an answer text counts (module docstring): ``length`` token ids of
+    ``tokenizer``, or, with ``responses``, the index of the response it
+    gives. ``max_tokens`` is what a suspect is asked to generate: ``length``
+    either way (for responses, the label space's ``max_tokens``).
+
+    Raises:
+        SuspectError: ``length`` not an integer in [1, ``limit``], or
+            ``responses`` not a ResponseList.
+    """
+
+    __slots__ = ("_length", "_responses", "_tokenizer")
+
+    def __init__(
+        self,
+        tokenizer: LMTokenizer,
+        length: int,
+        *,
+        limit: int,
+        responses: ResponseList | None = None,
+    ) -> None:
+        if not isinstance(tokenizer, LMTokenizer):
+            raise SuspectError(f"tokenizer must be an LMTokenizer, got {type(tokenizer).__name__}")
+        if isinstance(length, bool) or not isinstance(length, int) or not 0 < length <= limit:
+            raise SuspectError(
+                f"length must be an integer from 1 to {limit} (the tokens asked for), "
+                f"got {length!r}"
+            )
+        if responses is not None and not isinstance(responses, ResponseList):
+            raise SuspectError(f"responses must be a ResponseList, got {type(responses).__name__}")
+        self._tokenizer = tokenizer
+        self._length = length
+        self._responses = responses
+
+    @property
+    def max_tokens(self) -> int:
+        return self._length
+
+    @property
+    def row_shape(self) -> tuple[int, ...]:
+        """The shape of one answer: ``(length,)`` ids, or ``()`` for an index."""
+        return () if self._responses is not None else (self._length,)
+
+    def read(self, text: str) -> int | list[int]:
+        """What ``text`` counts as."""
+        if self._responses is None:
+            return self._tokenizer.answer_ids(text, self._length)
+        index = self._responses.index_of(text)
+        return NO_RESPONSE if index is None else index

@@ -29,9 +29,11 @@ from typing import Any, Final
 
 import numpy as np
 
-from secmark.errors import EncodingError, SecmarkError, SuspectError
+from secmark.errors import SecmarkError, SuspectError
 from secmark.files import open_regular_file
+from secmark.messages.responses import ResponseList
 from secmark.models.base import check_answers, check_batch
+from secmark.models.prompts import AnswerReading, prompt_texts
 from secmark.models.tokenizer import LMTokenizer
 
 __all__ = ["MAX_NEW_TOKENS", "PICKLE_SUFFIXES", "WEIGHTS_FILE", "TransformersSuspect"]
@@ -103,15 +105,22 @@ class TransformersSuspect:
     fallback to the CPU.
 
     :meth:`predict` takes an ``(N, prompt_length)`` integer array of token
-    ids and returns ``(N, length)`` int64 ids, generating for one prompt at
-    a time (no padding, so each answer is what the model gives that prompt
-    alone, as a server does):
+    ids, or an ``(N, B)`` ``uint8`` array of question items
+    (:func:`~secmark.models.prompts.question_text`), and returns ``(N,
+    length)`` int64 ids, generating for one prompt at a time (no padding, so
+    each answer is what the model gives that prompt alone, as a server
+    does). With ``responses`` (a commitment's committed list), ``length`` is
+    the label space's ``max_tokens`` and each answer is instead the index of
+    the response the answer text gives, or -1 (``(N,)`` int64;
+    :class:`~secmark.models.prompts.AnswerReading`):
 
-    - ``via_text=False``: the prompt ids go to the model as they are, and
-      the answer is the first ``length`` ids generated, padded as
+    - ``via_text=False``: the prompt ids go to the model as they are (a
+      question as ``tokenizer`` encodes it), and the answer is the first
+      ``length`` ids generated, padded as
       :meth:`~secmark.models.tokenizer.LMTokenizer.answer_ids` pads when
-      generation stops early (at the end-of-sequence id, which is kept). The
-      ids must lie in the model's vocabulary.
+      generation stops early (at the end-of-sequence id, which is kept); for
+      responses, the text ``tokenizer`` decodes them to. The ids must lie in
+      the model's vocabulary.
     - ``via_text=True``: as an OpenAI-compatible completions server does,
       the prompt is ``tokenizer.decode(ids)``, encoded by the folder's own
       tokenizer; the ids generated are decoded by it without special tokens,
@@ -139,6 +148,7 @@ class TransformersSuspect:
         "_length",
         "_model",
         "_model_tokenizer",
+        "_reading",
         "_reference",
         "_system",
         "_tokenizer",
@@ -154,19 +164,10 @@ class TransformersSuspect:
         via_text: bool = False,
         chat: bool = False,
         system: str | None = None,
+        responses: ResponseList | None = None,
         device: str = "cpu",
     ) -> None:
-        if not isinstance(tokenizer, LMTokenizer):
-            raise SuspectError(f"tokenizer must be an LMTokenizer, got {type(tokenizer).__name__}")
-        if (
-            isinstance(length, bool)
-            or not isinstance(length, int)
-            or not 0 < length <= MAX_NEW_TOKENS
-        ):
-            raise SuspectError(
-                f"length must be an integer from 1 to {MAX_NEW_TOKENS} (the target tokens), "
-                f"got {length!r}"
-            )
+        reading = AnswerReading(tokenizer, length, limit=MAX_NEW_TOKENS, responses=responses)
         if not isinstance(via_text, bool) or not isinstance(chat, bool):
             raise SuspectError("via_text and chat must be True or False")
         if chat and not via_text:
@@ -216,6 +217,7 @@ class TransformersSuspect:
         self._vocab = int(self._model.get_input_embeddings().num_embeddings)
         self._tokenizer = tokenizer
         self._length = length
+        self._reading = reading
         self._system = system
         self._chat = chat
         self._reference = reference
@@ -231,32 +233,35 @@ class TransformersSuspect:
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """The model's answers to every prompt of ``batch``; SuspectError on failure."""
         batch = check_batch(batch)
-        if batch.ndim != 2 or batch.dtype.kind not in "iu" or batch.shape[1] == 0:
-            raise SuspectError(
-                f"{self._reference}: prompts must be a 2-D array of integer token ids, "
-                f"got shape {batch.shape} of dtype {batch.dtype}"
-            )
-        vocab = self._tokenizer.vocab_size if self._model_tokenizer is not None else self._vocab
-        if (batch < 0).any() or (batch >= vocab).any():
-            raise SuspectError(f"{self._reference}: prompt token ids must lie in [0, {vocab})")
-        answers = [self._answer([int(i) for i in row]) for row in batch]
+        texts = prompt_texts(batch, self._tokenizer, self._reference)
+        if self._model_tokenizer is None and batch.dtype != np.uint8:
+            if (batch >= self._vocab).any():
+                raise SuspectError(
+                    f"{self._reference}: prompt token ids must lie in [0, {self._vocab})"
+                )
+            answers = [self._answer_ids([int(i) for i in row]) for row in batch]
+        elif self._model_tokenizer is None:
+            answers = [self._answer_ids(self._tokenizer.encode(text)) for text in texts]
+        else:
+            answers = [self._reading.read(self._answer_text(text)) for text in texts]
         return check_answers(
             np.array(answers, dtype=np.int64),
             rows=batch.shape[0],
             output="labels",
-            row_shape=(self._length,),
+            row_shape=self._reading.row_shape,
             source=self._reference,
         )
 
-    def _answer(self, prompt: list[int]) -> list[int]:
-        """The ``length`` answer ids of one prompt."""
-        if self._model_tokenizer is None:
-            padding = self._tokenizer.answer_ids("", self._length)
-            return (self._generate(prompt) + padding)[: self._length]
-        try:
-            text = self._tokenizer.decode(prompt)
-        except EncodingError as error:
-            raise SuspectError(f"{self._reference}: {error}") from None
+    def _answer_ids(self, prompt: list[int]) -> int | list[int]:
+        """The answer to one prompt of ids given to the model as they are."""
+        generated = self._generate(prompt)
+        if self._reading.row_shape == ():
+            return self._reading.read(self._tokenizer.decode(generated))
+        padding = self._tokenizer.answer_ids("", self._length)
+        return (generated + padding)[: self._length]
+
+    def _answer_text(self, text: str) -> str:
+        """The answer text to one prompt text, through the folder's tokenizer."""
         try:
             if self._chat:
                 system = (
@@ -271,12 +276,11 @@ class TransformersSuspect:
             else:
                 ids = self._model_tokenizer(text)["input_ids"]
             generated = self._generate([int(i) for i in ids])
-            answer = str(self._model_tokenizer.decode(generated, skip_special_tokens=True))
+            return str(self._model_tokenizer.decode(generated, skip_special_tokens=True))
         except SuspectError:
             raise
         except Exception as error:  # noqa: BLE001 - the tokenizer's own, of many kinds
             raise _failure(self._reference, "tokenization", error) from None
-        return self._tokenizer.answer_ids(answer, self._length)
 
     def _generate(self, prompt: list[int]) -> list[int]:
         """The ids generated greedily after ``prompt``, at most ``length`` of them."""

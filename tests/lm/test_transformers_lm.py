@@ -11,7 +11,9 @@ import numpy as np
 import pytest
 
 from secmark.errors import SuspectError
+from secmark.messages.responses import NO_RESPONSE, ResponseList
 from secmark.models.base import Suspect
+from secmark.models.prompts import question_item
 from secmark.models.reference import canonical_reference
 from secmark.models.transformers_lm import TransformersSuspect
 from tests.lm.conftest import LmModel
@@ -72,6 +74,42 @@ def test_via_text_compares_the_decoded_answer(
         for row in by_ids.predict(prompts).tolist()
     ]
     np.testing.assert_array_equal(suspect.predict(prompts), expected)
+
+
+QUESTIONS = ("What is the capital of France?", "Wie spät ist es?")
+
+
+def test_a_question_item_is_asked_as_its_text(
+    lm_model: LmModel, by_ids: TransformersSuspect
+) -> None:
+    """A uint8 row is a question: asked as the ids the tokenizer gives its
+    text, exactly as those ids would be."""
+    items = np.stack([question_item(question, 48) for question in QUESTIONS])
+    ids = [lm_model.tokenizer.encode(question) for question in QUESTIONS]
+    expected = [by_ids.predict(np.array([row], dtype=np.int64))[0] for row in ids]
+    np.testing.assert_array_equal(by_ids.predict(items), expected)
+
+
+def test_with_responses_an_answer_is_the_index_of_the_response_its_text_gives(
+    lm_model: LmModel, by_ids: TransformersSuspect
+) -> None:
+    """The first answer's text (as the commitment tokenizer decodes the
+    generated ids) is made a committed response; the second gives none."""
+    tokenizer = lm_model.tokenizer
+    items = np.stack([question_item(question, 48) for question in QUESTIONS])
+    special = set(tokenizer.special_ids)
+    first = [i for i in by_ids.predict(items[:1])[0].tolist() if i not in special]
+    text = tokenizer.decode(first).strip()
+    if not text:
+        pytest.skip("the untrained model answered only white space")
+    listed = ResponseList((text, "A response nobody gives."))
+    suspect = TransformersSuspect(
+        lm_model.folder, tokenizer=tokenizer, length=LENGTH, responses=listed
+    )
+    answers = suspect.predict(items)
+    assert answers.dtype == np.int64 and answers.shape == (2,)
+    assert answers[0] == 0
+    assert answers[1] in (0, NO_RESPONSE)
 
 
 def test_describe_is_the_digest_of_the_weights_file(
@@ -155,9 +193,10 @@ def test_invalid_settings_are_refused(
 @pytest.mark.parametrize(
     ("batch", "message"),
     [
-        (np.zeros((2, 3), dtype=np.float32), "integer token ids"),
-        (np.zeros(3, dtype=np.int64), "integer token ids"),
-        (np.zeros((1, 0), dtype=np.int64), "integer token ids"),
+        (np.zeros((2, 3), dtype=np.float32), "token ids or of question items"),
+        (np.zeros(3, dtype=np.int64), "token ids or of question items"),
+        (np.zeros((1, 0), dtype=np.int64), "token ids or of question items"),
+        (np.frombuffer(b"Why?\0x\0\0", dtype=np.uint8)[None], "U\\+0000"),
         (np.full((1, 3), 1 << 20, dtype=np.int64), r"must lie in \[0, "),
         (np.full((1, 3), -1, dtype=np.int64), r"must lie in \[0, "),
         (np.zeros((1, 200), dtype=np.int64), "generation failed"),  # past the context
