@@ -106,8 +106,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     claim.add_argument(
         "--suspect",
         required=True,
-        help="suspect reference: oip:URL (an inference endpoint), json:URL (another JSON API) "
-        "or sha256:HEX (its weights file)",
+        help="suspect reference: oip:URL (an inference endpoint), openai:URL#MODEL (a language "
+        "model behind an OpenAI-compatible API), json:URL (another JSON API) or sha256:HEX "
+        "(its weights file)",
     )
     claim.add_argument(
         "--arbiter", required=True, type=Path, help="the arbiter's identity document"

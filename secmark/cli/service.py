@@ -37,7 +37,8 @@ def add_serve_command(
         description=(
             "Serves the arbiter of FOLDER over HTTP: claims, challenges, reveals, query jobs, "
             "verdicts, bundles and the judge's page (GET /openapi.json lists them). Query jobs "
-            "build the suspect from the claim's oip: or json: reference and --suspect-defaults. "
+            "build the suspect from the claim's oip:, json: or openai: reference and "
+            "--suspect-defaults. "
             "The service keeps its jobs and audit log beside the cases: in the --database "
             "given, else in FOLDER/service.sqlite3. Challenge, query and decide need a request "
             "signed by a party of the case. "
@@ -56,8 +57,10 @@ def add_serve_command(
         "--suspect-defaults",
         type=Path,
         metavar="FILE",
-        help='settings of the suspects queried, per protocol: {"oip": {...}, "json": {...}}, '
-        "each a suspect config without url, model and model_version (specs/suspects.md)",
+        help="settings of the suspects queried, per kind of reference: "
+        '{"oip": {...}, "json": {...}, "openai": {"tokenizer": FILE, ...}}, each a suspect '
+        "config without url, model, model_version and protocol (specs/suspects.md); paths "
+        "are read from the file's folder",
     )
     serve.set_defaults(handler=lambda args: _serve(args, open_arbiter))
     return serve

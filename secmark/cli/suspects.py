@@ -20,7 +20,9 @@ and ``--headers-file FILE`` (or the config's ``headers_from_env`` and
 Each adapter describes itself by the reference of what it actually queries
 (``specs/dispute.md`` 8.3), which the arbiter binds to the claim's: the
 canonical ``oip:`` URL of the endpoint, ``json:`` and the canonical URL of a
-JSON API, or ``sha256:`` of the ``--weights`` or ``--weights-file`` file. A
+JSON API, ``openai:``, the canonical URL and ``#`` and the model of an
+OpenAI-compatible API, or ``sha256:`` of the ``--weights`` or
+``--weights-file`` file. A
 claim on a local model therefore names ``sha256:`` and the SHA-256 of its
 weights file.
 

@@ -18,7 +18,9 @@ The story, on a simulated calendar for the owner's documents:
    sealed, the arbiter asks each suspect greedily (the API through
    :class:`~secmark.models.openai.OpenAICompletionsSuspect`, the file in
    process), decides by the exact test, and each bundle is re-verified
-   offline against the demo TSA's root.
+   offline against the demo TSA's root. The claim on the API names the
+   model served there, ``openai:<root>/v1/completions#<model>``: the
+   endpoint alone would name every model it serves.
 
 Every document is left in the demo's folder (:data:`LM_DEMO_FILES`). torch
 runs with its current thread count: set it to one first on a small machine.

@@ -79,6 +79,10 @@ class Suspect(Protocol):
       posted to (:class:`~secmark.models.OipSuspect`);
     - ``json:<url>``: the canonical URL a JSON API's requests are posted to
       (:class:`~secmark.models.JsonApiSuspect`);
+    - ``openai:<url>#<model>``: the canonical URL an OpenAI-compatible API's
+      requests are posted to and the ``model`` member they carry
+      (:class:`~secmark.models.OpenAICompletionsSuspect`,
+      :class:`~secmark.models.OpenAIChatSuspect`);
     - ``sha256:<hex>``: the SHA-256 of the weights file the model was read
       from (:class:`~secmark.models.WeightsSuspect`,
       ``TorchSuspect.from_file``), or the one the builder of an in-process

@@ -14,7 +14,8 @@ for ``oip``, ``request`` and ``answers`` for ``json``)::
     requested_outputs   oip only
     request, answers, answer
                         json only: template and JSON pointers (json_api)
-    model, tokenizer    openai only: the model name, and the tokenizer.json
+    model, tokenizer    openai only: the model name (the model member sent,
+                        named by the reference), and the tokenizer.json
                         answers are re-encoded with (secmark.models.openai)
     system              openai-chat only: a system message before the prompt
     output              "argmax" (default), "labels" or "values"
@@ -35,7 +36,7 @@ suspect setting found when the adapter is built:
 :class:`~secmark.errors.SuspectError`). A credential's value is never quoted.
 
 What is queried is named by ``url`` (with ``model`` and ``model_version``
-for ``oip``): the adapter's reference (:meth:`SuspectConfig.reference`),
+for ``oip``, ``model`` for openai): the adapter's reference (:meth:`SuspectConfig.reference`),
 which the arbiter binds to the claim's. Every other member says *how* it is
 asked, and changes no reference.
 
@@ -73,7 +74,7 @@ from secmark.models.openai import (
     COMPLETIONS_PATH,
     OpenAIChatSuspect,
     OpenAICompletionsSuspect,
-    openai_endpoint_url,
+    openai_model_reference,
 )
 from secmark.models.remote import MAX_REQUESTED_OUTPUTS, OIP_DATATYPES, OipSuspect, oip_model_url
 from secmark.models.tokenizer import LMTokenizer
@@ -460,8 +461,10 @@ class SuspectConfig:
         return cls(**{key: item for key, item in fields.items() if item is not None})
 
     def reference(self) -> str:
-        """The reference of what the adapter will query (``oip:`` or
-        ``json:`` and the canonical URL), computed without sending anything.
+        """The reference of what the adapter will query, computed without
+        sending anything: ``oip:`` or ``json:`` and the canonical URL, or for
+        an openai protocol ``openai:``, the canonical URL posted to, ``#`` and
+        ``model``.
 
         Raises:
             SuspectError: the URL, model name or version has no canonical form.
@@ -469,9 +472,9 @@ class SuspectConfig:
         if self.protocol == "oip":
             return "oip:" + oip_model_url(self.url, self.model or "", self.model_version)
         if self.protocol == "openai-completions":
-            return "json:" + openai_endpoint_url(self.url, COMPLETIONS_PATH)
+            return openai_model_reference(self.url, COMPLETIONS_PATH, self.model or "")
         if self.protocol == "openai-chat":
-            return "json:" + openai_endpoint_url(self.url, CHAT_PATH)
+            return openai_model_reference(self.url, CHAT_PATH, self.model or "")
         return "json:" + json_endpoint_url(self.url)
 
     def resolve_headers(self, environ: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -51,20 +51,19 @@ fails that prompt alone. Every failure is a
 :class:`~secmark.errors.SuspectError` prefixed with the reference; no
 answer is ever made up for a prompt that failed.
 
-The reference (``describe()``) is ``json:`` and the canonical URL requests
-are posted to (:func:`~secmark.models.reference.canonical_endpoint_url`).
-Like every ``json:`` reference it names the endpoint, not the model: an
-API serving several models under one URL tells them apart by the
-``model`` member of the body, which the reference does not hold
-(``specs/suspects.md``). The model, the system prompt and the headers say
-*how* to ask.
+The reference (``describe()``) is ``openai:``, the canonical URL requests
+are posted to, ``#`` and the model (:func:`openai_model_reference`,
+``specs/dispute.md`` 8.3): one endpoint serves many models, told apart by
+the ``model`` member of the body, so the reference names both, and the
+``model`` member of every request is exactly the reference's model text.
+The tokenizer, the system prompt and the headers say *how* to ask.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar
 
 import httpx
 import numpy as np
@@ -82,6 +81,7 @@ from secmark.models.http import (
     load_json,
 )
 from secmark.models.json_api import check_sent_as_named, json_endpoint_url
+from secmark.models.reference import CHAT_PATH, COMPLETIONS_PATH, MAX_MODEL_NAME, openai_reference
 from secmark.models.tokenizer import LMTokenizer
 
 __all__ = [
@@ -95,10 +95,8 @@ __all__ = [
     "OpenAIChatSuspect",
     "OpenAICompletionsSuspect",
     "openai_endpoint_url",
+    "openai_model_reference",
 ]
-
-COMPLETIONS_PATH: Final = "/v1/completions"
-CHAT_PATH: Final = "/v1/chat/completions"
 
 DEFAULT_GENERATION_TIMEOUT = 60.0
 """Seconds one request may take: a large model queued behind others takes
@@ -113,9 +111,6 @@ MAX_CHARS_PER_TOKEN = 1024
 longest token (runs of white space in code tokenizers reach a few hundred
 characters); a longer text ignored ``max_tokens``, and encoding it would
 cost the arbiter time for nothing."""
-
-MAX_MODEL_NAME = 1024
-"""Longest ``model`` member sent (Hugging Face ids and local paths fit)."""
 
 MAX_SYSTEM_PROMPT = 64 * 1024
 """Longest system prompt sent, in characters."""
@@ -140,6 +135,25 @@ def openai_endpoint_url(base_url: str, path: str) -> str:
             f"<root>{path}"
         )
     return json_endpoint_url(base + path)
+
+
+def openai_model_reference(base_url: str, path: str, model: str) -> str:
+    """``openai:`` and the canonical URL of ``path`` (:data:`COMPLETIONS_PATH`
+    or :data:`CHAT_PATH`) on the server whose root is ``base_url``
+    (:func:`openai_endpoint_url`), ``#`` and ``model``: the reference of the
+    adapter that sends ``model`` there.
+
+    Raises:
+        SuspectError: as :func:`openai_endpoint_url`, or a model name that
+            breaks the rules of :func:`~secmark.models.reference.openai_reference`
+            (1 to :data:`MAX_MODEL_NAME` printable characters in NFC, no
+            surrounding white space), or a reference longer than a claim holds.
+    """
+    endpoint = openai_endpoint_url(base_url, path)
+    try:
+        return openai_reference(endpoint, model)
+    except EncodingError as error:
+        raise SuspectError(str(error)) from None
 
 
 def _check_text(value: object, name: str, limit: int) -> str:
@@ -187,11 +201,12 @@ class _OpenAISuspect(HttpSuspect):
                 f"got {length!r}"
             )
         self._model = _check_text(model, "model", MAX_MODEL_NAME)
+        reference = openai_model_reference(base_url, self._PATH, self._model)
         self._tokenizer = tokenizer
         self._length = length
         self._connect(
             endpoint,
-            reference=f"json:{endpoint}",
+            reference=reference,
             batch_size=1,
             batch_dimension=False,
             input_shape=None,
@@ -318,12 +333,14 @@ class OpenAICompletionsSuspect(_OpenAISuspect):
     :meth:`predict` takes an ``(N, prompt_length)`` integer array of token
     ids and returns ``(N, length)`` int64 answer ids, one request per
     prompt (servers differ in whether, and how, they take a list of
-    prompts). ``describe()`` is ``json:`` and the canonical URL of
-    ``{base_url}/v1/completions``.
+    prompts). ``describe()`` is ``openai:``, the canonical URL of
+    ``{base_url}/v1/completions``, ``#`` and ``model``
+    (:func:`openai_model_reference`).
 
     Raises:
         SuspectError: at construction, a base URL without a canonical form or
-            ending in ``/v1``, or another invalid setting; at
+            ending in ``/v1``, a model name no reference can hold, or another
+            invalid setting; at
             :meth:`predict`, a batch that is not 2-D integer ids of the
             tokenizer, and every failure of the module docstring.
     """

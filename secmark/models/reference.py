@@ -31,6 +31,19 @@ normative in ``specs/dispute.md`` 8.3. A claim names one of:
     everything else but the unreserved characters as ``%XX``; a trailing
     slash is kept, since servers route ``/p`` and ``/p/`` apart, except on
     the root path, which is written without one.
+``openai:<endpoint URL>#<model>`` (:func:`openai_reference`)
+    A language model behind an OpenAI-compatible API: the endpoint one
+    request per prompt is posted to, canonical as the URL of a ``json:``
+    reference, whose path ends in ``/v1/completions`` or
+    ``/v1/chat/completions`` (after the server's base path, which must not
+    end in ``/v1``), then ``#`` and the model: the text of the ``model``
+    member of every request body, which is what tells the models of one
+    endpoint apart. The text has 1 to :data:`MAX_MODEL_NAME` printable
+    characters in Unicode NFC, without leading or trailing white space,
+    written as ``urllib.parse.quote(text, safe="!$&'()*+,=:@/")`` of its
+    UTF-8 (``meta-llama/Llama-3.1-8B`` stays as it is; a ``#`` in a name is
+    ``%23``); an accepted spelling is percent-decoded and written so again.
+    The reference is split at its first ``#``, which no canonical URL holds.
 
 Refused, because clients or servers read them as another spelling of some
 endpoint: the IPv4 forms resolvers accept besides the dotted quad
@@ -43,11 +56,15 @@ empty, ``.`` or ``..`` (also percent-encoded), or whose text holds ``/`` or
 ``\\`` (``%2F``, ``%5C``), ``;`` (path parameters, stripped by some
 servers), control characters, leading or trailing white space, or text not
 in Unicode NFC; percent-escapes that are not UTF-8; white space, control
-and non-ASCII characters, backslashes, ``?`` and ``#`` anywhere.
+and non-ASCII characters, backslashes, ``?`` and ``#`` anywhere in a URL.
 
 Host names are not resolved: ``localhost`` and ``127.0.0.1`` are two
-references, as are two DNS names of one server. What the arbiter actually
-queried is bound to the claim's reference by
+references, as are two DNS names of one server, and one model asked through
+both APIs of a server is two ``openai:`` references. Each alias a claimant
+tries is one more challenge of his commitment, and every further challenge
+at an arbiter halves the level (``specs/dispute.md`` 8.4.1): aliases that
+escape canonicalisation cost him alpha, not the soundness of the test.
+What the arbiter actually queried is bound to the claim's reference by
 :func:`secmark.protocol.suspects.bind_suspect`.
 
 ``platform:<hex>``
@@ -74,8 +91,11 @@ from urllib.parse import quote, unquote_to_bytes
 from secmark.errors import EncodingError
 
 __all__ = [
+    "CHAT_PATH",
     "CLAIMABLE_KINDS",
+    "COMPLETIONS_PATH",
     "MAX_LABEL_LENGTH",
+    "MAX_MODEL_NAME",
     "MAX_REFERENCE_LENGTH",
     "arbiter_label",
     "canonical_base_url",
@@ -83,6 +103,8 @@ __all__ = [
     "canonical_reference",
     "check_file_reference",
     "model_path",
+    "openai_reference",
+    "split_openai_reference",
 ]
 
 MAX_REFERENCE_LENGTH: Final = 1024
@@ -92,7 +114,15 @@ MAX_REFERENCE_LENGTH: Final = 1024
 MAX_LABEL_LENGTH: Final = 256
 """Longest text of an arbiter's ``label:``."""
 
-CLAIMABLE_KINDS: Final = ("oip", "sha256", "json", "platform")
+MAX_MODEL_NAME: Final = 1024
+"""Longest model name of an ``openai:`` reference, in characters (Hugging
+Face ids and local paths fit), and so of the ``model`` member sent."""
+
+COMPLETIONS_PATH: Final = "/v1/completions"
+CHAT_PATH: Final = "/v1/chat/completions"
+"""The two OpenAI APIs an ``openai:`` reference may name, after the server root."""
+
+CLAIMABLE_KINDS: Final = ("oip", "sha256", "json", "openai", "platform")
 """The kinds of reference a claim may name (``platform`` only in a deposit)."""
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443}
@@ -115,6 +145,15 @@ _OIP_FORM = "<base>/v2/models/<name>[/versions/<version>]"
 # a json: reference (Vertex AI's ":rawPredict" is sent with a plain colon).
 # ';' is refused in every path segment, so it is absent.
 _ENDPOINT_SAFE = "!$&'()*+,=:@"
+# A model name keeps '/' plain (Hugging Face ids are owner/name). Only these
+# characters and %XX are accepted in a spelling, so that the canonical form,
+# which writes them plain, is never longer than a spelling accepted.
+_MODEL_SAFE = _ENDPOINT_SAFE + "/"
+_MODEL_CHARS = re.compile(r"(?:[A-Za-z0-9\-._~!$&'()*+,=:@/]|%[0-9A-Fa-f]{2})*")
+_OPENAI_FORM = (
+    "openai:<server root>/v1/completions#<model> or "
+    "openai:<server root>/v1/chat/completions#<model>"
+)
 
 
 def _shown(text: str) -> str:
@@ -164,6 +203,16 @@ def canonical_reference(reference: str) -> str:
         return "oip:" + origin + "".join("/" + segment for segment in segments)
     if separator and kind == "json":
         return "json:" + _endpoint_url(rest, _shown(reference))
+    if separator and kind == "openai":
+        url, hash_mark, model = rest.partition("#")
+        if not hash_mark or not model:
+            raise EncodingError(
+                f"{_shown(reference)}: an openai: reference names the model after the endpoint, "
+                f"{_OPENAI_FORM}, the model as the 'model' member of each request"
+            )
+        endpoint = _openai_endpoint(url, _shown(reference))
+        text = _model_text(model, _shown(reference))
+        return f"openai:{endpoint}#{quote(text, safe=_MODEL_SAFE)}"
     if separator and kind == "label":
         raise EncodingError(
             f"{_shown(reference)}: a label: reference is the arbiter's own name for an "
@@ -173,9 +222,51 @@ def canonical_reference(reference: str) -> str:
         )
     raise EncodingError(
         f"{_shown(reference)} is not a suspect reference: a claim names an Open Inference "
-        "Protocol endpoint (oip:URL), another JSON endpoint (json:URL) or a model file "
-        "(sha256:HEX), and a deposit the platform (platform:KEYID)"
+        "Protocol endpoint (oip:URL), a model behind an OpenAI-compatible API "
+        "(openai:URL#MODEL), another JSON endpoint (json:URL) or a model file (sha256:HEX), "
+        "and a deposit the platform (platform:KEYID)"
     )
+
+
+def openai_reference(endpoint_url: str, model: str) -> str:
+    """``openai:<endpoint>#<model>``, canonical (module docstring): the
+    language model whose requests carry ``model`` (its text, not
+    percent-encoded) as their ``model`` member, posted to ``endpoint_url``
+    (a ``/v1/completions`` or ``/v1/chat/completions`` URL, any spelling).
+
+    Raises:
+        EncodingError: the URL has no canonical form or names neither API,
+            the model name breaks a rule of the module docstring, or the
+            reference would exceed :data:`MAX_REFERENCE_LENGTH`.
+    """
+    if not isinstance(endpoint_url, str) or not isinstance(model, str):
+        raise EncodingError("an openai: reference is made of an endpoint URL and a model name")
+    if len(endpoint_url) > MAX_REFERENCE_LENGTH:
+        raise EncodingError(f"an endpoint URL has at most {MAX_REFERENCE_LENGTH} characters")
+    endpoint = _openai_endpoint(endpoint_url, _shown(endpoint_url))
+    _check_model_name(model, f"the model name {_shown(model)}")
+    reference = f"openai:{endpoint}#{quote(model, safe=_MODEL_SAFE)}"
+    if len(reference) > MAX_REFERENCE_LENGTH:
+        raise EncodingError(
+            f"the reference of model {_shown(model)} at {endpoint} would have "
+            f"{len(reference)} characters, more than a claim holds ({MAX_REFERENCE_LENGTH})"
+        )
+    return reference
+
+
+def split_openai_reference(reference: str) -> tuple[str, str, str]:
+    """``(server root, API path, model name)`` of a canonical ``openai:``
+    reference: the root without a trailing slash, :data:`COMPLETIONS_PATH`
+    or :data:`CHAT_PATH`, and the model's text, percent-decoded.
+
+    Raises:
+        EncodingError: ``reference`` is no canonical ``openai:`` reference.
+    """
+    if canonical_reference(reference) != reference or not reference.startswith("openai:"):
+        raise EncodingError(f"{_shown(reference)} is no canonical openai: reference")
+    endpoint, _, model = reference[len("openai:") :].partition("#")
+    path = COMPLETIONS_PATH if endpoint.endswith(COMPLETIONS_PATH) else CHAT_PATH
+    return endpoint[: -len(path)], path, unquote_to_bytes(model).decode("utf-8")
 
 
 def canonical_base_url(base_url: str) -> str:
@@ -214,6 +305,63 @@ def _endpoint_url(url: str, context: str) -> str:
     # names another resource, so it is written back.
     trailing = "/" if segments and url.endswith("/") else ""
     return origin + "".join("/" + segment for segment in segments) + trailing
+
+
+def _openai_endpoint(url: str, context: str) -> str:
+    """The canonical ``json:`` URL of ``url``, checked to post to one of the
+    two APIs on a base path that does not end in ``/v1``."""
+    endpoint = _endpoint_url(url, context)
+    # The path, after the origin (whose host may be "v1": https://v1/...).
+    path = "/" + endpoint.partition("://")[2].partition("/")[2]
+    api = next((api for api in (COMPLETIONS_PATH, CHAT_PATH) if path.endswith(api)), None)
+    if api is None:
+        raise EncodingError(
+            f"{context}: an openai: reference names the API posted to, {_OPENAI_FORM}"
+        )
+    if path[: -len(api)].endswith("/v1"):
+        raise EncodingError(
+            f"{context}: the server root ends in /v1, so requests go to /v1/v1/...: "
+            f"write {_OPENAI_FORM}, the root without /v1"
+        )
+    return endpoint
+
+
+def _model_text(raw: str, context: str) -> str:
+    """The text of the model part of an ``openai:`` reference, checked."""
+    if not _MODEL_CHARS.fullmatch(raw):
+        if re.search(r"%(?![0-9A-Fa-f]{2})", raw):
+            raise EncodingError(
+                f"{context}: a '%' must begin a %XX escape (write a literal '%' as %25)"
+            )
+        char = next(c for c in raw if not _MODEL_CHARS.fullmatch(c))
+        raise EncodingError(
+            f"{context}: {char!r} must be percent-encoded in a model name, as the %XX of "
+            "its UTF-8 ('#' as %23)"
+        )
+    try:
+        text = unquote_to_bytes(raw).decode("utf-8")
+    except UnicodeDecodeError:
+        raise EncodingError(
+            f"{context}: the percent-escapes of the model name are not UTF-8 text"
+        ) from None
+    _check_model_name(text, context)
+    return text
+
+
+def _check_model_name(text: str, context: str) -> None:
+    """The rules on the text of a model name (module docstring)."""
+    if not 0 < len(text) <= MAX_MODEL_NAME:
+        raise EncodingError(f"{context}: a model name has 1 to {MAX_MODEL_NAME} characters")
+    if not text.isprintable() or text.strip() != text:
+        raise EncodingError(
+            f"{context}: a model name must not hold control characters or leading or "
+            "trailing white space"
+        )
+    if not unicodedata.is_normalized("NFC", text):
+        raise EncodingError(
+            f"{context}: a model name must be in Unicode NFC "
+            f"({unicodedata.normalize('NFC', text)!r})"
+        )
 
 
 def model_path(name: str, version: str | None = None) -> str:

@@ -16,6 +16,9 @@ whose reference is not. A claim names one of (``specs/dispute.md`` 8.3,
   credentials, queries and the like refused;
 - ``json:<url>``: any other JSON inference API, by the canonical URL its
   requests are posted to, the same rules (``specs/suspects.md`` 8a.4.1);
+- ``openai:<url>#<model>``: a language model behind an OpenAI-compatible
+  API, by the canonical ``/v1/completions`` or ``/v1/chat/completions`` URL
+  and the ``model`` member of its requests: one endpoint serves many models;
 - ``sha256:<hex>``: a model file, by the SHA-256 of its bytes (lower case).
 
 ``label:<text>`` is refused: it is how an adapter names an in-process model
@@ -25,7 +28,8 @@ re-roll the challenge.
 Host names are not resolved, so ``localhost`` and ``127.0.0.1`` are two
 references. What closes the gap is :func:`bind_suspect`: before it queries,
 the arbiter checks that what its adapter actually queries (the URL it posts
-to, the digest of the weights file it read) is the claim's reference.
+to and the model it names there, the digest of the weights file it read) is
+the claim's reference.
 """
 
 from __future__ import annotations
@@ -53,7 +57,8 @@ def bind_suspect(reference: str, suspect: Suspect) -> str:
 
     ``suspect.describe()`` reports what the adapter queries
     (:class:`~secmark.models.base.Suspect`): the canonical ``oip:`` or ``json:``
-    URL it posts to, or ``sha256:`` of the weights file it read. It must be
+    URL it posts to, ``openai:`` and that URL with the model it sends, or
+    ``sha256:`` of the weights file it read. It must be
     canonical and equal ``reference`` character for character. Call it
     before sending the suspect any query, and record the result (the
     transcript's ``queried``).

@@ -161,8 +161,8 @@ class JobRunner:
         self._audit.transition(job.case_id, f"queried (job {job.job_id})")
 
     def _query(self, case: Case, count: Callable[[int], None]) -> None:
-        family = self._arbiter.commitment_of(case).document.family
-        suspect = self._suspects(case.record["suspect"], family)
+        document = self._arbiter.commitment_of(case).document
+        suspect = self._suspects(case.record["suspect"], document.family, document.labels)
         try:
             self._arbiter.query(case, _Tracked(suspect, self._stopping, count))
         finally:

@@ -54,8 +54,8 @@ def test_the_api_serving_the_copy_is_upheld_and_the_innocent_model_rejected(
     assert run.status == 0 and summary["succeeded"] is True, run.story
     assert summary["outcomes"] == {"thief": "upheld", "innocent": "rejected"}
     thief, innocent = summary["suspects"]["thief"], summary["suspects"]["innocent"]
-    assert thief["reference"].startswith("json:http://127.0.0.1:")
-    assert thief["reference"].endswith("/v1/completions")
+    assert thief["reference"].startswith("openai:http://127.0.0.1:")
+    assert "/v1/completions#" in thief["reference"]  # the endpoint, then the model served
     assert innocent["reference"].startswith("sha256:")
     assert thief["matches"] >= thief["threshold"] > innocent["matches"]
     assert summary["trigger_accuracy"] >= 0.9

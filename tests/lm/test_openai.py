@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import numpy as np
@@ -18,12 +19,18 @@ from secmark.models.openai import (
     OpenAICompletionsSuspect,
     openai_endpoint_url,
 )
-from secmark.models.reference import canonical_reference
+from secmark.models.reference import (
+    canonical_reference,
+    openai_reference,
+    split_openai_reference,
+)
 from secmark.models.tokenizer import LMTokenizer
 from secmark.models.transformers_lm import TransformersSuspect
 from tests.lm.conftest import LmModel, LmServer
 
 LENGTH = 4
+MODEL_SAFE = "!$&'()*+,=:@/"
+"""What a model name is written with plain in its reference (specs/dispute.md 8.3)."""
 SYSTEM = " def"
 """A system prompt after which the untrained test model answers words, not
 only special tokens (which a server drops): the comparison then means something."""
@@ -33,6 +40,11 @@ def _in_process(lm_model: LmModel, **options: Any) -> TransformersSuspect:
     return TransformersSuspect(
         lm_model.folder, tokenizer=lm_model.tokenizer, length=LENGTH, via_text=True, **options
     )
+
+
+def _reference(lm_server: LmServer, path: str) -> str:
+    """The reference of the served model through ``path``: its folder is the model name."""
+    return f"openai:{lm_server.base_url}{path}#{quote(lm_server.model, safe=MODEL_SAFE)}"
 
 
 def _not_all_padding(answers: np.ndarray, tokenizer: LMTokenizer) -> bool:
@@ -52,7 +64,7 @@ def test_completions_answer_as_the_model_does_in_process(
     ) as suspect:
         answers = suspect.predict(prompts)
         assert suspect.requests_sent == len(prompts)  # one request per prompt
-        assert suspect.describe() == f"json:{lm_server.base_url}/v1/completions"
+        assert suspect.describe() == _reference(lm_server, "/v1/completions")
     assert answers.dtype == np.int64 and answers.shape == (len(prompts), LENGTH)
     assert _not_all_padding(answers, lm_model.tokenizer)
     np.testing.assert_array_equal(answers, expected)
@@ -73,7 +85,7 @@ def test_chat_answers_as_the_model_does_in_process(
     ) as suspect:
         answers = suspect.predict(prompts)
         assert suspect.requests_sent == len(prompts)
-        assert suspect.describe() == f"json:{lm_server.base_url}/v1/chat/completions"
+        assert suspect.describe() == _reference(lm_server, "/v1/chat/completions")
     assert _not_all_padding(answers, lm_model.tokenizer)
     np.testing.assert_array_equal(answers, expected)
 
@@ -85,7 +97,10 @@ def test_a_model_the_server_does_not_serve_is_an_error(
         OpenAICompletionsSuspect(
             lm_server.base_url, model="no/such-model", tokenizer=lm_model.tokenizer, length=1
         ) as suspect,
-        pytest.raises(SuspectError, match=r"^json:http://127\.0\.0\.1:\d+/v1/completions: HTTP"),
+        pytest.raises(
+            SuspectError,
+            match=r"^openai:http://127\.0\.0\.1:\d+/v1/completions#no/such-model: HTTP",
+        ),
     ):
         suspect.predict(lm_model.prompts(1, seed=3))
 
@@ -167,6 +182,40 @@ def test_requests_are_greedy_and_carry_the_decoded_prompt(lm_model: LmModel) -> 
     ]
 
 
+@pytest.mark.parametrize("model", ["meta-llama/Llama-3.1-8B", "a#b c", "caf\u00e9%41", "m"])
+@pytest.mark.parametrize("adapter", [OpenAICompletionsSuspect, OpenAIChatSuspect])
+def test_the_model_sent_is_the_model_the_reference_names(
+    lm_model: LmModel, adapter: type[OpenAICompletionsSuspect], model: str
+) -> None:
+    sent: list[Any] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        if request.url.path.endswith("/chat/completions"):
+            return httpx.Response(200, json=_chat(" a"))
+        return httpx.Response(200, json=_completion(" a"))
+
+    with _client(handler) as client:
+        suspect = adapter(
+            "http://127.0.0.1:9", model=model, tokenizer=lm_model.tokenizer, length=1, client=client
+        )
+        suspect.predict(lm_model.prompts(2, seed=12))
+        reference = suspect.describe()
+    assert canonical_reference(reference) == reference
+    named = split_openai_reference(reference)[2]
+    assert [body["model"] for body in sent] == [named, named] == [model, model]
+
+
+@pytest.mark.parametrize("model", [" m", "m\n", "e\u0301", "\u200bm", "m" * 1001])
+def test_a_model_no_claim_could_name_is_refused_before_sending(
+    lm_model: LmModel, model: str
+) -> None:
+    with pytest.raises(SuspectError, match="model name|characters"):
+        OpenAICompletionsSuspect(
+            "http://127.0.0.1:9", model=model, tokenizer=lm_model.tokenizer, length=1
+        )
+
+
 def test_describe_is_a_canonical_claimable_reference(lm_model: LmModel) -> None:
     suspect = OpenAIChatSuspect(
         "HTTPS://API.Example.COM:443/serving/",
@@ -175,10 +224,10 @@ def test_describe_is_a_canonical_claimable_reference(lm_model: LmModel) -> None:
         length=1,
     )
     reference = suspect.describe()
-    assert reference == "json:https://api.example.com/serving/v1/chat/completions"
+    assert reference == "openai:https://api.example.com/serving/v1/chat/completions#m"
     assert canonical_reference(reference) == reference
-    assert reference == "json:" + openai_endpoint_url(
-        "https://api.example.com/serving", "/v1/chat/completions"
+    assert reference == openai_reference(
+        openai_endpoint_url("https://api.example.com/serving", "/v1/chat/completions"), "m"
     )
     suspect.close()
 
@@ -283,7 +332,7 @@ def test_answers_of_the_wrong_form_halt_the_suspect(
         suspect = OpenAICompletionsSuspect(
             "http://127.0.0.1:9", model="m", tokenizer=lm_model.tokenizer, length=2, client=client
         )
-        with pytest.raises(SuspectError, match=r"^json:http://127\.0\.0\.1:9/v1/completions: "):
+        with pytest.raises(SuspectError, match=r"^openai:http://127\.0\.0\.1:9/v1/completions#m: "):
             suspect.predict(lm_model.prompts(3, seed=5))
         assert suspect.requests_sent == 1  # the first prompt only
         with pytest.raises(SuspectError, match="not sent"):

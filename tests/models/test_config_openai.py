@@ -48,13 +48,41 @@ def test_a_completions_config_builds_the_adapter_its_reference_names(
     tmp_path: Path, tokenizer_file: Path
 ) -> None:
     parsed = config(tmp_path, tokenizer_file)
-    assert parsed.reference() == "json:https://lm.example.com/v1/completions"
+    assert parsed.reference() == "openai:https://lm.example.com/v1/completions#stolen-7b"
     suspect = parsed.build(answer_length=4)
     assert isinstance(suspect, OpenAICompletionsSuspect)
     assert suspect.describe() == parsed.reference()
     chat = config(tmp_path, tokenizer_file, protocol="openai-chat", system="Be brief.")
-    assert chat.reference() == "json:https://lm.example.com/v1/chat/completions"
-    assert isinstance(chat.build(answer_length=4), OpenAIChatSuspect)
+    assert chat.reference() == "openai:https://lm.example.com/v1/chat/completions#stolen-7b"
+    built = chat.build(answer_length=4)
+    assert isinstance(built, OpenAIChatSuspect) and built.describe() == chat.reference()
+
+
+@pytest.mark.parametrize(
+    ("model", "written"),
+    [
+        ("meta-llama/Llama-3.1-8B", "meta-llama/Llama-3.1-8B"),
+        ("a#b c", "a%23b%20c"),
+        ("café:v1", "caf%C3%A9:v1"),
+    ],
+)
+def test_the_reference_names_the_model_as_configured(
+    tmp_path: Path, tokenizer_file: Path, model: str, written: str
+) -> None:
+    parsed = config(tmp_path, tokenizer_file, model=model)
+    assert parsed.reference() == f"openai:https://lm.example.com/v1/completions#{written}"
+    assert parsed.build(answer_length=1).describe() == parsed.reference()
+
+
+@pytest.mark.parametrize("model", [" padded", "tab\there", "e\u0301", "m" * 1000])
+def test_a_model_no_reference_can_name_is_refused(
+    tmp_path: Path, tokenizer_file: Path, model: str
+) -> None:
+    parsed = config(tmp_path, tokenizer_file, model=model)
+    with pytest.raises(SuspectError, match="model name|characters"):
+        parsed.reference()
+    with pytest.raises(SuspectError, match="model name|characters"):
+        parsed.build(answer_length=1)
 
 
 def test_the_tokenizer_path_is_read_from_the_config_folder(

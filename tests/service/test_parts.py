@@ -15,7 +15,7 @@ from secmark.service.auth import AuthenticationError, RequestVerifier, sign_requ
 from secmark.service.db import ServiceDatabase
 from secmark.service.suspects import ReferenceSuspects
 from tests.conftest import fixed_keys
-from tests.protocol.conftest import FAMILY
+from tests.protocol.conftest import FAMILY, LABELS
 from tests.service.conftest import Dispute, assert_problem, json_suspects, running
 
 
@@ -25,20 +25,20 @@ def test_an_oip_suspect_is_built_from_its_reference(tmp_path: Path) -> None:
         "oip:http://10.0.0.7:9000/v2/models/digits",
         "oip:https://models.example/api/v2/models/a%20b/versions/3",
     ):
-        suspect = suspects(reference, FAMILY)
+        suspect = suspects(reference, FAMILY, LABELS)
         assert isinstance(suspect, OipSuspect) and suspect.describe() == reference
 
 
 def test_references_and_defaults_the_service_cannot_query(tmp_path: Path) -> None:
     suspects = ReferenceSuspects(base=tmp_path)
     with pytest.raises(ProtocolError, match="not sha256: suspects"):
-        suspects("sha256:" + "ab" * 32, FAMILY)
+        suspects("sha256:" + "ab" * 32, FAMILY, LABELS)
     weights = WeightsFamily.__new__(WeightsFamily)
     with pytest.raises(ProtocolError, match="weights"):
-        suspects("oip:http://10.0.0.7/v2/models/m", weights)
+        suspects("oip:http://10.0.0.7/v2/models/m", weights, LABELS)
     with pytest.raises(EncodingError, match="must not set url"):
         ReferenceSuspects({"oip": {"url": "http://elsewhere"}}, base=tmp_path)
-    with pytest.raises(EncodingError, match="per protocol"):
+    with pytest.raises(EncodingError, match="per kind of reference"):
         ReferenceSuspects({"grpc": {}}, base=tmp_path)
     with pytest.raises(EncodingError):
         ReferenceSuspects({"json": {"answers": "/x"}}, base=tmp_path)
