@@ -4,7 +4,9 @@ Runs the robustness evaluation of :mod:`secmark.evaluate` on data sets that
 ship with scikit-learn and writes ``report.html`` (plots inline),
 ``summary.md`` and ``summary.json`` into ``--out``. torch, scikit-learn and
 matplotlib are imported only when the command runs, so the rest of the
-command line works without them.
+command line works without them. ``--language-model`` adds the
+language-model section (:mod:`secmark.evaluate.language`; the ``lm-train``
+extra), ``--datasets none`` leaves the data sets out.
 """
 
 from __future__ import annotations
@@ -13,13 +15,17 @@ import argparse
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from secmark.cli.extras import require_torch
 from secmark.cli.output import add_json_flag, emit, show_progress
 from secmark.errors import EncodingError
 
+if TYPE_CHECKING:
+    from secmark.evaluate.language import LanguageModelResult
+
 _DEFAULT_DATASETS = "digits,breast_cancer,diabetes"
+_NO_DATASETS = "none"
 _DEFAULT_SEEDS = 3
 _QUICK_SEEDS = 1
 
@@ -72,13 +78,19 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             "challenge. Writes report.html, summary.md and summary.json. The full grid (432 runs) "
             "takes about three and a half minutes of CPU time on one thread, several times that "
             "in wall time on a busy two-core machine (--family pool: about twice that); --quick runs "
-            "a reduced grid on one seed."
+            "a reduced grid on one seed. --language-model adds a language-model fingerprint's "
+            "survival of fine-tuning (all weights and LoRA), int8 weights and other templates, "
+            "its null, perplexity cost and the triggers a dispute needs (the lm-train extra; "
+            "about 15 minutes of CPU time on one thread for 3 seeds, with --quick about 2)."
         ),
     )
     evaluate.add_argument(
         "--datasets",
         default=_DEFAULT_DATASETS,
-        help=f"comma-separated data sets (default {_DEFAULT_DATASETS})",
+        help=(
+            f"comma-separated data sets (default {_DEFAULT_DATASETS}); {_NO_DATASETS}: only "
+            "the language-model section"
+        ),
     )
     evaluate.add_argument(
         "--seeds",
@@ -86,6 +98,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"seeds 1..N (default {_DEFAULT_SEEDS}, or {_QUICK_SEEDS} with --quick)",
     )
     evaluate.add_argument("--quick", action="store_true", help="a reduced attack grid")
+    evaluate.add_argument(
+        "--language-model",
+        action="store_true",
+        help="add the language-model fingerprint section (needs the lm-train extra)",
+    )
     evaluate.add_argument(
         "--family",
         default="noise",
@@ -115,7 +132,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         write_report,
     )
 
-    datasets = tuple(name.strip() for name in args.datasets.split(",") if name.strip())
+    names = tuple(name.strip() for name in args.datasets.split(",") if name.strip())
+    datasets = () if names == (_NO_DATASETS,) else names
     seeds = (
         args.seeds if args.seeds is not None else (_QUICK_SEEDS if args.quick else _DEFAULT_SEEDS)
     )
@@ -127,18 +145,20 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise EncodingError(
             f"unknown trigger family {args.family!r} (known: {', '.join(FAMILY_NAMES)})"
         )
-    config = (quick_config if args.quick else default_config)(datasets, seeds, family=args.family)
+    config = (quick_config if args.quick else default_config)(
+        datasets, seeds, family=args.family, language_model=args.language_model
+    )
     with torch_threads(args.threads):
         result = run_evaluation(config, progress=not args.no_progress and show_progress(args))
     files = write_report(result, args.out, overwrite=args.overwrite)
     rows = result.summary()
     failing = [row for row in rows if not row.survives]
-    lines = [
-        (
+    lines = []
+    if datasets:
+        lines.append(
             f"evaluated {len(rows)} attack settings on {', '.join(datasets)} "
             f"({len(config.seeds)} seed(s), {config.family} triggers) in {result.seconds:.0f} s"
-        ),
-    ]
+        )
     for task in result.tasks:
         own = [row for row in rows if row.dataset == task.name]
         removed = [row for row in own if not row.survives]
@@ -150,6 +170,9 @@ def _evaluate(args: argparse.Namespace) -> int:
                 else ""
             )
         )
+    language = result.language_model
+    if language is not None:
+        lines += _language_lines(language)
     lines += [f"report:  {files.html}", f"summary: {files.markdown}, {files.json}"]
     data: dict[str, Any] = {
         "report": str(files.html),
@@ -169,6 +192,63 @@ def _evaluate(args: argparse.Namespace) -> int:
             }
             for r in failing
         ],
+        "language_model": None if language is None else _language_data(language),
     }
     emit(args, lines, data)
     return 0
+
+
+def _language_lines(language: LanguageModelResult) -> list[str]:
+    """The language-model section in a few lines: where the dispute held in
+    every seed, where it failed, and what the null did."""
+    from secmark.evaluate.report import condition_title
+
+    rows = language.rows()
+    kept = [row for row in rows if not row.null and row.holds == row.seeds]
+    lost = [row for row in rows if not row.null and row.holds < row.seeds]
+    null = [row for row in rows if row.null]
+    lines = [
+        (
+            f"language model: the fingerprint's dispute holds under {len(kept)} of "
+            f"{len(kept) + len(lost)} conditions in every one of {len(language.seeds)} seed(s) "
+            f"(k = {language.config.challenges}, {language.threshold} matching tokens of "
+            f"{language.config.challenges * language.config.target_length} needed) "
+            f"in {language.seconds:.0f} s"
+        )
+    ]
+    if lost:
+        lines.append(
+            "  lost under: "
+            + "; ".join(
+                f"{condition_title(row.condition, row.lr)} ({row.challenged_matches} matching)"
+                for row in lost
+            )
+        )
+    lines += [
+        f"  null (never fingerprinted): at most {row.challenged_matches} matching, "
+        f"claimed in {row.holds} of {row.seeds} seed(s)"
+        for row in null
+    ]
+    return lines
+
+
+def _language_data(language: LanguageModelResult) -> dict[str, Any]:
+    from secmark.evaluate.report import condition_title
+
+    return {
+        "seconds": language.seconds,
+        "seeds": len(language.seeds),
+        "threshold": language.threshold,
+        "conditions": [
+            {
+                "condition": row.condition,
+                "title": condition_title(row.condition, row.lr),
+                "lr": row.lr,
+                "worst_challenged_matches": row.challenged_matches,
+                "held_seeds": row.holds,
+                "seeds": row.seeds,
+                "null": row.null,
+            }
+            for row in language.rows()
+        ],
+    }

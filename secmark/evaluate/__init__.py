@@ -9,6 +9,9 @@ signed commitment, embeds it, runs the removal and evasion attacks of
 judges every attacked model with the exact binomial test on an arbiter's
 challenge (:mod:`~secmark.evaluate.scoring`). It also checks that revealed
 triggers do not open a universal backdoor (:mod:`~secmark.evaluate.safety`).
+Optionally (:class:`~secmark.evaluate.config.LanguageModelConfig`, the
+``lm-train`` extra) it measures a language-model fingerprint's survival of
+fine-tuning, int8 weights and other templates (:mod:`~secmark.evaluate.language`).
 :mod:`~secmark.evaluate.report` writes the HTML report, ``summary.md`` and
 ``summary.json``; ``secmark evaluate`` runs it all. ``specs/evaluation.md``
 defines every attack and the survival rule.
@@ -41,13 +44,17 @@ from secmark.evaluate.attacks import (
     ThiefData,
     apply_attack,
     prune_weights,
+    quantize_matrices,
     quantize_weights,
 )
 from secmark.evaluate.config import (
     DEFAULT_DATA_FRACTION,
+    DEFAULT_LANGUAGE_MODEL,
     DEFAULT_MAX_CLEAN_DROP,
+    QUICK_LANGUAGE_MODEL,
     AttackSweep,
     EvaluationConfig,
+    LanguageModelConfig,
     default_config,
     quick_config,
 )
@@ -61,7 +68,24 @@ from secmark.evaluate.harness import (
     removes_watermark,
     run_evaluation,
 )
-from secmark.evaluate.report import ReportFiles, format_p_value, write_report
+from secmark.evaluate.language import (
+    CONDITIONS,
+    LanguageModelMeasure,
+    LanguageModelNull,
+    LanguageModelResult,
+    LanguageModelRow,
+    LanguageModelSeed,
+    TriggerPlan,
+    run_language_model,
+    triggers_needed,
+    worst_of_seeds,
+)
+from secmark.evaluate.report import (
+    ReportFiles,
+    format_p_value,
+    language_model_markdown,
+    write_report,
+)
 from secmark.evaluate.safety import SafetyRecord, check_trigger_safety
 from secmark.evaluate.scoring import Measurement, measure
 from secmark.evaluate.triggers import (
@@ -80,9 +104,12 @@ from secmark.evaluate.triggers import (
 
 __all__ = [
     "ATTACKS",
+    "CONDITIONS",
     "DEFAULT_DATA_FRACTION",
+    "DEFAULT_LANGUAGE_MODEL",
     "DEFAULT_MAX_CLEAN_DROP",
     "FAMILY_NAMES",
+    "QUICK_LANGUAGE_MODEL",
     "TASK_NAMES",
     "Attack",
     "AttackRecord",
@@ -96,6 +123,12 @@ __all__ = [
     "EvaluationConfig",
     "EvaluationResult",
     "FamilyName",
+    "LanguageModelConfig",
+    "LanguageModelMeasure",
+    "LanguageModelNull",
+    "LanguageModelResult",
+    "LanguageModelRow",
+    "LanguageModelSeed",
     "Measurement",
     "OwnerTriggers",
     "RandomAnswerGate",
@@ -108,6 +141,7 @@ __all__ = [
     "TaskInfo",
     "ThiefData",
     "TriggerData",
+    "TriggerPlan",
     "apply_attack",
     "candidate_targets",
     "check_trigger_safety",
@@ -115,6 +149,7 @@ __all__ = [
     "derive_triggers",
     "draw_decoys",
     "format_p_value",
+    "language_model_markdown",
     "load_task",
     "measure",
     "owner_task",
@@ -122,10 +157,14 @@ __all__ = [
     "perturb",
     "pool_candidates",
     "prune_weights",
+    "quantize_matrices",
     "quantize_weights",
     "quick_config",
     "removes_watermark",
     "reserved_rows",
     "run_evaluation",
+    "run_language_model",
+    "triggers_needed",
+    "worst_of_seeds",
     "write_report",
 ]

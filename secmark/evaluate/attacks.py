@@ -73,6 +73,7 @@ __all__ = [
     "ThiefData",
     "apply_attack",
     "prune_weights",
+    "quantize_matrices",
     "quantize_weights",
 ]
 
@@ -300,15 +301,40 @@ def quantize_weights(model: nn.Module, bits: int) -> None:
     Raises:
         EncodingError: ``bits`` is not a whole number in [2, 16].
     """
-    levels = 2 ** (_whole(bits, "bits", 2, _MAX_BITS) - 1) - 1
+    levels = _levels(bits)
+    for layer in weight_layers(model):
+        _round_to_grid(layer.weight, levels)
+
+
+def quantize_matrices(model: nn.Module, bits: int) -> None:
+    """Round every parameter of two or more dimensions, in place, as
+    :func:`quantize_weights` rounds a layer's weight: all of a language
+    model's weight matrices, its token and position embeddings included
+    (a tied output layer is the same tensor, rounded once).
+
+    Raises:
+        EncodingError: ``bits`` is not a whole number in [2, 16].
+    """
+    levels = _levels(bits)
+    for parameter in model.parameters():
+        if parameter.ndim >= 2:
+            _round_to_grid(parameter, levels)
+
+
+def _levels(bits: int) -> int:
+    """The largest magnitude of the symmetric signed grid of ``bits`` bits."""
+    return int(2 ** (_whole(bits, "bits", 2, _MAX_BITS) - 1) - 1)
+
+
+def _round_to_grid(weight: torch.Tensor, levels: int) -> None:
+    """``weight`` rounded in place to ``levels`` steps either side of zero,
+    one scale for the tensor (``max |w| / levels``), and back to floats."""
     with torch.no_grad():
-        for layer in weight_layers(model):
-            weight = layer.weight
-            largest = float(weight.abs().max())
-            if largest == 0:
-                continue
-            scale = largest / levels
-            weight.copy_(torch.round(weight / scale).clamp(-levels, levels) * scale)
+        largest = float(weight.abs().max())
+        if largest == 0:
+            return
+        scale = largest / levels
+        weight.copy_(torch.round(weight / scale).clamp(-levels, levels) * scale)
 
 
 def _quantize(model: nn.Module, thief: ThiefData, strength: float) -> AttackedModel:

@@ -15,6 +15,9 @@ For every data set and seed, :func:`run_evaluation`
    (:func:`secmark.evaluate.scoring.measure`);
 5. optionally runs the trigger-safety check (:mod:`secmark.evaluate.safety`).
 
+With a language-model section in the configuration it then runs
+:func:`secmark.evaluate.language.run_language_model`.
+
 An attack *removes* the watermark in one seed when the verdict no longer
 rejects the null hypothesis (p-value above alpha) while the suspect's clean
 score stays within ``max_clean_drop`` of the watermarked model's
@@ -40,6 +43,11 @@ from secmark.errors import EncodingError
 from secmark.evaluate.attacks import AttackedModel, ThiefData, apply_attack
 from secmark.evaluate.config import EvaluationConfig
 from secmark.evaluate.datasets import Recipe, Task, load_task
+from secmark.evaluate.language import (
+    LanguageModelResult,
+    check_language_model_libraries,
+    run_language_model,
+)
 from secmark.evaluate.safety import SafetyRecord, check_trigger_safety
 from secmark.evaluate.scoring import Measurement, challenge_indices, measure, trigger_matches
 from secmark.evaluate.training import fit_by_recipe
@@ -175,7 +183,8 @@ class SummaryRow:
 
 @dataclass(frozen=True)
 class EvaluationResult:
-    """Everything one evaluation measured."""
+    """Everything one evaluation measured; ``language_model`` is None when
+    the configuration has no language-model section."""
 
     config: EvaluationConfig
     tasks: tuple[TaskInfo, ...]
@@ -183,6 +192,7 @@ class EvaluationResult:
     attacks: tuple[AttackRecord, ...]
     safety: tuple[SafetyRecord, ...]
     seconds: float
+    language_model: LanguageModelResult | None = None
 
     def summary(self) -> tuple[SummaryRow, ...]:
         """One row per (data set, attack, strength, data fraction), in run order."""
@@ -420,9 +430,13 @@ def run_evaluation(config: EvaluationConfig, *, progress: bool = True) -> Evalua
 
     Raises:
         EncodingError: an attack strength outside its range.
-        SecmarkError: a training run diverged.
+        SecmarkError: a training run diverged, or the configuration has a
+            language-model section and the ``lm-train`` extra is missing
+            (checked before anything runs).
         ImportError: scikit-learn is not installed.
     """
+    if config.language_model is not None:
+        check_language_model_libraries()
     started = time.perf_counter()
     tasks: list[TaskInfo] = []
     baselines: list[BaselineRecord] = []
@@ -435,7 +449,7 @@ def run_evaluation(config: EvaluationConfig, *, progress: bool = True) -> Evalua
             desc="evaluating",
             unit="run",
             file=sys.stderr,
-            disable=not progress,
+            disable=not progress or not config.datasets,
         ) as bar,
     ):
         for name in config.datasets:
@@ -449,6 +463,11 @@ def run_evaluation(config: EvaluationConfig, *, progress: bool = True) -> Evalua
                         attacks.append(record)
                     else:
                         safety.append(record)
+    language = (
+        None
+        if config.language_model is None
+        else run_language_model(config.language_model, progress=progress)
+    )
     return EvaluationResult(
         config=config,
         tasks=tuple(tasks),
@@ -456,4 +475,5 @@ def run_evaluation(config: EvaluationConfig, *, progress: bool = True) -> Evalua
         attacks=tuple(attacks),
         safety=tuple(safety),
         seconds=time.perf_counter() - started,
+        language_model=language,
     )

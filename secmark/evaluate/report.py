@@ -7,7 +7,9 @@ attack (clean score and watermark accuracy against strength; the worst
 p-value on a log scale with the alpha line), the evasion filters (matches
 kept behind each filter, the thief's clean cost, the verdict, with their
 plots), the thief's cost of distillation, the trigger-safety check, and a list of the settings where the
-watermark did not survive. Rows where the watermark was lost are
+watermark did not survive; and, when the evaluation ran it, the
+language-model section (:func:`language_model_markdown`: the fingerprint's
+survival, held-out perplexity, the null and the triggers a dispute needs). Rows where the watermark was lost are
 highlighted, attacks and settings are named in words, and the plots keep
 their text as text (legends at 10 pt: over 13 px at 100 % zoom). Plots need
 matplotlib (drawn off-screen with the Agg backend); the JSON and Markdown
@@ -37,6 +39,15 @@ from secmark.evaluate.harness import (
     SummaryRow,
     TaskInfo,
 )
+from secmark.evaluate.language import (
+    CHAT_TEMPLATE,
+    CONDITIONS,
+    OTHER_TEMPLATE,
+    SYSTEM_PROMPT,
+    TRAINED_SYSTEM_PROMPTS,
+    LanguageModelResult,
+    TriggerPlan,
+)
 from secmark.evaluate.safety import COLLAPSE_MARGIN, RECIPE_TITLES, SafetyRecord
 from secmark.files import write_atomic
 
@@ -45,7 +56,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ReportFiles",
+    "condition_title",
     "format_p_value",
+    "language_model_markdown",
     "render_html",
     "summary_json",
     "summary_markdown",
@@ -177,6 +190,43 @@ def summary_json(result: EvaluationResult) -> dict[str, Any]:
         "seconds": result.seconds,
         "summary": [_row_data(row) for row in result.summary()],
         "tasks": [_plain(task) for task in result.tasks],
+        "language_model": (
+            None if result.language_model is None else _language_json(result.language_model)
+        ),
+    }
+
+
+def _language_json(language: LanguageModelResult) -> dict[str, Any]:
+    """The language-model section as JSON-ready data: every per-seed
+    measure, the worst-of-seeds rows (with their titles), the null and the
+    planning table."""
+    return {
+        "config": _plain(language.config),
+        "p0": str(language.p0),
+        "threshold": language.threshold,
+        "vocabulary": language.vocabulary,
+        "words": language.words,
+        "weights": language.weights,
+        "held_out_chunks": language.held_out,
+        "thief_chunks": language.thief_chunks,
+        "seeds": [_plain(seed) for seed in language.seeds],
+        "measures": [dict(_plain(m), holds=m.holds) for m in language.measures],
+        "rows": [
+            dict(
+                _plain(row),
+                title=condition_title(row.condition, row.lr),
+                exact_accuracy=row.exact_accuracy,
+                token_accuracy=row.token_accuracy,
+            )
+            for row in language.rows()
+        ],
+        "null": [
+            dict(_plain(null), p_value_text=format_p_value(null.log2_p_value))
+            for null in language.null
+        ],
+        "plans": [_plain(plan) for plan in language.plans],
+        "pretrain_seconds": language.pretrain_seconds,
+        "seconds": language.seconds,
     }
 
 
@@ -609,6 +659,213 @@ def _broken(result: EvaluationResult) -> list[str]:
     return lines
 
 
+def condition_title(condition: str, lr: float | None) -> str:
+    """A condition in words, with its learning rate where it has one."""
+    title = CONDITIONS.get(condition, _words(condition))
+    return title if lr is None else f"{title}, lr {lr:g}"
+
+
+def _template_text(pair: tuple[str, str]) -> str:
+    """A template as its reader would type it, the prompt as ``…``; a
+    newline shown as ``\\n``."""
+    return f"{pair[0]}…{pair[1]}".replace("\n", "\\n")
+
+
+def _count_share(part: int, whole: int) -> str:
+    return f"{part}/{whole} ({100 * part / whole:.1f} %)"
+
+
+def _language_intro(language: LanguageModelResult, alpha: str) -> str:
+    config = language.config
+    trained = ", ".join(_template_text(pair) for pair in (CHAT_TEMPLATE, *TRAINED_SYSTEM_PROMPTS))
+    pretrain = (
+        "reused from the work folder"
+        if language.pretrain_seconds is None
+        else f"{language.pretrain_seconds:.0f} s"
+    )
+    return (
+        f"A GPT-2-style model of {language.weights:,} weights and a tokenizer of "
+        f"{language.vocabulary} ids ({language.words} of them words, p0 = {language.p0} per "
+        f"target token), pretrained {config.pretrain_steps} steps on the first standard-library "
+        f"sources ({pretrain}). Per seed the owner commits to N = {config.triggers} triggers "
+        f"(prompts of {config.prompt_length} word ids, targets of L = {config.target_length}) and "
+        f"fingerprints them in {config.embed_steps} steps, the prompts raw and in the templates "
+        f"{trained}. The thief fine-tunes {config.attack_steps} steps on other text "
+        f"({language.thief_chunks} chunks), rounds the weights to int8, or asks in templates the "
+        f"owner never trained: {_template_text(OTHER_TEMPLATE)} and "
+        f"{_template_text(SYSTEM_PROMPT)}. A dispute challenges k = {config.challenges} triggers "
+        f"({config.challenges * config.target_length} tokens) and holds at alpha = {alpha} from "
+        f"{language.threshold} matching tokens (decision_threshold, exact). Worst of "
+        f"{len(config.seeds)} seed(s); for the null, the highest. Held-out perplexity on "
+        f"{language.held_out} chunks of text the model never learnt; run time "
+        f"{language.seconds:.0f} s."
+    )
+
+
+def _language_survival(
+    language: LanguageModelResult,
+) -> tuple[list[str], list[list[str]], list[str]]:
+    """The survival table, and its row classes: ``lost`` where the dispute
+    failed in some seed, ``false-claim`` where the null decided one."""
+    header = [
+        "condition",
+        "exact (all L)",
+        "per token",
+        "challenged matches; threshold",
+        "dispute holds",
+        "held-out perplexity",
+    ]
+    rows: list[list[str]] = []
+    classes = []
+    for row in language.rows():
+        rows.append(
+            [
+                condition_title(row.condition, row.lr),
+                _count_share(row.exact, row.triggers),
+                _count_share(row.tokens, row.triggers * row.target_length),
+                f"{row.challenged_matches}/{row.challenged * row.target_length}; {row.threshold}",
+                f"{row.holds}/{row.seeds} seeds",
+                "(weights unchanged)" if row.perplexity is None else f"{row.perplexity:.1f}",
+            ]
+        )
+        if row.null:
+            classes.append("false-claim" if row.holds else "")
+        else:
+            classes.append("lost" if row.holds < row.seeds else "")
+    return header, rows, classes
+
+
+def _language_seeds(language: LanguageModelResult) -> tuple[list[str], list[list[str]]]:
+    header = ["seed", "held-out perplexity before", "after fingerprinting", "fingerprinting s"]
+    rows = [
+        [
+            str(seed.seed),
+            f"{seed.perplexity_before:.1f}",
+            f"{seed.perplexity_after:.1f}",
+            f"{seed.embed_seconds:.0f}",
+        ]
+        for seed in language.seeds
+    ]
+    return header, rows
+
+
+def _language_null(language: LanguageModelResult) -> tuple[list[str], list[list[str]], str]:
+    null = language.null[0]
+    tokens = null.triggers * null.target_length
+    header = ["model", "matching tokens", "triggers exact", "P[Binom(N L, p0) >= matches]"]
+    rows = [
+        [
+            record.model,
+            _count_share(record.tokens, tokens),
+            str(record.exact),
+            format_p_value(record.log2_p_value),
+        ]
+        for record in language.null
+    ]
+    text = (
+        f"One commitment of N = {null.triggers} triggers ({tokens} target tokens) that no model "
+        f"here was fingerprinted on; chance is p0 = {language.p0} = {100 * float(language.p0):.3f} "
+        "% per token."
+    )
+    return header, rows, text
+
+
+def _plan_cell(plan: TriggerPlan) -> str:
+    if plan.never:
+        return "never (at or below chance)"
+    if plan.triggers is None:
+        return f"> {plan.max_triggers}"
+    return f"{plan.triggers} ({plan.threshold}/{plan.tokens})"
+
+
+def _language_plans(language: LanguageModelResult) -> tuple[list[str], list[list[str]], str]:
+    config = language.config
+    header = ["per-token accuracy"] + [f"L = {length}" for length in config.plan_lengths]
+    groups: dict[tuple[str | None, float | None], list[TriggerPlan]] = {}
+    for plan in language.plans:
+        groups.setdefault((plan.condition, plan.lr), []).append(plan)
+    rows = []
+    for (condition, lr), plans in groups.items():
+        label = (
+            "every token matches"
+            if condition is None
+            else f"{condition_title(condition, lr)}: {100 * (plans[0].accuracy or 0.0):.1f} %"
+        )
+        rows.append([label] + [_plan_cell(plan) for plan in plans])
+    text = (
+        f"Triggers a dispute needs at alpha = {_level(config.alpha)} (p0 = {language.p0} per "
+        "token): when every token matches, and at each condition's worst per-token accuracy for "
+        "power 1 - 2⁻²⁰ (in brackets: matching tokens needed / tokens challenged). "
+        f"L = {config.target_length} was measured; other L assume the same per-token accuracy, "
+        "tokens independent: optimistic where an attack erases whole triggers."
+    )
+    return header, rows, text
+
+
+def language_model_markdown(language: LanguageModelResult) -> str:
+    """The language-model section as Markdown: its setup, the survival
+    table (worst of seeds), held-out perplexity per seed, the pooled null
+    and the planning table. ``benchmarks/llm.py`` prints it."""
+    alpha = _level(language.config.alpha)
+    survival, rows, _ = _language_survival(language)
+    null_header, null_rows, null_text = _language_null(language)
+    plan_header, plan_rows, plan_text = _language_plans(language)
+    parts = [
+        "## Language-model fingerprint",
+        "",
+        _language_intro(language, alpha),
+        "",
+        _markdown_table(survival, rows),
+        "",
+        "### Held-out perplexity: what fingerprinting costs",
+        "",
+        _markdown_table(*_language_seeds(language)),
+        "",
+        "### The null: models never fingerprinted",
+        "",
+        null_text,
+        "",
+        _markdown_table(null_header, null_rows),
+        "",
+        "### Triggers needed",
+        "",
+        plan_text,
+        "",
+        _markdown_table(plan_header, plan_rows),
+    ]
+    return "\n".join(parts) + "\n"
+
+
+def _language_html(language: LanguageModelResult) -> str:
+    alpha = _level(language.config.alpha)
+    header, rows, classes = _language_survival(language)
+    null_header, null_rows, null_text = _language_null(language)
+    plan_header, plan_rows, plan_text = _language_plans(language)
+    return "\n".join(
+        [
+            '<section id="language-model"><h2>Language-model fingerprint</h2>',
+            f'<p class="note">{html.escape(_language_intro(language, alpha))}</p>',
+            _LANGUAGE_HIGHLIGHTS,
+            _html_table(header, rows, classes),
+            "<h3>Held-out perplexity: what fingerprinting costs</h3>",
+            _html_table(*_language_seeds(language)),
+            "<h3>The null: models never fingerprinted</h3>",
+            f"<p>{html.escape(null_text)}</p>",
+            _html_table(null_header, null_rows),
+            "<h3>Triggers needed</h3>",
+            f'<p class="note">{html.escape(plan_text)}</p>',
+            _html_table(plan_header, plan_rows),
+            "</section>",
+        ]
+    )
+
+
+_LANGUAGE_HIGHLIGHTS = (
+    '<p class="note"><span class="key lost"></span> the dispute failed in at least one seed; '
+    '<span class="key false-claim"></span> the model never fingerprinted was claimed.</p>'
+)
+
+
 def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -632,16 +889,17 @@ def _setup_line(task: TaskInfo, result: EvaluationResult) -> str:
 def summary_markdown(result: EvaluationResult) -> str:
     """The report's tables as Markdown (no plots)."""
     config = result.config
-    parts = [
-        f"# secmark robustness summary: {config.family} triggers",
-        "",
-        (
-            f"Seeds {', '.join(map(str, config.seeds))}; an attack removes the watermark when the "
-            f"p-value exceeds alpha while the clean score stays within {100 * config.max_clean_drop:g} "
-            f"points of the watermarked model's. Worst over seeds unless marked mean. "
-            f"Run time {result.seconds:.0f} s."
-        ),
-    ]
+    parts = [f"# secmark robustness summary: {_subject(result)}"]
+    if result.tasks:
+        parts += [
+            "",
+            (
+                f"Seeds {', '.join(map(str, config.seeds))}; an attack removes the watermark when "
+                f"the p-value exceeds alpha while the clean score stays within "
+                f"{100 * config.max_clean_drop:g} points of the watermarked model's. Worst over "
+                f"seeds unless marked mean. Run time {result.seconds:.0f} s."
+            ),
+        ]
     for task in result.tasks:
         parts += ["", f"## {task.name} ({task.family_name} triggers)", ""]
         parts += [_setup_line(task, result), ""]
@@ -670,13 +928,24 @@ def summary_markdown(result: EvaluationResult) -> str:
                 "",
                 _markdown_table(header, rows),
             ]
-    parts += ["", "## Where the watermark did not survive", ""]
-    parts += [f"- {line}" for line in _not_robust(result)] or ["- nowhere in this grid"]
-    broken = _broken(result)
-    if broken:
-        parts += ["", "Verdicts lost only together with the model's usefulness:", ""]
-        parts += [f"- {line}" for line in broken]
+    if result.tasks:
+        parts += ["", "## Where the watermark did not survive", ""]
+        parts += [f"- {line}" for line in _not_robust(result)] or ["- nowhere in this grid"]
+        broken = _broken(result)
+        if broken:
+            parts += ["", "Verdicts lost only together with the model's usefulness:", ""]
+            parts += [f"- {line}" for line in broken]
+    if result.language_model is not None:
+        parts += ["", language_model_markdown(result.language_model).rstrip("\n")]
     return "\n".join(parts) + "\n"
+
+
+def _subject(result: EvaluationResult) -> str:
+    """What the report covers, for its title."""
+    subjects = [f"{result.config.family} triggers"] if result.tasks else []
+    if result.language_model is not None:
+        subjects.append("language-model fingerprint")
+    return " and ".join(subjects)
 
 
 def _attack_figure(result: EvaluationResult, task: TaskInfo, attack: str) -> str:
@@ -865,7 +1134,20 @@ def render_html(result: EvaluationResult) -> str:
         '<!DOCTYPE html><html><head><meta charset="utf-8">',
         "<title>secmark robustness report</title>",
         f"<style>{_STYLE}</style></head><body>",
-        f"<h1>secmark robustness report: {html.escape(config.family)} triggers</h1>",
+        f"<h1>secmark robustness report: {html.escape(_subject(result))}</h1>",
+    ]
+    if result.tasks:
+        parts += _image_html(result, alpha_text)
+    if result.language_model is not None:
+        parts.append(_language_html(result.language_model))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _image_html(result: EvaluationResult, alpha_text: str) -> list[str]:
+    """The data sets' part of the HTML report."""
+    config = result.config
+    parts = [
         (
             "<p>For each data set and seed the owner derives a trigger set from a signed commitment, "
             "embeds it, and a thief holding a share of the training data attacks the watermarked "
@@ -940,8 +1222,7 @@ def render_html(result: EvaluationResult) -> str:
                 f"{100 * COLLAPSE_MARGIN:g} points below an unmarked model's on the same inputs.</p>"
             )
             parts.append(_html_table(header, rows))
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return parts
 
 
 def write_report(
