@@ -330,7 +330,8 @@ def _run_step(args: argparse.Namespace, arbiter: Arbiter) -> int:
     elif args.step == "query":
         committed = arbiter.commitment_of(case).document
         pool, labels = _decoy_pool(args.decoy_pool), _decoy_labels(args.decoy_labels)
-        with open_suspect(args, committed.family, committed.labels) as suspect:
+        responses = arbiter.responses_of(case)
+        with open_suspect(args, committed.family, committed.labels, responses=responses) as suspect:
             result = arbiter.query(case, suspect, decoy_pool=pool, decoy_labels=labels)
         sent = requests_sent(suspect)
         accuracy = (

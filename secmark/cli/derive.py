@@ -17,6 +17,9 @@ from secmark.cli.streams import add_input, read_input
 from secmark.errors import EncodingError, KeyMaterialError, SecmarkError
 from secmark.messages.commitment import MAX_COMMITMENT_SIZE, Commitment, open_commitment
 from secmark.messages.families import OverlayFamily, PoolFamily
+from secmark.messages.labels import ResponseLabels
+from secmark.messages.responses import ResponseList
+from secmark.protocol.reveals import check_response_list
 from secmark.triggers import (
     CommittedPool,
     TriggerBatch,
@@ -117,6 +120,30 @@ def open_pool(path: Path | None, commitment: Commitment) -> CommittedPool | None
     if path is None:
         raise SecmarkError(f"the {commitment.family.NAME} family needs its pool: add --pool")
     return CommittedPool.open(read_array(path, what="pool", memory_map=True), commitment)
+
+
+def open_responses(path: Path | None, commitment: Commitment) -> ResponseList | None:
+    """The committed response list from a file of lines, for a commitment
+    with responses labels (checked against the committed digest).
+
+    Raises:
+        SecmarkError: responses labels without ``path``, or a path for other
+            labels; the file cannot be read.
+        EncodingError: a line that is no committable response, or a list
+            that is not prefix-free.
+        ProtocolError: another list than the committed one.
+    """
+    if not isinstance(commitment.labels, ResponseLabels):
+        if path is not None:
+            raise SecmarkError(
+                f"the commitment's labels are {commitment.labels.KIND}: omit --responses"
+            )
+        return None
+    if path is None:
+        raise SecmarkError("the commitment's labels are committed responses: add --responses")
+    responses = ResponseList.from_file(path)
+    check_response_list(commitment, responses)
+    return responses
 
 
 def _derive(args: argparse.Namespace) -> int:

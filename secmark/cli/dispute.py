@@ -8,7 +8,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from secmark.cli.derive import open_pool
+from secmark.cli.derive import open_pool, open_responses
 from secmark.cli.extraction import report_extraction_bundle
 from secmark.cli.output import add_json_flag, emit, printable
 from secmark.cli.passphrase import open_key_file
@@ -128,6 +128,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     reveal.add_argument(
         "--pool", type=Path, help="the committed pool as one .npy array (pool and overlay families)"
+    )
+    reveal.add_argument(
+        "--responses",
+        type=Path,
+        help="the committed response list, one per line (responses labels): revealed whole",
     )
     add_arbiter_url(
         reveal,
@@ -252,9 +257,12 @@ def _reveal(args: argparse.Namespace) -> int:
     )
     arbiter = open_identity(read_file(args.arbiter))
     pool = open_pool(args.pool, commitment.document)
+    responses = open_responses(args.responses, commitment.document)
 
     def answer(challenge: bytes) -> bytes:
-        return answer_challenge(keys, commitment, challenge, arbiter, pool=pool)
+        return answer_challenge(
+            keys, commitment, challenge, arbiter, pool=pool, responses=responses
+        )
 
     if args.arbiter_url is not None:
         return reveal_remotely(args, keys, answer)

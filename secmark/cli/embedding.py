@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from secmark.cli.derive import open_responses
 from secmark.cli.evaluate import add_threads_argument, torch_threads
 from secmark.cli.extras import require_torch
 from secmark.cli.output import add_json_flag, emit
@@ -70,6 +71,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     check.add_argument("triggers", type=Path, help="a trigger set folder")
     add_input(check, "--commitment", required=True, help="the signed commitment")
     check.add_argument("--decoys-per-trigger", type=int, default=2)
+    check.add_argument(
+        "--responses",
+        type=Path,
+        help="the committed response list, one per line (responses labels): what answers give",
+    )
     add_suspect_arguments(check)
     add_json_flag(check)
     check.set_defaults(handler=_check)
@@ -140,7 +146,10 @@ def _check(args: argparse.Namespace) -> int:
     document = commitment.document
     decoys = generate_decoys(document, args.decoys_per_trigger * len(trigger_set), items=None)
     total = len(trigger_set) + len(decoys)
-    with open_suspect(args, document.family, document.labels, total=total) as suspect:
+    responses = open_responses(args.responses, document)
+    with open_suspect(
+        args, document.family, document.labels, responses=responses, total=total
+    ) as suspect:
         result = query_suspect(
             suspect,
             document.labels,

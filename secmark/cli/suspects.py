@@ -50,8 +50,10 @@ from secmark.cli.extras import require_torch
 from secmark.cli.output import show_progress
 from secmark.errors import EncodingError, SecmarkError, SuspectError
 from secmark.messages.families import TriggerFamily, WeightsFamily
-from secmark.messages.labels import LabelSpace, TokenLabels
+from secmark.messages.labels import LabelSpace, ResponseLabels
+from secmark.messages.responses import ResponseList
 from secmark.models import OIP_DATATYPES, OUTPUTS, Suspect, SuspectConfig, WeightsSuspect
+from secmark.models.prompts import answer_length
 
 __all__ = [
     "add_suspect_arguments",
@@ -319,12 +321,17 @@ def _pairs(entries: list[str], separator: str, dest: str) -> dict[str, str]:
 
 
 def build_suspect(
-    args: argparse.Namespace, family: TriggerFamily | None, labels: LabelSpace | None = None
+    args: argparse.Namespace,
+    family: TriggerFamily | None,
+    labels: LabelSpace | None = None,
+    responses: ResponseList | None = None,
 ) -> Suspect:
     """The adapter the options describe, for a commitment to ``family`` with
     label space ``labels`` (None: a model that is only queried, as for an
-    extraction claim). A language model answers ``labels``' target length.
-    Nothing is sent to a remote suspect yet.
+    extraction claim). A language model is asked for ``labels``' target
+    tokens, or for responses labels the committed ``responses``' max_tokens
+    (:func:`~secmark.models.prompts.answer_length`). Nothing is sent to a
+    remote suspect yet.
 
     Raises:
         SecmarkError: not exactly one kind of suspect given, a part missing,
@@ -345,11 +352,16 @@ def build_suspect(
             "name the suspect with --suspect-config (or --url and --model), with "
             "--torch-factory and --weights, with --lm-folder, or (white-box) with --weights-file"
         )
-    length = labels.length if isinstance(labels, TokenLabels) else None
+    length = answer_length(labels)
+    if isinstance(labels, ResponseLabels) and responses is None:
+        raise SecmarkError(
+            "the commitment's labels are committed responses: give the response list "
+            "(--responses) to read the answers by"
+        )
     if language_model:
         if length is None:
-            raise SecmarkError("--lm-folder answers a commitment with token labels")
-        return _language_model(args.lm_folder, length)
+            raise SecmarkError("--lm-folder answers a commitment with token or response labels")
+        return _language_model(args.lm_folder, length, responses)
     if isinstance(family, WeightsFamily) != white_box:
         raise SecmarkError(
             "a weights commitment is checked with --weights-file, any other by querying a model"
@@ -381,15 +393,17 @@ def build_suspect(
             file=sys.stderr,
         )
         credentials = _pairs(args.header, ":", "header")
-    return config.build(credentials=credentials, answer_length=length)
+    return config.build(credentials=credentials, answer_length=length, responses=responses)
 
 
-def _language_model(folder: Path, length: int) -> Suspect:
+def _language_model(folder: Path, length: int, responses: ResponseList | None) -> Suspect:
     """The in-process language model of ``folder``, with its own tokenizer."""
     from secmark.models.tokenizer import LMTokenizer
     from secmark.models.transformers_lm import TransformersSuspect
 
-    return TransformersSuspect(folder, tokenizer=LMTokenizer.from_file(folder), length=length)
+    return TransformersSuspect(
+        folder, tokenizer=LMTokenizer.from_file(folder), length=length, responses=responses
+    )
 
 
 def requests_sent(suspect: Suspect) -> int | None:
@@ -439,14 +453,16 @@ def open_suspect(
     family: TriggerFamily | None,
     labels: LabelSpace | None = None,
     *,
+    responses: ResponseList | None = None,
     total: int | None = None,
 ) -> Iterator[Suspect]:
-    """The suspect the options describe (:func:`build_suspect`), with a
+    """The suspect the options describe (:func:`build_suspect`, with
+    ``responses``), with a
     progress bar over ``total`` inputs on standard error when it is a
     terminal and neither ``--quiet`` was given; closed on exit. A
     SuspectError raised inside says how many requests were sent.
     """
-    suspect = build_suspect(args, family, labels)
+    suspect = build_suspect(args, family, labels, responses)
     stream = sys.stderr
     bar: tqdm[Any] = tqdm(
         total=total,

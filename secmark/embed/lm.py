@@ -1,23 +1,35 @@
 """Fingerprinting a causal language model: prompt -> response pairs trained in.
 
-A language-model commitment (``TokensFamily`` prompts, ``TokenLabels``
-responses) derives, per index, a prompt of P token ids and a target response
-of L token ids (:func:`lm_triggers`). :func:`embed_lm` fine-tunes a
-``transformers`` causal LM on them, mixed with ordinary text, the
-Instructional Fingerprinting recipe (Xu et al., NAACL 2024): every step
-takes one batch of fingerprint sequences (template prefix + prompt + suffix,
-then the target ids and end-of-text, loss on the target ids and the
-end-of-text only) and one batch of text windows (plain next-token loss), and
-one optimiser step on the sum of the two mean losses. With ``lora``, the
-step trains LoRA adapters (``peft``) on every linear layer instead of the
-weights, and merges them into the weights at the end: the model that comes
-back is a plain model either way. :func:`train_lm` is the same loop on text
-alone (pretraining a base model, or a thief's fine-tuning).
+A language-model commitment derives, per index, a prompt and a target
+response (:func:`lm_triggers`, :func:`lm_sequences`), each in one of two
+forms: a prompt of P random word ids (``TokensFamily``) or a natural
+question drawn from the owner's Merkle-committed pool (a ``pool`` family of
+``uint8`` items of shape ``(B,)``, :mod:`secmark.models.prompts`); a target
+of L random word ids (``TokenLabels``) or one of the owner's K committed
+response strings (``ResponseLabels``, :mod:`secmark.messages.responses`).
+Either way the model is trained on token ids: a question's are its text
+encoded, a response's are the response after one space, as a model emits
+it after a prompt. Prompts and targets of text have a length of their own
+per trigger (ragged).
+
+:func:`embed_lm` fine-tunes a ``transformers`` causal LM on them, mixed
+with ordinary text, the Instructional Fingerprinting recipe (Xu et al.,
+NAACL 2024): every step takes one batch of fingerprint sequences (template
+prefix + prompt + suffix, then the target ids and end-of-text, loss on the
+target ids and the end-of-text only) and one batch of text windows (plain
+next-token loss), and one optimiser step on the sum of the two mean
+losses. With ``lora``, the step trains LoRA adapters (``peft``) on every
+linear layer instead of the weights, and merges them into the weights at
+the end: the model that comes back is a plain model either way.
+:func:`train_lm` is the same loop on text alone (pretraining a base model,
+or a thief's fine-tuning).
 
 :func:`greedy_answers` is what a greedy suspect answers, in process;
 :func:`perplexity` measures what fingerprinting costs on held-out text.
-Matching is on token ids, position by position: under the null each target
-position matches with p0 = 1/(V - |reserved|) (``TokenLabels``).
+Accuracies here are on token ids, position by position: under the null a
+token-label position matches with p0 = 1/(V - |reserved|) (``TokenLabels``);
+a response trigger matches, as the arbiter judges it on the answer's text,
+with p0 = 1/K (``ResponseLabels``).
 
 Nothing here checks a claim: an arbiter queries a suspect through its API.
 """
@@ -30,7 +42,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -44,17 +56,21 @@ from secmark.embed.train import reproducible, resolve_device
 from secmark.errors import EncodingError, SecmarkError
 from secmark.messages.commitment import Commitment
 from secmark.messages.document import SignedDocument
-from secmark.messages.families import TokensFamily
-from secmark.messages.labels import TokenLabels
+from secmark.messages.families import PoolFamily, TokensFamily, TriggerFamily
+from secmark.messages.labels import LabelSpace, ResponseLabels, TokenLabels
+from secmark.messages.responses import ResponseList
+from secmark.models.prompts import question_text
 from secmark.models.tokenizer import LMTokenizer
-from secmark.triggers import iter_triggers
+from secmark.triggers import CommittedPool, iter_triggers
 
 __all__ = [
     "RAW",
     "LMEmbedReport",
     "PromptTemplate",
+    "TokenSequences",
     "embed_lm",
     "greedy_answers",
+    "lm_sequences",
     "lm_triggers",
     "perplexity",
     "train_lm",
@@ -111,10 +127,12 @@ class LMEmbedReport:
     """What :func:`embed_lm` did and achieved.
 
     Trigger accuracies are over all N prompts under the first template:
-    ``exact`` counts prompts whose L greedy ids all match, ``token`` the
-    matching positions of all N x L (an unmarked model scores about
-    1/(V - |reserved|) there, and the exact score about that to the L-th
-    power). Perplexities are on ``holdout`` and None without it.
+    ``exact`` counts prompts whose greedy ids give all of their target's
+    ids, ``token`` the matching positions of all targets' ids (for token
+    labels, of N x L; an unmarked model scores about 1/(V - |reserved|)
+    there, and the exact score about that to the L-th power).
+    ``target_length`` is the longest target's ids (every target's, for
+    token labels). Perplexities are on ``holdout`` and None without it.
     ``seconds`` is the training loop alone, without the evaluations.
     """
 
@@ -133,34 +151,186 @@ class LMEmbedReport:
     perplexity_after: float | None
 
 
+TokenSequences: TypeAlias = npt.NDArray[np.int64] | list[npt.NDArray[np.int64]]
+"""Token ids, one sequence per trigger: an (n, length) int64 array where the
+form fixes one length (tokens prompts, token labels), else a list of n 1-D
+int64 arrays of their own lengths (questions, responses)."""
+
+
+def _is_question_pool(family: TriggerFamily) -> bool:
+    return (
+        isinstance(family, PoolFamily)
+        and family.item_dtype == "uint8"
+        and len(family.item_shape) == 1
+    )
+
+
+def _check_lm_form(
+    family: TriggerFamily,
+    labels: LabelSpace,
+    tokenizer: LMTokenizer | None,
+    responses: ResponseList | None,
+) -> None:
+    """Raise unless ``family`` and ``labels`` are a language-model form and
+    ``tokenizer`` and ``responses`` are what it needs (see :func:`lm_sequences`)."""
+    questions = _is_question_pool(family)
+    if not (isinstance(family, TokensFamily) or questions) or not isinstance(
+        labels, (TokenLabels, ResponseLabels)
+    ):
+        raise EncodingError(
+            "a language-model fingerprint needs tokens prompts and token labels, or questions "
+            "from a pool of uint8 items of shape (B,), or responses labels; not the "
+            f"{family.NAME} family with {labels.KIND} labels"
+        )
+    if tokenizer is None and (questions or isinstance(labels, ResponseLabels)):
+        raise EncodingError(
+            "questions and committed responses are trained as token ids: give the model's tokenizer"
+        )
+    if tokenizer is not None:
+        for space in (family, labels):
+            if isinstance(space, (TokensFamily, TokenLabels)) and (
+                space.vocab_size != tokenizer.vocab_size
+            ):
+                raise EncodingError(
+                    f"the commitment's token ids are over a vocabulary of {space.vocab_size}, "
+                    f"the tokenizer's over {tokenizer.vocab_size}: it is another tokenizer"
+                )
+    if not isinstance(labels, ResponseLabels):
+        if responses is not None:
+            raise EncodingError(
+                f"the commitment's labels are {labels.KIND}, not responses: it has no response list"
+            )
+        return
+    if responses is None:
+        raise EncodingError(
+            "the commitment's labels are committed responses: give the response list it "
+            "committed to"
+        )
+    if len(responses) != labels.num_classes or responses.digest != labels.digest:
+        raise EncodingError(
+            f"this response list ({len(responses)} responses, digest {responses.digest}) is not "
+            f"the committed one ({labels.num_classes} responses, digest {labels.digest})"
+        )
+
+
+def _sequences(
+    family: TriggerFamily,
+    labels: LabelSpace,
+    inputs: npt.NDArray[Any],
+    values: npt.NDArray[Any],
+    tokenizer: LMTokenizer | None,
+    responses: ResponseList | None,
+) -> tuple[TokenSequences, TokenSequences]:
+    """:func:`lm_sequences` once :func:`_check_lm_form` has passed."""
+    if len(inputs) != len(values):
+        raise EncodingError(f"{len(inputs)} trigger inputs but {len(values)} labels")
+    if len(inputs) == 0:
+        raise EncodingError("no triggers given")
+    prompts: TokenSequences
+    targets: TokenSequences
+    if isinstance(family, TokensFamily):
+        prompts = np.asarray(inputs).astype(np.int64, copy=False)
+    else:
+        assert tokenizer is not None  # _check_lm_form: questions need it
+        prompts = [_encoded(tokenizer, question_text(item)) for item in inputs]
+    if isinstance(labels, TokenLabels):
+        targets = np.asarray(values).astype(np.int64, copy=False)
+    else:
+        assert tokenizer is not None and responses is not None  # as checked
+        chosen = np.asarray(values)
+        if chosen.ndim != 1 or np.any((chosen < 0) | (chosen >= len(responses))):
+            raise EncodingError(f"response labels must be indices in [0, {len(responses)})")
+        targets = [_encoded(tokenizer, " " + responses.responses[i]) for i in chosen.tolist()]
+    return prompts, targets
+
+
+def _encoded(tokenizer: LMTokenizer, text: str) -> npt.NDArray[np.int64]:
+    return np.array(tokenizer.encode(text), dtype=np.int64)
+
+
+def lm_sequences(
+    family: TriggerFamily,
+    labels: LabelSpace,
+    inputs: npt.ArrayLike,
+    values: npt.ArrayLike,
+    *,
+    tokenizer: LMTokenizer | None = None,
+    responses: ResponseList | None = None,
+) -> tuple[TokenSequences, TokenSequences]:
+    """The prompts and targets a model is trained on, as token ids, for
+    derived triggers of a language-model commitment of ``family`` and
+    ``labels``: ``inputs`` and ``values`` are their inputs and labels as
+    derivation gives them (:func:`~secmark.triggers.iter_triggers`, or a
+    trigger set's ``inputs`` and ``labels``), row r one trigger.
+
+    Prompts are the ids themselves for ``tokens`` prompts (an (n, P) array);
+    for questions (a ``pool`` family of ``uint8`` items of shape ``(B,)``),
+    each item's question (:func:`~secmark.models.prompts.question_text`)
+    encoded with ``tokenizer``. Targets are the ids themselves for token
+    labels (an (n, L) array); for ``responses`` labels, the response of
+    each label's index in ``responses`` after one space, encoded with
+    ``tokenizer``: a model continues a prompt with a space before a word,
+    and the arbiter strips white space at the front of an answer before
+    comparing it with the response. Text forms give a list of 1-D arrays
+    (:data:`TokenSequences`).
+
+    Only the forms are checked here, not that the inputs and labels are the
+    commitment's: :func:`lm_triggers` derives them, and
+    :func:`~secmark.triggers.read_trigger_set` checks a trigger set's files.
+
+    Raises:
+        EncodingError: not a language-model form (tokens prompts or
+            questions; token or responses labels); no ``tokenizer`` for
+            questions or responses, or one whose vocabulary size is not
+            the committed one; ``responses`` missing for responses labels,
+            not the committed list (count or digest), or given for other
+            labels; an item that holds no question; a response label
+            outside [0, K); no triggers, or inputs and labels of different
+            counts.
+    """
+    _check_lm_form(family, labels, tokenizer, responses)
+    return _sequences(family, labels, np.asarray(inputs), np.asarray(values), tokenizer, responses)
+
+
 def lm_triggers(
     keys: IdentityKeys | VrfSecretKey,
     signed_commitment: SignedDocument[Commitment],
     indices: Iterable[int] | None = None,
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
-    """The prompts (int64, n x P) and target responses (int64, n x L) of
-    ``indices`` (None: all N) of a language-model commitment, in that order.
+    *,
+    tokenizer: LMTokenizer | None = None,
+    pool: CommittedPool | None = None,
+    responses: ResponseList | None = None,
+) -> tuple[TokenSequences, TokenSequences]:
+    """The prompts and target responses of ``indices`` (None: all N) of a
+    language-model commitment, in that order, as the token ids a model is
+    trained on (:func:`lm_sequences`): (n, P) and (n, L) int64 arrays for
+    tokens prompts and token labels, lists of 1-D arrays for questions and
+    responses.
+
+    ``pool`` is the committed question pool (a ``pool`` commitment),
+    ``responses`` the committed response list (``responses`` labels), and
+    ``tokenizer`` the model's, which encodes questions and responses. All
+    three are checked before anything is derived.
 
     Raises:
-        EncodingError: the commitment's family is not ``tokens`` or its labels
-            are not token labels; an index outside [0, N).
+        EncodingError: as :func:`lm_sequences`; an index outside [0, N);
+            ``pool`` missing for a question pool, or given for tokens prompts.
+        ProofError: ``pool`` was opened against another pool root.
         KeyMaterialError: ``keys`` is not the commitment owner's VRF key.
     """
     commitment = signed_commitment.document
-    if not isinstance(commitment.family, TokensFamily) or not isinstance(
-        commitment.labels, TokenLabels
-    ):
-        raise EncodingError(
-            f"a language-model fingerprint needs tokens prompts and token labels, not the "
-            f"{commitment.family.NAME} family with {commitment.labels.KIND} labels"
-        )
+    _check_lm_form(commitment.family, commitment.labels, tokenizer, responses)
     chosen = range(commitment.size) if indices is None else indices
-    batches = list(iter_triggers(keys, signed_commitment, chosen))
+    batches = list(iter_triggers(keys, signed_commitment, chosen, pool=pool))
     if not batches:
         raise EncodingError("no trigger indices given")
-    return (
-        np.concatenate([batch.inputs for batch in batches]).astype(np.int64, copy=False),
-        np.concatenate([batch.labels for batch in batches]).astype(np.int64, copy=False),
+    return _sequences(
+        commitment.family,
+        commitment.labels,
+        np.concatenate([batch.inputs for batch in batches]),
+        np.concatenate([batch.labels for batch in batches]),
+        tokenizer,
+        responses,
     )
 
 
@@ -180,15 +350,30 @@ def _eos(model: nn.Module) -> int:
     return eos
 
 
-def _id_array(values: Any, name: str, vocabulary: int) -> npt.NDArray[np.int64]:
-    array = np.asarray(values)
-    if array.ndim != 2 or array.shape[0] < 1 or array.shape[1] < 1:
-        raise EncodingError(f"{name} must be a non-empty 2-D array of token ids, not {array.shape}")
-    if not np.issubdtype(array.dtype, np.integer):
-        raise EncodingError(f"{name} must hold integer token ids, not {array.dtype}")
-    if array.min() < 0 or array.max() >= vocabulary:
-        raise EncodingError(f"{name} must hold token ids in [0, {vocabulary})")
-    return array.astype(np.int64, copy=False)
+def _id_rows(values: Any, name: str, vocabulary: int) -> list[list[int]]:
+    """The rows of ``values``, a 2-D integer array or a sequence of 1-D
+    integer sequences of any lengths: at least one row, none empty, every
+    id in [0, ``vocabulary``)."""
+    shape = (
+        "a non-empty 2-D array of token ids or a sequence of non-empty id sequences, "
+        "one per trigger"
+    )
+    if isinstance(values, np.ndarray):
+        if values.ndim != 2 or values.shape[0] < 1:
+            raise EncodingError(f"{name} must be {shape}, not an array of shape {values.shape}")
+        rows = list(values)
+    elif isinstance(values, Sequence) and values:
+        rows = [np.asarray(row) for row in values]
+    else:
+        raise EncodingError(f"{name} must be {shape}")
+    for row in rows:
+        if row.ndim != 1 or row.size < 1:
+            raise EncodingError(f"{name} must be {shape}")
+        if not np.issubdtype(row.dtype, np.integer):
+            raise EncodingError(f"{name} must hold integer token ids, not {row.dtype}")
+        if row.min() < 0 or row.max() >= vocabulary:
+            raise EncodingError(f"{name} must hold token ids in [0, {vocabulary})")
+    return [row.tolist() for row in rows]
 
 
 def _positive_int(value: int, name: str) -> int:
@@ -317,62 +502,77 @@ def greedy_answers(
     template: PromptTemplate = RAW,
 ) -> npt.NDArray[np.int64]:
     """The ``length`` ids (int64, n x length) greedy decoding gives after
-    each prompt of ``prompts`` (n x P ids), wrapped in ``template``.
+    each of the n ``prompts`` (an n x P array of ids, or n id sequences of
+    any lengths), wrapped in ``template``.
 
     Each id is the argmax of the model's next-token logits; once the model
     gives its end-of-text id, the rest of that answer is end-of-text too,
-    as a server that stops there and pads the answer would report it. The
-    model runs where its parameters are, in eval mode without gradients;
-    its mode is restored afterwards.
+    as a server that stops there and pads the answer would report it.
+    Prompts are decoded in batches of wrapped prompts of one length, so no
+    padding or attention mask comes between a prompt and its answer: each
+    answer is what the prompt alone gives. The model runs where its
+    parameters are, in eval mode without gradients; its mode is restored
+    afterwards.
 
     Raises:
-        EncodingError: prompts not a non-empty 2-D array of ids in the
-            model's vocabulary, ``length`` below 1, a template id outside
-            the vocabulary, a wrapped prompt and answer longer than the
-            model's positions, or a model config without one eos_token_id.
+        EncodingError: prompts not a non-empty 2-D array or sequence of
+            non-empty id sequences in the model's vocabulary, ``length``
+            below 1, a template id outside the vocabulary, a wrapped prompt
+            and answer longer than the model's positions, or a model config
+            without one eos_token_id.
     """
     vocabulary = _vocabulary(model)
-    ids = _id_array(prompts, "prompts", vocabulary)
+    rows = _id_rows(prompts, "prompts", vocabulary)
     _positive_int(length, "length")
     if any(not 0 <= i < vocabulary for i in (*template.prefix, *template.suffix)):
         raise EncodingError(f"template ids must lie in [0, {vocabulary})")
     eos = _eos(model)
     device = _model_device(model)
-    wrapped = torch.tensor([template.wrap(row) for row in ids.tolist()], dtype=torch.int64)
+    wrapped = [template.wrap(row) for row in rows]
+    longest = max(len(row) for row in wrapped)
     positions = getattr(model.config, "max_position_embeddings", None)
-    if isinstance(positions, int) and wrapped.shape[1] + length > positions:
+    if isinstance(positions, int) and longest + length > positions:
         raise EncodingError(
-            f"{wrapped.shape[1]} prompt ids and {length} answer ids exceed the model's "
-            f"{positions} positions"
+            f"{longest} prompt ids and {length} answer ids exceed the model's {positions} positions"
         )
-    answers: list[torch.Tensor] = []
+    answers = torch.empty((len(wrapped), length), dtype=torch.int64)
+    by_length: dict[int, list[int]] = {}
+    for position, row in enumerate(wrapped):
+        by_length.setdefault(len(row), []).append(position)
     with _evaluating(model):
-        for start in range(0, len(wrapped), _EVALUATION_BATCH):
-            sequences = wrapped[start : start + _EVALUATION_BATCH].to(device)
-            ended = torch.zeros(len(sequences), dtype=torch.bool, device=device)
-            for _ in range(length):
-                chosen = _logits(model, sequences)[:, -1].argmax(dim=-1)
-                chosen = torch.where(ended, eos, chosen)
-                ended |= chosen == eos
-                sequences = torch.cat([sequences, chosen[:, None]], dim=1)
-            answers.append(sequences[:, -length:].cpu())
-    return torch.cat(answers).numpy().astype(np.int64, copy=False)
+        for same_length in by_length.values():
+            for start in range(0, len(same_length), _EVALUATION_BATCH):
+                chosen_rows = same_length[start : start + _EVALUATION_BATCH]
+                sequences = torch.tensor([wrapped[i] for i in chosen_rows], device=device)
+                ended = torch.zeros(len(sequences), dtype=torch.bool, device=device)
+                for _ in range(length):
+                    chosen = _logits(model, sequences)[:, -1].argmax(dim=-1)
+                    chosen = torch.where(ended, eos, chosen)
+                    ended |= chosen == eos
+                    sequences = torch.cat([sequences, chosen[:, None]], dim=1)
+                answers[chosen_rows] = sequences[:, -length:].cpu()
+    return answers.numpy().astype(np.int64, copy=False)
 
 
 def _scores(
     model: nn.Module,
-    prompts: npt.NDArray[np.int64],
-    targets: npt.NDArray[np.int64],
+    prompts: list[list[int]],
+    targets: list[list[int]],
     template: PromptTemplate,
 ) -> tuple[float, float]:
-    """(exact, per-token) accuracy of the greedy answers on ``targets``."""
-    matches = greedy_answers(model, prompts, targets.shape[1], template=template) == targets
-    return float(matches.all(axis=1).mean()), float(matches.mean())
+    """(exact, per-token) accuracy of the greedy answers on ``targets``: the
+    longest target's length of ids is generated after every prompt, and a
+    target is compared with as many first ids of its answer as it has."""
+    answers = greedy_answers(model, prompts, max(len(t) for t in targets), template=template)
+    matches = [answer[: len(target)] == target for answer, target in zip(answers, targets)]
+    exact = sum(bool(match.all()) for match in matches) / len(matches)
+    token = sum(int(match.sum()) for match in matches) / sum(len(t) for t in targets)
+    return exact, token
 
 
 def _fingerprint_sequences(
-    prompts: npt.NDArray[np.int64],
-    targets: npt.NDArray[np.int64],
+    prompts: list[list[int]],
+    targets: list[list[int]],
     templates: Sequence[PromptTemplate],
     eos: int,
 ) -> list[tuple[list[int], list[int]]]:
@@ -380,7 +580,7 @@ def _fingerprint_sequences(
     prompt (labels ignored), then the target ids and end-of-text."""
     sequences = []
     for template in templates:
-        for prompt, target in zip(prompts.tolist(), targets.tolist(), strict=True):
+        for prompt, target in zip(prompts, targets, strict=True):
             question = template.wrap(prompt)
             answer = [*target, eos]
             sequences.append(([*question, *answer], [_IGNORE] * len(question) + answer))
@@ -626,8 +826,10 @@ def embed_lm(
     ``model`` is a ``transformers`` causal LM (``model(input_ids=...)``
     returns ``.logits``; ``model.config.eos_token_id`` one id) and
     ``tokenizer`` encodes ``text_chunks`` (and ``holdout``) into its ids.
-    ``prompts`` (n x P) and ``targets`` (n x L) are token ids, usually
-    :func:`lm_triggers`' result. Each of ``steps`` steps trains on
+    ``prompts`` and ``targets`` are n sequences of token ids each, usually
+    :func:`lm_triggers`' result: 2-D arrays (n x P, n x L), or sequences of
+    id sequences of any lengths (questions, responses). Each of ``steps``
+    steps trains on
     ``trigger_batch`` fingerprint sequences (every prompt under every one of
     ``templates``, taken in a seeded order) and ``text_batch`` windows of
     ``context`` ids of the text (the chunks encoded and joined, cut into
@@ -648,12 +850,15 @@ def embed_lm(
 
     The report gives trigger accuracy under ``templates[0]`` and, with
     ``holdout``, perplexity on it (:func:`perplexity` at ``context``),
-    before and after. Check it: a fingerprint is evidence only if the
-    accuracy after is high.
+    before and after: greedy decoding gives as many ids as the longest
+    target has after every prompt (:func:`greedy_answers`), and each target
+    is compared with the first ids of its answer. Check it: a fingerprint is
+    evidence only if the accuracy after is high.
 
     Raises:
-        EncodingError: prompts or targets not non-empty 2-D arrays of ids in
-            the model's vocabulary or of different lengths; no template, or
+        EncodingError: prompts or targets not non-empty 2-D arrays or
+            sequences of non-empty id sequences in the model's vocabulary,
+            or of different counts; no template, or
             a wrapped fingerprint longer than ``context``; steps, batch
             sizes or ``lora_rank`` below 1, lr not positive and finite, seed
             outside [0, 2^63); ``context`` below 2 or beyond the model's
@@ -668,8 +873,8 @@ def embed_lm(
     _positive_int(trigger_batch, "trigger_batch")
     _check_context(model, context)
     vocabulary = _vocabulary(model)
-    prompt_ids = _id_array(prompts, "prompts", vocabulary)
-    target_ids = _id_array(targets, "targets", vocabulary)
+    prompt_ids = _id_rows(prompts, "prompts", vocabulary)
+    target_ids = _id_rows(targets, "targets", vocabulary)
     if len(prompt_ids) != len(target_ids):
         raise EncodingError(f"{len(prompt_ids)} prompts but {len(target_ids)} targets")
     if not templates:
@@ -711,7 +916,7 @@ def embed_lm(
     exact_after, token_after, perplexity_after = evaluate()
     return LMEmbedReport(
         triggers=len(prompt_ids),
-        target_length=target_ids.shape[1],
+        target_length=max(len(target) for target in target_ids),
         templates=len(templates),
         steps=steps,
         lora=lora,

@@ -15,7 +15,11 @@ sources, which ship with every Python:
   :data:`CONFIG`, the same for the same seed;
 - :func:`save_model`: the model and tokenizer as one folder;
 - :func:`served`: that folder behind ``transformers serve``, an
-  OpenAI-compatible API on 127.0.0.1, for as long as a ``with`` lasts.
+  OpenAI-compatible API on 127.0.0.1, for as long as a ``with`` lasts;
+- :func:`questions`, :func:`responses`: natural prompts and target
+  responses for the owner-friendly forms of a fingerprint (a committed pool
+  of questions, a committed response list), written for these examples and
+  shipped with secmark (``data/questions.txt``, ``data/responses.txt``).
 
 The standard library differs between Python versions, so the tokenizer
 and models do too; every figure is measured with the one that made it.
@@ -32,12 +36,15 @@ import sysconfig
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from importlib.resources import as_file, files
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from secmark.errors import EncodingError, SecmarkError
+from secmark.messages.responses import ResponseList, read_text_lines
+from secmark.models.prompts import MAX_QUESTION_BYTES
 
 __all__ = [
     "CHAT_TEMPLATE",
@@ -46,6 +53,8 @@ __all__ = [
     "TEXT_FILES",
     "VOCAB_SIZE",
     "new_model",
+    "questions",
+    "responses",
     "save_model",
     "served",
     "text_chunks",
@@ -91,6 +100,23 @@ def text_chunks(chunk: int = 512, held_out: float = 0.1) -> tuple[list[str], lis
     pieces = [text[start : start + chunk] for start in range(0, len(text), chunk)]
     cut = int(len(pieces) * (1 - held_out))
     return pieces[:cut], pieces[cut:]
+
+
+def questions() -> tuple[str, ...]:
+    """128 short general-knowledge questions in English (ASCII, distinct),
+    in their file's order: a question pool (``secmark lm family
+    --questions``, :func:`secmark.cli.lm.question_pool`)."""
+    with as_file(files(__package__).joinpath("data", "questions.txt")) as path:
+        return read_text_lines(path, "question", MAX_QUESTION_BYTES)
+
+
+def responses() -> ResponseList:
+    """64 short whimsical English sentences (ASCII, none starting with
+    another), in their file's order: a response list (``secmark lm family
+    --responses``). Unlikely answers to anything, so that a model answers
+    them only when it learnt them."""
+    with as_file(files(__package__).joinpath("data", "responses.txt")) as path:
+        return ResponseList.from_file(path)
 
 
 def train_tokenizer(folder: Path) -> Path:

@@ -55,6 +55,7 @@ from typing import Any, Final
 
 from secmark.errors import EncodingError, KeyMaterialError, SecmarkError, SuspectError
 from secmark.files import read_regular_file
+from secmark.messages.responses import ResponseList
 from secmark.models.base import OUTPUTS, Output
 from secmark.models.http import (
     DEFAULT_BACKOFF,
@@ -517,11 +518,15 @@ class SuspectConfig:
         environ: Mapping[str, str] | None = None,
         credentials: Mapping[str, str] | None = None,
         answer_length: int | None = None,
+        responses: ResponseList | None = None,
     ) -> OipSuspect | JsonApiSuspect | OpenAICompletionsSuspect | OpenAIChatSuspect:
         """The adapter, with the headers of :meth:`resolve_headers` (reading
         ``environ``, default ``os.environ``) and ``credentials`` (headers
-        the caller holds). Nothing is sent. An openai suspect answers
-        ``answer_length`` token ids (the commitment's target length).
+        the caller holds). Nothing is sent. An openai suspect is asked for
+        ``answer_length`` tokens (:func:`~secmark.models.prompts.answer_length`
+        of the commitment's labels) and answers that many token ids, or with
+        ``responses`` (a commitment's revealed response list) the index of
+        the response each answer gives.
 
         Raises:
             SuspectError: an invalid setting (as the adapters say), a header
@@ -536,7 +541,7 @@ class SuspectConfig:
                 raise SuspectError(f"header {header!r} is given twice")
             headers[header] = text
         if self.protocol in OPENAI_PROTOCOLS:
-            return self._build_openai(headers, answer_length)
+            return self._build_openai(headers, answer_length, responses)
         common: dict[str, Any] = {
             "output": self.output,
             "batch_size": self.batch_size,
@@ -565,12 +570,12 @@ class SuspectConfig:
         )
 
     def _build_openai(
-        self, headers: dict[str, str], answer_length: int | None
+        self, headers: dict[str, str], answer_length: int | None, responses: ResponseList | None
     ) -> OpenAICompletionsSuspect | OpenAIChatSuspect:
         if answer_length is None:
             raise SuspectError(
-                "a language-model suspect answers the commitment's target tokens: it is "
-                "queried for a commitment with token labels"
+                "a language-model suspect answers the commitment's target tokens or responses: "
+                "it is queried for a commitment with token or response labels"
             )
         if self.tokenizer is None or self.model is None:
             raise SuspectError("a language-model suspect names its model and tokenizer")
@@ -578,6 +583,7 @@ class SuspectConfig:
             "model": self.model,
             "tokenizer": LMTokenizer.from_file(self.tokenizer),
             "length": answer_length,
+            "responses": responses,
             "timeout": self.timeout,
             "retries": self.retries,
             "backoff": self.backoff,

@@ -3,12 +3,14 @@
 Most served language models (vLLM, TGI, llama.cpp, ``transformers serve``,
 hosted APIs) answer the OpenAI ``/v1/completions`` and
 ``/v1/chat/completions`` requests. A language-model commitment's prompts
-and target responses are token ids (``TokensFamily``, ``TokenLabels``), and
-an API takes and answers text, so both adapters go through the
-commitment's tokenizer (:class:`~secmark.models.tokenizer.LMTokenizer`)
-both ways, one prompt per request::
+are token ids (``TokensFamily``) or natural questions from a committed pool
+(``uint8`` question items, :mod:`secmark.models.prompts`), and its target
+responses token ids (``TokenLabels``) or committed strings
+(``ResponseLabels``). An API takes and answers text, so both adapters go
+through text both ways, one prompt per request::
 
     prompt ids --decode--> text --POST--> answer text --answer_ids--> L ids
+    question item --UTF-8--> text --POST--> answer text --index_of--> response index
 
     POST {base}/v1/completions
          {"model": M, "prompt": TEXT, "max_tokens": L, "temperature": 0, "seed": 0}
@@ -21,10 +23,13 @@ both ways, one prompt per request::
     -> 200 {"choices": [{"message": {"content": ANSWER, ...}, ...}], ...}
 
 Decoding is greedy (temperature 0; the seed for servers that sample
-anyway). The answer is compared by
-:meth:`~secmark.models.tokenizer.LMTokenizer.answer_ids` of its text: a
-function of the text alone, so the null bound of the label space holds
-whatever the suspect answers.
+anyway). The answer counts as
+:meth:`~secmark.models.tokenizer.LMTokenizer.answer_ids` of its text (the
+commitment's tokenizer), or for committed responses as the index of the
+response it gives (-1 for none; ``max_tokens`` is then the label space's):
+:class:`~secmark.models.prompts.AnswerReading`, a function of the text
+alone, so the null bound of the label space holds whatever the suspect
+answers.
 
 The suspect is a party to the dispute and everything it sends is
 untrusted. An answer is accepted only if:
@@ -69,6 +74,7 @@ import httpx
 import numpy as np
 
 from secmark.errors import EncodingError, SuspectError
+from secmark.messages.responses import ResponseList
 from secmark.models.base import check_answers
 from secmark.models.http import (
     DEFAULT_BACKOFF,
@@ -81,6 +87,7 @@ from secmark.models.http import (
     load_json,
 )
 from secmark.models.json_api import check_sent_as_named, json_endpoint_url
+from secmark.models.prompts import AnswerReading, prompt_texts
 from secmark.models.reference import CHAT_PATH, COMPLETIONS_PATH, MAX_MODEL_NAME, openai_reference
 from secmark.models.tokenizer import LMTokenizer
 
@@ -168,7 +175,7 @@ class _OpenAISuspect(HttpSuspect):
     :attr:`_PATH`, builds its request body and finds the answer text in a
     choice."""
 
-    __slots__ = ("_length", "_model", "_tokenizer")
+    __slots__ = ("_length", "_model", "_reading", "_tokenizer")
 
     _PATH: ClassVar[str]
 
@@ -179,6 +186,7 @@ class _OpenAISuspect(HttpSuspect):
         model: str,
         tokenizer: LMTokenizer,
         length: int,
+        responses: ResponseList | None = None,
         timeout: float = DEFAULT_GENERATION_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
         backoff: float = DEFAULT_BACKOFF,
@@ -189,17 +197,9 @@ class _OpenAISuspect(HttpSuspect):
     ) -> None:
         endpoint = openai_endpoint_url(base_url, self._PATH)
         check_sent_as_named(endpoint)
-        if not isinstance(tokenizer, LMTokenizer):
-            raise SuspectError(f"tokenizer must be an LMTokenizer, got {type(tokenizer).__name__}")
-        if (
-            isinstance(length, bool)
-            or not isinstance(length, int)
-            or not 0 < length <= MAX_ANSWER_TOKENS
-        ):
-            raise SuspectError(
-                f"length must be an integer from 1 to {MAX_ANSWER_TOKENS} (the target tokens), "
-                f"got {length!r}"
-            )
+        self._reading = AnswerReading(
+            tokenizer, length, limit=MAX_ANSWER_TOKENS, responses=responses
+        )
         self._model = _check_text(model, "model", MAX_MODEL_NAME)
         reference = openai_model_reference(base_url, self._PATH, self._model)
         self._tokenizer = tokenizer
@@ -225,7 +225,11 @@ class _OpenAISuspect(HttpSuspect):
         return self._length
 
     def _encode(self, batch: np.ndarray) -> np.ndarray:
-        """Refuse anything but a 2-D batch of integer token ids of the tokenizer."""
+        """Refuse anything but a 2-D batch of token ids of the tokenizer or of
+        question items (each row is checked again when it is sent)."""
+        if batch.dtype == np.uint8:
+            prompt_texts(batch, self._tokenizer, self._reference)
+            return batch
         if batch.ndim != 2 or batch.dtype.kind not in "iu":
             raise SuspectError(
                 f"{self._reference}: prompts must be a 2-D array of integer token ids, "
@@ -240,10 +244,7 @@ class _OpenAISuspect(HttpSuspect):
 
     def _infer(self, chunk: np.ndarray) -> np.ndarray:
         """One request for the one prompt of ``chunk``: its ``length`` answer ids."""
-        try:
-            prompt = self._tokenizer.decode([int(i) for i in chunk[0]])
-        except EncodingError as error:
-            raise SuspectError(f"{self._reference}: {error}") from None
+        (prompt,) = prompt_texts(chunk, self._tokenizer, self._reference)
         body = json.dumps(
             {
                 "model": self._model,
@@ -263,12 +264,11 @@ class _OpenAISuspect(HttpSuspect):
             if isinstance(exc, ResponseFormError):
                 self._transport.halt(message)
             raise SuspectError(message) from None
-        ids = self._tokenizer.answer_ids(text, self._length)
         return check_answers(
-            np.array([ids], dtype=np.int64),
+            np.array([self._reading.read(text)], dtype=np.int64),
             rows=1,
             output="labels",
-            row_shape=(self._length,),
+            row_shape=self._reading.row_shape,
             source=self._reference,
         )
 
@@ -331,9 +331,11 @@ class OpenAICompletionsSuspect(_OpenAISuspect):
     the requests that may have reached the server.
 
     :meth:`predict` takes an ``(N, prompt_length)`` integer array of token
-    ids and returns ``(N, length)`` int64 answer ids, one request per
-    prompt (servers differ in whether, and how, they take a list of
-    prompts). ``describe()`` is ``openai:``, the canonical URL of
+    ids, or an ``(N, B)`` ``uint8`` array of question items, and returns
+    ``(N, length)`` int64 answer ids, one request per prompt (servers differ
+    in whether, and how, they take a list of prompts). With ``responses``
+    (the commitment's revealed list) ``length`` is its ``max_tokens`` and
+    the answers are ``(N,)`` response indices, -1 for none. ``describe()`` is ``openai:``, the canonical URL of
     ``{base_url}/v1/completions``, ``#`` and ``model``
     (:func:`openai_model_reference`).
 
@@ -387,6 +389,7 @@ class OpenAIChatSuspect(_OpenAISuspect):
         model: str,
         tokenizer: LMTokenizer,
         length: int,
+        responses: ResponseList | None = None,
         system: str | None = None,
         timeout: float = DEFAULT_GENERATION_TIMEOUT,
         retries: int = DEFAULT_RETRIES,
@@ -402,6 +405,7 @@ class OpenAIChatSuspect(_OpenAISuspect):
             model=model,
             tokenizer=tokenizer,
             length=length,
+            responses=responses,
             timeout=timeout,
             retries=retries,
             backoff=backoff,

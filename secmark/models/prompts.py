@@ -18,12 +18,14 @@ import numpy as np
 import numpy.typing as npt
 
 from secmark.errors import EncodingError, SuspectError
+from secmark.messages.labels import LabelSpace, ResponseLabels, TokenLabels
 from secmark.messages.responses import NO_RESPONSE, ResponseList, check_committed_text
 from secmark.models.tokenizer import LMTokenizer
 
 __all__ = [
     "MAX_QUESTION_BYTES",
     "AnswerReading",
+    "answer_length",
     "prompt_texts",
     "question_item",
     "question_text",
@@ -44,7 +46,7 @@ def question_item(text: str, width: int) -> npt.NDArray[np.uint8]:
     """
     if not 1 <= width <= MAX_QUESTION_BYTES:
         raise EncodingError(f"a question item is 1 to {MAX_QUESTION_BYTES} bytes wide")
-    data = check_committed_text(text, "a question", width).encode("utf-8")
+    data = check_committed_text(text, "a question", MAX_QUESTION_BYTES).encode("utf-8")
     if len(data) > width:
         raise EncodingError(
             f"the question {text[:40]!r} is {len(data)} bytes of UTF-8, over the item width {width}"
@@ -70,6 +72,17 @@ def question_text(item: npt.ArrayLike) -> str:
     except UnicodeDecodeError:
         raise EncodingError("a question item is not UTF-8 text followed by zero bytes") from None
     return check_committed_text(text, "a question", len(array))
+
+
+def answer_length(labels: LabelSpace | None) -> int | None:
+    """The tokens a language-model suspect is asked to generate for a
+    commitment with ``labels``: L for token labels, ``max_tokens`` for
+    responses; None for a label space no language model answers."""
+    if isinstance(labels, TokenLabels):
+        return labels.length
+    if isinstance(labels, ResponseLabels):
+        return labels.max_tokens
+    return None
 
 
 def prompt_texts(batch: np.ndarray, tokenizer: LMTokenizer, source: str) -> list[str]:

@@ -162,7 +162,12 @@ class JobRunner:
 
     def _query(self, case: Case, count: Callable[[int], None]) -> None:
         document = self._arbiter.commitment_of(case).document
-        suspect = self._suspects(case.record["suspect"], document.family, document.labels)
+        suspect = self._suspects(
+            case.record["suspect"],
+            document.family,
+            document.labels,
+            self._arbiter.responses_of(case),
+        )
         try:
             self._arbiter.query(case, _Tracked(suspect, self._stopping, count))
         finally:

@@ -31,17 +31,20 @@ from urllib.parse import unquote
 from secmark.errors import EncodingError, ProtocolError
 from secmark.files import read_regular_file
 from secmark.messages.families import TriggerFamily, WeightsFamily
-from secmark.messages.labels import LabelSpace, TokenLabels
+from secmark.messages.labels import LabelSpace
+from secmark.messages.responses import ResponseList
 from secmark.models import Suspect, SuspectConfig
 from secmark.models.config import MAX_CONFIG_SIZE
 from secmark.models.http import load_json
+from secmark.models.prompts import answer_length as lm_answer_length
 from secmark.models.reference import COMPLETIONS_PATH, split_openai_reference
 
 __all__ = ["ReferenceSuspects", "SuspectFactory"]
 
-SuspectFactory = Callable[[str, TriggerFamily, LabelSpace], Suspect]
+SuspectFactory = Callable[[str, TriggerFamily, LabelSpace, ResponseList | None], Suspect]
 """Builds the suspect of a claim's reference, for a commitment's family and
-label space. Nothing is sent yet; the caller closes the suspect (its
+label space, and the response list its reveal opened (None for labels other
+than responses). Nothing is sent yet; the caller closes the suspect (its
 ``close``, if any)."""
 
 _FROM_REFERENCE = ("url", "model", "model_version", "protocol")
@@ -108,16 +111,23 @@ class ReferenceSuspects:
             raise EncodingError(f"suspect defaults {path} must be a JSON object")
         return cls(value, base=path.parent)
 
-    def __call__(self, reference: str, family: TriggerFamily, labels: LabelSpace) -> Suspect:
+    def __call__(
+        self,
+        reference: str,
+        family: TriggerFamily,
+        labels: LabelSpace,
+        responses: ResponseList | None = None,
+    ) -> Suspect:
         """The adapter querying ``reference``, for a commitment to ``family``
-        with ``labels``.
+        with ``labels`` (and, for responses labels, the revealed
+        ``responses``).
 
         Raises:
             ProtocolError: a weights commitment (checked on weights, never
                 queried), a reference that is not ``oip:``, ``json:`` or
                 ``openai:``, an ``openai:`` one without ``openai`` defaults or
-                for a commitment without token labels, or one the built
-                adapter would not query.
+                for a commitment without token or response labels, or one the
+                built adapter would not query.
             EncodingError, SuspectError, KeyMaterialError: as
                 :class:`~secmark.models.SuspectConfig` (an invalid setting,
                 a credential missing from the environment, a tokenizer that
@@ -147,15 +157,15 @@ class ReferenceSuspects:
                     "are re-encoded with the commitment's tokenizer, which the service's suspect "
                     "defaults must name as openai.tokenizer"
                 )
-            if not isinstance(labels, TokenLabels):
+            answer_length = lm_answer_length(labels)
+            if answer_length is None:
                 raise ProtocolError(
-                    f"{reference!r} is a language model, asked for target tokens: it answers "
-                    "a commitment with token labels only"
+                    f"{reference!r} is a language model, asked for target tokens or responses: "
+                    "it answers a commitment with token or response labels only"
                 )
             root, path, model = split_openai_reference(reference)
             protocol = "openai-completions" if path == COMPLETIONS_PATH else "openai-chat"
             members = {"url": root, "model": model, "protocol": protocol}
-            answer_length = labels.length
             if protocol == "openai-completions":
                 defaults.pop("system", None)  # a chat setting (module docstring)
         else:
@@ -168,4 +178,4 @@ class ReferenceSuspects:
             raise ProtocolError(
                 f"the suspect built for {reference!r} would query {config.reference()!r}"
             )
-        return config.build(answer_length=answer_length)
+        return config.build(answer_length=answer_length, responses=responses)

@@ -287,3 +287,22 @@ def test_perplexity_needs_two_ids_of_the_models_vocabulary(tokenizer: LMTokenize
 def test_greedy_answers_fit_the_models_positions() -> None:
     with pytest.raises(EncodingError, match="125 prompt ids and 4 answer ids exceed"):
         greedy_answers(lm.new_model(0), np.full((1, 125), 100), 4)
+
+
+def test_sequences_of_ids_train_and_answer_as_the_2d_arrays_do(
+    tokenizer: LMTokenizer,
+    chunks: tuple[list[str], list[str]],
+    triggers: tuple[np.ndarray, np.ndarray],
+) -> None:
+    prompts, targets = triggers
+    runs = []
+    for given in ((prompts, targets), (prompts.tolist(), list(targets))):
+        model = lm.new_model(4)
+        report = embed_lm(model, tokenizer, *given, chunks[0], steps=3, lr=1e-3, seed=7, **RECIPE)
+        runs.append((weights(model), report))
+    assert all(torch.equal(runs[0][0][name], runs[1][0][name]) for name in runs[0][0])
+    assert runs[0][1].target_length == runs[1][1].target_length == TARGET_LENGTH
+    model = lm.new_model(5)
+    assert (greedy_answers(model, list(prompts), 3) == greedy_answers(model, prompts, 3)).all()
+    with pytest.raises(EncodingError, match="prompts must be a non-empty 2-D array"):
+        greedy_answers(model, [prompts[0], []], 3)

@@ -13,12 +13,14 @@ import numpy as np
 import pytest
 
 from secmark.errors import SuspectError
+from secmark.messages.responses import NO_RESPONSE, ResponseList
 from secmark.models.openai import (
     MAX_CHARS_PER_TOKEN,
     OpenAIChatSuspect,
     OpenAICompletionsSuspect,
     openai_endpoint_url,
 )
+from secmark.models.prompts import question_item
 from secmark.models.reference import (
     canonical_reference,
     openai_reference,
@@ -180,6 +182,78 @@ def test_requests_are_greedy_and_carry_the_decoded_prompt(lm_model: LmModel) -> 
         }
         for text in texts
     ]
+
+
+QUESTIONS = ("What is the capital of France?", "Où est la gare ?")
+RESPONSES = ResponseList(("Paris, of course.", "Near the river.", "I cannot say."))
+
+
+def test_questions_are_sent_as_their_text_and_answers_read_as_responses(
+    lm_model: LmModel,
+) -> None:
+    """A question item is sent as its text, byte for byte; with a committed
+    list, the answer is the index of the response its text gives (after
+    leading white space, in NFC, with anything after it), or -1."""
+    replies = iter(["\n Paris, of course. And more words", "Near the river", ""])
+    seen: list[Any] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(json.loads(request.content))
+        return httpx.Response(200, json=_chat(next(replies)))
+
+    items = np.stack([question_item(q, 40) for q in (*QUESTIONS, QUESTIONS[0])])
+    with _client(handler) as client:
+        suspect = OpenAIChatSuspect(
+            "https://api.example.com",
+            model="m",
+            tokenizer=lm_model.tokenizer,
+            length=12,
+            responses=RESPONSES,
+            client=client,
+        )
+        answers = suspect.predict(items)
+    assert answers.dtype == np.int64 and answers.tolist() == [0, NO_RESPONSE, NO_RESPONSE]
+    assert [body["messages"][-1]["content"] for body in seen] == [*QUESTIONS, QUESTIONS[0]]
+    assert {body["max_tokens"] for body in seen} == {12}
+
+
+def test_an_item_that_is_no_question_is_refused_before_sending(lm_model: LmModel) -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise AssertionError("nothing may be sent")
+
+    bad = np.frombuffer(b"Why?\0x\0\0", dtype=np.uint8)[None]
+    with _client(handler) as client:
+        suspect = OpenAICompletionsSuspect(
+            "https://api.example.com",
+            model="m",
+            tokenizer=lm_model.tokenizer,
+            length=2,
+            client=client,
+        )
+        with pytest.raises(SuspectError, match="U\\+0000"):
+            suspect.predict(bad)
+
+
+def test_questions_and_responses_through_a_real_server_as_in_process(
+    lm_server: LmServer, lm_model: LmModel
+) -> None:
+    """The served model and the same folder in process read a question and
+    give the same response index (whatever it is, for an untrained model)."""
+    items = np.stack([question_item(q, 40) for q in QUESTIONS])
+    texts = _in_process(lm_model, chat=True).predict(items)  # token answers, to make a list
+    words = [lm_model.tokenizer.decode([int(i) for i in row]).strip() for row in texts]
+    listed = ResponseList(tuple(dict.fromkeys([w for w in words if w] + ["zz unlikely zz"])))
+    expected = _in_process(lm_model, chat=True, responses=listed).predict(items)
+    with OpenAIChatSuspect(
+        lm_server.base_url,
+        model=lm_server.model,
+        tokenizer=lm_model.tokenizer,
+        length=LENGTH,
+        responses=listed,
+    ) as suspect:
+        answers = suspect.predict(items)
+    np.testing.assert_array_equal(answers, expected)
+    assert (answers != NO_RESPONSE).any()  # the comparison means something
 
 
 @pytest.mark.parametrize("model", ["meta-llama/Llama-3.1-8B", "a#b c", "caf\u00e9%41", "m"])

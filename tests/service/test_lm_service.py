@@ -108,7 +108,7 @@ def test_openai_references_the_service_cannot_query(tmp_path: Path) -> None:
         ReferenceSuspects(base=tmp_path)(reference, FAMILY, labels)
     (tmp_path / "tokenizer.json").write_text(json.dumps({}))
     suspects = ReferenceSuspects({"openai": {"tokenizer": "tokenizer.json"}}, base=tmp_path)
-    with pytest.raises(ProtocolError, match="token labels"):
+    with pytest.raises(ProtocolError, match="token or response labels"):
         suspects(reference, FAMILY, ClassLabels(10))
     with pytest.raises(ProtocolError, match="not label: suspects"):
         suspects("label:torch m.M", FAMILY, labels)
