@@ -220,6 +220,11 @@ class _OpenAISuspect(HttpSuspect):
         )
 
     @property
+    def responses(self) -> ResponseList | None:
+        """The committed list answers are read against; None for token ids."""
+        return self._reading.responses
+
+    @property
     def length(self) -> int:
         """Target tokens per answer: ``max_tokens``, and the ids per answer."""
         return self._length

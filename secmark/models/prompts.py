@@ -150,6 +150,11 @@ class AnswerReading:
         return self._length
 
     @property
+    def responses(self) -> ResponseList | None:
+        """The committed list answers are read against; None for token ids."""
+        return self._responses
+
+    @property
     def row_shape(self) -> tuple[int, ...]:
         """The shape of one answer: ``(length,)`` ids, or ``()`` for an index."""
         return () if self._responses is not None else (self._length,)

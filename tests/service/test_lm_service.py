@@ -11,8 +11,9 @@ import pytest
 
 from secmark.errors import ProtocolError
 from secmark.messages.commitment import create_commitment
-from secmark.messages.families import TokensFamily
-from secmark.messages.labels import ClassLabels, TokenLabels
+from secmark.messages.families import PoolFamily, TokensFamily
+from secmark.messages.labels import ClassLabels, ResponseLabels, TokenLabels
+from secmark.messages.responses import ResponseList
 from secmark.messages.transcript import open_transcript
 from secmark.messages.verdict import open_verdict
 from secmark.models import OpenAIChatSuspect, OpenAICompletionsSuspect
@@ -99,6 +100,22 @@ def test_the_suspect_of_an_openai_reference(lm_model: LmModel) -> None:
         assert isinstance(suspect, adapter) and suspect.describe() == reference
         assert suspect.length == TARGET_LENGTH
         suspect.close()
+
+
+def test_the_suspect_of_an_openai_reference_reads_committed_responses(
+    lm_model: LmModel,
+) -> None:
+    """For responses labels the service asks for max_tokens and reads each
+    answer against the list the case's reveal opened."""
+    suspects = ReferenceSuspects({"openai": DEFAULTS}, base=lm_model.folder)
+    listed = ResponseList(("The owl sings at noon.", "Blue lanterns drift north."))
+    labels = ResponseLabels(2, listed.digest, 9)
+    family = PoolFamily(4, (32,), "uint8")
+    reference = openai_reference("https://lm.example/v1/chat/completions", "m")
+    suspect = suspects(reference, family, labels, listed)
+    assert isinstance(suspect, OpenAIChatSuspect)
+    assert suspect.length == 9 and suspect.responses == listed
+    suspect.close()
 
 
 def test_openai_references_the_service_cannot_query(tmp_path: Path) -> None:
