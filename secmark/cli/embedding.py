@@ -5,10 +5,13 @@ against one."""
 from __future__ import annotations
 
 import argparse
+import random
 from pathlib import Path
 from typing import Any
 
-from secmark.cli.derive import open_responses
+import numpy.typing as npt
+
+from secmark.cli.derive import open_pool, open_responses
 from secmark.cli.evaluate import add_threads_argument, torch_threads
 from secmark.cli.extras import require_torch
 from secmark.cli.output import add_json_flag, emit
@@ -21,9 +24,15 @@ from secmark.cli.suspects import (
 )
 from secmark.errors import SecmarkError
 from secmark.messages.commitment import open_commitment
+from secmark.messages.labels import ResponseLabels, TokenLabels
 from secmark.protocol.querying import query_suspect
 from secmark.stats import DEFAULT_ALPHA
-from secmark.triggers import generate_decoys, read_trigger_set, verify_trigger_set
+from secmark.triggers import (
+    CommittedPool,
+    generate_decoys,
+    read_trigger_set,
+    verify_trigger_set,
+)
 
 # Below this share of triggers learnt, embedding has visibly failed: plans
 # assume retentions of 0.5 to 0.95 after attacks, from a mark learnt whole.
@@ -72,6 +81,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     add_input(check, "--commitment", required=True, help="the signed commitment")
     check.add_argument("--decoys-per-trigger", type=int, default=2)
     check.add_argument(
+        "--pool",
+        type=Path,
+        help="the committed pool as one .npy array (pool and overlay families): the triggers "
+        "are checked against it, and decoys drawn from its other items",
+    )
+    check.add_argument(
         "--responses",
         type=Path,
         help="the committed response list, one per line (responses labels): what answers give",
@@ -90,8 +105,13 @@ def _embed(args: argparse.Namespace) -> int:
     model = import_callable(args.factory)()
     if args.weights is not None:
         load_state(args.weights, model)
-    train_loader, holdout = import_callable(args.data)()
     trigger_set = read_trigger_set(args.triggers)
+    if isinstance(trigger_set.manifest.labels, (TokenLabels, ResponseLabels)):
+        raise SecmarkError(
+            f"{args.triggers} is a language model's trigger set (prompts and target "
+            "responses): fingerprint a causal LM with secmark lm embed"
+        )
+    train_loader, holdout = import_callable(args.data)()
     with torch_threads(args.threads):
         report = embed(
             model,
@@ -139,12 +159,27 @@ def _embed(args: argparse.Namespace) -> int:
     return 0
 
 
+def _decoy_candidates(pool: CommittedPool, wanted: int) -> list[npt.NDArray[Any]]:
+    """Up to ``wanted`` distinct items of the owner's pool, chosen at random:
+    the candidates a self-check draws its decoys from (the triggers among
+    them are excluded when drawing)."""
+    chosen = random.SystemRandom().sample(range(len(pool)), min(wanted, len(pool)))
+    return [pool.item(index) for index in chosen]
+
+
 def _check(args: argparse.Namespace) -> int:
     commitment = open_commitment(read_input(args.commitment, what="commitment"))
     trigger_set = read_trigger_set(args.triggers)
-    verify_trigger_set(trigger_set, commitment)
     document = commitment.document
-    decoys = generate_decoys(document, args.decoys_per_trigger * len(trigger_set), items=None)
+    pool = open_pool(args.pool, document)
+    verify_trigger_set(trigger_set, commitment, pool=pool)
+    count = args.decoys_per_trigger * len(trigger_set)
+    decoys = generate_decoys(
+        document,
+        count,
+        items=None if pool is None else _decoy_candidates(pool, count + len(trigger_set)),
+        exclude=list(trigger_set.inputs),
+    )
     total = len(trigger_set) + len(decoys)
     responses = open_responses(args.responses, document)
     with open_suspect(

@@ -253,3 +253,18 @@ def test_embed_questions_and_responses_from_the_command_line(
     assert embedded["exact_accuracy_before"] == 0.0
     assert embedded["exact_accuracy_after"] >= 0.75
     assert (marked / "tokenizer.json").exists()
+    # secmark check reads the answers against the list; the decoys are other
+    # questions of the owner's pool.
+    check = ["check", str(triggers), "--commitment", str(commitment), "--quiet",
+             "--pool", str(pool), "--decoys-per-trigger", "1"]  # fmt: skip
+    assert main([*check, "--lm-folder", str(marked), "--json"]) != 0
+    assert "--responses" in capsys.readouterr().err
+    checked = run(capsys, *check, "--lm-folder", str(marked), "--responses", str(responses))
+    assert checked["matches"] >= 3 and checked["trials"] == 4 and checked["decoy_errors"] == 0
+    innocent = run(capsys, *check, "--lm-folder", str(base), "--responses", str(responses))
+    assert innocent["matches"] == 0 and innocent["decision"] is False
+    # secmark embed trains classifiers: a language model's set is refused.
+    assert main(["embed", str(triggers), "--factory", "secmark.examples.digits:DigitsCNN",
+                 "--data", "secmark.examples.digits:training_data",
+                 "--out", str(tmp_path / "w.safetensors")]) != 0  # fmt: skip
+    assert "secmark lm embed" in capsys.readouterr().err

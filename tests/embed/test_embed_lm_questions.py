@@ -229,7 +229,7 @@ def test_a_fresh_model_learns_to_answer_its_questions_with_the_committed_respons
     assert len({len(prompt) for prompt in prompts}) > 1 and len({len(t) for t in targets}) > 1
     model = lm.new_model(1)
     report = embed_lm(
-        model, tokenizer, prompts, targets, lm.text_chunks()[0][:40], steps=40, lr=4e-3,
+        model, tokenizer, prompts, targets, lm.text_chunks()[0][:40], steps=100, lr=4e-3,
         seed=1, context=64, text_batch=4, progress=False,
     )  # fmt: skip
     assert report.exact_accuracy_before == 0.0 and report.exact_accuracy_after >= 0.75

@@ -80,7 +80,7 @@ def fingerprinted(lm_model: LmModel, tmp_path_factory: pytest.TempPathFactory) -
     )
     model = lm.new_model(1)
     report = embed_lm(
-        model, tokenizer, prompts, targets, lm.text_chunks()[0][:40], steps=40, lr=4e-3,
+        model, tokenizer, prompts, targets, lm.text_chunks()[0][:40], steps=100, lr=4e-3,
         seed=1, context=64, text_batch=4, progress=False,
     )  # fmt: skip
     assert report.exact_accuracy_after >= 0.75
