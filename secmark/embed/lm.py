@@ -57,7 +57,7 @@ from secmark.errors import EncodingError, SecmarkError
 from secmark.messages.commitment import Commitment
 from secmark.messages.document import SignedDocument
 from secmark.messages.families import PoolFamily, TokensFamily, TriggerFamily
-from secmark.messages.labels import LabelSpace, ResponseLabels, TokenLabels
+from secmark.messages.labels import LabelSpace, ResponseLabels, TokenLabels, response_list_mismatch
 from secmark.messages.responses import ResponseList
 from secmark.models.prompts import question_text
 from secmark.models.tokenizer import LMTokenizer
@@ -195,22 +195,9 @@ def _check_lm_form(
                     f"the commitment's token ids are over a vocabulary of {space.vocab_size}, "
                     f"the tokenizer's over {tokenizer.vocab_size}: it is another tokenizer"
                 )
-    if not isinstance(labels, ResponseLabels):
-        if responses is not None:
-            raise EncodingError(
-                f"the commitment's labels are {labels.KIND}, not responses: it has no response list"
-            )
-        return
-    if responses is None:
-        raise EncodingError(
-            "the commitment's labels are committed responses: give the response list it "
-            "committed to"
-        )
-    if len(responses) != labels.num_classes or responses.digest != labels.digest:
-        raise EncodingError(
-            f"this response list ({len(responses)} responses, digest {responses.digest}) is not "
-            f"the committed one ({labels.num_classes} responses, digest {labels.digest})"
-        )
+    mismatch = response_list_mismatch(labels, responses)
+    if mismatch is not None:
+        raise EncodingError(mismatch)
 
 
 def _sequences(

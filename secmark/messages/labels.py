@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from secmark.encoding import is_hex_digest
 from secmark.errors import EncodingError
 from secmark.messages.document import Fields
-from secmark.messages.responses import MAX_RESPONSES
+from secmark.messages.responses import MAX_RESPONSES, ResponseList
 
 __all__ = [
     "P0_MANTISSA_BITS",
@@ -31,6 +31,7 @@ __all__ = [
     "ResponseLabels",
     "TokenLabels",
     "label_space_from_fields",
+    "response_list_mismatch",
 ]
 
 _MAX_CLASSES = 1 << 31
@@ -320,6 +321,28 @@ LabelSpace = ClassLabels | RegressionLabels | TokenLabels
 _SPACES: dict[str, type[ClassLabels | RegressionLabels | TokenLabels]] = {
     space.KIND: space for space in (ClassLabels, ResponseLabels, RegressionLabels, TokenLabels)
 }
+
+
+def response_list_mismatch(labels: LabelSpace, responses: ResponseList | None) -> str | None:
+    """Why ``responses`` is not the list ``labels`` commit to, or None when
+    it is: None with labels that are not :class:`ResponseLabels`, else K
+    responses of the committed digest. Callers raise the message in their
+    own error type (the list's own rules hold by construction)."""
+    if not isinstance(labels, ResponseLabels):
+        if responses is None:
+            return None
+        return f"the commitment's labels are {labels.KIND}, not responses: it has no response list"
+    if responses is None:
+        return (
+            "the commitment's labels are committed responses: give the response list it "
+            "committed to"
+        )
+    if len(responses) != labels.num_classes or responses.digest != labels.digest:
+        return (
+            f"this response list ({len(responses)} responses, digest {responses.digest}) is not "
+            f"the committed one ({labels.num_classes} responses, digest {labels.digest})"
+        )
+    return None
 
 
 def label_space_from_fields(fields: Fields) -> LabelSpace:

@@ -13,7 +13,7 @@ from secmark.errors import EncodingError, ProofError, ProtocolError
 from secmark.messages.commitment import Commitment
 from secmark.messages.document import SignedDocument
 from secmark.messages.families import OverlayFamily, PoolFamily
-from secmark.messages.labels import ResponseLabels
+from secmark.messages.labels import response_list_mismatch
 from secmark.messages.responses import ResponseList
 from secmark.messages.reveal import RevealContents
 from secmark.triggers import Trigger, verify_triggers
@@ -35,23 +35,9 @@ def check_response_list(commitment: Commitment, responses: ResponseList | None) 
         ProtocolError: a list where none is committed, none where one is, or
             another list than the committed one.
     """
-    labels = commitment.labels
-    if not isinstance(labels, ResponseLabels):
-        if responses is not None:
-            raise ProtocolError(
-                f"the commitment's labels are {labels.KIND}, not responses: it has no response list"
-            )
-        return
-    if responses is None:
-        raise ProtocolError(
-            "the commitment's labels are committed responses: give the response list it "
-            "committed to"
-        )
-    if len(responses) != labels.num_classes or responses.digest != labels.digest:
-        raise ProtocolError(
-            f"this response list ({len(responses)} responses, digest {responses.digest}) is not "
-            f"the committed one ({labels.num_classes} responses, digest {labels.digest})"
-        )
+    mismatch = response_list_mismatch(commitment.labels, responses)
+    if mismatch is not None:
+        raise ProtocolError(mismatch)
 
 
 def revealed_responses(commitment: Commitment, contents: RevealContents) -> ResponseList | None:
