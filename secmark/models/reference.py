@@ -136,6 +136,9 @@ _NUMERIC_LABEL = re.compile(r"[0-9]+|0x[0-9a-f]*")
 _PORT = re.compile(r"[0-9]{1,8}")
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix
 _CANONICAL_LOOPBACK = (ipaddress.IPv4Address("127.0.0.1"), ipaddress.IPv6Address("::1"))
+_USERINFO = re.compile(r"(//)[^/?#]*@")
+_QUERY = re.compile(r"\?[^#]*")
+_FRAGMENT = re.compile(r"#.*", re.DOTALL)
 _CREDENTIALS_RULE = (
     "must not hold credentials, a query or a fragment "
     "(the arbiter passes credentials in headers; an endpoint has no query)"
@@ -157,7 +160,14 @@ _OPENAI_FORM = (
 
 
 def _shown(text: str) -> str:
-    """``text`` quoted, cut to 80 characters: error messages stay short."""
+    """``text`` quoted, cut to 80 characters, with what could be a secret
+    (a URL's user information, query, and fragment but an ``openai:``
+    model's) written as ``***``: error messages stay short and end up in
+    logs, so they must not carry the credentials a mistaken reference held."""
+    text = _USERINFO.sub(r"\1***@", text)
+    text = _QUERY.sub("?***", text)
+    if not text.startswith("openai:"):
+        text = _FRAGMENT.sub("#***", text)
     return repr(text) if len(text) <= 80 else repr(text[:80]) + "..."
 
 

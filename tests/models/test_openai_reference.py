@@ -234,3 +234,23 @@ def test_canonicalising_a_model_spelling_is_idempotent(raw: str) -> None:
         return
     assert canonical_reference(canonical) == canonical
     assert len(canonical) <= len(f"openai:{ENDPOINT}#{raw}")
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "json:https://user:s3cret@api.example.com/predict",
+        "json:https://s3cret@api.example.com/predict",
+        "json:https://api.example.com/predict?key=s3cret",
+        "json:https://api.example.com/predict#s3cret",
+        "oip:https://user:s3cret@api.example.com/v2/models/m",
+        f"openai:https://user:s3cret@api.example.com{CHAT_PATH}#m",
+        f"openai:https://api.example.com{COMPLETIONS_PATH}?api_key=s3cret#m",
+    ],
+)
+def test_a_refused_reference_does_not_quote_the_credentials_it_held(reference: str) -> None:
+    # Error messages go to logs and HTTP problem documents: a key pasted
+    # into a URL by mistake must not travel on with the refusal.
+    with pytest.raises(EncodingError, match="credentials") as refused:
+        canonical_reference(reference)
+    assert "s3cret" not in str(refused.value) and "***" in str(refused.value)
