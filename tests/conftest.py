@@ -19,6 +19,9 @@ from secmark.crypto import IdentityKeys
 VECTORS = Path(__file__).resolve().parent.parent / "vectors"
 
 
+pytest_plugins = ("tests.lm.fixtures",)
+
+
 def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
     """One pytest-xdist worker more than there are CPUs (``--maxprocesses``
     caps it): many tests wait on a server or a subprocess, and the extra

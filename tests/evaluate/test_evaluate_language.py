@@ -34,7 +34,7 @@ from secmark.evaluate import (
 )
 from secmark.evaluate.report import render_html, summary_json, summary_markdown
 from secmark.stats import DEFAULT_ALPHA, DEFAULT_TARGET_POWER, binomial_tail, decision_threshold
-from tests.lm.conftest import LmModel, lm_model  # noqa: F401  (the fixture, shared)
+from tests.lm.fixtures import LmModel
 
 P0 = Fraction(1, 516)
 TINY = LanguageModelConfig(
@@ -175,7 +175,7 @@ def test_without_the_extra_it_fails_first_naming_the_install(
 
 
 @pytest.fixture(scope="module")
-def tiny(lm_model: LmModel, tmp_path_factory: pytest.TempPathFactory) -> LanguageModelResult:  # noqa: F811
+def tiny(lm_model: LmModel, tmp_path_factory: pytest.TempPathFactory) -> LanguageModelResult:
     work = tmp_path_factory.mktemp("language-model")
     shutil.copytree(lm_model.folder.parent / "tokenizer", work / "tokenizer")
     return run_language_model(TINY, work=work, progress=False)

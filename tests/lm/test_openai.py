@@ -28,7 +28,7 @@ from secmark.models.reference import (
 )
 from secmark.models.tokenizer import LMTokenizer
 from secmark.models.transformers_lm import TransformersSuspect
-from tests.lm.conftest import LmModel, LmServer
+from tests.lm.fixtures import LmModel, LmServer
 
 LENGTH = 4
 MODEL_SAFE = "!$&'()*+,=:@/"

@@ -34,7 +34,7 @@ from secmark.timestamp import TimestampAuthority, TrustStore
 from secmark.timestamp.evidence import collect_evidence
 from secmark.triggers import CommittedPool, pool_root
 from tests.conftest import fixed_keys
-from tests.lm.conftest import LmModel
+from tests.lm.fixtures import LmModel
 
 TRIGGERS = 8
 CHALLENGE = 6

@@ -16,7 +16,7 @@ from secmark.models.base import Suspect
 from secmark.models.prompts import question_item
 from secmark.models.reference import canonical_reference
 from secmark.models.transformers_lm import TransformersSuspect
-from tests.lm.conftest import LmModel
+from tests.lm.fixtures import LmModel
 
 LENGTH = 5
 

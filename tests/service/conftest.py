@@ -39,7 +39,6 @@ from secmark.service.app import create_app
 from secmark.service.auth import sign_request
 from secmark.service.limits import ServiceLimits
 from secmark.service.suspects import ReferenceSuspects
-from tests.lm.conftest import lm_model, lm_server  # noqa: F401 (the fixtures)
 from tests.postgres import PostgresServer, postgres_server  # noqa: F401 (the fixture)
 from tests.protocol.conftest import FAMILY, POLICY, Committed, World, memorising_suspect
 

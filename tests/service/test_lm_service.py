@@ -1,6 +1,6 @@
 """A language-model dispute through the service: the suspect is built from an
 ``openai:`` reference and the arbiter's ``openai`` defaults, and queried on
-a real ``transformers serve`` (``tests/lm/conftest.py``)."""
+a real ``transformers serve`` (``tests/lm/fixtures.py``)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from secmark.protocol.arbiter import ArbiterPolicy
 from secmark.protocol.bundle import verify_bundle
 from secmark.protocol.owner import answer_challenge
 from secmark.service.suspects import ReferenceSuspects
-from tests.lm.conftest import PROMPT_LENGTH, LmModel, LmServer
+from tests.lm.fixtures import PROMPT_LENGTH, LmModel, LmServer
 from tests.protocol.conftest import FAMILY, Committed, World
 from tests.service.conftest import Dispute, SuspectServer, running, wait_for_job
 

@@ -1,5 +1,7 @@
-"""Fixtures of the language-model suspect tests: a small model folder, and a
-real OpenAI-compatible server serving it.
+"""Fixtures of the language-model tests, for every test package (a plugin of
+``tests/conftest.py``, so that a worker starts one server whichever
+packages it runs): a small model folder, and a real OpenAI-compatible
+server serving it.
 
 ``lm_model`` builds the folder of :mod:`secmark.examples.lm` (its tokenizer,
 an untrained GPT-2-style model) once per run: the pytest-xdist workers share
