@@ -62,6 +62,15 @@ def add_serve_command(
         "config without url, model, model_version and protocol (specs/suspects.md); paths "
         "are read from the file's folder",
     )
+    serve.add_argument(
+        "--allow-suspect-network",
+        action="append",
+        default=[],
+        metavar="CIDR",
+        help="also query suspects at addresses of this network (repeatable; 127.0.0.0/8, "
+        "10.1.0.0/16, ::1/128): by default only globally routable addresses are queried, "
+        "since claimants choose the URLs",
+    )
     serve.set_defaults(handler=lambda args: _serve(args, open_arbiter))
     return serve
 
@@ -82,6 +91,7 @@ def _serve(args: argparse.Namespace, open_arbiter: ArbiterFromArguments) -> int:
     try:
         import uvicorn
 
+        from secmark.models.egress import EgressPolicy
         from secmark.service.app import create_app
         from secmark.service.suspects import ReferenceSuspects
     except ImportError as error:
@@ -90,11 +100,12 @@ def _serve(args: argparse.Namespace, open_arbiter: ArbiterFromArguments) -> int:
             "pip install 'secmark[serving]'"
         ) from None
     host, port = parse_listen(args.listen)
+    egress = EgressPolicy.from_cidrs(args.allow_suspect_network)
     arbiter = open_arbiter(args)
     suspects = (
-        ReferenceSuspects.from_file(args.suspect_defaults)
+        ReferenceSuspects.from_file(args.suspect_defaults, egress=egress)
         if args.suspect_defaults is not None
-        else ReferenceSuspects(base=args.folder)
+        else ReferenceSuspects(base=args.folder, egress=egress)
     )
     uvicorn.run(create_app(arbiter, suspects=suspects), host=host, port=port, log_level="info")
     return 0

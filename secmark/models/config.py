@@ -57,6 +57,7 @@ from secmark.errors import EncodingError, KeyMaterialError, SecmarkError, Suspec
 from secmark.files import read_regular_file
 from secmark.messages.responses import ResponseList
 from secmark.models.base import OUTPUTS, Output
+from secmark.models.egress import EgressPolicy
 from secmark.models.http import (
     DEFAULT_BACKOFF,
     DEFAULT_BATCH_SIZE,
@@ -519,6 +520,7 @@ class SuspectConfig:
         credentials: Mapping[str, str] | None = None,
         answer_length: int | None = None,
         responses: ResponseList | None = None,
+        egress: EgressPolicy | None = None,
     ) -> OipSuspect | JsonApiSuspect | OpenAICompletionsSuspect | OpenAIChatSuspect:
         """The adapter, with the headers of :meth:`resolve_headers` (reading
         ``environ``, default ``os.environ``) and ``credentials`` (headers
@@ -526,7 +528,8 @@ class SuspectConfig:
         ``answer_length`` tokens (:func:`~secmark.models.prompts.answer_length`
         of the commitment's labels) and answers that many token ids, or with
         ``responses`` (a commitment's revealed response list) the index of
-        the response each answer gives.
+        the response each answer gives. With ``egress``, requests go only to
+        the addresses it permits (:mod:`secmark.models.egress`).
 
         Raises:
             SuspectError: an invalid setting (as the adapters say), a header
@@ -541,7 +544,7 @@ class SuspectConfig:
                 raise SuspectError(f"header {header!r} is given twice")
             headers[header] = text
         if self.protocol in OPENAI_PROTOCOLS:
-            return self._build_openai(headers, answer_length, responses)
+            return self._build_openai(headers, answer_length, responses, egress)
         common: dict[str, Any] = {
             "output": self.output,
             "batch_size": self.batch_size,
@@ -553,6 +556,7 @@ class SuspectConfig:
             "max_response_bytes": self.max_response_bytes,
             "headers": headers,
             "tls": self.tls,
+            "egress": egress,
         }
         if self.protocol == "oip":
             return OipSuspect(
@@ -570,7 +574,11 @@ class SuspectConfig:
         )
 
     def _build_openai(
-        self, headers: dict[str, str], answer_length: int | None, responses: ResponseList | None
+        self,
+        headers: dict[str, str],
+        answer_length: int | None,
+        responses: ResponseList | None,
+        egress: EgressPolicy | None,
     ) -> OpenAICompletionsSuspect | OpenAIChatSuspect:
         if answer_length is None:
             raise SuspectError(
@@ -590,6 +598,7 @@ class SuspectConfig:
             "max_response_bytes": self.max_response_bytes,
             "headers": headers,
             "tls": self.tls,
+            "egress": egress,
         }
         if self.protocol == "openai-chat":
             return OpenAIChatSuspect(self.url, system=self.system, **common)

@@ -34,7 +34,11 @@ API may bill every request, so the transport:
    characters of it) has every header value, and every word of one of at
    least :data:`MIN_REDACTED_LENGTH` characters (the token after
    ``Bearer``), replaced by ``[redacted]``, so that a server echoing the
-   request cannot put a token into an error, a transcript or a log.
+   request cannot put a token into an error, a transcript or a log;
+6. with an :class:`~secmark.models.egress.EgressPolicy`, sends each request
+   only to an address the policy permits (checked as the request is sent,
+   and the address checked is the one connected to), and stops for good
+   when the host is not one.
 
 Failures are :class:`~secmark.errors.SuspectError`, prefixed with the
 suspect's reference.
@@ -62,6 +66,7 @@ from secmark.encoding.jcs import reject_duplicate_keys, reject_json_constant
 from secmark.errors import SecmarkError, SuspectError
 from secmark.files import read_regular_file
 from secmark.models.base import check_batch, check_batch_size
+from secmark.models.egress import EgressPolicy, EgressRefused
 
 if TYPE_CHECKING:
     from typing_extensions import Self  # typing.Self is Python 3.11 and later
@@ -423,6 +428,7 @@ class HttpTransport:
         client: httpx.Client | None,
         tls: TlsFiles | None,
         max_response_bytes: int,
+        egress: EgressPolicy | None = None,
     ) -> None:
         if not (
             isinstance(timeout, (int, float))
@@ -450,6 +456,8 @@ class HttpTransport:
             )
         if client is not None and tls is not None:
             raise SuspectError("give TLS files or your own client, not both")
+        if client is not None and egress is not None:
+            raise SuspectError("give an egress policy or your own client, not both")
         self._url = url
         self._reference = reference
         self._timeout = float(timeout)
@@ -464,7 +472,8 @@ class HttpTransport:
         self._owns_client = client is None
         if client is None:
             verify: ssl.SSLContext | bool = tls.context() if tls is not None else True
-            client = httpx.Client(trust_env=False, verify=verify)
+            hooks = {"request": [egress.pin]} if egress is not None else None
+            client = httpx.Client(trust_env=False, verify=verify, event_hooks=hooks)
         self._client = client
 
     @property
@@ -572,6 +581,10 @@ class HttpTransport:
                 status = response.status_code
                 content_type = response.headers.get("content-type", "")
                 retry_after = response.headers.get("retry-after")
+        except EgressRefused as exc:
+            # Where the name leads does not depend on the inputs.
+            self._halted = f"{self._reference}: {exc}"
+            raise EgressRefused(self._halted) from None
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             # Nothing reached the server: not counted.
             raise _Transient(
@@ -708,6 +721,7 @@ class HttpSuspect:
         client: httpx.Client | None,
         tls: TlsFiles | None,
         max_response_bytes: int,
+        egress: EgressPolicy | None,
     ) -> None:
         """Check the shared settings and open the transport.
 
@@ -730,6 +744,7 @@ class HttpSuspect:
             client=client,
             tls=tls,
             max_response_bytes=max_response_bytes,
+            egress=egress,
         )
 
     def __enter__(self) -> Self:

@@ -73,6 +73,7 @@ from secmark.models.base import (
     check_answers,
     check_output,
 )
+from secmark.models.egress import EgressPolicy
 from secmark.models.http import (
     DEFAULT_BACKOFF,
     DEFAULT_BATCH_SIZE,
@@ -332,7 +333,7 @@ class JsonApiSuspect(HttpSuspect):
     (``""``: the element itself). ``output`` says how answers are reduced
     (:mod:`secmark.models.base`). ``input_shape``, ``batch_size``,
     ``batch_dimension``, ``timeout``, ``retries``, ``backoff``, ``headers``,
-    ``tls``, ``client`` and ``max_response_bytes`` are as for
+    ``tls``, ``client``, ``max_response_bytes`` and ``egress`` are as for
     :class:`~secmark.models.OipSuspect`; :attr:`requests_sent` counts the
     requests that may have reached the server.
 
@@ -365,6 +366,7 @@ class JsonApiSuspect(HttpSuspect):
         tls: TlsFiles | None = None,
         client: httpx.Client | None = None,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        egress: EgressPolicy | None = None,
     ) -> None:
         endpoint = json_endpoint_url(url)
         check_sent_as_named(endpoint)
@@ -386,6 +388,7 @@ class JsonApiSuspect(HttpSuspect):
             client=client,
             tls=tls,
             max_response_bytes=max_response_bytes,
+            egress=egress,
         )
 
     def _infer(self, chunk: np.ndarray) -> np.ndarray:

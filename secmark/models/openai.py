@@ -76,6 +76,7 @@ import numpy as np
 from secmark.errors import EncodingError, SuspectError
 from secmark.messages.responses import ResponseList
 from secmark.models.base import check_answers
+from secmark.models.egress import EgressPolicy
 from secmark.models.http import (
     DEFAULT_BACKOFF,
     DEFAULT_RETRIES,
@@ -194,6 +195,7 @@ class _OpenAISuspect(HttpSuspect):
         tls: TlsFiles | None = None,
         client: httpx.Client | None = None,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        egress: EgressPolicy | None = None,
     ) -> None:
         endpoint = openai_endpoint_url(base_url, self._PATH)
         check_sent_as_named(endpoint)
@@ -217,6 +219,7 @@ class _OpenAISuspect(HttpSuspect):
             client=client,
             tls=tls,
             max_response_bytes=max_response_bytes,
+            egress=egress,
         )
 
     @property
@@ -331,7 +334,7 @@ class OpenAICompletionsSuspect(_OpenAISuspect):
     ``tokenizer`` the commitment's, which decodes the prompt ids and encodes
     the answer text; ``length`` the target tokens L (``max_tokens``, and the
     ids of each answer). ``timeout``, ``retries``, ``backoff``, ``headers``,
-    ``tls``, ``client`` and ``max_response_bytes`` are as for
+    ``tls``, ``client``, ``max_response_bytes`` and ``egress`` are as for
     :class:`~secmark.models.JsonApiSuspect`; :attr:`requests_sent` counts
     the requests that may have reached the server.
 
@@ -403,6 +406,7 @@ class OpenAIChatSuspect(_OpenAISuspect):
         tls: TlsFiles | None = None,
         client: httpx.Client | None = None,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        egress: EgressPolicy | None = None,
     ) -> None:
         self._system = None if system is None else _check_text(system, "system", MAX_SYSTEM_PROMPT)
         super().__init__(
@@ -418,6 +422,7 @@ class OpenAIChatSuspect(_OpenAISuspect):
             tls=tls,
             client=client,
             max_response_bytes=max_response_bytes,
+            egress=egress,
         )
 
     def _prompt(self, prompt: str) -> dict[str, Any]:

@@ -54,6 +54,7 @@ from secmark.models.base import (
     check_answers,
     check_output,
 )
+from secmark.models.egress import EgressPolicy
 from secmark.models.http import (
     DEFAULT_BACKOFF,
     DEFAULT_BATCH_SIZE,
@@ -292,6 +293,9 @@ class OipSuspect(HttpSuspect):
     ignores proxy and ``.netrc`` settings from the environment, so a suspect
     is always reached directly and receives nothing but ``headers``; close
     it with :meth:`close` or use the adapter as a context manager.
+    ``egress`` (:class:`~secmark.models.egress.EgressPolicy`; not with
+    ``client``) limits the addresses requests are sent to: a service
+    querying the URLs claimants name passes one.
     :attr:`requests_sent` counts the requests that may have reached the
     server (:mod:`secmark.models.http`).
 
@@ -335,6 +339,7 @@ class OipSuspect(HttpSuspect):
         client: httpx.Client | None = None,
         model_version: str | None = None,
         max_response_bytes: int = MAX_RESPONSE_BYTES,
+        egress: EgressPolicy | None = None,
         requested_outputs: Sequence[str] | None = None,
         batch_dimension: bool = True,
         input_shape: Sequence[int] | None = None,
@@ -387,6 +392,7 @@ class OipSuspect(HttpSuspect):
             client=client,
             tls=tls,
             max_response_bytes=max_response_bytes,
+            egress=egress,
         )
 
     def _encode(self, batch: np.ndarray) -> np.ndarray:

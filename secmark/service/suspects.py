@@ -35,6 +35,7 @@ from secmark.messages.labels import LabelSpace
 from secmark.messages.responses import ResponseList
 from secmark.models import Suspect, SuspectConfig
 from secmark.models.config import MAX_CONFIG_SIZE
+from secmark.models.egress import EgressPolicy
 from secmark.models.http import load_json
 from secmark.models.prompts import answer_length as lm_answer_length
 from secmark.models.reference import COMPLETIONS_PATH, split_openai_reference
@@ -47,6 +48,8 @@ label space, and the response list its reveal opened (None for labels other
 than responses). Nothing is sent yet; the caller closes the suspect (its
 ``close``, if any)."""
 
+PUBLIC_ONLY = EgressPolicy()
+"""Globally routable addresses only: the service's default."""
 _FROM_REFERENCE = ("url", "model", "model_version", "protocol")
 _PLACEHOLDER = {
     "oip": {"url": "http://127.0.0.1", "model": "m", "protocol": "oip"},
@@ -62,7 +65,10 @@ def _member_of(kind: str) -> Callable[[str], str]:
 
 class ReferenceSuspects:
     """A :data:`SuspectFactory` over per-kind defaults (module docstring);
-    relative paths in them are read from ``base``.
+    relative paths in them are read from ``base``. Every suspect it builds
+    sends requests only to the addresses ``egress`` permits: by default
+    globally routable ones, since claimants choose the URLs
+    (:mod:`secmark.models.egress`).
 
     Raises:
         EncodingError: defaults that are not an object of ``oip``, ``json``
@@ -70,7 +76,13 @@ class ReferenceSuspects:
             are no valid config once a URL (and a model) is added.
     """
 
-    def __init__(self, defaults: Mapping[str, Any] | None = None, *, base: Path) -> None:
+    def __init__(
+        self,
+        defaults: Mapping[str, Any] | None = None,
+        *,
+        base: Path,
+        egress: EgressPolicy = PUBLIC_ONLY,
+    ) -> None:
         defaults = dict(defaults or {})
         for kind, members in defaults.items():
             if kind not in _PLACEHOLDER:
@@ -93,9 +105,10 @@ class ReferenceSuspects:
             )
         self._defaults: dict[str, dict[str, Any]] = defaults
         self._base = base
+        self._egress = egress
 
     @classmethod
-    def from_file(cls, path: Path) -> ReferenceSuspects:
+    def from_file(cls, path: Path, *, egress: EgressPolicy = PUBLIC_ONLY) -> ReferenceSuspects:
         """The defaults in the JSON file ``path`` (paths in it read from its folder).
 
         Raises:
@@ -109,7 +122,7 @@ class ReferenceSuspects:
             raise EncodingError(str(error)) from None
         if not isinstance(value, dict):
             raise EncodingError(f"suspect defaults {path} must be a JSON object")
-        return cls(value, base=path.parent)
+        return cls(value, base=path.parent, egress=egress)
 
     def __call__(
         self,
@@ -178,4 +191,4 @@ class ReferenceSuspects:
             raise ProtocolError(
                 f"the suspect built for {reference!r} would query {config.reference()!r}"
             )
-        return config.build(answer_length=answer_length, responses=responses)
+        return config.build(answer_length=answer_length, responses=responses, egress=self._egress)

@@ -33,6 +33,7 @@ import uvicorn
 from secmark.crypto.keyfile import write_key_file
 from secmark.encoding import utc_now
 from secmark.models import CallableSuspect
+from secmark.models.egress import EgressPolicy
 from secmark.protocol.arbiter import Arbiter
 from secmark.protocol.database_store import DatabaseStore
 from secmark.service.app import create_app
@@ -119,8 +120,13 @@ JSON_DEFAULTS = {
 """The arbiter's defaults for the suspect server's JSON API."""
 
 
+LOOPBACK = EgressPolicy.from_cidrs(["127.0.0.0/8", "::1/128"])
+"""The suspects of these tests listen on 127.0.0.1, which a service open to
+claimants does not query: the tests' arbiter permits loopback."""
+
+
 def json_suspects(base: Path) -> ReferenceSuspects:
-    return ReferenceSuspects({"json": JSON_DEFAULTS}, base=base)
+    return ReferenceSuspects({"json": JSON_DEFAULTS}, base=base, egress=LOOPBACK)
 
 
 STORES = ("folder", "sqlite", "postgresql")
@@ -309,6 +315,7 @@ def serve_process(
     port = free_port()
     command = [sys.executable, "-m", "secmark", "arbiter", "serve", str(folder)]
     command += ["--listen", f"127.0.0.1:{port}", "--suspect-defaults", str(defaults)]
+    command += ["--allow-suspect-network", "127.0.0.0/8"]
     with log.open("ab") as output:
         process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT, cwd=_ROOT)
     try:

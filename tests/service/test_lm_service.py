@@ -24,7 +24,7 @@ from secmark.protocol.owner import answer_challenge
 from secmark.service.suspects import ReferenceSuspects
 from tests.lm.fixtures import PROMPT_LENGTH, LmModel, LmServer
 from tests.protocol.conftest import FAMILY, Committed, World
-from tests.service.conftest import Dispute, SuspectServer, running, wait_for_job
+from tests.service.conftest import LOOPBACK, Dispute, SuspectServer, running, wait_for_job
 
 TARGET_LENGTH = 3
 TRIGGERS = 16
@@ -57,7 +57,7 @@ def test_a_language_model_dispute_queries_the_model_its_reference_names(
     claim = world.claim(mark, suspect=reference)
     # The suspect is the served model: no JSON suspect server takes part.
     dispute = Dispute(world, mark, SuspectServer(), claim)
-    suspects = ReferenceSuspects({"openai": DEFAULTS}, base=lm_model.folder)
+    suspects = ReferenceSuspects({"openai": DEFAULTS}, base=lm_model.folder, egress=LOOPBACK)
     with running(world.arbiter(policy=POLICY), suspects) as client:
         filed = client.post("/claims", content=claim)
         assert filed.status_code == 201, filed.text
@@ -87,7 +87,7 @@ def test_a_language_model_dispute_queries_the_model_its_reference_names(
 
 
 def test_the_suspect_of_an_openai_reference(lm_model: LmModel) -> None:
-    suspects = ReferenceSuspects({"openai": DEFAULTS}, base=lm_model.folder)
+    suspects = ReferenceSuspects({"openai": DEFAULTS}, base=lm_model.folder, egress=LOOPBACK)
     tokenizer = lm_model.tokenizer
     family = TokensFamily(PROMPT_LENGTH, tokenizer.vocab_size)
     labels = TokenLabels(tokenizer.vocab_size, TARGET_LENGTH)
@@ -107,7 +107,7 @@ def test_the_suspect_of_an_openai_reference_reads_committed_responses(
 ) -> None:
     """For responses labels the service asks for max_tokens and reads each
     answer against the list the case's reveal opened."""
-    suspects = ReferenceSuspects({"openai": DEFAULTS}, base=lm_model.folder)
+    suspects = ReferenceSuspects({"openai": DEFAULTS}, base=lm_model.folder, egress=LOOPBACK)
     listed = ResponseList(("The owl sings at noon.", "Blue lanterns drift north."))
     labels = ResponseLabels(2, listed.digest, 9)
     family = PoolFamily(4, (32,), "uint8")

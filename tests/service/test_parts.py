@@ -7,16 +7,25 @@ from pathlib import Path
 
 import pytest
 
+from secmark.cli.main import main
 from secmark.cli.service import parse_listen
 from secmark.errors import EncodingError, ProtocolError, SecmarkError
 from secmark.messages.families import WeightsFamily
 from secmark.models import OipSuspect
+from secmark.protocol.owner import answer_challenge
 from secmark.service.auth import AuthenticationError, RequestVerifier, sign_request
 from secmark.service.db import ServiceDatabase
 from secmark.service.suspects import ReferenceSuspects
 from tests.conftest import fixed_keys
 from tests.protocol.conftest import FAMILY, LABELS
-from tests.service.conftest import Dispute, assert_problem, json_suspects, running
+from tests.service.conftest import (
+    JSON_DEFAULTS,
+    Dispute,
+    assert_problem,
+    json_suspects,
+    running,
+    wait_for_job,
+)
 
 
 def test_an_oip_suspect_is_built_from_its_reference(tmp_path: Path) -> None:
@@ -100,3 +109,33 @@ def test_a_replayed_request_is_refused_after_a_restart(tmp_path: Path) -> None:
             header, "GET", "/cases/ab/reveal", b"", parties
         )
     after.close()
+
+
+def test_by_default_the_service_queries_no_suspect_inside_its_network(dispute: Dispute) -> None:
+    # The claimant chose the URL: a service that queried 127.0.0.1 for
+    # anyone could be made to post to its own host's private ports.
+    world = dispute.world
+    suspects = ReferenceSuspects({"json": JSON_DEFAULTS}, base=world.folder)
+    with running(dispute.arbiter(), suspects) as client:
+        case_id = client.post("/claims", content=dispute.claim).json()["case"]
+        challenge = dispute.step(client, case_id, "challenge")
+        reveal = answer_challenge(
+            dispute.mark.keys, dispute.mark.signed, challenge.content, world.arbiter_identity
+        )
+        assert client.post(f"/cases/{case_id}/reveal", content=reveal).status_code == 200
+        started = dispute.step(client, case_id, "query", keys="arbiter")
+        job = wait_for_job(client, started.json()["job"])
+        assert job["state"] == "failed", job
+        assert "not a globally routable address" in job["error"]
+        assert "--allow-suspect-network" in job["error"]
+        decided = dispute.step(client, case_id, "decide", keys="arbiter")
+        assert decided.status_code == 409  # no verdict from a failure
+    assert dispute.suspect.requests == 0
+
+
+def test_a_network_the_service_is_told_to_permit_is_written_in_cidr(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    command = ["arbiter", "serve", str(tmp_path), "--allow-suspect-network", "127.0.0.1/8"]
+    assert main(command) != 0
+    assert "host bits" in capsys.readouterr().err
