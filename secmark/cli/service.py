@@ -13,6 +13,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
+from secmark.cli.arrays import read_array
 from secmark.errors import EncodingError, SecmarkError
 from secmark.protocol.arbiter import Arbiter
 
@@ -71,6 +72,16 @@ def add_serve_command(
         "10.1.0.0/16, ::1/128): by default only globally routable addresses are queried, "
         "since claimants choose the URLs",
     )
+    serve.add_argument(
+        "--decoy-pool",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="FILE",
+        help="items decoys of pool and overlay commitments are drawn from: one .npy array of "
+        "one item per row, unrevealed items of the owners' distribution (natural questions "
+        "for a question pool); repeatable, one per item shape and dtype",
+    )
     serve.set_defaults(handler=lambda args: _serve(args, open_arbiter))
     return serve
 
@@ -93,6 +104,7 @@ def _serve(args: argparse.Namespace, open_arbiter: ArbiterFromArguments) -> int:
 
         from secmark.models.egress import EgressPolicy
         from secmark.service.app import create_app
+        from secmark.service.decoys import DecoyPools
         from secmark.service.suspects import ReferenceSuspects
     except ImportError as error:
         raise SecmarkError(
@@ -101,11 +113,13 @@ def _serve(args: argparse.Namespace, open_arbiter: ArbiterFromArguments) -> int:
         ) from None
     host, port = parse_listen(args.listen)
     egress = EgressPolicy.from_cidrs(args.allow_suspect_network)
+    decoys = DecoyPools(read_array(path, what="decoy pool") for path in args.decoy_pool)
     arbiter = open_arbiter(args)
     suspects = (
         ReferenceSuspects.from_file(args.suspect_defaults, egress=egress)
         if args.suspect_defaults is not None
         else ReferenceSuspects(base=args.folder, egress=egress)
     )
-    uvicorn.run(create_app(arbiter, suspects=suspects), host=host, port=port, log_level="info")
+    app = create_app(arbiter, suspects=suspects, decoys=decoys)
+    uvicorn.run(app, host=host, port=port, log_level="info")
     return 0

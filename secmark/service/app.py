@@ -73,6 +73,7 @@ from secmark.report import render_exhibit
 from secmark.service.audit import AuditLog
 from secmark.service.auth import RequestVerifier
 from secmark.service.db import ServiceDatabase
+from secmark.service.decoys import DecoyPools
 from secmark.service.jobs import JobRunner
 from secmark.service.limits import RateLimiter, ServiceLimits
 from secmark.service.metrics import CONTENT_TYPE, RequestCounter, render_metrics
@@ -133,12 +134,20 @@ class _Service:
     """What the routes share: the arbiter, the service's database, its job
     runner and limits, and one lock per case."""
 
-    def __init__(self, arbiter: Arbiter, suspects: SuspectFactory, limits: ServiceLimits) -> None:
+    def __init__(
+        self,
+        arbiter: Arbiter,
+        suspects: SuspectFactory,
+        decoys: DecoyPools,
+        limits: ServiceLimits,
+    ) -> None:
         self.arbiter = arbiter
         self.limits = limits
         self.db = ServiceDatabase.for_arbiter(arbiter)
         self.audit = AuditLog(self.db)
-        self.jobs = JobRunner(arbiter, self.db, self.audit, suspects, workers=limits.query_workers)
+        self.jobs = JobRunner(
+            arbiter, self.db, self.audit, suspects, decoys, workers=limits.query_workers
+        )
         self.verifier = RequestVerifier(remember=self.db.accept_signature)
         self.rates = RateLimiter(limits.rate, limits.burst)
         self.requests = RequestCounter()
@@ -336,6 +345,7 @@ def create_app(
     arbiter: Arbiter,
     *,
     suspects: SuspectFactory | None = None,
+    decoys: DecoyPools | None = None,
     limits: ServiceLimits = DEFAULT_LIMITS,
 ) -> FastAPI:
     """The service of ``arbiter`` (module docstring); its tables in the
@@ -345,10 +355,18 @@ def create_app(
     ``suspects`` builds the suspect a claim names
     (:class:`~secmark.service.suspects.ReferenceSuspects`; default: no
     defaults, so only ``oip:`` suspects with the adapter's own settings).
+    ``decoys`` holds the items decoys of pool and overlay commitments are
+    drawn from (:class:`~secmark.service.decoys.DecoyPools`; default none,
+    so such commitments cannot be queried).
     Query jobs left queued or running resume when the app starts (its
     lifespan) and stop, to resume later, when it shuts down.
     """
-    service = _Service(arbiter, suspects or ReferenceSuspects(base=arbiter.folder), limits)
+    service = _Service(
+        arbiter,
+        suspects or ReferenceSuspects(base=arbiter.folder),
+        decoys or DecoyPools(),
+        limits,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:

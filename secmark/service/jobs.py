@@ -33,6 +33,7 @@ from secmark.protocol.arbiter import Arbiter
 from secmark.protocol.case import Case
 from secmark.service.audit import AuditLog
 from secmark.service.db import Job, ServiceDatabase
+from secmark.service.decoys import DecoyPools
 from secmark.service.suspects import SuspectFactory
 
 __all__ = ["JobRunner"]
@@ -75,7 +76,8 @@ def _now() -> str:
 
 
 class JobRunner:
-    """Runs query jobs for ``arbiter``; suspects come from ``suspects``."""
+    """Runs query jobs for ``arbiter``; suspects come from ``suspects``, and
+    decoys of pool and overlay commitments from ``decoys``."""
 
     def __init__(
         self,
@@ -83,6 +85,7 @@ class JobRunner:
         database: ServiceDatabase,
         audit: AuditLog,
         suspects: SuspectFactory,
+        decoys: DecoyPools,
         *,
         workers: int,
     ) -> None:
@@ -90,6 +93,7 @@ class JobRunner:
         self._db = database
         self._audit = audit
         self._suspects = suspects
+        self._decoys = decoys
         self._workers = workers
         self._stopping = threading.Event()
         self._pool: ThreadPoolExecutor | None = None
@@ -162,6 +166,7 @@ class JobRunner:
 
     def _query(self, case: Case, count: Callable[[int], None]) -> None:
         document = self._arbiter.commitment_of(case).document
+        candidates = self._decoys.for_family(document.family)
         suspect = self._suspects(
             case.record["suspect"],
             document.family,
@@ -169,7 +174,9 @@ class JobRunner:
             self._arbiter.responses_of(case),
         )
         try:
-            self._arbiter.query(case, _Tracked(suspect, self._stopping, count))
+            self._arbiter.query(
+                case, _Tracked(suspect, self._stopping, count), decoy_pool=candidates
+            )
         finally:
             close: Any = getattr(suspect, "close", None)
             if callable(close):

@@ -38,6 +38,7 @@ from secmark.protocol.arbiter import Arbiter
 from secmark.protocol.database_store import DatabaseStore
 from secmark.service.app import create_app
 from secmark.service.auth import sign_request
+from secmark.service.decoys import DecoyPools
 from secmark.service.limits import ServiceLimits
 from secmark.service.suspects import ReferenceSuspects
 from tests.postgres import PostgresServer, postgres_server  # noqa: F401 (the fixture)
@@ -227,12 +228,16 @@ def dispute(
 
 @contextmanager
 def running(
-    arbiter: Arbiter, suspects: ReferenceSuspects, limits: ServiceLimits | None = None
+    arbiter: Arbiter,
+    suspects: ReferenceSuspects,
+    limits: ServiceLimits | None = None,
+    *,
+    decoys: DecoyPools | None = None,
 ) -> Iterator[httpx.Client]:
     """The service of ``arbiter`` under uvicorn on 127.0.0.1, with its
     lifespan; yields a client for it. On exit the server shuts down as on
     SIGTERM (query jobs stop after their batch in flight)."""
-    app = create_app(arbiter, suspects=suspects, limits=limits or ServiceLimits())
+    app = create_app(arbiter, suspects=suspects, decoys=decoys, limits=limits or ServiceLimits())
     config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="error", lifespan="on")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -4,12 +4,19 @@ a real ``transformers serve`` (``tests/lm/fixtures.py``)."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
+import httpx
+import numpy as np
 import pytest
 
 from secmark.errors import ProtocolError
+from secmark.examples import lm
 from secmark.messages.commitment import create_commitment
 from secmark.messages.families import PoolFamily, TokensFamily
 from secmark.messages.labels import ClassLabels, ResponseLabels, TokenLabels
@@ -17,11 +24,14 @@ from secmark.messages.responses import ResponseList
 from secmark.messages.transcript import open_transcript
 from secmark.messages.verdict import open_verdict
 from secmark.models import OpenAIChatSuspect, OpenAICompletionsSuspect
+from secmark.models.prompts import question_item
 from secmark.models.reference import openai_reference, split_openai_reference
 from secmark.protocol.arbiter import ArbiterPolicy
 from secmark.protocol.bundle import verify_bundle
 from secmark.protocol.owner import answer_challenge
+from secmark.service.decoys import DecoyPools
 from secmark.service.suspects import ReferenceSuspects
+from secmark.triggers import CommittedPool, pool_root
 from tests.lm.fixtures import PROMPT_LENGTH, LmModel, LmServer
 from tests.protocol.conftest import FAMILY, Committed, World
 from tests.service.conftest import LOOPBACK, Dispute, SuspectServer, running, wait_for_job
@@ -61,6 +71,7 @@ def test_a_language_model_dispute_queries_the_model_its_reference_names(
     with running(world.arbiter(policy=POLICY), suspects) as client:
         filed = client.post("/claims", content=claim)
         assert filed.status_code == 201, filed.text
+        assert filed.status_code in (200, 201), filed.text
         case_id = filed.json()["case"]
         challenge = dispute.step(client, case_id, "challenge")
         assert challenge.status_code == 200, challenge.text
@@ -129,3 +140,84 @@ def test_openai_references_the_service_cannot_query(tmp_path: Path) -> None:
         suspects(reference, FAMILY, ClassLabels(10))
     with pytest.raises(ProtocolError, match="not label: suspects"):
         suspects("label:torch m.M", FAMILY, labels)
+
+
+WIDTH = 64
+QUESTION_POLICY = ArbiterPolicy(challenge_size=4, decoys_per_trigger=1, alpha=Fraction(1, 1 << 20))
+"""Four responses of p0 = 1/64 decide at 2^-24 <= alpha."""
+
+
+def _question_commitment(world: World, lm_model: LmModel) -> tuple[Committed, QuestionPool]:
+    """The owner's timestamped commitment to questions of the example pool
+    answered with the example responses."""
+    questions, responses = lm.questions(), lm.responses()
+    items = np.stack([question_item(question, WIDTH) for question in questions])
+    family = PoolFamily(len(questions), (WIDTH,), "uint8")
+    longest = max(len(lm_model.tokenizer.encode(" " + r)) for r in responses.responses)
+    signed = create_commitment(
+        world.owner,
+        family=family,
+        labels=ResponseLabels(len(responses), responses.digest, longest + 1),
+        size=TRIGGERS,
+        model_label="a chat model",
+        pool_root=pool_root(items, family),
+    )
+    mark = Committed(world.owner, signed, world.timestamp(signed.digest))
+    return mark, QuestionPool(items, CommittedPool.open(items, signed.document), responses)
+
+
+@dataclass(frozen=True)
+class QuestionPool:
+    items: np.ndarray
+    pool: CommittedPool
+    responses: ResponseList
+
+
+def test_a_question_dispute_draws_its_decoys_from_the_services_pool(
+    tmp_path: Path, lm_model: LmModel, lm_server: LmServer
+) -> None:
+    world = World(tmp_path)
+    mark, questions = _question_commitment(world, lm_model)
+    reference = openai_reference(f"{lm_server.base_url}/v1/chat/completions", lm_server.model)
+    claim = world.claim(mark, suspect=reference)
+    dispute = Dispute(world, mark, SuspectServer(), claim)
+    suspects = ReferenceSuspects({"openai": DEFAULTS}, base=lm_model.folder, egress=LOOPBACK)
+
+    def query(client: httpx.Client) -> tuple[str, dict[str, Any]]:
+        filed = client.post("/claims", content=claim)
+        assert filed.status_code in (200, 201), filed.text
+        case_id = filed.json()["case"]
+        if filed.status_code == 201:
+            challenge = dispute.step(client, case_id, "challenge")
+            reveal = answer_challenge(
+                mark.keys, mark.signed, challenge.content, world.arbiter_identity,
+                pool=questions.pool, responses=questions.responses,
+            )  # fmt: skip
+            assert client.post(f"/cases/{case_id}/reveal", content=reveal).status_code == 200
+        started = dispute.step(client, case_id, "query", keys="arbiter")
+        return case_id, wait_for_job(client, started.json()["job"], timeout=120)
+
+    # Without items to draw decoys from, the service asks for no answer.
+    with running(world.arbiter(policy=QUESTION_POLICY), suspects) as client:
+        case_id, job = query(client)
+        assert job["state"] == "failed" and "--decoy-pool" in job["error"], job
+    decoys = DecoyPools([questions.items])
+    with running(world.arbiter(policy=QUESTION_POLICY), suspects, decoys=decoys) as client:
+        case_id, job = query(client)
+        assert job["state"] == "done" and job["answered"] == job["total"] == 8, job
+        verdict = dispute.step(client, case_id, "decide", keys="arbiter")
+        bundle = client.get(f"/cases/{case_id}/bundle").content
+        transcript = client.get(f"/cases/{case_id}/transcript").content
+
+    # Decoys are questions of the pool, none of them a challenged one.
+    entries = open_transcript(transcript, world.arbiter_keys.public_keys).document.entries
+    hashes = {hashlib.sha256(item.tobytes()).hexdigest() for item in questions.items}
+    asked = [entry for entry in entries if entry.trigger_index is None]
+    triggers = {entry.input_sha256 for entry in entries if entry.trigger_index is not None}
+    assert len(asked) == 4 and {entry.input_sha256 for entry in asked} <= hashes - triggers
+    # The model was never fingerprinted.
+    assert open_verdict(verdict.content, world.arbiter_keys.public_keys).document.outcome == (
+        "rejected"
+    )
+    report = verify_bundle(bundle, world.trust, arbiter_key_id=world.arbiter_keys.key_id)
+    assert report.outcome == "rejected"

@@ -5,16 +5,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from secmark.cli.main import main
 from secmark.cli.service import parse_listen
 from secmark.errors import EncodingError, ProtocolError, SecmarkError
-from secmark.messages.families import WeightsFamily
+from secmark.messages.families import PoolFamily, WeightsFamily
 from secmark.models import OipSuspect
 from secmark.protocol.owner import answer_challenge
 from secmark.service.auth import AuthenticationError, RequestVerifier, sign_request
 from secmark.service.db import ServiceDatabase
+from secmark.service.decoys import DecoyPools
 from secmark.service.suspects import ReferenceSuspects
 from tests.conftest import fixed_keys
 from tests.protocol.conftest import FAMILY, LABELS
@@ -139,3 +141,21 @@ def test_a_network_the_service_is_told_to_permit_is_written_in_cidr(
     command = ["arbiter", "serve", str(tmp_path), "--allow-suspect-network", "127.0.0.1/8"]
     assert main(command) != 0
     assert "host bits" in capsys.readouterr().err
+
+
+def test_decoy_pools_are_found_by_the_layout_of_a_commitments_items() -> None:
+    questions = np.zeros((5, 64), dtype=np.uint8)
+    images = np.arange(24, dtype=">f4").reshape(3, 2, 4)  # big-endian on disk
+    pools = DecoyPools([questions, images])
+    found = pools.for_family(PoolFamily(100, (2, 4), "float32"))
+    assert found is not None and len(found) == 3
+    assert all(item.dtype == np.dtype("float32") for item in found)
+    np.testing.assert_array_equal(found[1], images[1])
+    assert pools.for_family(FAMILY) is None  # a family that draws its own decoys
+    with pytest.raises(ProtocolError, match=r"shape \(32,\) and dtype uint8.*--decoy-pool"):
+        pools.for_family(PoolFamily(100, (32,), "uint8"))
+    with pytest.raises(EncodingError, match="join them"):
+        DecoyPools([questions, questions[:2]])
+    for empty in (np.zeros((0, 4), np.uint8), np.zeros(4, np.uint8)):
+        with pytest.raises(EncodingError, match="at least one item"):
+            DecoyPools([empty])
