@@ -107,7 +107,9 @@ class EgressPolicy:
             addresses = _resolved(host, port)
         for address in addresses:
             if not self.permits(address):
-                shown = host if str(address) == host else f"{host} resolves to {address}, which"
+                # A name's address is not quoted: errors reach the claimant,
+                # who must not learn the addresses of names inside.
+                shown = host if str(address) == host else f"{host} resolves to an address that"
                 raise EgressRefused(
                     f"{shown} is not a globally routable address, and the arbiter permits "
                     "no such network for suspects (secmark arbiter serve "
