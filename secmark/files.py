@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -156,12 +157,51 @@ def write_atomic(
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
-    dir_fd = os.open(directory, os.O_RDONLY)
+    _fsync_directory(directory)
+    return target
+
+
+@contextmanager
+def new_directory(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A directory to fill in the ``with`` block, which becomes ``path``
+    all at once when the block ends without an exception.
+
+    The files go to a temporary directory beside ``path``; at the end it is
+    synced and renamed to ``path``. On any failure it is removed and
+    ``path`` does not exist: a reader never sees a half-written directory,
+    and the command can simply be run again.
+
+    Raises:
+        SecmarkError: ``path`` exists (before the block, or by the time it
+            ends), or its parent directory does not.
+    """
+    target = Path(path)
+    parent = target.parent if str(target.parent) else Path(".")
+    if not parent.is_dir():
+        raise SecmarkError(f"cannot write {target}: directory {parent} does not exist")
+    if target.exists():
+        raise SecmarkError(f"{target} already exists; remove it or choose another path")
+    temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
+    try:
+        yield temporary
+        _fsync_directory(temporary)
+        # Checked again just before the rename: rename() would silently
+        # replace an empty directory created meanwhile.
+        if target.exists():
+            raise SecmarkError(f"{target} already exists; remove it or choose another path")
+        os.rename(temporary, target)
+    except BaseException:
+        shutil.rmtree(temporary, ignore_errors=True)
+        raise
+    _fsync_directory(parent)
+
+
+def _fsync_directory(path: Path) -> None:
+    dir_fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
-    return target
 
 
 @contextmanager

@@ -43,6 +43,7 @@ from secmark.cli.output import add_json_flag, emit
 from secmark.cli.streams import write_new
 from secmark.encoding import canonical_json
 from secmark.errors import EncodingError, SecmarkError
+from secmark.files import new_directory
 from secmark.messages.families import PoolFamily, TokensFamily
 from secmark.messages.labels import ResponseLabels, TokenLabels
 from secmark.messages.responses import ResponseList, read_text_lines
@@ -442,10 +443,13 @@ def _embed(args: argparse.Namespace) -> int:
             lora=args.lora,
             progress=False,
         )
-    model.save_pretrained(str(args.out_dir))
-    for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
-        if (args.model_dir / name).exists():
-            (args.out_dir / name).write_bytes((args.model_dir / name).read_bytes())
+    # All or nothing: a run stopped while saving leaves no model to mistake
+    # for the fingerprinted one, and can be run again.
+    with new_directory(args.out_dir) as folder:
+        model.save_pretrained(str(folder))
+        for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+            if (args.model_dir / name).exists():
+                (folder / name).write_bytes((args.model_dir / name).read_bytes())
     emit(
         args,
         [

@@ -16,8 +16,6 @@ import hashlib
 import io
 import math
 import os
-import shutil
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +27,7 @@ import numpy.typing as npt
 from secmark.crypto.ecvrf import PROOF_SIZE
 from secmark.encoding import canonical_json, parse_canonical_json
 from secmark.errors import EncodingError, ProofError, SecmarkError
-from secmark.files import open_regular_file
+from secmark.files import new_directory, open_regular_file
 from secmark.messages.commitment import MAX_COMMITTED_TRIGGERS, Commitment
 from secmark.messages.document import Fields, SignedDocument
 from secmark.messages.families import TriggerFamily, family_from_fields
@@ -165,14 +163,6 @@ def _open_new(path: Path) -> BinaryIO:
     return os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _FILE_MODE), "wb")
 
 
-def _fsync_directory(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 def write_trigger_set(
     directory: str | os.PathLike[str],
     signed_commitment: SignedDocument[Commitment],
@@ -192,16 +182,10 @@ def write_trigger_set(
     """
     commitment = signed_commitment.document
     target = Path(directory)
-    parent = target.parent
-    if not parent.is_dir():
-        raise SecmarkError(f"cannot write {target}: directory {parent} does not exist")
-    if target.exists():
-        raise SecmarkError(f"{target} already exists; remove it or choose another path")
     if not 0 <= count <= commitment.size:
         raise EncodingError(f"a trigger set holds 0 to N = {commitment.size} triggers")
     layouts = _file_layouts(commitment.family, commitment.labels, count)
-    temporary = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
-    try:
+    with new_directory(target) as temporary:
         handles = {name: _open_new(temporary / name) for name in ARRAY_NAMES}
         try:
             writers = {name: _NpyWriter(handles[name], *layouts[name]) for name in ARRAY_NAMES}
@@ -239,16 +223,6 @@ def write_trigger_set(
             handle.write(canonical_json(manifest.to_fields()))
             handle.flush()
             os.fsync(handle.fileno())
-        _fsync_directory(temporary)
-        # Checked again just before the rename: rename() would silently
-        # replace an empty directory created meanwhile.
-        if target.exists():
-            raise SecmarkError(f"{target} already exists; remove it or choose another path")
-        os.rename(temporary, target)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-    _fsync_directory(parent)
     return manifest
 
 
