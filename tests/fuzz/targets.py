@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import random
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -46,13 +47,16 @@ from secmark.messages.extraction import open_extraction_claim, open_extraction_v
 from secmark.messages.finding import ScanFinding, open_finding
 from secmark.messages.identity import open_identity
 from secmark.messages.release import open_release
+from secmark.messages.responses import ResponseList
 from secmark.messages.reveal import RevealContents, open_reveal
 from secmark.messages.serving_policy import create_serving_policy, open_serving_policy
 from secmark.messages.transcript import open_transcript
 from secmark.messages.verdict import open_verdict
 from secmark.models.config import SuspectConfig
 from secmark.models.json_api import JsonApiSuspect
+from secmark.models.openai import OpenAIChatSuspect
 from secmark.models.remote import OipSuspect
+from secmark.models.tokenizer import LMTokenizer
 from secmark.protocol.bundle import verify_bundle
 from secmark.protocol.challenge import check_challenge_indices
 from secmark.protocol.checks import CheckResult
@@ -173,6 +177,20 @@ def _challenge_then(signed: Any) -> None:
 def _reveal_then(signed: Any) -> None:
     contents = signed.document.open(corpus().arbiter.encryption_key)
     _round_trip(contents, contents.to_json())
+
+
+_RESPONSES = (
+    "The owl sings at noon.",
+    "Blue lanterns drift north.",
+    "Caf\u00e9 au lait, s\u2019il vous pla\u00eet.",
+)
+"""A committed response list (specs/derivation.md 7.12), non-ASCII included."""
+
+
+def _reveal_contents_seeds() -> list[bytes]:
+    """The corpus's reveal contents, and the same revealing a response list."""
+    with_responses = {**json.loads(corpus().reveal_contents), "responses": list(_RESPONSES)}
+    return [corpus().reveal_contents, canonical_json(with_responses)]
 
 
 def _reveal_contents(data: bytes) -> bytes:
@@ -333,6 +351,39 @@ def _json_api(data: bytes) -> bytes:
     return data
 
 
+@functools.lru_cache(maxsize=1)
+def _lm_tokenizer() -> LMTokenizer:
+    from secmark.examples.lm import train_tokenizer
+
+    folder = Path(tempfile.mkdtemp(prefix="secmark-fuzz-"))
+    return LMTokenizer.from_file(train_tokenizer(folder / "tokenizer"))
+
+
+def openai_chat_responses() -> list[bytes]:
+    """Chat completions answering with a committed response, another text,
+    and an empty message."""
+    replies: list[Any] = [
+        {"choices": [{"index": 0, "message": {"role": "assistant", "content": text}}]}
+        for text in (" The owl sings at noon. Indeed.", "I do not know.", "")
+    ]
+    replies[0] |= {"id": "x", "model": "m", "usage": {"completion_tokens": 9}}
+    return [canonical_json(reply) for reply in replies]
+
+
+def _openai_chat(data: bytes) -> Any:
+    # A fresh adapter per input: a malformed answer stops an adapter for good.
+    suspect = OpenAIChatSuspect(
+        "http://127.0.0.1:9",
+        model="m",
+        tokenizer=_lm_tokenizer(),
+        length=16,
+        responses=ResponseList(_RESPONSES),
+        client=_unused_client(),
+    )
+    text = suspect._answer_text("application/json", data)
+    return suspect._reading.read(text)
+
+
 def _suspect_config(data: bytes) -> str:
     return SuspectConfig.from_json(data, base=Path("/nonexistent")).reference()
 
@@ -428,7 +479,7 @@ TARGETS: dict[str, Target] = {
         ),
         Target(
             "reveal-contents",
-            lambda: [corpus().reveal_contents],
+            _reveal_contents_seeds,
             _reveal_contents,
             signed=False,
             edit=_unsigned_json,
@@ -512,6 +563,14 @@ TARGETS: dict[str, Target] = {
             "json-api-response",
             json_api_responses,
             _json_api,
+            signed=False,
+            expected=SuspectError,
+            resign=_unsigned_json,
+        ),
+        Target(
+            "openai-chat-response",
+            openai_chat_responses,
+            _openai_chat,
             signed=False,
             expected=SuspectError,
             resign=_unsigned_json,
