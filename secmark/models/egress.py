@@ -15,7 +15,9 @@ address connected to is the address checked: a name that resolves somewhere
 else a moment later (DNS rebinding) is not reached.
 
 An IPv6 address that carries an IPv4 address (IPv4-mapped, the NAT64
-prefix ``64:ff9b::/96``, 6to4) is permitted only if the IPv4 address is.
+prefix ``64:ff9b::/96``, 6to4) is permitted only if the IPv4 address is;
+IPv4-compatible and IPv4-translated forms, local-use NAT64 and site-local
+addresses never are (unless listed).
 """
 
 from __future__ import annotations
@@ -35,6 +37,14 @@ Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052 well-known prefix
+# Prefixes Python's is_global lets through that may still lead inside: the
+# deprecated IPv4-compatible and IPv4-translated forms (a tunnel or SIIT
+# translator may carry them to the IPv4 address), local-use NAT64 (RFC
+# 8215) and deprecated site-local addresses.
+_INSIDE_V6 = tuple(
+    ipaddress.IPv6Network(prefix)
+    for prefix in ("::/96", "::ffff:0:0:0/96", "64:ff9b:1::/48", "fec0::/10")
+)
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -87,6 +97,8 @@ class EgressPolicy:
         if any(address.version == n.version and address in n for n in self.networks):
             return True
         if isinstance(address, ipaddress.IPv6Address):
+            if any(address in prefix for prefix in _INSIDE_V6):
+                return False
             inner = _embedded_ipv4(address)
             if inner is not None and not self.permits(inner):
                 return False

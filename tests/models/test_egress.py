@@ -61,6 +61,12 @@ BATCH = np.eye(10, dtype=np.float32)[:3]
         "::ffff:169.254.169.254",
         "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
         "2002:7f00:1::1",  # 6to4 of 127.0.0.1
+        "::127.0.0.1",  # IPv4-compatible
+        "::a9fe:a9fe",
+        "::ffff:0:7f00:1",  # IPv4-translated
+        "64:ff9b:1::7f00:1",  # local-use NAT64
+        "fec0::1",  # site-local
+        "2001:db8::1",
     ],
 )
 def test_addresses_inside_a_network_are_refused(address: str) -> None:
