@@ -224,6 +224,7 @@ def serve(folder: Path, port: int, database: str | None) -> None:
     """The service of the arbiter in ``folder`` (``--serve``: the child process)."""
     import uvicorn
 
+    from secmark.models.egress import EgressPolicy
     from secmark.protocol.database_store import DatabaseStore
     from secmark.service.app import create_app
     from secmark.service.limits import ServiceLimits
@@ -242,7 +243,12 @@ def serve(folder: Path, port: int, database: str | None) -> None:
         ),
         store=store,
     )
-    suspects = ReferenceSuspects.from_file(Path(config["key_file"]).parent / "suspects.json")
+    # The benchmark's suspect listens on loopback, which a service open to
+    # claimants does not query.
+    loopback = EgressPolicy.from_cidrs(["127.0.0.0/8"])
+    suspects = ReferenceSuspects.from_file(
+        Path(config["key_file"]).parent / "suspects.json", egress=loopback
+    )
     limits = ServiceLimits(rate=1e9, burst=10**9)
     app = create_app(arbiter, suspects=suspects, limits=limits)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
