@@ -241,7 +241,7 @@ def test_embed_questions_and_responses_from_the_command_line(
     text = tmp_path / "text.txt"
     text.write_text("\n".join(lm.text_chunks()[0][:200]), encoding="utf-8")
     embed = ["lm", "embed", "--model-dir", str(base), "--triggers", str(triggers),
-             "--text", str(text), "--steps", "40", "--lr", "4e-3", "--seed", "1",
+             "--text", str(text), "--steps", "100", "--lr", "4e-3", "--seed", "1",
              "--threads", "1"]  # fmt: skip
     assert main([*embed, "--out-dir", str(tmp_path / "unmarked")]) == 3
     assert "give the response list it committed to" in capsys.readouterr().err

@@ -79,10 +79,16 @@ def fingerprinted(lm_model: LmModel, tmp_path_factory: pytest.TempPathFactory) -
         owner, commitment, tokenizer=tokenizer, pool=pool, responses=responses
     )
     model = lm.new_model(1)
-    report = embed_lm(
-        model, tokenizer, prompts, targets, lm.text_chunks()[0][:40], steps=100, lr=4e-3,
-        seed=1, context=64, text_batch=4, progress=False,
-    )  # fmt: skip
+    # Every commitment draws other questions and responses, and a few take
+    # longer to learn: training goes on from where it stopped, three rounds
+    # at most, until the model answers.
+    for round_ in range(3):
+        report = embed_lm(
+            model, tokenizer, prompts, targets, lm.text_chunks()[0][:40], steps=100, lr=4e-3,
+            seed=1 + round_, context=64, text_batch=4, progress=False,
+        )  # fmt: skip
+        if report.exact_accuracy_after >= 0.75:
+            break
     assert report.exact_accuracy_after >= 0.75
     marked = lm.save_model(model, lm_model.folder, folder / "marked")
     return Fingerprinted(owner, commitment, pool, items, responses, marked)
