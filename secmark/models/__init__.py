@@ -15,7 +15,9 @@ which the arbiter binds to the claim's.
 - :class:`SuspectConfig`: every setting of a remote suspect, read strictly
   from one JSON file (``specs/suspects.md``), which builds either adapter.
   Both remote adapters post through :mod:`secmark.models.http` (bounded
-  retries honouring ``Retry-After``, counted requests, redacted credentials).
+  retries honouring ``Retry-After``, counted requests, redacted credentials),
+  and send only to the addresses an :class:`EgressPolicy` permits when given
+  one (a service querying the URLs claimants name).
 - :class:`OpenAICompletionsSuspect`, :class:`OpenAIChatSuspect`: a language
   model behind an OpenAI-compatible API, asked greedily for the target
   tokens of a language-model commitment, its text answers re-encoded with
@@ -45,6 +47,7 @@ from secmark.models.base import (
 )
 from secmark.models.callable import CallableSuspect, EstimatorSuspect
 from secmark.models.config import SuspectConfig
+from secmark.models.egress import EgressPolicy, EgressRefused
 from secmark.models.http import TlsFiles
 from secmark.models.json_api import PLACEHOLDER, JsonApiSuspect, JsonPointer
 from secmark.models.openai import OpenAIChatSuspect, OpenAICompletionsSuspect, openai_endpoint_url
@@ -56,6 +59,8 @@ __all__ = [
     "OUTPUTS",
     "PLACEHOLDER",
     "CallableSuspect",
+    "EgressPolicy",
+    "EgressRefused",
     "EstimatorSuspect",
     "JsonApiSuspect",
     "JsonPointer",
