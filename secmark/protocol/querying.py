@@ -71,7 +71,8 @@ __all__ = [
 DEFAULT_QUERY_BATCH = 64
 
 MIN_FAILURE_BUDGET = 8
-"""Failed queries a query step always tolerates (a few refusals or timeouts)."""
+"""Failed queries a query step tolerates (a few refusals or timeouts), if
+they are fewer than half of its queries."""
 
 FAILURE_FRACTION = 16
 """Beyond the minimum, one failed query in this many is tolerated."""
@@ -374,8 +375,11 @@ def score_answers(
 
 def failure_budget(queries: int) -> int:
     """The failed queries a query step of ``queries`` queries tolerates:
-    ``max(MIN_FAILURE_BUDGET, queries // FAILURE_FRACTION)``."""
-    return max(MIN_FAILURE_BUDGET, queries // FAILURE_FRACTION)
+    ``max(MIN_FAILURE_BUDGET, queries // FAILURE_FRACTION)``, and always
+    fewer than half of them, ``(queries - 1) // 2``. Steps of few queries
+    decide when p0 is small (a language model's targets): a suspect that
+    failed half of them or more was not reached, and must get no verdict."""
+    return min(max(MIN_FAILURE_BUDGET, queries // FAILURE_FRACTION), max(0, (queries - 1) // 2))
 
 
 @dataclass(frozen=True)

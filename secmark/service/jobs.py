@@ -29,7 +29,7 @@ from secmark.encoding import format_time, utc_now
 from secmark.errors import SecmarkError
 from secmark.messages.challenge import open_challenge
 from secmark.models import Suspect
-from secmark.protocol.arbiter import Arbiter
+from secmark.protocol.arbiter import QUERY_PLAN_FILE, Arbiter
 from secmark.protocol.case import Case
 from secmark.service.audit import AuditLog
 from secmark.service.db import Job, ServiceDatabase
@@ -166,7 +166,10 @@ class JobRunner:
 
     def _query(self, case: Case, count: Callable[[int], None]) -> None:
         document = self._arbiter.commitment_of(case).document
-        candidates = self._decoys.for_family(document.family)
+        # A job resumed after its plan was made needs no decoy candidates:
+        # the stored plan holds its decoys (a restart without the pool).
+        planned = case.exists(QUERY_PLAN_FILE)
+        candidates = None if planned else self._decoys.for_family(document.family)
         suspect = self._suspects(
             case.record["suspect"],
             document.family,

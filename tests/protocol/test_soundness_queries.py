@@ -18,17 +18,20 @@ import pytest
 
 from secmark.encoding import canonical_json
 from secmark.errors import EncodingError, ProtocolError, SuspectError
+from secmark.messages.commitment import create_commitment
 from secmark.messages.families import OverlayFamily, PoolFamily
+from secmark.messages.labels import ClassLabels
 from secmark.messages.reveal import RevealContents
 from secmark.messages.transcript import open_transcript
 from secmark.models import CallableSuspect, OipSuspect
-from secmark.protocol.arbiter import QUERY_PLAN_FILE, QUERY_PROGRESS_FILE, Arbiter
+from secmark.protocol.arbiter import QUERY_PLAN_FILE, QUERY_PROGRESS_FILE, Arbiter, ArbiterPolicy
 from secmark.protocol.case import Case
 from secmark.protocol.owner import answer_challenge
 from secmark.protocol.querying import QueryPlan, failure_budget, input_digest
 from secmark.protocol.reveals import revealed_pool_items
 from tests.protocol.conftest import (
     CHALLENGE_SIZE,
+    FAMILY,
     POLICY,
     SUSPECT,
     Committed,
@@ -188,8 +191,35 @@ def test_an_unreachable_suspect_is_not_rejected(world: World, owner_mark: Commit
         arbiter.decide(case)
 
 
+def test_an_unreachable_suspect_of_a_short_query_step_is_not_rejected(world: World) -> None:
+    """Few queries decide when p0 is small (a language model's target
+    tokens, 2^-16 classes here): 4 triggers and 4 decoys. A budget of 8
+    failed queries let all 8 fail, and a suspect never reached got a signed
+    "rejected". Now fewer than half of a step's queries may fail."""
+    signed = create_commitment(
+        world.owner, family=FAMILY, labels=ClassLabels(1 << 16), size=64, model_label="model"
+    )
+    mark = Committed(world.owner, signed, world.timestamp(signed.digest))
+    port = _closed_port()
+    reference = f"oip:http://127.0.0.1:{port}/v2/models/stolen"
+    arbiter = world.arbiter(policy=ArbiterPolicy(challenge_size=4, decoys_per_trigger=1))
+    run = world.run_case(
+        mark, memorising_suspect(mark), arbiter=arbiter, query=False, suspect=reference
+    )
+    suspect = OipSuspect(f"http://127.0.0.1:{port}", "stolen", retries=0, timeout=2.0)
+    with pytest.raises(SuspectError, match="more than the 3 a query step of 8"):
+        arbiter.query(run.case, suspect)
+    case = arbiter.case(run.case.name)
+    assert case.stage == "revealed"
+    with pytest.raises(ProtocolError):
+        arbiter.decide(case)
+
+
 def test_the_failure_budget() -> None:
-    assert [failure_budget(q) for q in (1, 96, 128, 144, 384, 4096)] == [8, 8, 8, 9, 24, 256]
+    queries = (1, 2, 3, 8, 16, 17, 96, 128, 144, 384, 4096)
+    assert [failure_budget(q) for q in queries] == [0, 0, 1, 3, 7, 8, 8, 8, 9, 24, 256]
+    # Fewer than half, always: a step where half failed reached no one.
+    assert all(2 * failure_budget(q) < q for q in range(1, 5000))
 
 
 def test_stored_answers_for_other_inputs_are_refused(world: World, owner_mark: Committed) -> None:
