@@ -201,8 +201,16 @@ def test_a_question_dispute_draws_its_decoys_from_the_services_pool(
     with running(world.arbiter(policy=QUESTION_POLICY), suspects) as client:
         case_id, job = query(client)
         assert job["state"] == "failed" and "--decoy-pool" in job["error"], job
+    # With them the plan is made; a service that may not reach loopback
+    # fails all 8 queries, and a step of 8 that failed half gives no verdict.
     decoys = DecoyPools([questions.items])
-    with running(world.arbiter(policy=QUESTION_POLICY), suspects, decoys=decoys) as client:
+    public = ReferenceSuspects({"openai": DEFAULTS}, base=lm_model.folder)
+    with running(world.arbiter(policy=QUESTION_POLICY), public, decoys=decoys) as client:
+        case_id, job = query(client)
+        assert job["state"] == "failed" and "more than the 3" in job["error"], job
+        assert client.get(f"/cases/{case_id}").json()["stage"] == "revealed"
+    # Restarted without the pool, the job resumes the stored plan.
+    with running(world.arbiter(policy=QUESTION_POLICY), suspects) as client:
         case_id, job = query(client)
         assert job["state"] == "done" and job["answered"] == job["total"] == 8, job
         verdict = dispute.step(client, case_id, "decide", keys="arbiter")
