@@ -123,9 +123,9 @@ class EgressPolicy:
                 # who must not learn the addresses of names inside.
                 shown = host if str(address) == host else f"{host} resolves to an address that"
                 raise EgressRefused(
-                    f"{shown} is not a globally routable address, and the arbiter permits "
-                    "no such network for suspects (secmark arbiter serve "
-                    "--allow-suspect-network): nothing was sent"
+                    f"{shown} is not globally routable, and the arbiter permits no such "
+                    "network for suspects (secmark arbiter serve --allow-suspect-network): "
+                    "nothing was sent"
                 )
         return addresses[0]
 

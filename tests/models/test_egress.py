@@ -116,7 +116,7 @@ def test_a_loopback_suspect_is_sent_nothing_and_the_adapter_stops(json_api: Json
     url = json_api.route("/egress/refused", _answer_labels)
     with _suspect(url, PUBLIC) as model:
         for _ in range(2):  # the second is refused without resolving again
-            with pytest.raises(SuspectError, match="not a globally routable address"):
+            with pytest.raises(SuspectError, match="not globally routable"):
                 model.predict(BATCH)
         assert model.requests_sent == 0
     assert json_api.requests_to("/egress/refused") == []

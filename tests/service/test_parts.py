@@ -128,7 +128,7 @@ def test_by_default_the_service_queries_no_suspect_inside_its_network(dispute: D
         started = dispute.step(client, case_id, "query", keys="arbiter")
         job = wait_for_job(client, started.json()["job"])
         assert job["state"] == "failed", job
-        assert "not a globally routable address" in job["error"]
+        assert "not globally routable" in job["error"]
         assert "--allow-suspect-network" in job["error"]
         decided = dispute.step(client, case_id, "decide", keys="arbiter")
         assert decided.status_code == 409  # no verdict from a failure
