@@ -14,7 +14,6 @@ import ipaddress
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,14 @@ import httpx
 import numpy as np
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from secmark.errors import EncodingError, SuspectError
 from secmark.models import JsonApiSuspect, TlsFiles
 from secmark.models.egress import EgressPolicy, EgressRefused
 from tests.models import json_server
+from tests.models.certificates import certificate, write_pem
 from tests.models.json_server import Answer, JsonApi, labels_of, make_app, serve_app
 
 json_api = json_server.json_api
@@ -210,26 +209,6 @@ class NamedTls:
     ca_file: Path
 
 
-def _certificate(
-    subject: str, key: ec.EllipticCurvePrivateKey, signer: ec.EllipticCurvePrivateKey, issuer: str
-) -> x509.Certificate:
-    now = datetime.now(timezone.utc)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-        .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer)]))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-    )
-    if subject == issuer:
-        builder = builder.add_extension(x509.BasicConstraints(ca=True, path_length=None), True)
-    else:
-        builder = builder.add_extension(x509.SubjectAlternativeName([x509.DNSName(subject)]), False)
-    return builder.sign(signer, hashes.SHA256())
-
-
 @pytest.fixture(scope="module")
 def named_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NamedTls]:
     """An HTTPS JSON API on 127.0.0.1 whose certificate names suspect.test."""
@@ -238,24 +217,22 @@ def named_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NamedTls]:
         ec.generate_private_key(ec.SECP256R1()),
         ec.generate_private_key(ec.SECP256R1()),
     )
-    ca = _certificate("egress test CA", ca_key, ca_key, "egress test CA")
-    server = _certificate("suspect.test", server_key, ca_key, "egress test CA")
-    pem = serialization.Encoding.PEM
-    (folder / "ca.pem").write_bytes(ca.public_bytes(pem))
-    (folder / "server.pem").write_bytes(server.public_bytes(pem))
-    (folder / "server.key").write_bytes(
-        server_key.private_bytes(
-            pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+    ca = certificate("egress test CA", ca_key, None, usage=None)
+    server = certificate(
+        "suspect.test",
+        server_key,
+        ("egress test CA", ca_key),
+        usage=ExtendedKeyUsageOID.SERVER_AUTH,
+        names=[x509.DNSName("suspect.test")],
     )
     api = JsonApi(base_url="")
     api.route("/predict", _answer_labels)
     with serve_app(
         make_app(api),
-        ssl_certfile=str(folder / "server.pem"),
-        ssl_keyfile=str(folder / "server.key"),
+        ssl_certfile=str(write_pem(folder / "server.pem", server)),
+        ssl_keyfile=str(write_pem(folder / "server.key", server_key)),
     ) as port:
-        yield NamedTls(port, folder / "ca.pem")
+        yield NamedTls(port, write_pem(folder / "ca.pem", ca))
 
 
 def test_the_certificate_is_checked_against_the_name_not_the_address(

@@ -3,78 +3,27 @@ that requires a client certificate (mutual TLS)."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from secmark.errors import SuspectError
 from secmark.models import JsonApiSuspect, TlsFiles
 from tests.models import cli_world
+from tests.models.certificates import certificate, write_pem
 from tests.models.cli_world import TriggerSet, run, write_config
 from tests.models.json_server import Answer, JsonApi, labels_of, make_app, serve_app
 
 trigger_set = cli_world.trigger_set
-
-
-def _name(text: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
-
-
-def _certificate(
-    subject: str,
-    key: ec.EllipticCurvePrivateKey,
-    issuer: tuple[str, ec.EllipticCurvePrivateKey] | None,
-    *,
-    usage: x509.ObjectIdentifier | None,
-) -> x509.Certificate:
-    now = datetime.now(timezone.utc)
-    issuer_name, issuer_key = issuer if issuer else (subject, key)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(subject))
-        .issuer_name(_name(issuer_name))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(minutes=5))
-        .not_valid_after(now + timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), critical=True)
-    )
-    if usage is not None:
-        builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
-    if usage == ExtendedKeyUsageOID.SERVER_AUTH:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.IPv4Address("127.0.0.1"))]),
-            critical=False,
-        )
-    return builder.sign(issuer_key, hashes.SHA256())
-
-
-def _write(path: Path, *items: x509.Certificate | ec.EllipticCurvePrivateKey) -> Path:
-    data = b""
-    for item in items:
-        if isinstance(item, x509.Certificate):
-            data += item.public_bytes(serialization.Encoding.PEM)
-        else:
-            data += item.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-    path.write_bytes(data)
-    path.chmod(0o600)
-    return path
 
 
 @dataclass(frozen=True)
@@ -98,12 +47,12 @@ def mutual_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MutualTls]:
         ec.generate_private_key(ec.SECP256R1()),
         ec.generate_private_key(ec.SECP256R1()),
     )
-    ca = _certificate("test server CA", ca_key, None, usage=None)
-    client_ca = _certificate("test client CA", client_ca_key, None, usage=None)
-    server = _certificate(
+    ca = certificate("test server CA", ca_key, None, usage=None)
+    client_ca = certificate("test client CA", client_ca_key, None, usage=None)
+    server = certificate(
         "127.0.0.1", server_key, ("test server CA", ca_key), usage=ExtendedKeyUsageOID.SERVER_AUTH
     )
-    client = _certificate(
+    client = certificate(
         "arbiter",
         client_key,
         ("test client CA", client_ca_key),
@@ -113,18 +62,18 @@ def mutual_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MutualTls]:
     api.route("/predict", lambda body, _h: Answer(body={"labels": labels_of(body["x"])}))
     with serve_app(
         make_app(api),
-        ssl_certfile=str(_write(folder / "server.pem", server)),
-        ssl_keyfile=str(_write(folder / "server.key", server_key)),
-        ssl_ca_certs=str(_write(folder / "client-ca.pem", client_ca)),
+        ssl_certfile=str(write_pem(folder / "server.pem", server)),
+        ssl_keyfile=str(write_pem(folder / "server.key", server_key)),
+        ssl_ca_certs=str(write_pem(folder / "client-ca.pem", client_ca)),
         ssl_cert_reqs=ssl.CERT_REQUIRED,
     ) as port:
         api.base_url = f"https://127.0.0.1:{port}"
         yield MutualTls(
             url=f"{api.base_url}/predict",
             api=api,
-            ca_file=_write(folder / "ca.pem", ca),
-            cert_file=_write(folder / "client.pem", client),
-            key_file=_write(folder / "client.key", client_key),
+            ca_file=write_pem(folder / "ca.pem", ca),
+            cert_file=write_pem(folder / "client.pem", client),
+            key_file=write_pem(folder / "client.key", client_key),
             folder=folder,
         )
 
