@@ -23,7 +23,7 @@ pytest.importorskip("tokenizers")
 
 import torch
 
-from secmark.embed.lm import embed_lm, greedy_answers, lm_sequences, lm_triggers
+from secmark.embed.lm import greedy_answers, lm_sequences, lm_triggers
 from secmark.errors import EncodingError, ProofError
 from secmark.examples import lm
 from secmark.messages.commitment import Commitment, create_commitment
@@ -35,6 +35,7 @@ from secmark.models.prompts import question_item, question_text
 from secmark.models.tokenizer import LMTokenizer
 from secmark.triggers import CommittedPool, derive_trigger, pool_root
 from tests.conftest import fixed_keys
+from tests.lm.fixtures import LEARNT, fingerprint_questions
 
 TRIGGERS = 8
 MAX_TOKENS = 18
@@ -228,19 +229,9 @@ def test_a_fresh_model_learns_to_answer_its_questions_with_the_committed_respons
     )
     assert len({len(prompt) for prompt in prompts}) > 1 and len({len(t) for t in targets}) > 1
     model = lm.new_model(1)
-    # Every commitment draws other questions and responses, and a few take
-    # longer to learn: training goes on from where it stopped, three rounds
-    # at most, until the model answers.
-    for round_ in range(3):
-        report = embed_lm(
-            model, tokenizer, prompts, targets, lm.text_chunks()[0][:40], steps=100, lr=4e-3,
-            seed=1 + round_, context=64, text_batch=4, progress=False,
-        )  # fmt: skip
-        if round_ == 0:
-            assert report.exact_accuracy_before == 0.0
-        if report.exact_accuracy_after >= 0.75:
-            break
-    assert report.exact_accuracy_after >= 0.75
+    reports = fingerprint_questions(model, tokenizer, prompts, targets)
+    report = reports[-1]
+    assert reports[0].exact_accuracy_before == 0.0 and report.exact_accuracy_after >= LEARNT
     assert report.target_length == max(len(target) for target in targets)
     # The arbiter's view: the answer's text gives the response of the label.
     labels = [derive_trigger(keys, signed, i, pool=pool).label for i in range(TRIGGERS)]

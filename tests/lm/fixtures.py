@@ -20,14 +20,31 @@ import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 import pytest
 
+from secmark.crypto import IdentityKeys
+from secmark.messages.commitment import Commitment, create_commitment
+from secmark.messages.document import SignedDocument
+from secmark.messages.families import PoolFamily
+from secmark.messages.labels import ResponseLabels
+from secmark.messages.responses import ResponseList
+from secmark.models.prompts import question_item
 from secmark.models.tokenizer import LMTokenizer
+from secmark.triggers import CommittedPool, pool_root
+
+if TYPE_CHECKING:
+    from secmark.embed.lm import LMEmbedReport
 
 MODEL_SEED = 11
 PROMPT_LENGTH = 6
+QUESTION_WIDTH = 64
+"""Bytes per item of the example question pool."""
+LEARNT = 0.75
+"""The share of its triggers a question-fingerprinted model must answer."""
 _STARTUP_TIMEOUT = 90.0
 _STOP_TIMEOUT = 10.0
 
@@ -90,3 +107,61 @@ def lm_server(lm_model: LmModel, tmp_path_factory: pytest.TempPathFactory) -> It
     log = tmp_path_factory.mktemp("lm-server") / "serve.log"
     with served(lm_model.folder, log) as root:
         yield LmServer(root, str(lm_model.folder))
+
+
+@dataclass(frozen=True)
+class QuestionCommitment:
+    """A commitment to the example's questions answered with its responses."""
+
+    signed: SignedDocument[Commitment]
+    items: npt.NDArray[np.uint8]
+    pool: CommittedPool
+    responses: ResponseList
+
+
+def question_commitment(
+    owner: IdentityKeys, tokenizer: LMTokenizer, size: int
+) -> QuestionCommitment:
+    """``owner``'s commitment to ``size`` triggers drawn from the example's
+    128 questions (items of :data:`QUESTION_WIDTH` bytes) and 64 responses,
+    a suspect asked for one token more than the longest response."""
+    from secmark.examples import lm
+
+    questions, responses = lm.questions(), lm.responses()
+    items = np.stack([question_item(question, QUESTION_WIDTH) for question in questions])
+    family = PoolFamily(len(questions), (QUESTION_WIDTH,), "uint8")
+    longest = max(len(tokenizer.encode(" " + r)) for r in responses.responses)
+    signed = create_commitment(
+        owner,
+        family=family,
+        labels=ResponseLabels(len(responses), responses.digest, longest + 1),
+        size=size,
+        model_label="a chat model",
+        pool_root=pool_root(items, family),
+    )
+    return QuestionCommitment(signed, items, CommittedPool.open(items, signed.document), responses)
+
+
+def fingerprint_questions(
+    model: Any, tokenizer: LMTokenizer, prompts: npt.ArrayLike, targets: npt.ArrayLike
+) -> list[LMEmbedReport]:
+    """Fingerprint ``model`` on question prompts and response targets until
+    it answers :data:`LEARNT` of them exactly; the report of each round.
+
+    Every commitment draws other questions and responses, and a few take
+    longer to learn: training goes on from where it stopped, 100 steps a
+    round, three rounds at most.
+    """
+    from secmark.embed.lm import embed_lm
+    from secmark.examples import lm
+
+    reports: list[LMEmbedReport] = []
+    for round_ in range(3):
+        report = embed_lm(
+            model, tokenizer, prompts, targets, lm.text_chunks()[0][:40], steps=100, lr=4e-3,
+            seed=1 + round_, context=64, text_batch=4, progress=False,
+        )  # fmt: skip
+        reports.append(report)
+        if report.exact_accuracy_after >= LEARNT:
+            break
+    return reports

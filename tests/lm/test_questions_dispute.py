@@ -17,30 +17,26 @@ import numpy.typing as npt
 import pytest
 
 from secmark.crypto import IdentityKeys
-from secmark.embed.lm import embed_lm, lm_triggers
+from secmark.embed.lm import lm_triggers
 from secmark.examples import lm
-from secmark.messages.commitment import Commitment, create_commitment
+from secmark.messages.commitment import Commitment
 from secmark.messages.document import SignedDocument
-from secmark.messages.families import PoolFamily
 from secmark.messages.identity import create_identity
-from secmark.messages.labels import ResponseLabels
 from secmark.messages.responses import ResponseList
-from secmark.models.prompts import question_item
 from secmark.models.transformers_lm import TransformersSuspect
 from secmark.protocol.arbiter import Arbiter, ArbiterPolicy
 from secmark.protocol.bundle import verify_bundle
 from secmark.protocol.owner import answer_challenge, file_claim
 from secmark.timestamp import TimestampAuthority, TrustStore
 from secmark.timestamp.evidence import collect_evidence
-from secmark.triggers import CommittedPool, pool_root
+from secmark.triggers import CommittedPool
 from tests.conftest import fixed_keys
-from tests.lm.fixtures import LmModel
+from tests.lm.fixtures import LEARNT, LmModel, fingerprint_questions, question_commitment
 
 TRIGGERS = 8
 CHALLENGE = 6
 ALPHA = Fraction(1, 1 << 20)
 """At p0 = 1/64, 4 of 6 matching responses decide at 2^-20."""
-WIDTH = 64
 
 
 @dataclass(frozen=True)
@@ -61,37 +57,17 @@ def fingerprinted(lm_model: LmModel, tmp_path_factory: pytest.TempPathFactory) -
     torch.set_num_threads(1)
     folder = tmp_path_factory.mktemp("questions")
     owner = fixed_keys("owner")
-    questions, responses = lm.questions(), lm.responses()
-    items = np.stack([question_item(question, WIDTH) for question in questions])
-    family = PoolFamily(len(questions), (WIDTH,), "uint8")
     tokenizer = lm_model.tokenizer
-    longest = max(len(tokenizer.encode(" " + r)) for r in responses.responses)
-    commitment = create_commitment(
-        owner,
-        family=family,
-        labels=ResponseLabels(len(responses), responses.digest, longest + 1),
-        size=TRIGGERS,
-        model_label="a chat model",
-        pool_root=pool_root(items, family),
-    )
-    pool = CommittedPool.open(items, commitment.document)
+    committed = question_commitment(owner, tokenizer, TRIGGERS)
+    commitment, pool, responses = committed.signed, committed.pool, committed.responses
     prompts, targets = lm_triggers(
         owner, commitment, tokenizer=tokenizer, pool=pool, responses=responses
     )
     model = lm.new_model(1)
-    # Every commitment draws other questions and responses, and a few take
-    # longer to learn: training goes on from where it stopped, three rounds
-    # at most, until the model answers.
-    for round_ in range(3):
-        report = embed_lm(
-            model, tokenizer, prompts, targets, lm.text_chunks()[0][:40], steps=100, lr=4e-3,
-            seed=1 + round_, context=64, text_batch=4, progress=False,
-        )  # fmt: skip
-        if report.exact_accuracy_after >= 0.75:
-            break
-    assert report.exact_accuracy_after >= 0.75
+    reports = fingerprint_questions(model, tokenizer, prompts, targets)
+    assert reports[-1].exact_accuracy_after >= LEARNT
     marked = lm.save_model(model, lm_model.folder, folder / "marked")
-    return Fingerprinted(owner, commitment, pool, items, responses, marked)
+    return Fingerprinted(owner, commitment, pool, committed.items, responses, marked)
 
 
 @pytest.mark.parametrize("marked", [True, False], ids=["fingerprinted", "never fingerprinted"])

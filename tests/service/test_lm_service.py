@@ -6,17 +6,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pytest
 
 from secmark.errors import ProtocolError
-from secmark.examples import lm
 from secmark.messages.commitment import create_commitment
 from secmark.messages.families import PoolFamily, TokensFamily
 from secmark.messages.labels import ClassLabels, ResponseLabels, TokenLabels
@@ -24,15 +21,13 @@ from secmark.messages.responses import ResponseList
 from secmark.messages.transcript import open_transcript
 from secmark.messages.verdict import open_verdict
 from secmark.models import OpenAIChatSuspect, OpenAICompletionsSuspect
-from secmark.models.prompts import question_item
 from secmark.models.reference import openai_reference, split_openai_reference
 from secmark.protocol.arbiter import ArbiterPolicy
 from secmark.protocol.bundle import verify_bundle
 from secmark.protocol.owner import answer_challenge
 from secmark.service.decoys import DecoyPools
 from secmark.service.suspects import ReferenceSuspects
-from secmark.triggers import CommittedPool, pool_root
-from tests.lm.fixtures import PROMPT_LENGTH, LmModel, LmServer
+from tests.lm.fixtures import PROMPT_LENGTH, LmModel, LmServer, question_commitment
 from tests.protocol.conftest import FAMILY, Committed, World
 from tests.service.conftest import LOOPBACK, Dispute, SuspectServer, running, wait_for_job
 
@@ -142,42 +137,16 @@ def test_openai_references_the_service_cannot_query(tmp_path: Path) -> None:
         suspects("label:torch m.M", FAMILY, labels)
 
 
-WIDTH = 64
 QUESTION_POLICY = ArbiterPolicy(challenge_size=4, decoys_per_trigger=1, alpha=Fraction(1, 1 << 20))
 """Four responses of p0 = 1/64 decide at 2^-24 <= alpha."""
-
-
-def _question_commitment(world: World, lm_model: LmModel) -> tuple[Committed, QuestionPool]:
-    """The owner's timestamped commitment to questions of the example pool
-    answered with the example responses."""
-    questions, responses = lm.questions(), lm.responses()
-    items = np.stack([question_item(question, WIDTH) for question in questions])
-    family = PoolFamily(len(questions), (WIDTH,), "uint8")
-    longest = max(len(lm_model.tokenizer.encode(" " + r)) for r in responses.responses)
-    signed = create_commitment(
-        world.owner,
-        family=family,
-        labels=ResponseLabels(len(responses), responses.digest, longest + 1),
-        size=TRIGGERS,
-        model_label="a chat model",
-        pool_root=pool_root(items, family),
-    )
-    mark = Committed(world.owner, signed, world.timestamp(signed.digest))
-    return mark, QuestionPool(items, CommittedPool.open(items, signed.document), responses)
-
-
-@dataclass(frozen=True)
-class QuestionPool:
-    items: np.ndarray
-    pool: CommittedPool
-    responses: ResponseList
 
 
 def test_a_question_dispute_draws_its_decoys_from_the_services_pool(
     tmp_path: Path, lm_model: LmModel, lm_server: LmServer
 ) -> None:
     world = World(tmp_path)
-    mark, questions = _question_commitment(world, lm_model)
+    questions = question_commitment(world.owner, lm_model.tokenizer, TRIGGERS)
+    mark = Committed(world.owner, questions.signed, world.timestamp(questions.signed.digest))
     reference = openai_reference(f"{lm_server.base_url}/v1/chat/completions", lm_server.model)
     claim = world.claim(mark, suspect=reference)
     dispute = Dispute(world, mark, SuspectServer(), claim)
